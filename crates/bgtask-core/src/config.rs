@@ -1,0 +1,96 @@
+//! Store-wide settings and the requests the `Service` accepts.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Default hard timeout of a task.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+/// Default cap on a task's output on disk.
+pub const DEFAULT_MAX_OUTPUT: u64 = 100 << 20;
+/// Default limit on concurrently live tasks in one store.
+pub const DEFAULT_MAX_RUNNING: u32 = 64;
+/// Default session name.
+pub const DEFAULT_SESSION: &str = "default";
+
+/// Where the store lives, who is asking, and the store-wide limits.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub home: PathBuf,
+    pub session: String,
+    /// Live tasks allowed at once across every process using this store.
+    pub max_running: u32,
+    /// The bgtask binary, re-executed as each task's monitor.
+    pub monitor_exe: PathBuf,
+}
+
+impl Config {
+    /// The default home: the XDG state directory's `bgtask` folder
+    /// (`~/.local/state/bgtask`).
+    pub fn default_home() -> Result<PathBuf> {
+        use etcetera::BaseStrategy;
+        let strategy = etcetera::choose_base_strategy().map_err(|e| {
+            Error::InvalidArgument(format!("cannot find the home directory ({e}); pass --home"))
+        })?;
+        let state = strategy
+            .state_dir()
+            .unwrap_or_else(|| strategy.data_dir());
+        Ok(state.join("bgtask"))
+    }
+}
+
+/// A request to start a task.
+#[derive(Clone, Debug)]
+pub struct SpawnRequest {
+    /// One shell command line, run with `bash -c`.
+    pub command: String,
+    /// Working directory; the caller's current directory when `None`.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables. Their values are never stored.
+    pub env: Vec<(String, String)>,
+    /// Hard timeout; `None` means no limit.
+    pub timeout_ms: Option<u64>,
+    /// Ends the task when it prints nothing for this long.
+    pub idle_timeout_ms: Option<u64>,
+    /// Cap on the task's output on disk (split between stdout and stderr).
+    pub max_output: u64,
+    /// Whether the task's end produces a completion.
+    pub notify: bool,
+}
+
+impl Default for SpawnRequest {
+    fn default() -> Self {
+        SpawnRequest {
+            command: String::new(),
+            cwd: None,
+            env: Vec::new(),
+            timeout_ms: Some(DEFAULT_TIMEOUT_MS),
+            idle_timeout_ms: None,
+            max_output: DEFAULT_MAX_OUTPUT,
+            notify: true,
+        }
+    }
+}
+
+/// Which of a task's output streams to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamChoice {
+    Stdout,
+    Stderr,
+    #[default]
+    All,
+}
+
+impl std::str::FromStr for StreamChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "stdout" => Ok(StreamChoice::Stdout),
+            "stderr" => Ok(StreamChoice::Stderr),
+            "all" | "both" => Ok(StreamChoice::All),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown stream {s:?} (expected stdout, stderr or all)"
+            ))),
+        }
+    }
+}

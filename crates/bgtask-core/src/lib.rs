@@ -1,0 +1,27 @@
+//! bgtask-core: durable background shell tasks.
+//!
+//! A task is a shell command started in the background under its own small
+//! monitor process, recorded in an SQLite store, with its output in capped
+//! files and its end delivered as a completion to its session. Everything
+//! goes through [`Service`]; see ARCHITECTURE.md for the data flow.
+
+mod config;
+mod error;
+pub mod monitor;
+pub mod output;
+mod process;
+mod reconcile;
+mod service;
+mod store;
+mod task;
+pub mod units;
+mod wait;
+
+pub use config::{
+    Config, SpawnRequest, StreamChoice, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING, DEFAULT_SESSION,
+    DEFAULT_TIMEOUT_MS,
+};
+pub use error::{Error, Result};
+pub use service::{GcReport, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS};
+pub use task::{signal_name, Completion, Status, Task, TaskId};
+pub use wait::WaitOutcome;

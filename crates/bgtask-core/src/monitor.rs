@@ -1,0 +1,441 @@
+//! The monitor: one small process per task (our binary re-executed in a
+//! hidden mode). It starts the shell, copies its output into capped files,
+//! enforces the hard and idle timeouts, carries out kill requests, reaps the
+//! whole tree as child subreaper, records the end and exits.
+//!
+//! It waits on file descriptors only (output pipes, the shell's pidfd, a
+//! signal pipe), so an idle task costs no CPU. It runs in its own session, so
+//! it outlives whatever started it.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::output::{combined_tail, CappedWriter};
+use crate::process::{self, Cgroup, ExitStatus, ProcessIdentity, ShellCommand, SIGKILL, SIGTERM, SIGUSR1};
+use crate::store::{CacheSize, FinishRecord, Store};
+use crate::task::{Outcome, Status, TaskId};
+
+/// Hidden first argument that runs the binary as a monitor.
+pub const MONITOR_ARG: &str = "__monitor";
+/// Grace used for timeouts and for a SIGTERM sent to the monitor itself.
+pub const DEFAULT_GRACE_MS: u64 = 2_000;
+/// Preview stored with each completion.
+pub const PREVIEW_BYTES: u64 = 1024;
+
+/// Runs the monitor for `id` until the task ends. The start handshake goes
+/// to stdout (`ok` or `error: …`); returns the process exit code.
+pub fn run(home: &Path, id: &TaskId) -> i32 {
+    let mut store = match Store::open(home, CacheSize::Small) {
+        Ok(store) => store,
+        Err(e) => return handshake_failed(&e.to_string()),
+    };
+    match start(&mut store, id) {
+        Ok(Some(running)) => {
+            let _ = writeln!(std::io::stdout(), "ok");
+            let _ = std::io::stdout().flush();
+            let _ = process::close_handshake();
+            store.touch_events();
+            supervise(&mut store, running);
+            0
+        }
+        Ok(None) => handshake_failed("the task was abandoned before it started"),
+        Err(e) => {
+            let _ = store.delete_unstarted(id);
+            store.touch_events();
+            handshake_failed(&e.to_string())
+        }
+    }
+}
+
+fn handshake_failed(message: &str) -> i32 {
+    let _ = writeln!(std::io::stdout(), "error: {message}");
+    1
+}
+
+/// A started task under supervision.
+struct Running {
+    id: TaskId,
+    child: Child,
+    pgid: u32,
+    cgroup: Option<Cgroup>,
+    streams: [Stream; 2],
+    signals: UnixStream,
+    terminated: Arc<AtomicBool>,
+    started: Instant,
+    timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    kill_requested: bool,
+}
+
+/// One output pipe and the file it is copied into.
+struct Stream {
+    /// `None` once the pipe reached end of file.
+    pipe: Option<OwnedFd>,
+    writer: CappedWriter,
+}
+
+/// What one read from a pipe did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pumped {
+    Nothing,
+    Output,
+    /// Output arrived and the cap dropped older output.
+    Compacted,
+}
+
+/// Why the monitor is ending the task, and how far it got.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Request,
+    Timeout(u64),
+    Idle(u64),
+}
+
+struct Stopping {
+    why: Stop,
+    kill_at: Instant,
+    last_signal: i32,
+    killed: bool,
+}
+
+fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
+    let me = ProcessIdentity::current().map_err(|e| Error::io("cannot read", "/proc/self/stat", e))?;
+    if !store.claim(id, &me)? {
+        return Ok(None);
+    }
+    // Registered before anyone can learn our pid from the store (mark_running).
+    let (signals, signal_writer) =
+        UnixStream::pair().map_err(|e| Error::SpawnFailed(format!("signal pipe: {e}")))?;
+    signals.set_nonblocking(true).ok();
+    let terminated = Arc::new(AtomicBool::new(false));
+    for sig in [SIGUSR1, SIGTERM] {
+        let writer = signal_writer
+            .try_clone()
+            .map_err(|e| Error::SpawnFailed(format!("signal pipe: {e}")))?;
+        signal_hook::low_level::pipe::register(sig, writer)
+            .map_err(|e| Error::SpawnFailed(format!("signal handler: {e}")))?;
+    }
+    signal_hook::flag::register(SIGTERM, Arc::clone(&terminated))
+        .map_err(|e| Error::SpawnFailed(format!("signal handler: {e}")))?;
+
+    let task = store.get(id)?;
+    process::become_subreaper().map_err(|e| Error::SpawnFailed(format!("subreaper: {e}")))?;
+    let cgroup = Cgroup::create(id.as_str());
+    let (out_file, err_file) = store.create_output_files(id)?;
+    let (out_r, out_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
+    let (err_r, err_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
+    let shell = shell_path();
+    let spawned = process::spawn_shell(ShellCommand {
+        shell: Path::new(shell),
+        command: &task.command,
+        cwd: &task.cwd,
+        stdout: out_w,
+        stderr: err_w,
+        cgroup: cgroup.as_ref(),
+    });
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            let _ = store.remove_output_files(id);
+            return Err(Error::SpawnFailed(format!("{shell}: {e}")));
+        }
+    };
+    let started = Instant::now();
+    let leader = ProcessIdentity::of_child(child.id())
+        .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))?;
+    let status = store.mark_running(id, &leader, cgroup.as_ref().map(Cgroup::path), now_ms())?;
+    let kill_requested = status == Some(Status::Killing);
+    Ok(Some(Running {
+        id: id.clone(),
+        pgid: child.id(),
+        child,
+        cgroup,
+        streams: [
+            Stream {
+                pipe: Some(out_r),
+                writer: CappedWriter::new(out_file, task.max_output_bytes / 2),
+            },
+            Stream {
+                pipe: Some(err_r),
+                writer: CappedWriter::new(err_file, task.max_output_bytes / 2),
+            },
+        ],
+        signals,
+        terminated,
+        started,
+        timeout: task.timeout_ms.map(Duration::from_millis),
+        idle_timeout: task.idle_timeout_ms.map(Duration::from_millis),
+        kill_requested,
+    }))
+}
+
+/// Bash when there is one (scripts use its syntax), else POSIX sh.
+fn shell_path() -> &'static str {
+    ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/bin/sh")
+}
+
+fn supervise(store: &mut Store, mut task: Running) {
+    let pidfd = match process::child_handle(&task.child) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("bgtask monitor {}: pidfd_open failed: {e}", task.id);
+            return finish_lost(store, task, "the monitor could not watch the process");
+        }
+    };
+    let mut stopping: Option<Stopping> = None;
+    let mut last_output = Instant::now();
+    let mut buf = vec![0u8; 64 << 10];
+    if task.kill_requested {
+        stopping = Some(begin_stop(store, &task, Stop::Request));
+    }
+    loop {
+        let now = Instant::now();
+        let deadline = next_deadline(&task, stopping.as_ref(), last_output);
+        if let Some(deadline) = deadline.filter(|d| *d <= now) {
+            let _ = deadline;
+            match &mut stopping {
+                Some(s) if !s.killed => {
+                    signal_tree(&task, SIGKILL);
+                    s.killed = true;
+                    s.last_signal = SIGKILL;
+                }
+                Some(_) => {}
+                None => {
+                    let why = match task.timeout {
+                        Some(t) if now >= task.started + t => Stop::Timeout(t.as_millis() as u64),
+                        _ => Stop::Idle(task.idle_timeout.map_or(0, |t| t.as_millis() as u64)),
+                    };
+                    stopping = Some(begin_stop(store, &task, why));
+                }
+            }
+            continue;
+        }
+        let timeout = deadline.map(|d| d.saturating_duration_since(now));
+        let mut fds = vec![pidfd.as_fd(), task.signals.as_fd()];
+        fds.extend(task.streams.iter().filter_map(|s| s.pipe.as_ref().map(|p| p.as_fd())));
+        let ready = match process::wait_readable(&fds, timeout) {
+            Ok(ready) => ready,
+            Err(e) => {
+                eprintln!("bgtask monitor {}: poll failed: {e}", task.id);
+                break;
+            }
+        };
+        drop(fds);
+        let mut idx = 2;
+        let mut compacted = false;
+        for stream in &mut task.streams {
+            if stream.pipe.is_some() {
+                match ready[idx].then(|| pump(&task.id, stream, &mut buf)) {
+                    Some(Pumped::Output) => last_output = Instant::now(),
+                    Some(Pumped::Compacted) => {
+                        last_output = Instant::now();
+                        compacted = true;
+                    }
+                    _ => {}
+                }
+                idx += 1;
+            }
+        }
+        if compacted {
+            let _ = store.set_dropped_bytes(&task.id, dropped_bytes(&task));
+        }
+        if ready[1] {
+            drain_signals(&task.signals);
+            if stopping.is_none() && kill_was_requested(store, &task) {
+                stopping = Some(begin_stop(store, &task, Stop::Request));
+            }
+        }
+        if ready[0] {
+            break;
+        }
+    }
+    let status = process::try_reap(&mut task.child).ok().flatten();
+    end(store, task, status, stopping);
+}
+
+fn next_deadline(task: &Running, stopping: Option<&Stopping>, last_output: Instant) -> Option<Instant> {
+    if let Some(s) = stopping {
+        return (!s.killed).then_some(s.kill_at);
+    }
+    let hard = task.timeout.map(|t| task.started + t);
+    let idle = task.idle_timeout.map(|t| last_output + t);
+    [hard, idle].into_iter().flatten().min()
+}
+
+/// Copies what is available on one pipe into its file. At end of file the
+/// pipe is closed.
+fn pump(id: &TaskId, stream: &mut Stream, buf: &mut [u8]) -> Pumped {
+    let Some(pipe) = &stream.pipe else {
+        return Pumped::Nothing;
+    };
+    match process::read_fd(pipe.as_fd(), buf) {
+        Ok(0) => {
+            stream.pipe = None;
+            Pumped::Nothing
+        }
+        Ok(n) => match stream.writer.write(&buf[..n]) {
+            Ok(true) => Pumped::Compacted,
+            Ok(false) => Pumped::Output,
+            // Disk full or similar: keep draining the pipe so the task is
+            // not blocked on a full pipe.
+            Err(e) => {
+                eprintln!("bgtask monitor {id}: cannot write output: {e}");
+                Pumped::Output
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Pumped::Nothing,
+        Err(_) => {
+            stream.pipe = None;
+            Pumped::Nothing
+        }
+    }
+}
+
+fn dropped_bytes(task: &Running) -> u64 {
+    task.streams.iter().map(|s| s.writer.dropped()).sum()
+}
+
+fn drain_signals(signals: &UnixStream) {
+    let mut buf = [0u8; 64];
+    while matches!((&*signals).read_some(&mut buf), Some(n) if n > 0) {}
+}
+
+trait ReadSome {
+    fn read_some(self, buf: &mut [u8]) -> Option<usize>;
+}
+
+impl ReadSome for &UnixStream {
+    fn read_some(mut self, buf: &mut [u8]) -> Option<usize> {
+        std::io::Read::read(&mut self, buf).ok()
+    }
+}
+
+fn kill_was_requested(store: &Store, task: &Running) -> bool {
+    if task.terminated.swap(false, Ordering::SeqCst) {
+        // SIGTERM to the monitor itself: treat it as a kill request.
+        let _ = store.request_kill(&task.id, DEFAULT_GRACE_MS);
+        return true;
+    }
+    matches!(store.live(&task.id), Ok(Some(live)) if live.status == Status::Killing)
+}
+
+fn begin_stop(store: &Store, task: &Running, why: Stop) -> Stopping {
+    let grace = match why {
+        Stop::Request => store
+            .live(&task.id)
+            .ok()
+            .flatten()
+            .and_then(|l| l.kill_grace_ms)
+            .unwrap_or(DEFAULT_GRACE_MS),
+        Stop::Timeout(_) | Stop::Idle(_) => DEFAULT_GRACE_MS,
+    };
+    let killed = grace == 0;
+    signal_tree(task, if killed { SIGKILL } else { SIGTERM });
+    Stopping {
+        why,
+        kill_at: Instant::now() + Duration::from_millis(grace),
+        last_signal: if killed { SIGKILL } else { SIGTERM },
+        killed,
+    }
+}
+
+/// Signals the task's whole tree: its process group, its cgroup (SIGKILL
+/// only), and every descendant that was reparented to us.
+fn signal_tree(task: &Running, sig: i32) {
+    let _ = process::signal_group(task.pgid, sig);
+    if sig == SIGKILL {
+        if let Some(cg) = &task.cgroup {
+            let _ = cg.kill();
+        }
+    }
+    let _ = process::signal_own_children(sig);
+}
+
+fn end(store: &mut Store, mut task: Running, status: Option<ExitStatus>, stopping: Option<Stopping>) {
+    // Anything the shell left behind belongs to the task: end it and reap
+    // it, so nothing lingers unmanaged.
+    loop {
+        signal_tree(&task, SIGKILL);
+        if !process::reap_one() {
+            break;
+        }
+    }
+    if let Some(cg) = &task.cgroup {
+        let _ = cg.remove();
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    for stream in &mut task.streams {
+        if let Some(pipe) = &stream.pipe {
+            let _ = process::set_nonblocking(pipe.as_fd());
+        }
+        while pump(&task.id, stream, &mut buf) != Pumped::Nothing {}
+    }
+    let outcome = outcome(status, stopping.as_ref());
+    finish(store, &task, outcome);
+}
+
+/// Decides how the task ended. A signal we sent only counts if it was sent
+/// before the exit was observed: a natural exit racing a kill keeps its code.
+fn outcome(status: Option<ExitStatus>, stopping: Option<&Stopping>) -> Outcome {
+    match (status, stopping) {
+        (None, _) => Outcome::Lost("the task's exit status could not be read".into()),
+        (Some(status), Some(s)) => match s.why {
+            Stop::Request => Outcome::Killed(match status {
+                ExitStatus::Signal(sig) => sig,
+                ExitStatus::Code(_) => s.last_signal,
+            }),
+            Stop::Timeout(after_ms) => Outcome::TimedOut { after_ms },
+            Stop::Idle(after_ms) => Outcome::IdleTimedOut { after_ms },
+        },
+        (Some(ExitStatus::Code(code)), None) => Outcome::Exited(code),
+        (Some(ExitStatus::Signal(sig)), None) => Outcome::Signaled(sig),
+    }
+}
+
+fn finish_lost(store: &mut Store, mut task: Running, reason: &str) {
+    signal_tree(&task, SIGKILL);
+    let _ = task.child.wait();
+    finish(store, &task, Outcome::Lost(reason.to_owned()));
+}
+
+fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
+    let tail = combined_tail(
+        &store.stdout_path(&task.id),
+        &store.stderr_path(&task.id),
+        PREVIEW_BYTES,
+    )
+    .unwrap_or_default();
+    let dropped = dropped_bytes(task);
+    let record = FinishRecord {
+        end: outcome.into_end(),
+        finished_at: now_ms(),
+        preview: tail.text,
+        output_truncated: tail.truncated || dropped > 0,
+        dropped_bytes: dropped,
+    };
+    if let Err(e) = store.finish(&task.id, &record) {
+        eprintln!("bgtask monitor {}: cannot record the end: {e}", task.id);
+    }
+    store.touch_events();
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,436 @@
+//! Linux implementations of the process functions.
+//!
+//! Invariant: no stored pid is ever signalled without first checking, through
+//! a pidfd opened before the check, that it is still the same process (same
+//! start time since boot, same boot).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::process::{Pid, PidfdFlags, Signal};
+
+use super::Cgroup;
+
+pub const SIGTERM: i32 = 15;
+pub const SIGKILL: i32 = 9;
+pub const SIGUSR1: i32 = 10;
+
+/// Fills `buf` from the kernel's random source.
+pub fn fill_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            // getrandom cannot fail on Linux ≥ 3.17 once the pool is ready;
+            // fall back to a time-and-pid mix rather than panicking.
+            Err(_) => {
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0)
+                    ^ ((std::process::id() as u64) << 32);
+                for (i, b) in buf[filled..].iter_mut().enumerate() {
+                    *b = (seed.rotate_left(i as u32 * 8) & 0xff) as u8;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A process as identified across time: pid plus start time (clock ticks
+/// since boot) plus the boot it belongs to. A recycled pid has another start
+/// time; a pid from an earlier boot has another boot id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub boot_id: String,
+}
+
+impl ProcessIdentity {
+    /// The identity of the calling process.
+    pub fn current() -> io::Result<Self> {
+        Self::of(std::process::id())?.ok_or_else(|| io::Error::other("own /proc entry missing"))
+    }
+
+    /// The identity of a live (non-zombie) process, or `None` if it is gone.
+    pub fn of(pid: u32) -> io::Result<Option<Self>> {
+        let Some(stat) = read_stat(pid)? else {
+            return Ok(None);
+        };
+        if stat.is_dead() {
+            return Ok(None);
+        }
+        Ok(Some(ProcessIdentity {
+            pid,
+            start_ticks: stat.start_ticks,
+            boot_id: boot_id().to_owned(),
+        }))
+    }
+
+    /// The identity of one of our own children, even if it already exited
+    /// (it stays a zombie until we reap it, so its entry is still there).
+    pub fn of_child(pid: u32) -> io::Result<Self> {
+        let stat = read_stat(pid)?.ok_or_else(|| io::Error::other("child vanished before reaping"))?;
+        Ok(ProcessIdentity {
+            pid,
+            start_ticks: stat.start_ticks,
+            boot_id: boot_id().to_owned(),
+        })
+    }
+
+    /// Whether this exact process still runs (zombies count as ended).
+    pub fn is_alive(&self) -> bool {
+        self.boot_id == boot_id()
+            && matches!(read_stat(self.pid), Ok(Some(s)) if s.start_ticks == self.start_ticks && !s.is_dead())
+    }
+
+    /// A pidfd for this process if it is still the same process. The pidfd
+    /// is opened first and the identity checked after, so the fd cannot
+    /// refer to a recycled pid.
+    pub fn open(&self) -> Option<ProcessHandle> {
+        let pid = Pid::from_raw(i32::try_from(self.pid).ok()?)?;
+        let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()?;
+        self.is_alive().then_some(ProcessHandle { fd })
+    }
+}
+
+/// An open pidfd of a verified process: it can be signalled and awaited
+/// without any risk of hitting another process.
+#[derive(Debug)]
+pub struct ProcessHandle {
+    fd: OwnedFd,
+}
+
+impl ProcessHandle {
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::other("unknown signal"))?;
+        rustix::process::pidfd_send_signal(&self.fd, sig).map_err(io::Error::from)
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+struct Stat {
+    state: u8,
+    start_ticks: u64,
+}
+
+impl Stat {
+    fn is_dead(&self) -> bool {
+        matches!(self.state, b'Z' | b'X' | b'x')
+    }
+}
+
+fn read_stat(pid: u32) -> io::Result<Option<Stat>> {
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(3) => return Ok(None), // ESRCH: exited mid-read
+        Err(e) => return Err(e),
+    };
+    // The command name may contain spaces and parentheses: fields start
+    // after the last ')'. Field 3 is the state, field 22 the start time.
+    let rest = text
+        .rfind(')')
+        .map(|i| &text[i + 1..])
+        .ok_or_else(|| io::Error::other("malformed /proc stat"))?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next().and_then(|s| s.bytes().next()).unwrap_or(b'?');
+    let start_ticks = fields
+        .nth(18)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed /proc stat"))?;
+    Ok(Some(Stat { state, start_ticks }))
+}
+
+/// This boot's id; identities from another boot are never alive.
+pub fn boot_id() -> &'static str {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// Waits until any of `fds` is readable (or hung up), or the timeout passes.
+/// Returns which fds are ready. `None` waits forever.
+pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .collect();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let spec = remaining.map(|r| rustix::event::Timespec {
+            tv_sec: r.as_secs() as i64,
+            tv_nsec: r.subsec_nanos() as i64,
+        });
+        match poll(&mut pollfds, spec.as_ref()) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(pollfds.iter().map(|p| !p.revents().is_empty()).collect())
+}
+
+/// Makes the calling process the reaper of its orphaned descendants, so a
+/// killed process group is reaped at once instead of by a slow PID 1.
+pub fn become_subreaper() -> io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(io::Error::from)
+}
+
+/// Signals a process group we own. Only the monitor calls this, for the
+/// group of a child it has not reaped yet (so the pgid cannot be recycled).
+pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
+    let pid = Pid::from_raw(pgid as i32).ok_or_else(|| io::Error::other("pgid 0"))?;
+    let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::other("unknown signal"))?;
+    match rustix::process::kill_process_group(pid, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Signals the process group led (or once led) by `leader`, for a group
+/// that is not ours to reap. A pgid cannot be reused while any member of
+/// the group lives, so the group is the task's unless a *different* process
+/// now holds the leader's pid, in which case nothing is sent.
+pub fn signal_group_of(leader: &ProcessIdentity, sig: i32) -> io::Result<()> {
+    if leader.boot_id != boot_id() {
+        return Ok(());
+    }
+    match read_stat(leader.pid)? {
+        Some(stat) if stat.start_ticks != leader.start_ticks => Ok(()),
+        _ => signal_group(leader.pid, sig),
+    }
+}
+
+/// Signals every current child of the calling process. The children are not
+/// reaped yet, so their pids are still theirs. Used by the monitor (a
+/// subreaper) to reach descendants that left the process group.
+pub fn signal_own_children(sig: i32) -> io::Result<usize> {
+    let Some(sig) = Signal::from_named_raw(sig) else {
+        return Ok(0);
+    };
+    let mut count = 0;
+    for pid in own_children()? {
+        if let Some(pid) = Pid::from_raw(pid as i32) {
+            if rustix::process::kill_process(pid, sig).is_ok() {
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
+}
+
+fn own_children() -> io::Result<Vec<u32>> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{me}/task"))? {
+        let path = entry?.path().join("children");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            pids.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    Ok(pids)
+}
+
+/// An exit status of a reaped child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Reaps `child` if it has ended (never blocks).
+pub fn try_reap(child: &mut Child) -> io::Result<Option<ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    Ok(child.try_wait()?.map(|status| match status.code() {
+        Some(code) => ExitStatus::Code(code),
+        None => ExitStatus::Signal(status.signal().unwrap_or(SIGKILL)),
+    }))
+}
+
+/// Blocks until one child of this process ends and reaps it. Returns false
+/// when the process has no children left.
+pub fn reap_one() -> bool {
+    use rustix::process::{wait, WaitOptions};
+    loop {
+        match wait(WaitOptions::empty()) {
+            Ok(_) => return true,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false, // ECHILD: nothing left
+        }
+    }
+}
+
+/// A pidfd for one of our own (unreaped) children.
+pub fn child_handle(child: &Child) -> io::Result<ProcessHandle> {
+    let pid = Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("pid 0"))?;
+    let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+    Ok(ProcessHandle { fd })
+}
+
+/// What the monitor runs: `shell -c command` in its own session.
+pub struct ShellCommand<'a> {
+    pub shell: &'a Path,
+    pub command: &'a str,
+    pub cwd: &'a Path,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub cgroup: Option<&'a Cgroup>,
+}
+
+/// Starts the task's shell: stdin from /dev/null, its own session and
+/// process group, killed if the monitor dies, in its cgroup if there is one.
+pub fn spawn_shell(spec: ShellCommand<'_>) -> io::Result<Child> {
+    let mut command = Command::new(spec.shell);
+    command
+        .arg("-c")
+        .arg(spec.command)
+        .current_dir(spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(spec.stdout))
+        .stderr(Stdio::from(spec.stderr));
+    let procs = spec.cgroup.map(Cgroup::procs_file_cstring).transpose()?;
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe system calls (setsid, prctl, open, write, close) on
+    // memory allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::setsid()?;
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            if let Some(procs) = &procs {
+                Cgroup::join_from_pre_exec(procs)?;
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+/// Starts a detached helper (the monitor): its own session so terminal
+/// signals to the caller's group never reach it, stdout a pipe for the
+/// start handshake, stderr to `log`.
+pub fn spawn_detached(
+    exe: &Path,
+    args: &[OsString],
+    env: &[(String, String)],
+    log: File,
+) -> io::Result<(Child, File)> {
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    let handshake = child
+        .stdout
+        .take()
+        .map(|s| File::from(OwnedFd::from(s)))
+        .ok_or_else(|| io::Error::other("no handshake pipe"))?;
+    Ok((child, handshake))
+}
+
+/// Reads the start handshake line from a detached helper (until newline or
+/// end of file).
+pub fn read_handshake(mut pipe: File) -> io::Result<String> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = pipe.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.contains(&b'\n') {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).trim_end().to_owned())
+}
+
+/// Points fd 1 at /dev/null once the handshake is written, so the starter
+/// sees end of file and later writes cannot fail with EPIPE.
+pub fn close_handshake() -> io::Result<()> {
+    let null = File::options().write(true).open("/dev/null")?;
+    rustix::stdio::dup2_stdout(&null).map_err(io::Error::from)
+}
+
+/// A non-blocking pipe pair (read end, write end), close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((r, w))
+}
+
+/// Reads once from a pipe, retrying on EINTR. Returns 0 at end of file.
+pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sets O_NONBLOCK on an fd (the monitor drains pipes after the task ends
+/// without risking a block on a pipe a stray process still holds).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// Watches files for changes (inotify) so waiters wake on events, not ticks.
+pub struct FileWatch {
+    fd: OwnedFd,
+}
+
+impl FileWatch {
+    pub fn new() -> io::Result<Self> {
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+        Ok(FileWatch { fd })
+    }
+
+    /// Watches `path` for writes and attribute changes (touches).
+    pub fn add(&self, path: &Path) -> io::Result<()> {
+        use rustix::fs::inotify::{add_watch, WatchFlags};
+        add_watch(&self.fd, path, WatchFlags::MODIFY | WatchFlags::ATTRIB | WatchFlags::CLOSE_WRITE)?;
+        Ok(())
+    }
+
+    /// Discards pending events (call after waking, before re-reading state).
+    pub fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        while matches!(rustix::io::read(&self.fd, &mut buf), Ok(n) if n > 0) {}
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

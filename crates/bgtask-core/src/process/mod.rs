@@ -1,0 +1,12 @@
+//! Everything that talks to the operating system about processes: identity
+//! (pid + start time), signals through pidfds, process groups, the child
+//! subreaper, cgroups, spawning, and waiting for fds without polling.
+//!
+//! bgtask targets Linux; this folder is the only place with OS calls, so a
+//! port provides the same functions in a sibling file.
+
+mod cgroup;
+mod linux;
+
+pub use cgroup::Cgroup;
+pub use linux::*;

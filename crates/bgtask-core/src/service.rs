@@ -1,0 +1,404 @@
+//! The `Service`: the single entry point the CLI and the servers call, one
+//! method per request. It validates requests, records tasks, starts their
+//! monitors, reads output with byte budgets and reconciles dead owners.
+//!
+//! Locking rule: the store mutex is held only for single store operations,
+//! never across a wait, a kill grace or a write to a client.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::{Mutex, MutexGuard};
+
+use serde::Serialize;
+
+use crate::config::{Config, SpawnRequest};
+use crate::error::{Error, Result};
+use crate::monitor::{now_ms, MONITOR_ARG};
+use crate::output::{self, combined_tail, Chunk, MIN_CAP};
+use crate::process::{self, ProcessIdentity};
+use crate::reconcile::{reconcile_all, reconcile_task};
+use crate::store::{CacheSize, NewTask, Store};
+use crate::task::{Completion, Status, Task, TaskId};
+
+/// How often, at most, commands collect old tasks on their own.
+const AUTO_GC_INTERVAL_MS: i64 = 3_600_000;
+/// Age after which finished, acknowledged tasks are collected by default.
+pub const DEFAULT_GC_AGE_MS: u64 = 24 * 3_600_000;
+
+/// The bgtask engine over one store, acting for one session.
+pub struct Service {
+    config: Config,
+    store: Mutex<Store>,
+    /// Monitors this process started and has not reaped yet.
+    monitors: Mutex<Vec<Child>>,
+}
+
+/// A task with the end of its output.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskStatus {
+    #[serde(flatten)]
+    pub task: Task,
+    pub output_tail: String,
+    pub output_truncated: bool,
+}
+
+/// Which tasks `list` returns.
+#[derive(Clone, Debug, Default)]
+pub struct ListRequest {
+    pub all_sessions: bool,
+    pub status: Option<Status>,
+}
+
+/// What `gc` removed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    pub removed: Vec<TaskId>,
+}
+
+impl Service {
+    /// Opens the store at `config.home` (creating it if needed).
+    pub fn open(config: Config) -> Result<Service> {
+        let store = Store::open(&config.home, CacheSize::Default)?;
+        Ok(Service {
+            config,
+            store: Mutex::new(store),
+            monitors: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn session(&self) -> &str {
+        &self.config.session
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave the store inconsistent
+        // (every change is a transaction), so a poisoned lock is still usable.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a task, starts its monitor and returns once the shell runs.
+    /// On failure no task is left behind.
+    pub fn spawn(&self, req: &SpawnRequest) -> Result<Task> {
+        let new = self.validate(req)?;
+        {
+            let mut store = self.store();
+            match store.insert_task(&new, self.config.max_running) {
+                Err(Error::LimitExceeded { .. }) => {
+                    // Dead owners may hold slots: reconcile, then try once more.
+                    reconcile_all(&mut store)?;
+                    store.insert_task(&new, self.config.max_running)?;
+                }
+                other => other?,
+            }
+        }
+        let outcome = self.start_monitor(&new.id, &req.env);
+        let store = self.store();
+        match outcome {
+            Ok(()) => store.get(&new.id),
+            Err(e) => {
+                let _ = store.delete_unstarted(&new.id);
+                Err(e)
+            }
+        }
+    }
+
+    fn validate(&self, req: &SpawnRequest) -> Result<NewTask> {
+        if req.command.trim().is_empty() {
+            return Err(Error::EmptyCommand);
+        }
+        if req.command.contains('\0') {
+            return Err(Error::InvalidArgument("the command contains a NUL byte".into()));
+        }
+        for (key, value) in &req.env {
+            validate_env(key, value)?;
+        }
+        if req.max_output < MIN_CAP {
+            return Err(Error::InvalidArgument(format!(
+                "max output {} is too small (at least {MIN_CAP} bytes)",
+                req.max_output
+            )));
+        }
+        if req.timeout_ms == Some(0) || req.idle_timeout_ms == Some(0) {
+            return Err(Error::InvalidArgument("a timeout must be longer than 0".into()));
+        }
+        let cwd = resolve_cwd(req.cwd.as_deref())?;
+        let owner = ProcessIdentity::current()
+            .map_err(|e| Error::io("cannot read", "/proc/self/stat", e))?;
+        Ok(NewTask {
+            id: TaskId::random(),
+            session: self.config.session.clone(),
+            command: req.command.clone(),
+            cwd,
+            env_keys: req.env.iter().map(|(k, _)| k.clone()).collect(),
+            timeout_ms: req.timeout_ms,
+            idle_timeout_ms: req.idle_timeout_ms,
+            max_output: req.max_output,
+            notify: req.notify,
+            owner,
+            created_at: now_ms(),
+        })
+    }
+
+    fn start_monitor(&self, id: &TaskId, env: &[(String, String)]) -> Result<()> {
+        let log_path = self.store().monitor_log_path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
+        let args: Vec<OsString> = vec![
+            MONITOR_ARG.into(),
+            self.config.home.clone().into_os_string(),
+            id.as_str().into(),
+        ];
+        let (child, pipe) = process::spawn_detached(&self.config.monitor_exe, &args, env, log)
+            .map_err(|e| {
+                Error::SpawnFailed(format!(
+                    "cannot start monitor {}: {e}",
+                    self.config.monitor_exe.display()
+                ))
+            })?;
+        self.keep_for_reaping(child);
+        let answer = process::read_handshake(pipe)
+            .map_err(|e| Error::SpawnFailed(format!("monitor handshake: {e}")))?;
+        match answer.as_str() {
+            "ok" => Ok(()),
+            "" => Err(Error::SpawnFailed("the monitor exited before starting the task".into())),
+            other => Err(Error::SpawnFailed(
+                other.strip_prefix("error: ").unwrap_or(other).to_owned(),
+            )),
+        }
+    }
+
+    /// Keeps a monitor's handle so it is reaped (long-lived servers would
+    /// otherwise collect zombies); reaps the ones that already ended.
+    fn keep_for_reaping(&self, child: Child) {
+        let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
+        monitors.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+        monitors.push(child);
+    }
+
+    /// A task by id (any session), after checking its owner is alive.
+    pub fn get(&self, id: &TaskId) -> Result<Task> {
+        let mut store = self.store();
+        if let Some(live) = store.live(id)? {
+            reconcile_task(&mut store, &live)?;
+        }
+        store.get(id)
+    }
+
+    /// A task with the last `tail_bytes` of its output.
+    pub fn status(&self, id: &TaskId, tail_bytes: u64) -> Result<TaskStatus> {
+        let task = self.get(id)?;
+        let tail = combined_tail(&task.stdout_path, &task.stderr_path, tail_bytes)
+            .map_err(|e| Error::io("cannot read output", &task.stdout_path, e))?;
+        Ok(TaskStatus {
+            output_truncated: tail.truncated || task.output_dropped_bytes > 0,
+            output_tail: tail.text,
+            task,
+        })
+    }
+
+    /// This session's tasks (or every session's), newest first.
+    pub fn list(&self, req: &ListRequest) -> Result<Vec<Task>> {
+        let mut store = self.store();
+        let session = (!req.all_sessions).then_some(self.config.session.as_str());
+        let tasks = store.list(session, req.status)?;
+        let mut changed = false;
+        for task in tasks.iter().filter(|t| !t.is_terminal()) {
+            if let Some(live) = store.live(&task.task_id)? {
+                changed |= reconcile_task(&mut store, &live)?;
+            }
+        }
+        if changed {
+            return store.list(session, req.status);
+        }
+        Ok(tasks)
+    }
+
+    /// Reads part of one output stream: `offset` and at most `max` bytes,
+    /// never ending inside a UTF-8 character.
+    pub fn read_range(&self, id: &TaskId, path_of: OutputFile, offset: u64, max: u64) -> Result<Chunk> {
+        let path = self.output_path(id, path_of)?;
+        output::read_range(&path, offset, max).map_err(|e| Error::io("cannot read output", &path, e))
+    }
+
+    /// The last ≤ `max` bytes of one output stream.
+    pub fn read_tail(&self, id: &TaskId, path_of: OutputFile, max: u64) -> Result<Chunk> {
+        let path = self.output_path(id, path_of)?;
+        output::read_tail(&path, max).map_err(|e| Error::io("cannot read output", &path, e))
+    }
+
+    /// The path of one of a task's output files (the task must exist).
+    pub fn output_path(&self, id: &TaskId, which: OutputFile) -> Result<PathBuf> {
+        let store = self.store();
+        store.get(id)?;
+        Ok(match which {
+            OutputFile::Stdout => store.stdout_path(id),
+            OutputFile::Stderr => store.stderr_path(id),
+        })
+    }
+
+    /// Asks a task to stop (SIGTERM to its tree, SIGKILL after `grace_ms`)
+    /// and waits until its end is recorded. A task that already ended keeps
+    /// its real end.
+    pub fn kill(&self, id: &TaskId, grace_ms: u64) -> Result<Task> {
+        {
+            let mut store = self.store();
+            if store.live(id)?.is_none() {
+                return store.get(id);
+            }
+            if !store.request_kill(id, grace_ms)? {
+                return store.get(id);
+            }
+            store.touch_events();
+            // Read after the request: if the monitor recorded the shell
+            // before our request it must be signalled; if after, it saw
+            // `killing` itself when it recorded the shell.
+            if let Some(live) = store.live(id)? {
+                let monitor = live.owner.as_ref().filter(|_| live.leader.is_some());
+                match monitor.and_then(ProcessIdentity::open) {
+                    Some(handle) => {
+                        let _ = handle.signal(process::SIGUSR1);
+                    }
+                    None => {
+                        reconcile_task(&mut store, &live)?;
+                    }
+                }
+            }
+        }
+        let limit = grace_ms.saturating_add(10_000);
+        let outcome = self.wait(std::slice::from_ref(id), Some(limit))?;
+        if outcome.timed_out {
+            return Err(Error::Timeout(format!("task {id} to end after the kill")));
+        }
+        self.get(id)
+    }
+
+    /// This session's unacknowledged completions, oldest first.
+    pub fn completions(&self) -> Result<Vec<Completion>> {
+        let store = self.store();
+        Ok(store
+            .unacked_completions(&self.config.session)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    /// Marks completions of this session delivered. Idempotent; an id
+    /// without a completion in this session is an error naming it.
+    pub fn ack(&self, ids: &[TaskId]) -> Result<usize> {
+        self.store().ack(&self.config.session, ids, now_ms())
+    }
+
+    /// Turns on completion delivery for a task (running or finished).
+    pub fn promote(&self, id: &TaskId) -> Result<()> {
+        let task = self.get(id)?;
+        let record = task.is_terminal().then(|| {
+            let tail = combined_tail(&task.stdout_path, &task.stderr_path, crate::monitor::PREVIEW_BYTES)
+                .unwrap_or_default();
+            crate::store::FinishRecord {
+                end: crate::task::End {
+                    status: task.status,
+                    exit_code: task.exit_code,
+                    signal: task.signal.clone(),
+                    reason: task.reason.clone(),
+                },
+                finished_at: task.finished_at.unwrap_or_else(now_ms),
+                preview: tail.text,
+                output_truncated: tail.truncated || task.output_dropped_bytes > 0,
+                dropped_bytes: task.output_dropped_bytes,
+            }
+        });
+        let mut store = self.store();
+        store.set_notify(id, record.as_ref())?;
+        store.touch_events();
+        Ok(())
+    }
+
+    /// Deletes finished tasks older than `older_than_ms` whose completion was
+    /// acknowledged (or that never notify), with their output files.
+    pub fn gc(&self, older_than_ms: u64) -> Result<GcReport> {
+        let mut store = self.store();
+        reconcile_all(&mut store)?;
+        let cutoff = now_ms().saturating_sub(older_than_ms.min(i64::MAX as u64) as i64);
+        let mut report = GcReport::default();
+        for id in store.collectable(cutoff)? {
+            if store.delete_terminal(&id)? {
+                store.remove_output_files(&id)?;
+                report.removed.push(id);
+            }
+        }
+        store.set_meta("last_gc_at", &now_ms().to_string())?;
+        Ok(report)
+    }
+
+    /// Runs `gc` with the default age if no command did in the last hour.
+    pub fn auto_gc(&self) -> Result<Option<GcReport>> {
+        let last = self
+            .store()
+            .meta("last_gc_at")?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        let now = now_ms();
+        // A clock that jumped backwards also triggers a run.
+        if now >= last && now - last < AUTO_GC_INTERVAL_MS {
+            return Ok(None);
+        }
+        self.gc(DEFAULT_GC_AGE_MS).map(Some)
+    }
+}
+
+/// One of a task's two output files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFile {
+    Stdout,
+    Stderr,
+}
+
+fn validate_env(key: &str, value: &str) -> Result<()> {
+    let bad = |why| Err(Error::InvalidEnv(key.to_owned(), why));
+    if key.is_empty() {
+        return bad("the name is empty");
+    }
+    if key.contains('=') {
+        return bad("the name contains '='");
+    }
+    if key.contains('\0') || value.contains('\0') {
+        return bad("it contains a NUL byte");
+    }
+    Ok(())
+}
+
+fn resolve_cwd(cwd: Option<&Path>) -> Result<PathBuf> {
+    let given = match cwd {
+        Some(p) => p.to_owned(),
+        None => std::env::current_dir().map_err(|e| Error::InvalidCwd {
+            path: PathBuf::from("."),
+            source: e,
+        })?,
+    };
+    let path = std::fs::canonicalize(&given).map_err(|e| Error::InvalidCwd {
+        path: given.clone(),
+        source: e,
+    })?;
+    if !path.is_dir() {
+        return Err(Error::CwdNotADirectory(given));
+    }
+    if path.to_str().is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "working directory {} is not valid UTF-8",
+            path.display()
+        )));
+    }
+    rustix::fs::access(&path, rustix::fs::Access::EXEC_OK).map_err(|e| Error::InvalidCwd {
+        path: given,
+        source: e.into(),
+    })?;
+    Ok(path)
+}

@@ -1,0 +1,89 @@
+//! The home directory: created 0700, refused when another user could write
+//! to it; output files are created 0600.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Creates `home` and `home/out` (0700) if missing and checks they are safe.
+pub(super) fn prepare(home: &Path) -> Result<()> {
+    let out = home.join("out");
+    // Fast path: both exist (every command after the first).
+    if let Ok(meta) = std::fs::metadata(home) {
+        check_safe(home, &meta)?;
+        if out.is_dir() {
+            return Ok(());
+        }
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&out)
+        .map_err(|e| Error::io("cannot create store directory", &out, e))?;
+    let meta = std::fs::metadata(home).map_err(|e| Error::io("cannot read", home, e))?;
+    check_safe(home, &meta)
+}
+
+fn check_safe(home: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let unsafe_home = |why: &str| Error::UnsafeHome {
+        path: home.to_owned(),
+        why: why.to_owned(),
+    };
+    if !meta.is_dir() {
+        return Err(unsafe_home("it is not a directory"));
+    }
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(unsafe_home("it is owned by another user"));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_home(
+            "it is writable by group or others (chmod 700 it)",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a new file readable only by its owner; fails if it exists.
+pub(super) fn create_private_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
+        .open(path)
+        .map_err(|e| Error::io("cannot create output file", path, e))
+}
+
+/// Creates the database file 0600 before SQLite opens it (SQLite gives its
+/// -wal and -shm files the database file's mode).
+pub(super) fn ensure_private_db(path: &Path) -> Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io("cannot create database", path, e)),
+    }
+}
+
+/// Bumps the modification time of the events file (creating it if needed);
+/// inotify watchers wake on it. Best effort: a failed touch only delays a
+/// watcher until its next wake-up, it never loses state.
+pub(super) fn touch(path: &Path) {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path);
+    if let Ok(file) = file {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}

@@ -1,0 +1,103 @@
+//! The store: the only module that touches the disk. It owns the home
+//! directory layout, the SQLite database (tasks, the completion outbox,
+//! metadata) and the paths of the per-task output files.
+//!
+//! Invariants:
+//! - every state transition is one transaction guarded by the status it
+//!   expects, so a terminal status is final and concurrent writers (CLI,
+//!   monitors, servers) cannot lose or overwrite each other's updates;
+//! - a completion is inserted in the same transaction as the terminal
+//!   transition, at most one per task;
+//! - rows and databases written by a newer bgtask are refused, never rewritten.
+
+mod home;
+mod outbox;
+mod schema;
+mod tasks;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::task::TaskId;
+
+pub use tasks::{FinishRecord, LiveTask, NewTask};
+
+/// An open store at a home directory.
+pub struct Store {
+    home: PathBuf,
+    db_path: PathBuf,
+    conn: Connection,
+}
+
+/// How much memory SQLite may cache; the monitor (one per task) keeps it small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheSize {
+    Small,
+    Default,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `home`.
+    pub fn open(home: &Path, cache: CacheSize) -> Result<Store> {
+        home::prepare(home)?;
+        let db_path = home.join("bgtask.db");
+        let conn = schema::open(&db_path, cache)?;
+        Ok(Store {
+            home: home.to_owned(),
+            db_path,
+            conn,
+        })
+    }
+
+    pub fn stdout_path(&self, id: &TaskId) -> PathBuf {
+        self.home.join("out").join(format!("{id}.out"))
+    }
+
+    pub fn stderr_path(&self, id: &TaskId) -> PathBuf {
+        self.home.join("out").join(format!("{id}.err"))
+    }
+
+    /// The file touched after every state transition; servers watch it.
+    pub fn events_path(&self) -> PathBuf {
+        self.home.join("events")
+    }
+
+    /// Where monitors write their own diagnostics.
+    pub fn monitor_log_path(&self) -> PathBuf {
+        self.home.join("monitor.log")
+    }
+
+    /// Tells watchers that some task changed state.
+    pub fn touch_events(&self) {
+        home::touch(&self.events_path());
+    }
+
+    /// Creates a task's two output files (0600, must not exist yet).
+    pub fn create_output_files(&self, id: &TaskId) -> Result<(std::fs::File, std::fs::File)> {
+        let out = home::create_private_file(&self.stdout_path(id))?;
+        let err = home::create_private_file(&self.stderr_path(id))?;
+        Ok((out, err))
+    }
+
+    /// Removes a task's output files (missing files are fine).
+    pub fn remove_output_files(&self, id: &TaskId) -> Result<()> {
+        for path in [self.stdout_path(id), self.stderr_path(id)] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("cannot remove output file", path, e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn db_err(&self, source: rusqlite::Error) -> Error {
+        Error::Store {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Database schema and its version. `PRAGMA user_version` holds the schema
+//! version; a database from a newer bgtask is refused untouched.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::CacheSize;
+use crate::error::{Error, Result};
+
+/// The schema this build writes.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+/// The per-row format this build writes; rows with a larger one are skipped.
+pub(crate) const RECORD_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id         TEXT PRIMARY KEY,
+    record_version  INTEGER NOT NULL,
+    session         TEXT NOT NULL,
+    command         TEXT NOT NULL,
+    cwd             TEXT NOT NULL,
+    env_keys        TEXT NOT NULL DEFAULT '[]',
+    status          TEXT NOT NULL,
+    exit_code       INTEGER,
+    signal          TEXT,
+    reason          TEXT,
+    pid             INTEGER,
+    pid_start       INTEGER,
+    owner_pid       INTEGER,
+    owner_start     INTEGER,
+    boot_id         TEXT,
+    cgroup          TEXT,
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    finished_at     INTEGER,
+    timeout_ms      INTEGER,
+    idle_timeout_ms INTEGER,
+    max_output      INTEGER NOT NULL,
+    notify          INTEGER NOT NULL,
+    kill_grace_ms   INTEGER,
+    dropped_bytes   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session, created_at);
+CREATE INDEX IF NOT EXISTS tasks_by_created ON tasks(created_at);
+CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks(status);
+CREATE TABLE IF NOT EXISTS completions (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id          TEXT NOT NULL UNIQUE REFERENCES tasks(task_id) ON DELETE CASCADE,
+    session          TEXT NOT NULL,
+    output_preview   TEXT NOT NULL,
+    output_truncated INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    acked_at         INTEGER
+);
+CREATE INDEX IF NOT EXISTS completions_unacked ON completions(session, acked_at, seq);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// Opens the database, creating or upgrading the schema as needed.
+pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
+    let err = |source| Error::Store {
+        path: path.to_owned(),
+        source,
+    };
+    super::home::ensure_private_db(path)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+    let cache_kib = match cache {
+        CacheSize::Small => 64,
+        CacheSize::Default => 2048,
+    };
+    // WAL lets readers proceed while a writer commits. synchronous=NORMAL in
+    // WAL mode survives any process crash (the fault model bgtask defends
+    // against); only an OS crash or power loss can drop the last commits.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib};"
+    ))
+    .map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::NewerStore {
+            path: path.to_owned(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        create(&conn).map_err(err)?;
+    }
+    Ok(conn)
+}
+
+fn create(conn: &Connection) -> rusqlite::Result<()> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    debug_assert_eq!(mode, "wal");
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Another process may have created the schema while we waited.
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(SCHEMA_V1)?;
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    conn.execute_batch("COMMIT")
+}

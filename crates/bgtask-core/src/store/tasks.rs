@@ -1,0 +1,441 @@
+//! Task rows and their guarded transitions.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+
+use super::schema::RECORD_VERSION;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::process::ProcessIdentity;
+use crate::task::{End, Status, Task, TaskId};
+
+/// The statuses in which a task still has (or is about to have) a process.
+const LIVE: &str = "('starting','running','killing')";
+
+const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
+    exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
+    idle_timeout_ms, max_output, notify, dropped_bytes";
+
+/// A task about to be recorded in `starting`.
+#[derive(Clone, Debug)]
+pub struct NewTask {
+    pub id: TaskId,
+    pub session: String,
+    pub command: String,
+    pub cwd: PathBuf,
+    pub env_keys: Vec<String>,
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_output: u64,
+    pub notify: bool,
+    /// The process responsible for the task until its monitor claims it.
+    pub owner: ProcessIdentity,
+    pub created_at: i64,
+}
+
+/// What supervision needs to know about a live task.
+#[derive(Clone, Debug)]
+pub struct LiveTask {
+    pub id: TaskId,
+    pub status: Status,
+    /// The process that owns the task: the starter, then the monitor.
+    pub owner: Option<ProcessIdentity>,
+    /// The task's shell (leader of its process group).
+    pub leader: Option<ProcessIdentity>,
+    pub cgroup: Option<PathBuf>,
+    pub kill_grace_ms: Option<u64>,
+}
+
+/// A terminal transition and what goes with it into the outbox.
+#[derive(Clone, Debug)]
+pub struct FinishRecord {
+    pub end: End,
+    pub finished_at: i64,
+    pub preview: String,
+    pub output_truncated: bool,
+    pub dropped_bytes: u64,
+}
+
+impl Store {
+    /// Records a new task in `starting`, unless `limit` live tasks exist.
+    /// The count and the insert are one immediate transaction, so the limit
+    /// holds across processes.
+    pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<()> {
+        let env_keys = serde_json::to_string(&task.env_keys).unwrap_or_else(|_| "[]".into());
+        let path = self.db_path.clone();
+        let err = |source| Error::Store {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let live: u32 = tx
+            .query_row(&format!("SELECT count(*) FROM tasks WHERE status IN {LIVE}"), [], |r| {
+                r.get(0)
+            })
+            .map_err(err)?;
+        if live >= limit {
+            return Err(Error::LimitExceeded { limit });
+        }
+        tx.execute(
+            "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
+             owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                task.id.as_str(),
+                RECORD_VERSION,
+                task.session,
+                task.command,
+                path_text(&task.cwd),
+                env_keys,
+                task.owner.pid,
+                task.owner.start_ticks as i64,
+                task.owner.boot_id,
+                task.created_at,
+                task.timeout_ms.map(|v| v as i64),
+                task.idle_timeout_ms.map(|v| v as i64),
+                task.max_output as i64,
+                task.notify,
+            ],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// The monitor takes ownership of a `starting` task. False if the task
+    /// was meanwhile given up (its starter died and a reconcile ran).
+    pub fn claim(&self, id: &TaskId, owner: &ProcessIdentity) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE tasks SET owner_pid = ?2, owner_start = ?3, boot_id = ?4 \
+                 WHERE task_id = ?1 AND status = 'starting'",
+                params![id.as_str(), owner.pid, owner.start_ticks as i64, owner.boot_id],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Records the started shell. Returns the status after the update
+    /// (`running`, or `killing` if a kill arrived during the start), or
+    /// `None` if the task is no longer live.
+    pub fn mark_running(
+        &self,
+        id: &TaskId,
+        leader: &ProcessIdentity,
+        cgroup: Option<&Path>,
+        started_at: i64,
+    ) -> Result<Option<Status>> {
+        let status: Option<String> = self
+            .conn
+            .query_row(
+                "UPDATE tasks SET pid = ?2, pid_start = ?3, cgroup = ?4, started_at = ?5, \
+                 status = CASE status WHEN 'starting' THEN 'running' ELSE status END \
+                 WHERE task_id = ?1 AND status IN ('starting','killing') RETURNING status",
+                params![
+                    id.as_str(),
+                    leader.pid,
+                    leader.start_ticks as i64,
+                    cgroup.map(path_text),
+                    started_at
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        Ok(status.and_then(|s| s.parse().ok()))
+    }
+
+    /// Marks a live task `killing` with the grace its monitor should give.
+    /// False if the task is already terminal.
+    pub fn request_kill(&self, id: &TaskId, grace_ms: u64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE tasks SET status = 'killing', kill_grace_ms = ?2 \
+                     WHERE task_id = ?1 AND status IN {LIVE}"
+                ),
+                params![id.as_str(), grace_ms as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Records the end of a live task and, if it notifies, its completion.
+    /// False (and nothing written) if the task was already terminal.
+    pub fn finish(&mut self, id: &TaskId, record: &FinishRecord) -> Result<bool> {
+        let path = self.db_path.clone();
+        let err = |source| Error::Store {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let notify: Option<(String, bool)> = tx
+            .query_row(
+                &format!(
+                    "UPDATE tasks SET status = ?2, exit_code = ?3, signal = ?4, reason = ?5, \
+                     finished_at = ?6, dropped_bytes = max(dropped_bytes, ?7) \
+                     WHERE task_id = ?1 AND status IN {LIVE} RETURNING session, notify"
+                ),
+                params![
+                    id.as_str(),
+                    record.end.status.as_str(),
+                    record.end.exit_code,
+                    record.end.signal,
+                    record.end.reason,
+                    record.finished_at,
+                    record.dropped_bytes as i64,
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((session, notify)) = notify else {
+            return Ok(false);
+        };
+        if notify {
+            super::outbox::insert(&tx, id, &session, record).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(true)
+    }
+
+    /// Removes a task whose start failed, so no half-made task remains.
+    pub fn delete_unstarted(&self, id: &TaskId) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM tasks WHERE task_id = ?1 AND status IN ('starting','killing') AND pid IS NULL",
+                params![id.as_str()],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Records how many output bytes the cap has dropped so far.
+    pub fn set_dropped_bytes(&self, id: &TaskId, dropped: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE tasks SET dropped_bytes = ?2 WHERE task_id = ?1",
+                params![id.as_str(), dropped as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Turns on completion delivery; if the task already ended and has no
+    /// completion yet, records one now.
+    pub fn set_notify(&mut self, id: &TaskId, record: Option<&FinishRecord>) -> Result<()> {
+        let path = self.db_path.clone();
+        let err = |source| Error::Store {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let row: Option<(String, String)> = tx
+            .query_row(
+                "UPDATE tasks SET notify = 1 WHERE task_id = ?1 RETURNING session, status",
+                params![id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((session, status)) = row else {
+            return Err(Error::TaskNotFound(id.to_string()));
+        };
+        let terminal = status.parse::<Status>().is_ok_and(Status::is_terminal);
+        if let (true, Some(record)) = (terminal, record) {
+            super::outbox::insert(&tx, id, &session, record).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// One task by id, from any session.
+    pub fn get(&self, id: &TaskId) -> Result<Task> {
+        let task = self
+            .conn
+            .query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"),
+                params![id.as_str()],
+                |r| self.task_from_row(r),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))?;
+        match task {
+            None => Err(Error::TaskNotFound(id.to_string())),
+            Some(None) => Err(Error::NewerRecord(id.clone())),
+            Some(Some(task)) => Ok(task),
+        }
+    }
+
+    /// Tasks newest first, optionally of one session and one status. Rows
+    /// written by a newer bgtask are left out.
+    pub fn list(&self, session: Option<&str>, status: Option<Status>) -> Result<Vec<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR session = ?1) \
+             AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC, rowid DESC"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map(params![session, status.map(Status::as_str)], |r| {
+                self.task_from_row(r)
+            })
+            .map_err(|e| self.db_err(e))?;
+        let mut tasks = Vec::new();
+        for row in rows {
+            if let Some(task) = row.map_err(|e| self.db_err(e))? {
+                tasks.push(task);
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Supervision data of one task if it is live.
+    pub fn live(&self, id: &TaskId) -> Result<Option<LiveTask>> {
+        Ok(self.live_where("task_id = ?1", params![id.as_str()])?.pop())
+    }
+
+    /// Supervision data of every live task.
+    pub fn all_live(&self) -> Result<Vec<LiveTask>> {
+        self.live_where("1", params![])
+    }
+
+    fn live_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<LiveTask>> {
+        let sql = format!(
+            "SELECT task_id, status, owner_pid, owner_start, pid, pid_start, boot_id, cgroup, \
+             kill_grace_ms FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                let boot_id: Option<String> = r.get(6)?;
+                let identity = |pid: Option<u32>, start: Option<i64>| match (pid, start, &boot_id) {
+                    (Some(pid), Some(start), Some(boot)) => Some(ProcessIdentity {
+                        pid,
+                        start_ticks: start as u64,
+                        boot_id: boot.clone(),
+                    }),
+                    _ => None,
+                };
+                let id: String = r.get(0)?;
+                let status: String = r.get(1)?;
+                Ok(LiveTask {
+                    id: TaskId::try_from(id).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+                    })?,
+                    status: status.parse().unwrap_or(Status::Running),
+                    owner: identity(r.get(2)?, r.get(3)?),
+                    leader: identity(r.get(4)?, r.get(5)?),
+                    cgroup: r.get::<_, Option<String>>(7)?.map(PathBuf::from),
+                    kill_grace_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                })
+            })
+            .map_err(|e| self.db_err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.db_err(e))
+    }
+
+    /// Terminal tasks finished before `cutoff` whose completion was
+    /// acknowledged (or that never notify).
+    pub fn collectable(&self, cutoff: i64) -> Result<Vec<TaskId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT t.task_id FROM tasks t LEFT JOIN completions c ON c.task_id = t.task_id \
+                 WHERE t.status NOT IN {LIVE} AND t.record_version <= {RECORD_VERSION} \
+                 AND t.finished_at IS NOT NULL AND t.finished_at < ?1 \
+                 AND (c.task_id IS NULL OR c.acked_at IS NOT NULL)"
+            ))
+            .map_err(|e| self.db_err(e))?;
+        let ids = stmt
+            .query_map(params![cutoff], |r| r.get::<_, String>(0))
+            .map_err(|e| self.db_err(e))?
+            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
+            .collect();
+        Ok(ids)
+    }
+
+    /// Deletes a terminal task's record (its completion goes with it).
+    pub fn delete_terminal(&self, id: &TaskId) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                &format!("DELETE FROM tasks WHERE task_id = ?1 AND status NOT IN {LIVE}"),
+                params![id.as_str()],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(n == 1)
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.db_err(e))
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Maps a row to a task; `None` for a row from a newer bgtask.
+    fn task_from_row(&self, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
+        if r.get::<_, i64>(1)? > RECORD_VERSION {
+            return Ok(None);
+        }
+        let id: String = r.get(0)?;
+        let task_id: TaskId = id.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        let status: String = r.get(6)?;
+        let env_keys: String = r.get(5)?;
+        let started_at: Option<i64> = r.get(12)?;
+        let finished_at: Option<i64> = r.get(13)?;
+        let opt_u64 = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+        Ok(Some(Task {
+            stdout_path: self.stdout_path(&task_id),
+            stderr_path: self.stderr_path(&task_id),
+            task_id,
+            session: r.get(2)?,
+            command: r.get(3)?,
+            cwd: PathBuf::from(r.get::<_, String>(4)?),
+            status: status.parse().unwrap_or(Status::Failed),
+            exit_code: r.get(7)?,
+            signal: r.get(8)?,
+            reason: r.get(9)?,
+            pid: r.get(10)?,
+            created_at: r.get(11)?,
+            started_at,
+            finished_at,
+            duration_ms: match (started_at, finished_at) {
+                (Some(s), Some(f)) => Some((f - s).max(0) as u64),
+                _ => None,
+            },
+            timeout_ms: opt_u64(r.get(14)?),
+            idle_timeout_ms: opt_u64(r.get(15)?),
+            max_output_bytes: r.get::<_, i64>(16)?.max(0) as u64,
+            notify: r.get(17)?,
+            env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
+            output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
+        }))
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}

@@ -1,0 +1,310 @@
+//! The task model: ids, statuses, the task record as clients see it, and the
+//! completion that a finished task leaves in its session's outbox.
+//!
+//! Invariant: a terminal status is final. `Status::is_terminal` is the one
+//! place that says which statuses are terminal.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// A task id: `bg-` followed by 16 lowercase hex digits (64 random bits).
+///
+/// Ids are validated before they are used anywhere, so a `TaskId` is always
+/// safe to use as a file name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskId(String);
+
+const ID_PREFIX: &str = "bg-";
+const ID_HEX_DIGITS: usize = 16;
+
+impl TaskId {
+    /// A fresh id with 64 bits from the kernel's random source.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 8];
+        crate::process::fill_random(&mut bytes);
+        TaskId(format!("{ID_PREFIX}{:016x}", u64::from_le_bytes(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let hex = s
+            .strip_prefix(ID_PREFIX)
+            .filter(|h| h.len() == ID_HEX_DIGITS)
+            .filter(|h| h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        match hex {
+            Some(_) => Ok(TaskId(s.to_owned())),
+            None => Err(Error::InvalidTaskId(s.to_owned())),
+        }
+    }
+}
+
+impl TryFrom<String> for TaskId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl From<TaskId> for String {
+    fn from(id: TaskId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Starting,
+    Running,
+    Killing,
+    Completed,
+    Failed,
+    Killed,
+    TimedOut,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Starting,
+        Status::Running,
+        Status::Killing,
+        Status::Completed,
+        Status::Failed,
+        Status::Killed,
+        Status::TimedOut,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Completed | Status::Failed | Status::Killed | Status::TimedOut
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Killing => "killing",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Killed => "killed",
+            Status::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown status {s:?} (expected one of starting, running, killing, completed, failed, killed, timed_out)"
+                ))
+            })
+    }
+}
+
+/// How a task ended, with the data each ending carries. Turned into the
+/// stored status, exit code, signal and reason by [`Outcome::into_end`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The shell exited by itself with this code.
+    Exited(i32),
+    /// The shell died of a signal nobody in bgtask sent.
+    Signaled(i32),
+    /// Killed on request; the signal that ended it (or the last one sent).
+    Killed(i32),
+    /// The hard timeout fired.
+    TimedOut { after_ms: u64 },
+    /// No output for this long.
+    IdleTimedOut { after_ms: u64 },
+    /// The end cannot be known (the monitor vanished, the spawn was aborted).
+    Lost(String),
+}
+
+/// The stored form of an ending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct End {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    pub fn into_end(self) -> End {
+        let (status, exit_code, signal, reason) = match self {
+            Outcome::Exited(0) => (Status::Completed, Some(0), None, None),
+            Outcome::Exited(code) => (Status::Failed, Some(code), None, None),
+            Outcome::Signaled(sig) => (
+                Status::Failed,
+                Some(128 + sig),
+                Some(signal_name(sig)),
+                Some(format!("terminated by {}", signal_name(sig))),
+            ),
+            Outcome::Killed(sig) => (
+                Status::Killed,
+                Some(128 + sig),
+                Some(signal_name(sig)),
+                Some("killed on request".to_owned()),
+            ),
+            Outcome::TimedOut { after_ms } => (
+                Status::TimedOut,
+                Some(124),
+                None,
+                Some(format!("timeout after {}", crate::units::format_duration_ms(after_ms))),
+            ),
+            Outcome::IdleTimedOut { after_ms } => (
+                Status::TimedOut,
+                Some(124),
+                None,
+                Some(format!(
+                    "idle timeout: no output for {}",
+                    crate::units::format_duration_ms(after_ms)
+                )),
+            ),
+            Outcome::Lost(reason) => (Status::Failed, None, None, Some(reason)),
+        };
+        End {
+            status,
+            exit_code,
+            signal,
+            reason,
+        }
+    }
+}
+
+/// The conventional name of a signal number (`SIGKILL`), or `SIG<n>`.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return format!("SIG{sig}"),
+    };
+    name.to_owned()
+}
+
+/// A task as clients see it (the "task object" of the CLI and protocols).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: TaskId,
+    pub session: String,
+    pub command: String,
+    pub cwd: PathBuf,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub reason: Option<String>,
+    pub pid: Option<u32>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub duration_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_output_bytes: u64,
+    pub notify: bool,
+    pub env_keys: Vec<String>,
+    pub output_dropped_bytes: u64,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Task {
+    pub fn is_terminal(&self) -> bool {
+        self.status.is_terminal()
+    }
+}
+
+/// A finished task's notice in its session's outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub task_id: TaskId,
+    pub session: String,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub reason: Option<String>,
+    pub command: String,
+    pub duration_ms: Option<u64>,
+    pub finished_at: Option<i64>,
+    pub output_preview: String,
+    pub output_truncated: bool,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_round_trip_and_reject_path_tricks() {
+        let id = TaskId::random();
+        assert_eq!(id.as_str().parse::<TaskId>().unwrap(), id);
+        for bad in ["", "bg-", "bg-../../etc/passwd", "bg-0123456789ABCDEF", "xx-0123456789abcdef"] {
+            assert!(bad.parse::<TaskId>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn outcomes_map_to_the_documented_exit_codes() {
+        assert_eq!(Outcome::Exited(0).into_end().status, Status::Completed);
+        let failed = Outcome::Exited(3).into_end();
+        assert_eq!((failed.status, failed.exit_code), (Status::Failed, Some(3)));
+        let killed = Outcome::Killed(9).into_end();
+        assert_eq!(killed.exit_code, Some(137));
+        assert_eq!(killed.signal.as_deref(), Some("SIGKILL"));
+        assert_eq!(Outcome::Killed(15).into_end().exit_code, Some(143));
+        let timed = Outcome::TimedOut { after_ms: 1_800_000 }.into_end();
+        assert_eq!(timed.exit_code, Some(124));
+        assert_eq!(timed.reason.as_deref(), Some("timeout after 30m"));
+        let lost = Outcome::Lost("monitor vanished".into()).into_end();
+        assert_eq!(lost.status, Status::Failed);
+    }
+}

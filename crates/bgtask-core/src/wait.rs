@@ -1,0 +1,149 @@
+//! Waiting without polling: for tasks to end (`wait`, `kill`) and for new
+//! output (`logs --follow`). A waiter sleeps in poll(2) on the pidfds of
+//! the tasks' owners (a dead monitor wakes it at once) and on an inotify
+//! watch of the store's events file (touched after every transition), and
+//! re-reads the store only when one of them fires.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::StreamChoice;
+use crate::error::{Error, Result};
+use crate::process::{self, FileWatch, ProcessHandle};
+use crate::service::{OutputFile, Service};
+use crate::task::{Task, TaskId};
+
+/// The result of waiting for tasks.
+#[derive(Clone, Debug, Serialize)]
+pub struct WaitOutcome {
+    pub tasks: Vec<Task>,
+    pub timed_out: bool,
+}
+
+impl Service {
+    /// Blocks until every task in `ids` is terminal or `timeout_ms` passes.
+    pub fn wait(&self, ids: &[TaskId], timeout_ms: Option<u64>) -> Result<WaitOutcome> {
+        self.wait_until(ids, timeout_ms, |tasks| tasks.iter().all(Task::is_terminal))
+    }
+
+    /// Blocks until any task in `ids` is terminal or `timeout_ms` passes.
+    pub fn wait_any(&self, ids: &[TaskId], timeout_ms: Option<u64>) -> Result<WaitOutcome> {
+        self.wait_until(ids, timeout_ms, |tasks| tasks.iter().any(Task::is_terminal))
+    }
+
+    fn wait_until(
+        &self,
+        ids: &[TaskId],
+        timeout_ms: Option<u64>,
+        done: impl Fn(&[Task]) -> bool,
+    ) -> Result<WaitOutcome> {
+        let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        let watch = self.events_watch()?;
+        loop {
+            // Drain before reading, so a transition after the read wakes us.
+            watch.drain();
+            let tasks = ids.iter().map(|id| self.get(id)).collect::<Result<Vec<_>>>()?;
+            if done(&tasks) {
+                return Ok(WaitOutcome {
+                    tasks,
+                    timed_out: false,
+                });
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return Ok(WaitOutcome {
+                    tasks,
+                    timed_out: true,
+                });
+            }
+            let owners = self.owner_handles(&tasks)?;
+            let mut fds = vec![watch.as_fd()];
+            fds.extend(owners.iter().map(ProcessHandle::as_fd));
+            process::wait_readable(&fds, remaining)
+                .map_err(|e| Error::io("cannot wait on", self.store().events_path(), e))?;
+        }
+    }
+
+    /// pidfds of the owners of the live tasks among `tasks`.
+    fn owner_handles(&self, tasks: &[Task]) -> Result<Vec<ProcessHandle>> {
+        let store = self.store();
+        let mut handles = Vec::new();
+        for task in tasks.iter().filter(|t| !t.is_terminal()) {
+            if let Some(owner) = store.live(&task.task_id)?.and_then(|l| l.owner) {
+                handles.extend(owner.open());
+            }
+        }
+        Ok(handles)
+    }
+
+    fn events_watch(&self) -> Result<FileWatch> {
+        let path = {
+            let store = self.store();
+            store.touch_events();
+            store.events_path()
+        };
+        let watch = FileWatch::new().map_err(|e| Error::io("cannot watch", &path, e))?;
+        watch.add(&path).map_err(|e| Error::io("cannot watch", &path, e))?;
+        Ok(watch)
+    }
+
+    /// Writes a task's output to `sink` as it is produced, from `offsets`
+    /// (stdout, stderr) on, until the task ends and everything is written.
+    /// Stdout and stderr are interleaved in the order reads find them.
+    pub fn follow(&self, id: &TaskId, stream: StreamChoice, offsets: [u64; 2], sink: &mut dyn Write) -> Result<()> {
+        let files: Vec<(OutputFile, usize)> = match stream {
+            StreamChoice::Stdout => vec![(OutputFile::Stdout, 0)],
+            StreamChoice::Stderr => vec![(OutputFile::Stderr, 1)],
+            StreamChoice::All => vec![(OutputFile::Stdout, 0), (OutputFile::Stderr, 1)],
+        };
+        let watch = self.events_watch()?;
+        for (file, _) in &files {
+            let path = self.output_path(id, *file)?;
+            if path.exists() {
+                watch.add(&path).map_err(|e| Error::io("cannot watch", &path, e))?;
+            }
+        }
+        let mut offsets = offsets;
+        loop {
+            watch.drain();
+            let ended = self.get(id)?.is_terminal();
+            for (file, slot) in &files {
+                offsets[*slot] = self.copy_new_output(id, *file, offsets[*slot], sink)?;
+            }
+            sink.flush().map_err(|e| Error::io("cannot write", "stdout", e))?;
+            if ended {
+                return Ok(());
+            }
+            let owners = self.owner_handles(&[self.get(id)?])?;
+            let mut fds = vec![watch.as_fd()];
+            fds.extend(owners.iter().map(ProcessHandle::as_fd));
+            process::wait_readable(&fds, None)
+                .map_err(|e| Error::io("cannot wait on", self.store().events_path(), e))?;
+        }
+    }
+
+    /// Writes everything past `offset` in one output file; returns the new
+    /// offset. A file that shrank (the output cap compacted it) is resumed
+    /// after its dropped-bytes marker.
+    fn copy_new_output(&self, id: &TaskId, file: OutputFile, mut offset: u64, sink: &mut dyn Write) -> Result<u64> {
+        const CHUNK: u64 = 1 << 20;
+        loop {
+            let chunk = self.read_range(id, file, offset, CHUNK)?;
+            if chunk.file_len < offset {
+                let marker = format!("\n[bgtask: output was capped while following; {} bytes skipped]\n", offset - chunk.file_len);
+                sink.write_all(marker.as_bytes())
+                    .map_err(|e| Error::io("cannot write", "stdout", e))?;
+                offset = chunk.file_len;
+                continue;
+            }
+            if chunk.data.is_empty() {
+                return Ok(offset);
+            }
+            sink.write_all(&chunk.data)
+                .map_err(|e| Error::io("cannot write", "stdout", e))?;
+            offset += chunk.data.len() as u64;
+        }
+    }
+}
