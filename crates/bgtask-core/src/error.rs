@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("no task with id {0}")]
     TaskNotFound(String),
-    #[error("no unacknowledged completion for task {task_id} in session {session:?}")]
+    #[error("no completion for task {task_id} in session {session:?}")]
     CompletionNotFound { task_id: TaskId, session: String },
     #[error("invalid task id {0:?}: expected bg- followed by 16 hex digits")]
     InvalidTaskId(String),
@@ -31,7 +31,7 @@ pub enum Error {
     EmptyCommand,
     #[error("invalid environment variable {0:?}: {1}")]
     InvalidEnv(String, &'static str),
-    #[error("invalid argument: {0}")]
+    #[error("{0}")]
     InvalidArgument(String),
     #[error("too many running tasks: the limit is {limit} (set BGTASK_MAX_RUNNING to change it)")]
     LimitExceeded { limit: u32 },

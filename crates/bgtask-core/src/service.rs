@@ -6,6 +6,7 @@
 //! never across a wait, a kill grace or a write to a client.
 
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Mutex, MutexGuard};
@@ -149,6 +150,7 @@ impl Service {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log_path)
             .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
         let args: Vec<OsString> = vec![

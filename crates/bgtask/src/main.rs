@@ -1,1 +1,98 @@
-fn main(){}
+//! The `bgtask` binary: parses the command line, sets up logging, runs the
+//! command and maps its error to an exit code. Run with the hidden first
+//! argument `__monitor` it becomes a task's monitor instead.
+
+mod cli;
+mod commands;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use bgtask_core::monitor::{self, MONITOR_ARG};
+
+/// Exit code for bad usage (clap uses the same).
+const EXIT_USAGE: u8 = 2;
+/// Exit code for an unknown task id.
+const EXIT_UNKNOWN_TASK: u8 = 3;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
+        return run_monitor(&args[2..]);
+    }
+    let cli = cli::Cli::parse();
+    init_logging();
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("bgtask: {}", one_line(&err));
+            ExitCode::from(exit_code_for(&err))
+        }
+    }
+}
+
+fn run_monitor(args: &[std::ffi::OsString]) -> ExitCode {
+    let (Some(home), Some(id)) = (args.first(), args.get(1)) else {
+        eprintln!("bgtask: {MONITOR_ARG} is internal");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let Some(id) = id.to_str().and_then(|s| s.parse().ok()) else {
+        eprintln!("bgtask: {MONITOR_ARG}: invalid task id");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    ExitCode::from(monitor::run(std::path::Path::new(home), &id) as u8)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BGTASK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The error and its causes on one line, without repeating text a cause
+/// already carries.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<bgtask_core::Error>() {
+        Some(e) => match e.kind() {
+            "task_not_found" => EXIT_UNKNOWN_TASK,
+            "invalid_argument" | "invalid_cwd" if !matches!(e, bgtask_core::Error::InvalidTaskId(_)) => {
+                EXIT_USAGE
+            }
+            "invalid_argument" => EXIT_UNKNOWN_TASK,
+            "timeout" => 124,
+            _ => 1,
+        },
+        None => 1,
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,167 @@
+//! Command-line flags. Raw flags become validated values here (durations,
+//! sizes, key=value pairs) before any command sees them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use bgtask_core::units::{parse_duration_ms, parse_size};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bgtask",
+    version,
+    about = "Durable background shell tasks for people and AI coding agents",
+    long_about = "bgtask starts shell commands as durable background tasks: they keep running when \
+whatever started them exits, their output is kept (capped) on disk, and their end is recorded \
+and delivered once to their session as a completion.",
+    after_help = "Examples:\n  bgtask run -- npm run dev\n  bgtask run --wait 10s -- cargo test\n  \
+bgtask list\n  bgtask logs --follow bg-0123456789abcdef\n  bgtask wait bg-0123456789abcdef"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Store directory [default: ~/.local/state/bgtask]
+    #[arg(long, global = true, env = "BGTASK_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Session whose tasks and completions to use
+    #[arg(long, global = true, env = "BGTASK_SESSION", default_value = bgtask_core::DEFAULT_SESSION, value_name = "NAME")]
+    pub session: String,
+    /// Print exactly one JSON document on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a command in the background and print its task id
+    Run(RunArgs),
+    /// Show a task and the end of its output
+    Status {
+        task_id: String,
+        /// Bytes of output to show (stdout, then stderr)
+        #[arg(long, default_value = "4096", value_parser = size, value_name = "BYTES")]
+        tail: u64,
+    },
+    /// List this session's tasks, newest first
+    List {
+        /// Tasks of every session
+        #[arg(long)]
+        all_sessions: bool,
+        /// Only tasks in this status (running, completed, failed, …)
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+    },
+    /// Print a task's output
+    Logs(LogsArgs),
+    /// Stop a task: SIGTERM to its whole tree, SIGKILL after the grace
+    Kill {
+        task_id: String,
+        /// Time between SIGTERM and SIGKILL
+        #[arg(long, default_value = "2s", value_parser = duration_some, value_name = "DUR")]
+        grace: u64,
+    },
+    /// Wait until tasks end; exits with the task's exit code
+    Wait {
+        #[arg(required = true)]
+        task_ids: Vec<String>,
+        /// Give up after this long (exit 124)
+        #[arg(long, default_value = "none", value_parser = duration, value_name = "DUR")]
+        timeout: Limit,
+    },
+    /// Show this session's unacknowledged completions, oldest first
+    Completions,
+    /// Mark completions as delivered
+    Ack {
+        #[arg(required = true)]
+        task_ids: Vec<String>,
+    },
+    /// Delete finished, acknowledged tasks and their output files
+    Gc {
+        /// Only tasks that finished longer ago than this
+        #[arg(long, default_value = "24h", value_parser = duration_some, value_name = "DUR")]
+        older_than: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Working directory [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variable (repeatable); values are never stored
+    #[arg(long = "env", value_parser = key_value, value_name = "KEY=VALUE")]
+    pub env: Vec<(String, String)>,
+    /// Hard time limit ("none" for no limit)
+    #[arg(long, default_value = "30m", value_parser = duration, value_name = "DUR")]
+    pub timeout: Limit,
+    /// End the task when it prints nothing for this long
+    #[arg(long, value_parser = duration_some, value_name = "DUR")]
+    pub idle_timeout: Option<u64>,
+    /// Cap on output kept on disk (head and most recent output are kept)
+    #[arg(long, default_value = "100MiB", value_parser = size, value_name = "SIZE")]
+    pub max_output: u64,
+    /// Do not record a completion when the task ends
+    #[arg(long)]
+    pub no_notify: bool,
+    /// Wait up to this long for the task to end and print its final state
+    #[arg(long, value_parser = duration_some, value_name = "DUR")]
+    pub wait: Option<u64>,
+    /// The command line (words are joined with spaces and run by bash -c)
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub task_id: String,
+    /// Which stream to print
+    #[arg(long, default_value = "all", value_parser = ["stdout", "stderr", "all"])]
+    pub stream: String,
+    /// Only the last BYTES of each stream
+    #[arg(long, value_parser = size, value_name = "BYTES", conflicts_with = "head")]
+    pub tail: Option<u64>,
+    /// Only the first BYTES of each stream
+    #[arg(long, value_parser = size, value_name = "BYTES")]
+    pub head: Option<u64>,
+    /// Keep printing new output until the task ends
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+/// A duration in milliseconds that may be `none` (no limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<u64>);
+
+fn duration(text: &str) -> Result<Limit, String> {
+    parse_duration_ms(text).map(Limit).map_err(|e| e.to_string())
+}
+
+fn duration_some(text: &str) -> Result<u64, String> {
+    duration(text)?
+        .0
+        .ok_or_else(|| "\"none\" is not allowed here".to_owned())
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| e.to_string())
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, _)) if key.is_empty() => Err("the name before '=' is empty".into()),
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None => Err(format!("expected KEY=VALUE, got {:?}", key_only(text))),
+    }
+}
+
+/// Never echo a value back; show at most the name-like start.
+fn key_only(text: &str) -> String {
+    text.chars().take(40).collect()
+}

@@ -1,0 +1,200 @@
+//! One function per subcommand. Each returns the process exit code.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use bgtask_core::{
+    Config, ListRequest, OutputFile, Service, SpawnRequest, Status, StreamChoice, TaskId,
+};
+
+use crate::cli::{Cli, Command, LogsArgs, RunArgs};
+use crate::render;
+
+pub fn run(cli: Cli) -> Result<u8> {
+    let service = open_service(&cli)?;
+    if let Err(e) = service.auto_gc() {
+        tracing::warn!("automatic gc failed: {e}");
+    }
+    let json = cli.global.json;
+    match cli.command {
+        Command::Run(args) => run_task(&service, args, json),
+        Command::Status { task_id, tail } => {
+            let status = service.status(&parse_id(&task_id)?, tail)?;
+            render::status(&status, json)?;
+            Ok(0)
+        }
+        Command::List {
+            all_sessions,
+            status,
+        } => {
+            let status = status.map(|s| s.parse::<Status>()).transpose()?;
+            let tasks = service.list(&ListRequest {
+                all_sessions,
+                status,
+            })?;
+            render::list(&tasks, json)?;
+            Ok(0)
+        }
+        Command::Logs(args) => logs(&service, args),
+        Command::Kill { task_id, grace } => {
+            let task = service.kill(&parse_id(&task_id)?, grace)?;
+            render::task(&task, json)?;
+            Ok(0)
+        }
+        Command::Wait { task_ids, timeout } => {
+            let ids = task_ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>>>()?;
+            let outcome = service.wait(&ids, timeout.0)?;
+            render::tasks(&outcome.tasks, json)?;
+            if outcome.timed_out {
+                let pending: Vec<_> = outcome
+                    .tasks
+                    .iter()
+                    .filter(|t| !t.is_terminal())
+                    .map(|t| t.task_id.to_string())
+                    .collect();
+                eprintln!("bgtask: timed out waiting for {}", pending.join(", "));
+                return Ok(124);
+            }
+            Ok(wait_exit_code(&outcome.tasks))
+        }
+        Command::Completions => {
+            render::completions(&service.completions()?, json)?;
+            Ok(0)
+        }
+        Command::Ack { task_ids } => {
+            let ids = task_ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>>>()?;
+            let acked = service.ack(&ids)?;
+            render::acked(acked, ids.len(), json)?;
+            Ok(0)
+        }
+        Command::Gc { older_than } => {
+            let report = service.gc(older_than)?;
+            render::gc(&report, json)?;
+            Ok(0)
+        }
+    }
+}
+
+fn open_service(cli: &Cli) -> Result<Service> {
+    let home = match &cli.global.home {
+        Some(home) => home.clone(),
+        None => Config::default_home()?,
+    };
+    if cli.global.session.is_empty() {
+        return Err(bgtask_core::Error::InvalidArgument("the session name is empty".into()).into());
+    }
+    let max_running = match std::env::var("BGTASK_MAX_RUNNING") {
+        Ok(v) => v.parse().map_err(|_| {
+            bgtask_core::Error::InvalidArgument(format!("BGTASK_MAX_RUNNING={v:?} is not a number"))
+        })?,
+        Err(_) => bgtask_core::DEFAULT_MAX_RUNNING,
+    };
+    let monitor_exe = std::env::current_exe().context("cannot locate the bgtask executable")?;
+    Ok(Service::open(Config {
+        home,
+        session: cli.global.session.clone(),
+        max_running,
+        monitor_exe,
+    })?)
+}
+
+fn parse_id(text: &str) -> Result<TaskId> {
+    Ok(text.parse::<TaskId>()?)
+}
+
+fn run_task(service: &Service, args: RunArgs, json: bool) -> Result<u8> {
+    let request = SpawnRequest {
+        command: args.command.join(" "),
+        cwd: args.cwd,
+        env: args.env,
+        timeout_ms: args.timeout.0,
+        idle_timeout_ms: args.idle_timeout,
+        max_output: args.max_output,
+        notify: !args.no_notify,
+    };
+    let task = service.spawn(&request)?;
+    let Some(wait_ms) = args.wait else {
+        if json {
+            render::json(&task)?;
+        } else {
+            render::line(task.task_id.as_str())?;
+        }
+        return Ok(0);
+    };
+    let outcome = service.wait(std::slice::from_ref(&task.task_id), Some(wait_ms))?;
+    let task = outcome.tasks.into_iter().next().unwrap_or(task);
+    if json {
+        render::json(&task)?;
+    } else if task.is_terminal() {
+        render::task(&task, false)?;
+    } else {
+        render::line(task.task_id.as_str())?;
+    }
+    Ok(0)
+}
+
+fn logs(service: &Service, args: LogsArgs) -> Result<u8> {
+    let id = parse_id(&args.task_id)?;
+    if args.follow && args.head.is_some() {
+        anyhow::bail!(bgtask_core::Error::InvalidArgument(
+            "--follow cannot be combined with --head".into()
+        ));
+    }
+    let stream: StreamChoice = args.stream.parse()?;
+    let files = match stream {
+        StreamChoice::Stdout => vec![OutputFile::Stdout],
+        StreamChoice::Stderr => vec![OutputFile::Stderr],
+        StreamChoice::All => vec![OutputFile::Stdout, OutputFile::Stderr],
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut offsets = [0u64; 2];
+    for file in &files {
+        let slot = if *file == OutputFile::Stdout { 0 } else { 1 };
+        let chunk = match (args.tail, args.head) {
+            (Some(n), _) => service.read_tail(&id, *file, n)?,
+            (None, Some(n)) => service.read_range(&id, *file, 0, n)?,
+            (None, None) if args.follow => {
+                // Follow prints everything written so far, then new output.
+                continue;
+            }
+            (None, None) => {
+                copy_all(service, &id, *file, &mut out)?;
+                continue;
+            }
+        };
+        out.write_all(&chunk.data)?;
+        offsets[slot] = chunk.offset + chunk.data.len() as u64;
+    }
+    if args.follow {
+        service.follow(&id, stream, offsets, &mut out)?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+fn copy_all(service: &Service, id: &TaskId, file: OutputFile, out: &mut dyn Write) -> Result<()> {
+    let mut offset = 0;
+    loop {
+        let chunk = service.read_range(id, file, offset, 1 << 20)?;
+        if chunk.data.is_empty() {
+            return Ok(());
+        }
+        out.write_all(&chunk.data)?;
+        offset += chunk.data.len() as u64;
+    }
+}
+
+/// For one task, its exit code; for several, 0 if all completed, else 1.
+fn wait_exit_code(tasks: &[bgtask_core::Task]) -> u8 {
+    match tasks {
+        [task] => match task.exit_code {
+            Some(code) => code.clamp(0, 255) as u8,
+            None if task.status == Status::Completed => 0,
+            None => 1,
+        },
+        _ if tasks.iter().all(|t| t.status == Status::Completed) => 0,
+        _ => 1,
+    }
+}

@@ -1,0 +1,199 @@
+//! Human and JSON output of the CLI. With `--json` every command prints
+//! exactly one JSON document; otherwise compact, aligned text.
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use bgtask_core::units::format_duration_ms;
+use bgtask_core::{Completion, GcReport, Task, TaskStatus};
+
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+pub fn line(text: &str) -> Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")?;
+    Ok(())
+}
+
+pub fn task(task: &Task, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(task);
+    }
+    let mut out = std::io::stdout().lock();
+    write_task(&mut out, task)?;
+    Ok(())
+}
+
+pub fn tasks(tasks: &[Task], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(tasks);
+    }
+    let mut out = std::io::stdout().lock();
+    for task in tasks {
+        writeln!(out, "{}", summary(task))?;
+    }
+    Ok(())
+}
+
+pub fn status(status: &TaskStatus, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(status);
+    }
+    let mut out = std::io::stdout().lock();
+    write_task(&mut out, &status.task)?;
+    if !status.output_tail.is_empty() {
+        let label = if status.output_truncated { "output (tail)" } else { "output" };
+        writeln!(out, "{label}:")?;
+        out.write_all(status.output_tail.as_bytes())?;
+        if !status.output_tail.ends_with('\n') {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
+    writeln!(out, "task:     {}", task.task_id)?;
+    writeln!(out, "status:   {}", status_text(task))?;
+    if let Some(reason) = &task.reason {
+        writeln!(out, "reason:   {reason}")?;
+    }
+    writeln!(out, "command:  {}", task.command)?;
+    writeln!(out, "cwd:      {}", task.cwd.display())?;
+    writeln!(out, "session:  {}", task.session)?;
+    if let Some(pid) = task.pid {
+        writeln!(out, "pid:      {pid}")?;
+    }
+    writeln!(out, "time:     {}", age_or_duration(task))?;
+    writeln!(out, "stdout:   {}", task.stdout_path.display())?;
+    writeln!(out, "stderr:   {}", task.stderr_path.display())?;
+    if task.output_dropped_bytes > 0 {
+        writeln!(out, "dropped:  {} bytes of output (over --max-output)", task.output_dropped_bytes)?;
+    }
+    Ok(())
+}
+
+pub fn list(tasks: &[Task], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(tasks);
+    }
+    let mut out = std::io::stdout().lock();
+    if tasks.is_empty() {
+        writeln!(out, "no tasks")?;
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = tasks
+        .iter()
+        .map(|t| {
+            [
+                t.task_id.to_string(),
+                t.status.to_string(),
+                t.exit_code.map_or("-".into(), |c| c.to_string()),
+                age_or_duration(t),
+                first_line(&t.command, 60),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATUS", "EXIT", "TIME", "COMMAND"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let print = |out: &mut std::io::StdoutLock<'_>, cells: [&str; 5]| -> std::io::Result<()> {
+        writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        )
+    };
+    print(&mut out, header)?;
+    for row in &rows {
+        print(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4]])?;
+    }
+    Ok(())
+}
+
+pub fn completions(completions: &[Completion], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(completions);
+    }
+    let mut out = std::io::stdout().lock();
+    if completions.is_empty() {
+        writeln!(out, "no unacknowledged completions")?;
+    }
+    for c in completions {
+        let exit = c.exit_code.map_or("-".into(), |e| e.to_string());
+        let took = c.duration_ms.map_or("-".into(), format_duration_ms);
+        writeln!(out, "{}  {}  exit {exit}  {took}  {}", c.task_id, c.status, first_line(&c.command, 60))?;
+        for line in c.output_preview.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev() {
+            writeln!(out, "    {}", first_line(line, 120))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn acked(newly: usize, named: usize, as_json: bool) -> Result<()> {
+    #[derive(Serialize)]
+    struct Acked {
+        acked: usize,
+    }
+    if as_json {
+        return json(&Acked { acked: newly });
+    }
+    line(&format!("acknowledged {newly} of {named}"))
+}
+
+pub fn gc(report: &GcReport, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(report);
+    }
+    line(&format!("removed {} task(s)", report.removed.len()))
+}
+
+fn summary(task: &Task) -> String {
+    format!("{}  {}  {}", task.task_id, status_text(task), first_line(&task.command, 60))
+}
+
+fn status_text(task: &Task) -> String {
+    match (task.exit_code, &task.signal) {
+        (Some(code), Some(sig)) => format!("{} (exit {code}, {sig})", task.status),
+        (Some(code), None) => format!("{} (exit {code})", task.status),
+        _ => task.status.to_string(),
+    }
+}
+
+fn age_or_duration(task: &Task) -> String {
+    match (task.duration_ms, task.started_at) {
+        (Some(d), _) => format_duration_ms(d),
+        (None, Some(started)) => {
+            let now = bgtask_core::monitor::now_ms();
+            format!("{} ago", format_duration_ms((now - started).max(0) as u64))
+        }
+        _ => "-".into(),
+    }
+}
+
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    let mut short: String = line.chars().take(max).collect();
+    if short.len() < line.len() || text.lines().nth(1).is_some() {
+        short.push('…');
+    }
+    short
+}
