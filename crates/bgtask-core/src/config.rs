@@ -32,9 +32,7 @@ impl Config {
         let strategy = etcetera::choose_base_strategy().map_err(|e| {
             Error::InvalidArgument(format!("cannot find the home directory ({e}); pass --home"))
         })?;
-        let state = strategy
-            .state_dir()
-            .unwrap_or_else(|| strategy.data_dir());
+        let state = strategy.state_dir().unwrap_or_else(|| strategy.data_dir());
         Ok(state.join("bgtask"))
     }
 }

@@ -51,7 +51,11 @@ pub enum Error {
         source: rusqlite::Error,
     },
     #[error("the store at {path} was written by a newer bgtask (schema {found}, this build knows {known}); upgrade bgtask")]
-    NewerStore { path: PathBuf, found: i64, known: i64 },
+    NewerStore {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("task {0} was written by a newer bgtask; upgrade bgtask to use it")]
     NewerRecord(TaskId),
     #[error("unsafe store directory {path}: {why}")]

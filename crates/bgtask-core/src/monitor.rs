@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::output::{combined_tail, CappedWriter};
-use crate::process::{self, Cgroup, ExitStatus, ProcessIdentity, ShellCommand, SIGKILL, SIGTERM, SIGUSR1};
+use crate::process::{
+    self, Cgroup, ExitStatus, ProcessIdentity, ShellCommand, SIGKILL, SIGTERM, SIGUSR1,
+};
 use crate::store::{CacheSize, FinishRecord, Store};
 use crate::task::{Outcome, Status, TaskId};
 
@@ -106,7 +108,8 @@ struct Stopping {
 }
 
 fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
-    let me = ProcessIdentity::current().map_err(|e| Error::io("cannot read", "/proc/self/stat", e))?;
+    let me =
+        ProcessIdentity::current().map_err(|e| Error::io("cannot read", "/proc/self/stat", e))?;
     if !store.claim(id, &me)? {
         return Ok(None);
     }
@@ -225,7 +228,11 @@ fn supervise(store: &mut Store, mut task: Running) {
         }
         let timeout = deadline.map(|d| d.saturating_duration_since(now));
         let mut fds = vec![pidfd.as_fd(), task.signals.as_fd()];
-        fds.extend(task.streams.iter().filter_map(|s| s.pipe.as_ref().map(|p| p.as_fd())));
+        fds.extend(
+            task.streams
+                .iter()
+                .filter_map(|s| s.pipe.as_ref().map(|p| p.as_fd())),
+        );
         let ready = match process::wait_readable(&fds, timeout) {
             Ok(ready) => ready,
             Err(e) => {
@@ -266,7 +273,11 @@ fn supervise(store: &mut Store, mut task: Running) {
     end(store, task, status, stopping);
 }
 
-fn next_deadline(task: &Running, stopping: Option<&Stopping>, last_output: Instant) -> Option<Instant> {
+fn next_deadline(
+    task: &Running,
+    stopping: Option<&Stopping>,
+    last_output: Instant,
+) -> Option<Instant> {
     if let Some(s) = stopping {
         return (!s.killed).then_some(s.kill_at);
     }
@@ -308,19 +319,9 @@ fn dropped_bytes(task: &Running) -> u64 {
     task.streams.iter().map(|s| s.writer.dropped()).sum()
 }
 
-fn drain_signals(signals: &UnixStream) {
+fn drain_signals(mut signals: &UnixStream) {
     let mut buf = [0u8; 64];
-    while matches!((&*signals).read_some(&mut buf), Some(n) if n > 0) {}
-}
-
-trait ReadSome {
-    fn read_some(self, buf: &mut [u8]) -> Option<usize>;
-}
-
-impl ReadSome for &UnixStream {
-    fn read_some(mut self, buf: &mut [u8]) -> Option<usize> {
-        std::io::Read::read(&mut self, buf).ok()
-    }
+    while matches!(std::io::Read::read(&mut signals, &mut buf), Ok(n) if n > 0) {}
 }
 
 fn kill_was_requested(store: &Store, task: &Running) -> bool {
@@ -364,7 +365,12 @@ fn signal_tree(task: &Running, sig: i32) {
     let _ = process::signal_own_children(sig);
 }
 
-fn end(store: &mut Store, mut task: Running, status: Option<ExitStatus>, stopping: Option<Stopping>) {
+fn end(
+    store: &mut Store,
+    mut task: Running,
+    status: Option<ExitStatus>,
+    stopping: Option<Stopping>,
+) {
     // Anything the shell left behind belongs to the task: end it and reap
     // it, so nothing lingers unmanaged.
     loop {

@@ -56,7 +56,11 @@ impl CappedWriter {
             self.append(&data[..fill])?;
             data = &data[fill..];
         }
-        let tail_start = if self.dropped > 0 { self.head + MARKER_LEN } else { self.head };
+        let tail_start = if self.dropped > 0 {
+            self.head + MARKER_LEN
+        } else {
+            self.head
+        };
         let body = self.head + MARKER_LEN;
         // After compaction the tail region holds `retain` bytes, leaving as
         // much room again before the next compaction (amortised O(1) copying).
@@ -82,7 +86,8 @@ impl CappedWriter {
         let text = format!("[bgtask: {} bytes of output dropped here]", self.dropped);
         let width = MARKER_LEN as usize - 2;
         let line = format!("\n{text:<width$}\n");
-        self.file.write_all_at(&line.as_bytes()[..MARKER_LEN as usize], self.head)
+        self.file
+            .write_all_at(&line.as_bytes()[..MARKER_LEN as usize], self.head)
     }
 
     /// Copies `len` bytes from `from` to an earlier offset `to`, in chunks.
@@ -230,7 +235,12 @@ mod tests {
     fn writer(cap: u64) -> (tempfile::TempDir, std::path::PathBuf, CappedWriter) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out");
-        let file = File::options().create(true).read(true).write(true).open(&path).unwrap();
+        let file = File::options()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
         (dir, path, CappedWriter::new(file, cap))
     }
 
@@ -248,8 +258,15 @@ mod tests {
         assert!(text.starts_with("line 00000\n"));
         assert!(text.ends_with("line 01999\n"));
         let kept = text.len() as u64 - MARKER_LEN;
-        assert_eq!(w.dropped() + kept, total, "every byte is either kept or counted");
-        assert!(text.contains(&format!("[bgtask: {} bytes of output dropped here]", w.dropped())));
+        assert_eq!(
+            w.dropped() + kept,
+            total,
+            "every byte is either kept or counted"
+        );
+        assert!(text.contains(&format!(
+            "[bgtask: {} bytes of output dropped here]",
+            w.dropped()
+        )));
     }
 
     #[test]
@@ -311,7 +328,11 @@ pub fn combined_tail(stdout: &Path, stderr: &Path, budget: u64) -> io::Result<Ta
     let out = read_tail(stdout, out_share)?;
     let err = read_tail(stderr, err_share)?;
     let mut text = String::from_utf8_lossy(&out.data).into_owned();
-    if !text.is_empty() && !err.data.is_empty() && !text.ends_with('\n') && text.len() < budget as usize {
+    if !text.is_empty()
+        && !err.data.is_empty()
+        && !text.ends_with('\n')
+        && text.len() < budget as usize
+    {
         text.push('\n');
     }
     text.push_str(&String::from_utf8_lossy(&err.data));

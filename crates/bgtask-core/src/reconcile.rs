@@ -20,7 +20,9 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
         return Ok(false);
     }
     let reason = match (&task.leader, &task.owner) {
-        (None, _) => "spawn aborted: the process starting the task exited before it started".to_owned(),
+        (None, _) => {
+            "spawn aborted: the process starting the task exited before it started".to_owned()
+        }
         (Some(_), Some(owner)) => format!(
             "the task's monitor (pid {}) died; its exit status is unknown",
             owner.pid

@@ -113,7 +113,9 @@ impl Service {
             return Err(Error::EmptyCommand);
         }
         if req.command.contains('\0') {
-            return Err(Error::InvalidArgument("the command contains a NUL byte".into()));
+            return Err(Error::InvalidArgument(
+                "the command contains a NUL byte".into(),
+            ));
         }
         for (key, value) in &req.env {
             validate_env(key, value)?;
@@ -125,7 +127,9 @@ impl Service {
             )));
         }
         if req.timeout_ms == Some(0) || req.idle_timeout_ms == Some(0) {
-            return Err(Error::InvalidArgument("a timeout must be longer than 0".into()));
+            return Err(Error::InvalidArgument(
+                "a timeout must be longer than 0".into(),
+            ));
         }
         let cwd = resolve_cwd(req.cwd.as_deref())?;
         let owner = ProcessIdentity::current()
@@ -170,7 +174,9 @@ impl Service {
             .map_err(|e| Error::SpawnFailed(format!("monitor handshake: {e}")))?;
         match answer.as_str() {
             "ok" => Ok(()),
-            "" => Err(Error::SpawnFailed("the monitor exited before starting the task".into())),
+            "" => Err(Error::SpawnFailed(
+                "the monitor exited before starting the task".into(),
+            )),
             other => Err(Error::SpawnFailed(
                 other.strip_prefix("error: ").unwrap_or(other).to_owned(),
             )),
@@ -225,9 +231,16 @@ impl Service {
 
     /// Reads part of one output stream: `offset` and at most `max` bytes,
     /// never ending inside a UTF-8 character.
-    pub fn read_range(&self, id: &TaskId, path_of: OutputFile, offset: u64, max: u64) -> Result<Chunk> {
+    pub fn read_range(
+        &self,
+        id: &TaskId,
+        path_of: OutputFile,
+        offset: u64,
+        max: u64,
+    ) -> Result<Chunk> {
         let path = self.output_path(id, path_of)?;
-        output::read_range(&path, offset, max).map_err(|e| Error::io("cannot read output", &path, e))
+        output::read_range(&path, offset, max)
+            .map_err(|e| Error::io("cannot read output", &path, e))
     }
 
     /// The last ≤ `max` bytes of one output stream.
@@ -302,8 +315,12 @@ impl Service {
     pub fn promote(&self, id: &TaskId) -> Result<()> {
         let task = self.get(id)?;
         let record = task.is_terminal().then(|| {
-            let tail = combined_tail(&task.stdout_path, &task.stderr_path, crate::monitor::PREVIEW_BYTES)
-                .unwrap_or_default();
+            let tail = combined_tail(
+                &task.stdout_path,
+                &task.stderr_path,
+                crate::monitor::PREVIEW_BYTES,
+            )
+            .unwrap_or_default();
             crate::store::FinishRecord {
                 end: crate::task::End {
                     status: task.status,

@@ -43,7 +43,10 @@ impl FromStr for TaskId {
         let hex = s
             .strip_prefix(ID_PREFIX)
             .filter(|h| h.len() == ID_HEX_DIGITS)
-            .filter(|h| h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            .filter(|h| {
+                h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
         match hex {
             Some(_) => Ok(TaskId(s.to_owned())),
             None => Err(Error::InvalidTaskId(s.to_owned())),
@@ -182,7 +185,10 @@ impl Outcome {
                 Status::TimedOut,
                 Some(124),
                 None,
-                Some(format!("timeout after {}", crate::units::format_duration_ms(after_ms))),
+                Some(format!(
+                    "timeout after {}",
+                    crate::units::format_duration_ms(after_ms)
+                )),
             ),
             Outcome::IdleTimedOut { after_ms } => (
                 Status::TimedOut,
@@ -287,7 +293,13 @@ mod tests {
     fn task_ids_round_trip_and_reject_path_tricks() {
         let id = TaskId::random();
         assert_eq!(id.as_str().parse::<TaskId>().unwrap(), id);
-        for bad in ["", "bg-", "bg-../../etc/passwd", "bg-0123456789ABCDEF", "xx-0123456789abcdef"] {
+        for bad in [
+            "",
+            "bg-",
+            "bg-../../etc/passwd",
+            "bg-0123456789ABCDEF",
+            "xx-0123456789abcdef",
+        ] {
             assert!(bad.parse::<TaskId>().is_err(), "{bad} accepted");
         }
     }
@@ -301,7 +313,10 @@ mod tests {
         assert_eq!(killed.exit_code, Some(137));
         assert_eq!(killed.signal.as_deref(), Some("SIGKILL"));
         assert_eq!(Outcome::Killed(15).into_end().exit_code, Some(143));
-        let timed = Outcome::TimedOut { after_ms: 1_800_000 }.into_end();
+        let timed = Outcome::TimedOut {
+            after_ms: 1_800_000,
+        }
+        .into_end();
         assert_eq!(timed.exit_code, Some(124));
         assert_eq!(timed.reason.as_deref(), Some("timeout after 30m"));
         let lost = Outcome::Lost("monitor vanished".into()).into_end();

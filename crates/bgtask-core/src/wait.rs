@@ -44,7 +44,10 @@ impl Service {
         loop {
             // Drain before reading, so a transition after the read wakes us.
             watch.drain();
-            let tasks = ids.iter().map(|id| self.get(id)).collect::<Result<Vec<_>>>()?;
+            let tasks = ids
+                .iter()
+                .map(|id| self.get(id))
+                .collect::<Result<Vec<_>>>()?;
             if done(&tasks) {
                 return Ok(WaitOutcome {
                     tasks,
@@ -85,14 +88,22 @@ impl Service {
             store.events_path()
         };
         let watch = FileWatch::new().map_err(|e| Error::io("cannot watch", &path, e))?;
-        watch.add(&path).map_err(|e| Error::io("cannot watch", &path, e))?;
+        watch
+            .add(&path)
+            .map_err(|e| Error::io("cannot watch", &path, e))?;
         Ok(watch)
     }
 
     /// Writes a task's output to `sink` as it is produced, from `offsets`
     /// (stdout, stderr) on, until the task ends and everything is written.
     /// Stdout and stderr are interleaved in the order reads find them.
-    pub fn follow(&self, id: &TaskId, stream: StreamChoice, offsets: [u64; 2], sink: &mut dyn Write) -> Result<()> {
+    pub fn follow(
+        &self,
+        id: &TaskId,
+        stream: StreamChoice,
+        offsets: [u64; 2],
+        sink: &mut dyn Write,
+    ) -> Result<()> {
         let files: Vec<(OutputFile, usize)> = match stream {
             StreamChoice::Stdout => vec![(OutputFile::Stdout, 0)],
             StreamChoice::Stderr => vec![(OutputFile::Stderr, 1)],
@@ -102,7 +113,9 @@ impl Service {
         for (file, _) in &files {
             let path = self.output_path(id, *file)?;
             if path.exists() {
-                watch.add(&path).map_err(|e| Error::io("cannot watch", &path, e))?;
+                watch
+                    .add(&path)
+                    .map_err(|e| Error::io("cannot watch", &path, e))?;
             }
         }
         let mut offsets = offsets;
@@ -112,7 +125,8 @@ impl Service {
             for (file, slot) in &files {
                 offsets[*slot] = self.copy_new_output(id, *file, offsets[*slot], sink)?;
             }
-            sink.flush().map_err(|e| Error::io("cannot write", "stdout", e))?;
+            sink.flush()
+                .map_err(|e| Error::io("cannot write", "stdout", e))?;
             if ended {
                 return Ok(());
             }
@@ -127,12 +141,21 @@ impl Service {
     /// Writes everything past `offset` in one output file; returns the new
     /// offset. A file that shrank (the output cap compacted it) is resumed
     /// after its dropped-bytes marker.
-    fn copy_new_output(&self, id: &TaskId, file: OutputFile, mut offset: u64, sink: &mut dyn Write) -> Result<u64> {
+    fn copy_new_output(
+        &self,
+        id: &TaskId,
+        file: OutputFile,
+        mut offset: u64,
+        sink: &mut dyn Write,
+    ) -> Result<u64> {
         const CHUNK: u64 = 1 << 20;
         loop {
             let chunk = self.read_range(id, file, offset, CHUNK)?;
             if chunk.file_len < offset {
-                let marker = format!("\n[bgtask: output was capped while following; {} bytes skipped]\n", offset - chunk.file_len);
+                let marker = format!(
+                    "\n[bgtask: output was capped while following; {} bytes skipped]\n",
+                    offset - chunk.file_len
+                );
                 sink.write_all(marker.as_bytes())
                     .map_err(|e| Error::io("cannot write", "stdout", e))?;
                 offset = chunk.file_len;

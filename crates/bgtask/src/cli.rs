@@ -140,7 +140,9 @@ pub struct LogsArgs {
 pub struct Limit(pub Option<u64>);
 
 fn duration(text: &str) -> Result<Limit, String> {
-    parse_duration_ms(text).map(Limit).map_err(|e| e.to_string())
+    parse_duration_ms(text)
+        .map(Limit)
+        .map_err(|e| e.to_string())
 }
 
 fn duration_some(text: &str) -> Result<u64, String> {
@@ -155,7 +157,7 @@ fn size(text: &str) -> Result<u64, String> {
 
 fn key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((key, _)) if key.is_empty() => Err("the name before '=' is empty".into()),
+        Some(("", _)) => Err("the name before '=' is empty".into()),
         Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
         None => Err(format!("expected KEY=VALUE, got {:?}", key_only(text))),
     }

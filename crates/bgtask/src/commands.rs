@@ -43,7 +43,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Wait { task_ids, timeout } => {
-            let ids = task_ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>>>()?;
+            let ids = task_ids
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<Vec<_>>>()?;
             let outcome = service.wait(&ids, timeout.0)?;
             render::tasks(&outcome.tasks, json)?;
             if outcome.timed_out {
@@ -63,7 +66,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Ack { task_ids } => {
-            let ids = task_ids.iter().map(|s| parse_id(s)).collect::<Result<Vec<_>>>()?;
+            let ids = task_ids
+                .iter()
+                .map(|s| parse_id(s))
+                .collect::<Result<Vec<_>>>()?;
             let acked = service.ack(&ids)?;
             render::acked(acked, ids.len(), json)?;
             Ok(0)

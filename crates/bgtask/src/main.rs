@@ -78,7 +78,9 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<bgtask_core::Error>() {
         Some(e) => match e.kind() {
             "task_not_found" => EXIT_UNKNOWN_TASK,
-            "invalid_argument" | "invalid_cwd" if !matches!(e, bgtask_core::Error::InvalidTaskId(_)) => {
+            "invalid_argument" | "invalid_cwd"
+                if !matches!(e, bgtask_core::Error::InvalidTaskId(_)) =>
+            {
                 EXIT_USAGE
             }
             "invalid_argument" => EXIT_UNKNOWN_TASK,

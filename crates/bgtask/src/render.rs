@@ -48,7 +48,11 @@ pub fn status(status: &TaskStatus, as_json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     write_task(&mut out, &status.task)?;
     if !status.output_tail.is_empty() {
-        let label = if status.output_truncated { "output (tail)" } else { "output" };
+        let label = if status.output_truncated {
+            "output (tail)"
+        } else {
+            "output"
+        };
         writeln!(out, "{label}:")?;
         out.write_all(status.output_tail.as_bytes())?;
         if !status.output_tail.ends_with('\n') {
@@ -74,7 +78,11 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
     writeln!(out, "stdout:   {}", task.stdout_path.display())?;
     writeln!(out, "stderr:   {}", task.stderr_path.display())?;
     if task.output_dropped_bytes > 0 {
-        writeln!(out, "dropped:  {} bytes of output (over --max-output)", task.output_dropped_bytes)?;
+        writeln!(
+            out,
+            "dropped:  {} bytes of output (over --max-output)",
+            task.output_dropped_bytes
+        )?;
     }
     Ok(())
 }
@@ -140,8 +148,22 @@ pub fn completions(completions: &[Completion], as_json: bool) -> Result<()> {
     for c in completions {
         let exit = c.exit_code.map_or("-".into(), |e| e.to_string());
         let took = c.duration_ms.map_or("-".into(), format_duration_ms);
-        writeln!(out, "{}  {}  exit {exit}  {took}  {}", c.task_id, c.status, first_line(&c.command, 60))?;
-        for line in c.output_preview.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev() {
+        writeln!(
+            out,
+            "{}  {}  exit {exit}  {took}  {}",
+            c.task_id,
+            c.status,
+            first_line(&c.command, 60)
+        )?;
+        for line in c
+            .output_preview
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             writeln!(out, "    {}", first_line(line, 120))?;
         }
     }
@@ -167,7 +189,12 @@ pub fn gc(report: &GcReport, as_json: bool) -> Result<()> {
 }
 
 fn summary(task: &Task) -> String {
-    format!("{}  {}  {}", task.task_id, status_text(task), first_line(&task.command, 60))
+    format!(
+        "{}  {}  {}",
+        task.task_id,
+        status_text(task),
+        first_line(&task.command, 60)
+    )
 }
 
 fn status_text(task: &Task) -> String {

@@ -52,7 +52,11 @@ impl Cgroup {
     /// open, write and close on a path allocated before fork.
     pub(super) fn join_from_pre_exec(procs: &CString) -> io::Result<()> {
         use rustix::fs::{open, Mode, OFlags};
-        let fd = open(procs.as_c_str(), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = open(
+            procs.as_c_str(),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         rustix::io::write(&fd, b"0")?;
         Ok(())
     }
@@ -81,7 +85,9 @@ fn own_cgroup_dir() -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mount = mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
-        right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4))?
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split(' ').nth(4))?
     })?;
     Some(Path::new(mount).join(rel.trim_start_matches('/')))
 }

@@ -80,7 +80,8 @@ impl ProcessIdentity {
     /// The identity of one of our own children, even if it already exited
     /// (it stays a zombie until we reap it, so its entry is still there).
     pub fn of_child(pid: u32) -> io::Result<Self> {
-        let stat = read_stat(pid)?.ok_or_else(|| io::Error::other("child vanished before reaping"))?;
+        let stat =
+            read_stat(pid)?.ok_or_else(|| io::Error::other("child vanished before reaping"))?;
         Ok(ProcessIdentity {
             pid,
             start_ticks: stat.start_ticks,
@@ -243,7 +244,10 @@ fn own_children() -> io::Result<Vec<u32>> {
     for entry in std::fs::read_dir(format!("/proc/{me}/task"))? {
         let path = entry?.path().join("children");
         if let Ok(text) = std::fs::read_to_string(path) {
-            pids.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            pids.extend(
+                text.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     Ok(pids)
@@ -420,7 +424,11 @@ impl FileWatch {
     /// Watches `path` for writes and attribute changes (touches).
     pub fn add(&self, path: &Path) -> io::Result<()> {
         use rustix::fs::inotify::{add_watch, WatchFlags};
-        add_watch(&self.fd, path, WatchFlags::MODIFY | WatchFlags::ATTRIB | WatchFlags::CLOSE_WRITE)?;
+        add_watch(
+            &self.fd,
+            path,
+            WatchFlags::MODIFY | WatchFlags::ATTRIB | WatchFlags::CLOSE_WRITE,
+        )?;
         Ok(())
     }
 

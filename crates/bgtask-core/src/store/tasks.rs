@@ -73,9 +73,11 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let live: u32 = tx
-            .query_row(&format!("SELECT count(*) FROM tasks WHERE status IN {LIVE}"), [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!("SELECT count(*) FROM tasks WHERE status IN {LIVE}"),
+                [],
+                |r| r.get(0),
+            )
             .map_err(err)?;
         if live >= limit {
             return Err(Error::LimitExceeded { limit });
@@ -113,7 +115,12 @@ impl Store {
             .execute(
                 "UPDATE tasks SET owner_pid = ?2, owner_start = ?3, boot_id = ?4 \
                  WHERE task_id = ?1 AND status = 'starting'",
-                params![id.as_str(), owner.pid, owner.start_ticks as i64, owner.boot_id],
+                params![
+                    id.as_str(),
+                    owner.pid,
+                    owner.start_ticks as i64,
+                    owner.boot_id
+                ],
             )
             .map_err(|e| self.db_err(e))?;
         Ok(n == 1)
@@ -330,7 +337,11 @@ impl Store {
                 let status: String = r.get(1)?;
                 Ok(LiveTask {
                     id: TaskId::try_from(id).map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+                        rusqlite::Error::FromSqlConversionFailure(
+                            0,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
                     })?,
                     status: status.parse().unwrap_or(Status::Running),
                     owner: identity(r.get(2)?, r.get(3)?),
@@ -340,7 +351,8 @@ impl Store {
                 })
             })
             .map_err(|e| self.db_err(e))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.db_err(e))
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_err(e))
     }
 
     /// Terminal tasks finished before `cutoff` whose completion was
@@ -377,7 +389,9 @@ impl Store {
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.db_err(e))
     }

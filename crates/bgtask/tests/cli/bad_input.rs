@@ -1,0 +1,142 @@
+//! Bad input: one clear line on stderr, the documented exit code, no panic,
+//! and nothing stored is lost or changed.
+
+use crate::fixture::*;
+
+#[track_caller]
+fn assert_rejected(run: &Run, code: i32, mentions: &str) {
+    assert_eq!(run.code, code, "{run:?}");
+    assert!(run.stdout.is_empty(), "nothing on stdout: {run:?}");
+    assert!(
+        run.stderr.contains(mentions),
+        "stderr should mention {mentions:?}: {run:?}"
+    );
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("RUST_BACKTRACE"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_the_documented_exit_codes() {
+    let bg = Bg::new();
+    let existing = bg.spawn(&[], "echo kept");
+    bg.wait(&existing);
+    let before = bg.list_all();
+    let file = bg.path("a-file");
+    std::fs::write(&file, "").unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["run", "--cwd", "/nonexistent/dir", "--", "true"],
+            2,
+            "/nonexistent/dir",
+        ),
+        (
+            &["run", "--cwd", file.to_str().unwrap(), "--", "true"],
+            2,
+            "not a directory",
+        ),
+        (&["run", "--", ""], 2, "empty"),
+        (&["run", "--", "  "], 2, "empty"),
+        (
+            &["run", "--timeout", "5 parsecs", "--", "true"],
+            2,
+            "invalid duration",
+        ),
+        (&["run", "--idle-timeout", "none", "--", "true"], 2, "none"),
+        (
+            &["run", "--max-output", "lots", "--", "true"],
+            2,
+            "invalid size",
+        ),
+        (&["run", "--max-output", "10", "--", "true"], 2, "too small"),
+        (&["run", "--env", "NOVALUE", "--", "true"], 2, "KEY=VALUE"),
+        (&["run", "--env", "=x", "--", "true"], 2, "empty"),
+        (&["run"], 2, "COMMAND"),
+        (&["status", "bg-00000000000000aa"], 3, "bg-00000000000000aa"),
+        (&["status", "../../etc/passwd"], 3, "invalid task id"),
+        (&["logs", "bg-00000000000000aa"], 3, "no task"),
+        (&["kill", "bg-00000000000000aa"], 3, "no task"),
+        (&["wait", "bg-00000000000000aa"], 3, "no task"),
+        (&["list", "--status", "sleeping"], 2, "unknown status"),
+        (
+            &["kill", "--grace", "soon", &existing],
+            2,
+            "invalid duration",
+        ),
+        (&["frobnicate"], 2, "unrecognized subcommand"),
+    ];
+    for (args, code, mentions) in cases {
+        let run = bg.run(args);
+        assert_rejected(&run, *code, mentions);
+    }
+    assert_eq!(bg.list_all(), before, "refused commands changed nothing");
+    let unreadable = bg.path("locked");
+    std::fs::create_dir(&unreadable).unwrap();
+    std::fs::set_permissions(
+        &unreadable,
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    // Root may enter any directory; only check when the permission bites.
+    if std::fs::read_dir(&unreadable).is_err() {
+        let run = bg.run(&["run", "--cwd", unreadable.to_str().unwrap(), "--", "true"]);
+        assert_rejected(&run, 2, "locked");
+    }
+}
+
+#[test]
+fn our_errors_are_one_line() {
+    let bg = Bg::new();
+    for args in [
+        &["run", "--cwd", "/nonexistent", "--", "true"][..],
+        &["status", "bg-00000000000000aa"][..],
+        &["ack", "bg-00000000000000aa"][..],
+    ] {
+        let run = bg.run(args);
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+        assert!(run.stderr.starts_with("bgtask: "), "{run:?}");
+    }
+}
+
+#[test]
+fn env_values_never_reach_the_store_or_the_output_of_bgtask() {
+    let bg = Bg::new();
+    let secret = "s3cr3t-value-7f2c";
+    let run = bg
+        .run(&[
+            "run",
+            "--json",
+            "--env",
+            &format!("API_TOKEN={secret}"),
+            "--",
+            "test -n \"$API_TOKEN\"",
+        ])
+        .ok();
+    let id = run.json()["task_id"].as_str().unwrap().to_owned();
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "completed", "the value reached the command");
+    assert_eq!(task["env_keys"][0], "API_TOKEN");
+    let mut seen = run.stdout.clone();
+    for args in [
+        &["status", "--json", &id][..],
+        &["list", "--json"][..],
+        &["list"][..],
+        &["completions"][..],
+    ] {
+        seen.push_str(&bg.run(args).ok().stdout);
+    }
+    assert!(!seen.contains(secret), "the value leaked into CLI output");
+    for entry in std::fs::read_dir(&bg.home).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let hay = String::from_utf8_lossy(&bytes);
+            assert!(
+                !hay.contains(secret),
+                "the value leaked into {}",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real `bgtask` binary against a temporary home.
+
+mod fixture;
+
+mod bad_input;
+mod basics;
+mod completions;
+mod durability;
+mod output;
+mod supervision;
