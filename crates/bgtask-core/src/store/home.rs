@@ -73,6 +73,22 @@ pub(super) fn ensure_private_db(path: &Path) -> Result<()> {
     }
 }
 
+/// Takes the store's open lock (an exclusive flock on `<db>.lock`); it is
+/// released when the returned file is dropped.
+pub(super) fn lock_for_open(db: &Path) -> Result<File> {
+    let path = db.with_extension("lock");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io("cannot open lock file", &path, e))?;
+    file.lock()
+        .map_err(|e| Error::io("cannot lock", &path, e))?;
+    Ok(file)
+}
+
 /// Bumps the modification time of the events file (creating it if needed);
 /// inotify watchers wake on it. Best effort: a failed touch only delays a
 /// watcher until its next wake-up, it never loses state.

@@ -67,12 +67,17 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
         path: path.to_owned(),
         source,
     };
+    // SQLite answers "database is locked" at once (no busy wait) to a
+    // connection that reads while another switches a new database to WAL.
+    // Opening under an exclusive file lock makes creation race-free; it is
+    // held only for the open, never while the store is used.
+    let _open_lock = super::home::lock_for_open(path)?;
     super::home::ensure_private_db(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(30)).map_err(err)?;
+    conn.busy_handler(Some(retry_while_busy)).map_err(err)?;
     let cache_kib = match cache {
         CacheSize::Small => 64,
         CacheSize::Default => 2048,
@@ -98,6 +103,21 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
         create(&conn).map_err(err)?;
     }
     Ok(conn)
+}
+
+/// SQLite's default busy handler sleeps in steps of up to 100 ms, which
+/// turns brief write contention (many monitors ending at once) into long
+/// stalls. Writers here hold the lock for well under a millisecond, so retry
+/// quickly at first, then back off; give up after about 30 seconds.
+fn retry_while_busy(attempt: i32) -> bool {
+    let pause = match attempt {
+        0..=49 => Duration::from_micros(100),
+        50..=199 => Duration::from_millis(1),
+        200..=3_200 => Duration::from_millis(10),
+        _ => return false,
+    };
+    std::thread::sleep(pause);
+    true
 }
 
 fn create(conn: &Connection) -> rusqlite::Result<()> {
