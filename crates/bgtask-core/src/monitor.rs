@@ -207,8 +207,12 @@ fn supervise(store: &mut Store, mut task: Running) {
     loop {
         let now = Instant::now();
         let deadline = next_deadline(&task, stopping.as_ref(), last_output);
-        if let Some(deadline) = deadline.filter(|d| *d <= now) {
-            let _ = deadline;
+        if deadline.is_some_and(|d| d <= now) {
+            // A shell that exited just as the deadline passed keeps its own
+            // end: look at the pidfd before acting on the deadline.
+            if has_exited(&pidfd) {
+                break;
+            }
             match &mut stopping {
                 Some(s) if !s.killed => {
                     signal_tree(&task, SIGKILL);
@@ -259,18 +263,24 @@ fn supervise(store: &mut Store, mut task: Running) {
         if compacted {
             let _ = store.set_dropped_bytes(&task.id, dropped_bytes(&task));
         }
+        if ready[0] {
+            // The exit is handled before any kill request that arrived in
+            // the same wake-up: a natural exit racing a kill keeps its code.
+            break;
+        }
         if ready[1] {
             drain_signals(&task.signals);
-            if stopping.is_none() && kill_was_requested(store, &task) {
+            if stopping.is_none() && kill_was_requested(store, &task) && !has_exited(&pidfd) {
                 stopping = Some(begin_stop(store, &task, Stop::Request));
             }
-        }
-        if ready[0] {
-            break;
         }
     }
     let status = process::try_reap(&mut task.child).ok().flatten();
     end(store, task, status, stopping);
+}
+
+fn has_exited(pidfd: &process::ProcessHandle) -> bool {
+    process::wait_readable(&[pidfd.as_fd()], Some(Duration::ZERO)).map_or(true, |ready| ready[0])
 }
 
 fn next_deadline(
@@ -357,10 +367,8 @@ fn begin_stop(store: &Store, task: &Running, why: Stop) -> Stopping {
 /// only), and every descendant that was reparented to us.
 fn signal_tree(task: &Running, sig: i32) {
     let _ = process::signal_group(task.pgid, sig);
-    if sig == SIGKILL {
-        if let Some(cg) = &task.cgroup {
-            let _ = cg.kill();
-        }
+    if let Some(cg) = &task.cgroup {
+        let _ = if sig == SIGKILL { cg.kill() } else { cg.signal_members(sig) };
     }
     let _ = process::signal_own_children(sig);
 }

@@ -297,6 +297,12 @@ impl Service {
 
     /// This session's unacknowledged completions, oldest first.
     pub fn completions(&self) -> Result<Vec<Completion>> {
+        // A task whose monitor died gets its completion from whoever
+        // notices: make sure that includes the reader of completions.
+        self.list(&ListRequest {
+            all_sessions: false,
+            status: None,
+        })?;
         let store = self.store();
         Ok(store
             .unacked_completions(&self.config.session)?
@@ -354,6 +360,7 @@ impl Service {
             }
         }
         store.set_meta("last_gc_at", &now_ms().to_string())?;
+        process::Cgroup::sweep_stale(std::time::Duration::from_secs(60));
         Ok(report)
     }
 

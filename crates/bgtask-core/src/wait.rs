@@ -13,7 +13,23 @@ use crate::config::StreamChoice;
 use crate::error::{Error, Result};
 use crate::process::{self, FileWatch, ProcessHandle};
 use crate::service::{OutputFile, Service};
-use crate::task::{Task, TaskId};
+use crate::task::{Completion, Task, TaskId};
+
+/// Wakes its owner when any task in the store changes state (no polling).
+pub struct EventWatch {
+    watch: FileWatch,
+}
+
+impl EventWatch {
+    /// Sleeps until some task changes state or `timeout` passes; returns
+    /// whether an event arrived. Pending events are consumed.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        let ready = process::wait_readable(&[self.watch.as_fd()], timeout)
+            .map_err(|e| Error::io("cannot wait on", "the events file", e))?;
+        self.watch.drain();
+        Ok(ready[0])
+    }
+}
 
 /// The result of waiting for tasks.
 #[derive(Clone, Debug, Serialize)]
@@ -79,6 +95,24 @@ impl Service {
             }
         }
         Ok(handles)
+    }
+
+    /// A watch that wakes when any task in the store changes state.
+    pub fn watch_events(&self) -> Result<EventWatch> {
+        Ok(EventWatch {
+            watch: self.events_watch()?,
+        })
+    }
+
+    /// Completions of this session recorded after outbox sequence `after`,
+    /// with their sequence numbers, oldest first.
+    pub fn completions_after(&self, after: i64) -> Result<Vec<(i64, Completion)>> {
+        self.store().completions_after(self.session(), after)
+    }
+
+    /// The newest outbox sequence number in the store.
+    pub fn last_completion_seq(&self) -> Result<i64> {
+        self.store().last_completion_seq()
     }
 
     fn events_watch(&self) -> Result<FileWatch> {

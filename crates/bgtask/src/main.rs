@@ -93,8 +93,10 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        cause
+        let io_kind = cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            .map(std::io::Error::kind)
+            .or_else(|| cause.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind()));
+        io_kind == Some(std::io::ErrorKind::BrokenPipe)
     })
 }

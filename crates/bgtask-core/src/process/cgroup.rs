@@ -69,6 +69,52 @@ impl Cgroup {
         }
     }
 
+    /// Sends `sig` to every process in the cgroup (for SIGTERM, which
+    /// `cgroup.kill` cannot send). The pids are read from the cgroup just
+    /// before, so they are its members, not recycled pids.
+    pub fn signal_members(&self, sig: i32) -> io::Result<()> {
+        let procs = match std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Some(sig) = rustix::process::Signal::from_named_raw(sig) else {
+            return Ok(());
+        };
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes leftover empty `bgtask-*` cgroups older than `min_age` (their
+    /// monitor died and nobody reconciled them). A populated cgroup cannot
+    /// be removed, and a young one may belong to a task being started.
+    pub fn sweep_stale(min_age: std::time::Duration) -> usize {
+        let Some(base) = own_cgroup_dir() else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let is_ours = name.to_str().is_some_and(|n| n.starts_with("bgtask-bg-"));
+            let old_enough = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= min_age);
+            if is_ours && old_enough && std::fs::remove_dir(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Removes the (empty) cgroup directory; a no-op if it is gone.
     pub fn remove(&self) -> io::Result<()> {
         match std::fs::remove_dir(&self.dir) {

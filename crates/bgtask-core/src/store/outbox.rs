@@ -39,6 +39,19 @@ impl Store {
         self.completions_where("c.session = ?1 AND c.acked_at IS NULL", params![session])
     }
 
+    /// The session's completions recorded after sequence number `after`
+    /// (acknowledged or not), oldest first.
+    pub fn completions_after(&self, session: &str, after: i64) -> Result<Vec<(i64, Completion)>> {
+        self.completions_where("c.session = ?1 AND c.seq > ?2", params![session, after])
+    }
+
+    /// The highest outbox sequence number so far (0 when empty).
+    pub fn last_completion_seq(&self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM completions", [], |r| r.get(0))
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Marks the named completions of `session` delivered. Every id must have
     /// a completion in that session (acknowledged before or not); otherwise
     /// nothing is changed and the first unknown id is named. Returns how many

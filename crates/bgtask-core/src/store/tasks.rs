@@ -114,7 +114,7 @@ impl Store {
             .conn
             .execute(
                 "UPDATE tasks SET owner_pid = ?2, owner_start = ?3, boot_id = ?4 \
-                 WHERE task_id = ?1 AND status = 'starting'",
+                 WHERE task_id = ?1 AND status IN ('starting','killing') AND pid IS NULL",
                 params![
                     id.as_str(),
                     owner.pid,

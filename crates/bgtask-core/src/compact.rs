@@ -1,0 +1,629 @@
+//! Agent-facing output shaping: turns raw terminal output (colours, progress
+//! bars, thousands of near-identical lines) into plain text an agent can read
+//! within a byte budget.
+//!
+//! The steps, each usable alone:
+//! - [`render`] keeps what a terminal would finally show: escape sequences
+//!   and control characters go, a line redrawn with `\r` (or `ESC[G`) keeps
+//!   only its last state, erase-line sequences are honoured, trailing blanks
+//!   are trimmed.
+//! - [`compact`] renders, then folds repetition: a run of three or more
+//!   consecutive lines that are identical, or differ only in numbers,
+//!   progress glyphs or spacing, becomes its last line plus a count marker;
+//!   a run of blank lines becomes one blank line.
+//! - [`bound`] cuts text to a budget, keeping about 40% head and 60% tail
+//!   (the end of a build or test run matters most), cut at line boundaries.
+//! - [`shape_bytes`] and [`shape_file`] put these together for task output
+//!   of any size, reading only a head window and a tail window of a file.
+//!
+//! Markers (agents read these; keep the formats stable):
+//! - `  [×N identical lines]` on the line after a line `L`: `L` stood `N`
+//!   times in a row and is shown once, as the last of them.
+//! - `  [×N similar lines]` on the line after `L`: `L` is the last of `N`
+//!   consecutive lines that differed from it only in numbers, progress
+//!   glyphs or spacing.
+//! - `[… N bytes omitted …]` on its own line: `N` bytes of output are not
+//!   shown here.
+//!
+//! Invariants:
+//! - No function panics, whatever the bytes and whatever the budget
+//!   (including 0); no output splits a UTF-8 character.
+//! - Every line of [`render`]`(text)` that mentions a problem (error,
+//!   warning, warn, fail, failed, failure, panic, fatal, exception,
+//!   traceback; any case) appears verbatim and in order in
+//!   [`compact`]`(text)`. Such lines are never folded, even when repeated,
+//!   and they end any run around them.
+//! - Lines that are not folded are not changed by folding.
+//! - `bound(text, budget).text.len() <= budget` always, markers included;
+//!   text that fits is returned unchanged.
+//! - `omitted_bytes` counts the bytes of text not shown, including bytes
+//!   never read; folding is not omission (its markers show it), so it is
+//!   not counted. `truncated` is `omitted_bytes > 0`.
+//! - [`shape_file`] reads at most `max(4 × budget, 256 KiB)` bytes,
+//!   whatever the size of the file.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::iter::Peekable;
+use std::path::{Path, PathBuf};
+use std::str::Chars;
+
+use serde::Serialize;
+
+use crate::output::{str_tail, utf8_complete_prefix, utf8_start_skip};
+
+/// Smallest window [`shape_file`] reads, so a tiny budget still sees enough
+/// output for compaction to work with.
+const MIN_WINDOW: u64 = 256 << 10;
+
+/// Fewest consecutive lines folded into one: folding two would not save a
+/// line, since the marker takes one.
+const MIN_RUN: usize = 3;
+
+/// Words that make a line worth keeping whatever else happens to it.
+/// "warn" covers "warning" and "fail" covers "failed" and "failure".
+const PROBLEM_WORDS: [&[u8]; 7] = [
+    b"error",
+    b"warn",
+    b"fail",
+    b"panic",
+    b"fatal",
+    b"exception",
+    b"traceback",
+];
+
+/// Options for shaping output for an agent.
+#[derive(Clone, Copy, Debug)]
+pub struct ShapeOptions {
+    /// Most bytes of text to return, markers included.
+    pub budget: usize,
+    /// Whether to [`compact`] the text before bounding it.
+    pub compress: bool,
+}
+
+/// Text shaped for an agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Shaped {
+    pub text: String,
+    /// True when some output is not shown (`omitted_bytes > 0`).
+    pub truncated: bool,
+    /// Bytes of output not shown, whether cut to fit or never read.
+    pub omitted_bytes: u64,
+}
+
+/// A read of task output failed; says which file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read output file {path}")]
+struct ReadError {
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+/// What a terminal would finally show of `text`, as plain text.
+///
+/// Strips CSI (`ESC [ … final`), OSC/DCS/APC/PM/SOS strings (ended by BEL or
+/// `ESC \`), other `ESC` sequences and C0 controls but `\n` and `\t`. A `\r`
+/// (or `ESC[G`) moves to the start of the line and the next character
+/// replaces the whole line: progress bars redraw whole lines, so the last
+/// state is the only one worth keeping. `\r\n` is a newline; backspace
+/// removes the character before it; erase-line (`ESC[K` at the start of a
+/// line, `ESC[1K`, `ESC[2K`) clears the line. Trailing spaces and tabs are
+/// trimmed. C1 controls (U+0080–U+009F) are left alone.
+pub fn render(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut row = Row::default();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => {
+                row.flush_into(&mut out);
+                out.push('\n');
+            }
+            '\r' => row.carriage_return(),
+            '\u{8}' => row.backspace(),
+            '\t' => row.put('\t'),
+            '\u{1b}' => {
+                // A string sequence may end where another escape begins;
+                // loop rather than recurse so no input can exhaust the stack.
+                while escape(&mut chars, &mut row) == Next::AnotherEscape {}
+            }
+            c if c.is_ascii_control() => {}
+            c => row.put(c),
+        }
+    }
+    row.flush_into(&mut out);
+    out
+}
+
+/// The line being drawn, as far as [`render`] models a terminal.
+#[derive(Default)]
+struct Row {
+    text: String,
+    /// The cursor went back to column 0: the next character starts a new
+    /// state of the line.
+    at_start: bool,
+}
+
+impl Row {
+    fn put(&mut self, c: char) {
+        if self.at_start {
+            self.text.clear();
+            self.at_start = false;
+        }
+        self.text.push(c);
+    }
+
+    fn carriage_return(&mut self) {
+        self.at_start = true;
+    }
+
+    fn backspace(&mut self) {
+        if !self.at_start {
+            self.text.pop();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+    }
+
+    /// `ESC[K`: erases from the cursor on. Without `\r` the cursor is at the
+    /// end of the text, where there is nothing to erase.
+    fn erase_to_end(&mut self) {
+        if self.at_start {
+            self.text.clear();
+        }
+    }
+
+    fn flush_into(&mut self, out: &mut String) {
+        out.push_str(self.text.trim_end_matches([' ', '\t']));
+        self.text.clear();
+        self.at_start = false;
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Next {
+    Text,
+    AnotherEscape,
+}
+
+/// Consumes the escape sequence after an `ESC`. A malformed sequence ends
+/// at the first character that cannot belong to it, and that character is
+/// left for the caller, so a broken escape can never swallow a newline and
+/// the lines after it.
+fn escape(chars: &mut Peekable<Chars<'_>>, row: &mut Row) -> Next {
+    match chars.peek().copied() {
+        Some('[') => {
+            chars.next();
+            control_sequence(chars, row);
+        }
+        Some(']' | 'P' | 'X' | '^' | '_') => {
+            chars.next();
+            return control_string(chars);
+        }
+        Some(' '..='/') => {
+            // nF sequences such as `ESC ( B` (select character set).
+            while chars.next_if(|c| matches!(c, ' '..='/')).is_some() {}
+            chars.next_if(|c| matches!(c, '0'..='~'));
+        }
+        Some('0'..='~') => {
+            chars.next();
+        }
+        _ => {} // a lone ESC: dropped
+    }
+    Next::Text
+}
+
+/// A CSI sequence: parameter and intermediate bytes, then a final byte.
+fn control_sequence(chars: &mut Peekable<Chars<'_>>, row: &mut Row) {
+    // Only short parameters matter (`K`, `1K`, `G`); longer ones are kept
+    // as a sentinel instead of growing a buffer.
+    let mut params = String::new();
+    while let Some(c) = chars.next_if(|c| matches!(c, ' '..='?')) {
+        if params.len() < 4 {
+            params.push(c);
+        }
+    }
+    let Some(fin) = chars.next_if(|c| matches!(c, '@'..='~')) else {
+        return;
+    };
+    match (fin, params.as_str()) {
+        ('K', "" | "0") => row.erase_to_end(),
+        ('K', "1" | "2") => row.clear(),
+        ('G', "" | "1") => row.carriage_return(),
+        _ => {}
+    }
+}
+
+/// An OSC-like string, ended by BEL or `ESC \`. Ends early at a newline or
+/// at an `ESC` that starts another sequence.
+fn control_string(chars: &mut Peekable<Chars<'_>>) -> Next {
+    while let Some(c) = chars.next_if(|c| *c != '\n') {
+        match c {
+            '\u{7}' => return Next::Text,
+            '\u{1b}' => {
+                return match chars.next_if_eq(&'\\') {
+                    Some(_) => Next::Text,
+                    None => Next::AnotherEscape,
+                };
+            }
+            _ => {}
+        }
+    }
+    Next::Text
+}
+
+/// [`render`]s `text`, then folds repetition (see the module docs for the
+/// markers). Lines that mention a problem are never folded.
+pub fn compact(text: &str) -> String {
+    fold(&render(text))
+}
+
+/// Folds runs in plain text; the second half of [`compact`].
+fn fold(text: &str) -> String {
+    let (body, newline_at_end) = match text.strip_suffix('\n') {
+        Some(body) => (body, true),
+        None => (text, false),
+    };
+    let mut out = Output::default();
+    let mut run = Run::default();
+    let mut key = String::new();
+    for line in body.split('\n') {
+        if line.is_empty() {
+            // Rendered lines carry no trailing blanks, so blank is empty.
+            if run.kind != RunKind::Blank {
+                run.flush(&mut out);
+                run = Run::start(RunKind::Blank, line);
+            }
+        } else if mentions_problem(line) {
+            run.flush(&mut out);
+            run = Run::default();
+            out.line(line);
+        } else {
+            shape_key(line, &mut key);
+            if run.kind == RunKind::Similar && run.key == key {
+                run.extend(line);
+            } else {
+                run.flush(&mut out);
+                run = Run::start(RunKind::Similar, line);
+                std::mem::swap(&mut run.key, &mut key);
+            }
+        }
+    }
+    run.flush(&mut out);
+    let mut text = out.text;
+    if newline_at_end {
+        text.push('\n');
+    }
+    text
+}
+
+/// Lines joined with `\n`.
+#[derive(Default)]
+struct Output {
+    text: String,
+    started: bool,
+}
+
+impl Output {
+    fn line(&mut self, line: &str) {
+        if self.started {
+            self.text.push('\n');
+        }
+        self.started = true;
+        self.text.push_str(line);
+    }
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum RunKind {
+    #[default]
+    None,
+    Blank,
+    /// Lines with the same [`shape_key`].
+    Similar,
+}
+
+/// Consecutive lines that fold together. Only the first and last are kept:
+/// a run of one or two is shown whole, a longer one as its last line.
+#[derive(Default)]
+struct Run<'a> {
+    kind: RunKind,
+    key: String,
+    first: &'a str,
+    last: &'a str,
+    count: usize,
+    identical: bool,
+}
+
+impl<'a> Run<'a> {
+    fn start(kind: RunKind, line: &'a str) -> Self {
+        Run {
+            kind,
+            key: String::new(),
+            first: line,
+            last: line,
+            count: 1,
+            identical: true,
+        }
+    }
+
+    fn extend(&mut self, line: &'a str) {
+        self.identical &= line == self.last;
+        self.last = line;
+        self.count += 1;
+    }
+
+    fn flush(&self, out: &mut Output) {
+        match self.kind {
+            RunKind::None => {}
+            RunKind::Blank => out.line(self.first),
+            RunKind::Similar if self.count >= MIN_RUN => {
+                out.line(self.last);
+                let what = if self.identical {
+                    "identical"
+                } else {
+                    "similar"
+                };
+                out.line(&format!("  [×{} {what} lines]", self.count));
+            }
+            RunKind::Similar => {
+                out.line(self.first);
+                if self.count == 2 {
+                    out.line(self.last);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `line` mentions a problem word, in any case.
+fn mentions_problem(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    (0..bytes.len()).any(|i| {
+        PROBLEM_WORDS.iter().any(|word| {
+            bytes
+                .get(i..i + word.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(word))
+        })
+    })
+}
+
+/// Writes into `key` what is left of `line` once its volatile parts are
+/// erased: each number (digits, with `.`, `,` or `:` between digits) and
+/// each run of progress glyphs becomes one NUL (which rendered text never
+/// contains), and each run of blanks one space, since right-aligned
+/// counters change the padding as they grow.
+fn shape_key(line: &str, key: &mut String) {
+    key.clear();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if is_volatile(c) {
+            key.push('\0');
+            loop {
+                if chars.next_if(|c| is_volatile(*c)).is_some() {
+                    continue;
+                }
+                // A separator belongs to the number only if a digit follows;
+                // peeking two ahead needs a clone of the (cheap) iterator.
+                let mut ahead = chars.clone();
+                let is_separator = matches!(ahead.next(), Some('.' | ',' | ':'))
+                    && ahead.next().is_some_and(|c| c.is_ascii_digit());
+                if !is_separator {
+                    break;
+                }
+                chars.next();
+            }
+        } else if c == ' ' || c == '\t' {
+            key.push(' ');
+            while chars.next_if(|c| *c == ' ' || *c == '\t').is_some() {}
+        } else {
+            key.push(c);
+        }
+    }
+}
+
+/// Digits and the glyphs progress bars and spinners draw with: box drawing,
+/// block elements and braille.
+fn is_volatile(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '\u{2500}'..='\u{259f}' | '\u{2800}'..='\u{28ff}')
+}
+
+/// `text` if it fits in `budget` bytes; otherwise its head, an omitted
+/// marker and its tail, in at most `budget` bytes. Head and tail are cut at
+/// line boundaries when the share has one; the head gets about 40% of the
+/// room and the tail the rest. When not even the marker fits, only a tail.
+pub fn bound(text: &str, budget: usize) -> Shaped {
+    if text.len() <= budget {
+        return Shaped {
+            text: text.to_owned(),
+            truncated: false,
+            omitted_bytes: 0,
+        };
+    }
+    let Some(room) = budget.checked_sub(marker_reserve(text.len() as u64)) else {
+        return only_tail(text, text.len() as u64, budget);
+    };
+    let head = line_prefix(text, room * 2 / 5);
+    // The tail is taken after the head, so they never overlap, and it gets
+    // whatever room the head's line cut left unused.
+    let tail = line_suffix(&text[head.len()..], room - head.len());
+    let omitted = text.len() - head.len() - tail.len();
+    assemble(head, omitted as u64, tail)
+}
+
+/// Shapes output read as a head window and an optional tail window, with
+/// `skipped` unread bytes between them (see the module docs). Decodes
+/// lossily; when the windows do not touch, a character cut at the end of
+/// the head or the start of the tail is dropped and counted as omitted.
+pub fn shape_bytes(head: &[u8], tail: Option<&[u8]>, skipped: u64, opts: ShapeOptions) -> Shaped {
+    if skipped == 0 {
+        // The windows touch: decode them as one, so a character split
+        // between them survives and no marker claims a gap that is not there.
+        let text = match tail {
+            Some(tail) => decode(&[head, tail].concat(), opts.compress),
+            None => decode(head, opts.compress),
+        };
+        return bound(&text, opts.budget);
+    }
+    let tail = tail.unwrap_or_default();
+    let head_end = utf8_complete_prefix(head);
+    let tail_start = utf8_start_skip(tail);
+    let gap = skipped + (head.len() - head_end) as u64 + tail_start as u64;
+    let head = decode(&head[..head_end], opts.compress);
+    let tail = decode(&tail[tail_start..], opts.compress);
+    splice(&head, gap, &tail, opts.budget)
+}
+
+/// Shapes a task's output file, reading at most `max(4 × budget, 256 KiB)`
+/// bytes: the whole file when it fits, else the first and last halves of
+/// that window. A missing file is empty.
+pub fn shape_file(path: &Path, opts: ShapeOptions) -> io::Result<Shaped> {
+    let with_path = |source: io::Error| {
+        let kind = source.kind();
+        let path = path.to_owned();
+        io::Error::new(kind, ReadError { path, source })
+    };
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(shape_bytes(&[], None, 0, opts))
+        }
+        Err(e) => return Err(with_path(e)),
+    };
+    let window = u64::try_from(opts.budget)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(4)
+        .max(MIN_WINDOW);
+    let len = file.metadata().map_err(with_path)?.len();
+    if len <= window {
+        let data = read_window(&mut file, 0, len).map_err(with_path)?;
+        return Ok(shape_bytes(&data, None, 0, opts));
+    }
+    let head_len = window / 2;
+    let tail_start = len - (window - head_len);
+    let head = read_window(&mut file, 0, head_len).map_err(with_path)?;
+    let tail = read_window(&mut file, tail_start, len - tail_start).map_err(with_path)?;
+    // head_len < tail_start because len > window; a file that shrank under
+    // us (the capped writer compacts in place) just reads short.
+    let skipped = tail_start.saturating_sub(head.len() as u64);
+    Ok(shape_bytes(&head, Some(&tail), skipped, opts))
+}
+
+/// Up to `len` bytes from `offset`; fewer if the file is shorter by then.
+fn read_window(file: &mut File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len).read_to_end(&mut data)?;
+    Ok(data)
+}
+
+fn decode(bytes: &[u8], compress: bool) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if compress {
+        compact(&text)
+    } else {
+        text.into_owned()
+    }
+}
+
+/// Like [`bound`], for a head and a tail with `gap` unshown bytes between
+/// them: always shows the gap marker, and cuts the two parts to fit.
+fn splice(head: &str, gap: u64, tail: &str, budget: usize) -> Shaped {
+    let whole = head.len() as u64 + gap + tail.len() as u64;
+    let reserve = marker_reserve(whole);
+    if head.len() + reserve + tail.len() <= budget {
+        return assemble(head, gap, tail);
+    }
+    let Some(room) = budget.checked_sub(reserve) else {
+        let last = if tail.is_empty() { head } else { tail };
+        return only_tail(last, whole, budget);
+    };
+    let mut shown_head = line_prefix(head, room * 2 / 5);
+    let shown_tail = line_suffix(tail, room - shown_head.len());
+    if shown_tail.len() == tail.len() {
+        // A short tail leaves room for more of the head.
+        shown_head = line_prefix(head, room - tail.len());
+    }
+    let cut = (head.len() - shown_head.len()) + (tail.len() - shown_tail.len());
+    assemble(shown_head, gap + cut as u64, shown_tail)
+}
+
+fn omitted_marker(omitted: u64) -> String {
+    format!("[… {omitted} bytes omitted …]")
+}
+
+/// Bytes the marker line and the newlines around it may take, for any
+/// count up to `max_omitted`.
+fn marker_reserve(max_omitted: u64) -> usize {
+    omitted_marker(max_omitted).len() + 2
+}
+
+/// `head`, the omitted marker on its own line, then `tail`: at most
+/// `head.len() + marker_reserve(omitted) + tail.len()` bytes.
+fn assemble(head: &str, omitted: u64, tail: &str) -> Shaped {
+    let marker = omitted_marker(omitted);
+    let mut text = String::with_capacity(head.len() + marker.len() + tail.len() + 2);
+    text.push_str(head);
+    if !head.is_empty() && !head.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&marker);
+    text.push('\n');
+    text.push_str(tail);
+    Shaped {
+        text,
+        truncated: omitted > 0,
+        omitted_bytes: omitted,
+    }
+}
+
+/// The last ≤ `budget` bytes of `text`, for budgets too small for a marker;
+/// `whole` is the size of everything it stands for.
+fn only_tail(text: &str, whole: u64, budget: usize) -> Shaped {
+    let text = str_tail(text, budget).to_owned();
+    let omitted = whole.saturating_sub(text.len() as u64);
+    Shaped {
+        text,
+        truncated: omitted > 0,
+        omitted_bytes: omitted,
+    }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends after a
+/// newline, or else at a character boundary.
+fn line_prefix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text[..end].rfind('\n') {
+        Some(newline) => &text[..=newline],
+        None => &text[..end],
+    }
+}
+
+/// The longest suffix of `text` of at most `max` bytes that starts a line,
+/// or else starts at a character boundary.
+fn line_suffix(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    if start > 0 && text.as_bytes()[start - 1] == b'\n' {
+        return &text[start..];
+    }
+    match text[start..].find('\n') {
+        // A newline that ends the text starts no line: cut mid-line instead.
+        Some(newline) if start + newline + 1 < text.len() => &text[start + newline + 1..],
+        _ => &text[start..],
+    }
+}
