@@ -84,7 +84,9 @@ impl Service {
             return read(&task.stderr_path, opts.budget);
         }
         let room = opts.budget.saturating_sub(STDERR_SEPARATOR.len());
-        let err_budget = (room / 3).max(room.saturating_sub(out_len as usize)).min(room);
+        let err_budget = (room / 3)
+            .max(room.saturating_sub(out_len as usize))
+            .min(room);
         let err = read(&task.stderr_path, err_budget)?;
         let out = read(&task.stdout_path, room - err.text.len().min(room))?;
         let mut text = out.text;

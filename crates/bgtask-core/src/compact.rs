@@ -62,14 +62,14 @@ const MIN_RUN: usize = 3;
 
 /// Words that make a line worth keeping whatever else happens to it.
 /// "warn" covers "warning" and "fail" covers "failed" and "failure".
-const PROBLEM_WORDS: [&[u8]; 7] = [
-    b"error",
-    b"warn",
-    b"fail",
-    b"panic",
-    b"fatal",
-    b"exception",
-    b"traceback",
+const PROBLEM_WORDS: [&str; 7] = [
+    "error",
+    "warn",
+    "fail",
+    "panic",
+    "fatal",
+    "exception",
+    "traceback",
 ];
 
 /// Options for shaping output for an agent.
@@ -120,7 +120,7 @@ pub fn render(text: &str) -> String {
                 row.flush_into(&mut out);
                 out.push('\n');
             }
-            '\r' => row.carriage_return(),
+            '\r' => row.at_start = true,
             '\u{8}' => row.backspace(),
             '\t' => row.put('\t'),
             '\u{1b}' => {
@@ -154,25 +154,9 @@ impl Row {
         self.text.push(c);
     }
 
-    fn carriage_return(&mut self) {
-        self.at_start = true;
-    }
-
     fn backspace(&mut self) {
         if !self.at_start {
             self.text.pop();
-        }
-    }
-
-    fn clear(&mut self) {
-        self.text.clear();
-    }
-
-    /// `ESC[K`: erases from the cursor on. Without `\r` the cursor is at the
-    /// end of the text, where there is nothing to erase.
-    fn erase_to_end(&mut self) {
-        if self.at_start {
-            self.text.clear();
         }
     }
 
@@ -230,9 +214,11 @@ fn control_sequence(chars: &mut Peekable<Chars<'_>>, row: &mut Row) {
         return;
     };
     match (fin, params.as_str()) {
-        ('K', "" | "0") => row.erase_to_end(),
-        ('K', "1" | "2") => row.clear(),
-        ('G', "" | "1") => row.carriage_return(),
+        // Erase to the end of the line: past `\r` that is all of it; else
+        // the cursor is at the end of the text, with nothing to erase.
+        ('K', "" | "0") if row.at_start => row.text.clear(),
+        ('K', "1" | "2") => row.text.clear(),
+        ('G', "" | "1") => row.at_start = true,
         _ => {}
     }
 }
@@ -267,7 +253,8 @@ fn fold(text: &str) -> String {
         Some(body) => (body, true),
         None => (text, false),
     };
-    let mut out = Output::default();
+    // Every line is pushed with its newline; the last one comes off below.
+    let mut out = String::with_capacity(body.len() + 1);
     let mut run = Run::default();
     let mut key = String::new();
     for line in body.split('\n') {
@@ -280,7 +267,7 @@ fn fold(text: &str) -> String {
         } else if mentions_problem(line) {
             run.flush(&mut out);
             run = Run::default();
-            out.line(line);
+            push_line(&mut out, line);
         } else {
             shape_key(line, &mut key);
             if run.kind == RunKind::Similar && run.key == key {
@@ -288,33 +275,20 @@ fn fold(text: &str) -> String {
             } else {
                 run.flush(&mut out);
                 run = Run::start(RunKind::Similar, line);
-                std::mem::swap(&mut run.key, &mut key);
+                run.key = std::mem::take(&mut key);
             }
         }
     }
     run.flush(&mut out);
-    let mut text = out.text;
-    if newline_at_end {
-        text.push('\n');
+    if !newline_at_end {
+        out.pop();
     }
-    text
+    out
 }
 
-/// Lines joined with `\n`.
-#[derive(Default)]
-struct Output {
-    text: String,
-    started: bool,
-}
-
-impl Output {
-    fn line(&mut self, line: &str) {
-        if self.started {
-            self.text.push('\n');
-        }
-        self.started = true;
-        self.text.push_str(line);
-    }
+fn push_line(out: &mut String, line: &str) {
+    out.push_str(line);
+    out.push('\n');
 }
 
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
@@ -356,23 +330,19 @@ impl<'a> Run<'a> {
         self.count += 1;
     }
 
-    fn flush(&self, out: &mut Output) {
+    fn flush(&self, out: &mut String) {
         match self.kind {
             RunKind::None => {}
-            RunKind::Blank => out.line(self.first),
+            RunKind::Blank => push_line(out, self.first),
             RunKind::Similar if self.count >= MIN_RUN => {
-                out.line(self.last);
-                let what = if self.identical {
-                    "identical"
-                } else {
-                    "similar"
-                };
-                out.line(&format!("  [×{} {what} lines]", self.count));
+                push_line(out, self.last);
+                let what = ["similar", "identical"][usize::from(self.identical)];
+                push_line(out, &format!("  [×{} {what} lines]", self.count));
             }
             RunKind::Similar => {
-                out.line(self.first);
+                push_line(out, self.first);
                 if self.count == 2 {
-                    out.line(self.last);
+                    push_line(out, self.last);
                 }
             }
         }
@@ -386,7 +356,7 @@ fn mentions_problem(line: &str) -> bool {
         PROBLEM_WORDS.iter().any(|word| {
             bytes
                 .get(i..i + word.len())
-                .is_some_and(|s| s.eq_ignore_ascii_case(word))
+                .is_some_and(|s| s.eq_ignore_ascii_case(word.as_bytes()))
         })
     })
 }
@@ -437,19 +407,15 @@ fn is_volatile(c: char) -> bool {
 /// room and the tail the rest. When not even the marker fits, only a tail.
 pub fn bound(text: &str, budget: usize) -> Shaped {
     if text.len() <= budget {
-        return Shaped {
-            text: text.to_owned(),
-            truncated: false,
-            omitted_bytes: 0,
-        };
+        return shaped(text.to_owned(), 0);
     }
     let Some(room) = budget.checked_sub(marker_reserve(text.len() as u64)) else {
-        return only_tail(text, text.len() as u64, budget);
+        return only_tail(text, 0, budget);
     };
-    let head = line_prefix(text, room * 2 / 5);
+    let head = line_prefix(text, room / 5 * 2);
     // The tail is taken after the head, so they never overlap, and it gets
     // whatever room the head's line cut left unused.
-    let tail = line_suffix(&text[head.len()..], room - head.len());
+    let tail = line_suffix(&text[head.len()..], room - shown_len(head));
     let omitted = text.len() - head.len() - tail.len();
     assemble(head, omitted as u64, tail)
 }
@@ -471,7 +437,8 @@ pub fn shape_bytes(head: &[u8], tail: Option<&[u8]>, skipped: u64, opts: ShapeOp
     let tail = tail.unwrap_or_default();
     let head_end = utf8_complete_prefix(head);
     let tail_start = utf8_start_skip(tail);
-    let gap = skipped + (head.len() - head_end) as u64 + tail_start as u64;
+    let cut_chars = (head.len() - head_end + tail_start) as u64;
+    let gap = skipped.saturating_add(cut_chars);
     let head = decode(&head[..head_end], opts.compress);
     let tail = decode(&tail[tail_start..], opts.compress);
     splice(&head, gap, &tail, opts.budget)
@@ -532,59 +499,61 @@ fn decode(bytes: &[u8], compress: bool) -> String {
 /// Like [`bound`], for a head and a tail with `gap` unshown bytes between
 /// them: always shows the gap marker, and cuts the two parts to fit.
 fn splice(head: &str, gap: u64, tail: &str, budget: usize) -> Shaped {
-    let whole = head.len() as u64 + gap + tail.len() as u64;
+    let whole = gap.saturating_add((head.len() + tail.len()) as u64);
     let reserve = marker_reserve(whole);
-    if head.len() + reserve + tail.len() <= budget {
+    if shown_len(head) + reserve + tail.len() <= budget {
         return assemble(head, gap, tail);
     }
     let Some(room) = budget.checked_sub(reserve) else {
-        let last = if tail.is_empty() { head } else { tail };
-        return only_tail(last, whole, budget);
+        return match tail.is_empty() {
+            true => only_tail(head, gap, budget),
+            false => only_tail(tail, gap.saturating_add(head.len() as u64), budget),
+        };
     };
-    let mut shown_head = line_prefix(head, room * 2 / 5);
-    let shown_tail = line_suffix(tail, room - shown_head.len());
+    let mut shown_head = line_prefix(head, room / 5 * 2);
+    let shown_tail = line_suffix(tail, room - shown_len(shown_head));
     if shown_tail.len() == tail.len() {
         // A short tail leaves room for more of the head.
         shown_head = line_prefix(head, room - tail.len());
     }
     let cut = (head.len() - shown_head.len()) + (tail.len() - shown_tail.len());
-    assemble(shown_head, gap + cut as u64, shown_tail)
+    assemble(shown_head, gap.saturating_add(cut as u64), shown_tail)
 }
 
 fn omitted_marker(omitted: u64) -> String {
     format!("[… {omitted} bytes omitted …]")
 }
 
-/// Bytes the marker line and the newlines around it may take, for any
-/// count up to `max_omitted`.
+/// Bytes the marker line may take, for any count up to `max_omitted`
+/// (the newline before it is counted with the head, see [`shown_len`]).
 fn marker_reserve(max_omitted: u64) -> usize {
-    omitted_marker(max_omitted).len() + 2
+    omitted_marker(max_omitted).len() + 1
 }
 
-/// `head`, the omitted marker on its own line, then `tail`: at most
-/// `head.len() + marker_reserve(omitted) + tail.len()` bytes.
+/// `head`, the omitted marker on its own line, then `tail`: exactly
+/// `shown_len(head) + marker_reserve(omitted) + tail.len()` bytes.
 fn assemble(head: &str, omitted: u64, tail: &str) -> Shaped {
     let marker = omitted_marker(omitted);
-    let mut text = String::with_capacity(head.len() + marker.len() + tail.len() + 2);
+    let mut text = String::with_capacity(shown_len(head) + marker.len() + 1 + tail.len());
     text.push_str(head);
-    if !head.is_empty() && !head.ends_with('\n') {
+    if shown_len(head) > head.len() {
         text.push('\n');
     }
     text.push_str(&marker);
     text.push('\n');
     text.push_str(tail);
-    Shaped {
-        text,
-        truncated: omitted > 0,
-        omitted_bytes: omitted,
-    }
+    shaped(text, omitted)
 }
 
 /// The last ≤ `budget` bytes of `text`, for budgets too small for a marker;
-/// `whole` is the size of everything it stands for.
-fn only_tail(text: &str, whole: u64, budget: usize) -> Shaped {
-    let text = str_tail(text, budget).to_owned();
-    let omitted = whole.saturating_sub(text.len() as u64);
+/// `before` bytes of output before `text` are not shown either.
+fn only_tail(text: &str, before: u64, budget: usize) -> Shaped {
+    let shown = str_tail(text, budget);
+    let omitted = before.saturating_add((text.len() - shown.len()) as u64);
+    shaped(shown.to_owned(), omitted)
+}
+
+fn shaped(text: String, omitted: u64) -> Shaped {
     Shaped {
         text,
         truncated: omitted > 0,
@@ -592,20 +561,33 @@ fn only_tail(text: &str, whole: u64, budget: usize) -> Shaped {
     }
 }
 
-/// The longest prefix of `text` of at most `max` bytes that ends after a
-/// newline, or else at a character boundary.
+/// The longest prefix of `text` that ends after a newline and takes at most
+/// `max` bytes; else, cut mid-line at a character boundary, one that takes
+/// at most `max` bytes with the newline [`assemble`] adds after it.
 fn line_prefix(text: &str, max: usize) -> &str {
-    if text.len() <= max {
+    if shown_len(text) <= max {
         return text;
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = floor_boundary(text, max);
     match text[..end].rfind('\n') {
         Some(newline) => &text[..=newline],
-        None => &text[..end],
+        None => &text[..floor_boundary(text, max.saturating_sub(1))],
     }
+}
+
+/// The largest character boundary of `text` at or below `at`.
+fn floor_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// Bytes a head takes in [`assemble`]'s output: a head cut mid-line gets a
+/// newline so the marker starts a line.
+fn shown_len(head: &str) -> usize {
+    head.len() + usize::from(!head.is_empty() && !head.ends_with('\n'))
 }
 
 /// The longest suffix of `text` of at most `max` bytes that starts a line,

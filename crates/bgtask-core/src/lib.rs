@@ -5,8 +5,8 @@
 //! files and its end delivered as a completion to its session. Everything
 //! goes through [`Service`]; see ARCHITECTURE.md for the data flow.
 
-pub mod compact;
 pub mod agent;
+pub mod compact;
 mod config;
 mod error;
 pub mod monitor;
@@ -19,11 +19,11 @@ mod task;
 pub mod units;
 mod wait;
 
+pub use agent::{BashOutcome, BashRequest, DEFAULT_OUTPUT_BUDGET};
 pub use config::{
     Config, SpawnRequest, StreamChoice, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING, DEFAULT_SESSION,
     DEFAULT_TIMEOUT_MS,
 };
-pub use agent::{BashOutcome, BashRequest, DEFAULT_OUTPUT_BUDGET};
 pub use error::{Error, Result};
 pub use service::{GcReport, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS};
 pub use task::{signal_name, Completion, Status, Task, TaskId};

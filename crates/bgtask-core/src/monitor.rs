@@ -368,7 +368,11 @@ fn begin_stop(store: &Store, task: &Running, why: Stop) -> Stopping {
 fn signal_tree(task: &Running, sig: i32) {
     let _ = process::signal_group(task.pgid, sig);
     if let Some(cg) = &task.cgroup {
-        let _ = if sig == SIGKILL { cg.kill() } else { cg.signal_members(sig) };
+        let _ = if sig == SIGKILL {
+            cg.kill()
+        } else {
+            cg.signal_members(sig)
+        };
     }
     let _ = process::signal_own_children(sig);
 }

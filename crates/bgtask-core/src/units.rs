@@ -50,7 +50,7 @@ pub fn format_duration_ms(ms: u64) -> String {
     let secs = ms / 1_000;
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     match (h, m, s) {
-        (0, 0, s) if ms % 1_000 == 0 || s >= 10 => format!("{s}s"),
+        (0, 0, s) if ms.is_multiple_of(1_000) || s >= 10 => format!("{s}s"),
         (0, 0, _) => format!("{:.1}s", ms as f64 / 1_000.0),
         (0, m, 0) => format!("{m}m"),
         (0, m, s) => format!("{m}m{s}s"),

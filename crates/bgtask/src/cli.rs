@@ -82,6 +82,8 @@ pub enum Command {
         #[arg(required = true)]
         task_ids: Vec<String>,
     },
+    /// Serve the JSON-lines (JSON-RPC 2.0) protocol on stdin/stdout for agent plugins
+    Serve,
     /// Delete finished, acknowledged tasks and their output files
     Gc {
         /// Only tasks that finished longer ago than this

@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command, LogsArgs, RunArgs};
 use crate::render;
 
 pub fn run(cli: Cli) -> Result<u8> {
-    let service = open_service(&cli)?;
+    let service = Service::open(config(&cli)?)?;
     if let Err(e) = service.auto_gc() {
         tracing::warn!("automatic gc failed: {e}");
     }
@@ -74,6 +74,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             render::acked(acked, ids.len(), json)?;
             Ok(0)
         }
+        Command::Serve => crate::serve::run(service.config().clone()),
         Command::Gc { older_than } => {
             let report = service.gc(older_than)?;
             render::gc(&report, json)?;
@@ -82,7 +83,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn open_service(cli: &Cli) -> Result<Service> {
+fn config(cli: &Cli) -> Result<Config> {
     let home = match &cli.global.home {
         Some(home) => home.clone(),
         None => Config::default_home()?,
@@ -97,12 +98,12 @@ fn open_service(cli: &Cli) -> Result<Service> {
         Err(_) => bgtask_core::DEFAULT_MAX_RUNNING,
     };
     let monitor_exe = std::env::current_exe().context("cannot locate the bgtask executable")?;
-    Ok(Service::open(Config {
+    Ok(Config {
         home,
         session: cli.global.session.clone(),
         max_running,
         monitor_exe,
-    })?)
+    })
 }
 
 fn parse_id(text: &str) -> Result<TaskId> {

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod render;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -96,7 +97,11 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
         let io_kind = cause
             .downcast_ref::<std::io::Error>()
             .map(std::io::Error::kind)
-            .or_else(|| cause.downcast_ref::<serde_json::Error>().and_then(|e| e.io_error_kind()));
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(|e| e.io_error_kind())
+            });
         io_kind == Some(std::io::ErrorKind::BrokenPipe)
     })
 }

@@ -48,7 +48,9 @@ impl Store {
     /// The highest outbox sequence number so far (0 when empty).
     pub fn last_completion_seq(&self) -> Result<i64> {
         self.conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM completions", [], |r| r.get(0))
+            .query_row("SELECT coalesce(max(seq), 0) FROM completions", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| self.db_err(e))
     }
 

@@ -18,7 +18,11 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 #[derive(Debug)]
 pub enum Incoming {
     /// A call that expects a reply.
-    Request { id: Value, method: String, params: Value },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
     /// A call without an id: handled, never answered.
     Notification { method: String },
     /// Not a valid request; the reply to send.
@@ -82,7 +86,10 @@ pub fn decode(line: &[u8]) -> Incoming {
     if line.len() > MAX_LINE_BYTES {
         return Incoming::Invalid(error_reply(
             &Value::Null,
-            &RpcError::new(INVALID_REQUEST, format!("request line longer than {MAX_LINE_BYTES} bytes")),
+            &RpcError::new(
+                INVALID_REQUEST,
+                format!("request line longer than {MAX_LINE_BYTES} bytes"),
+            ),
         ));
     }
     let value: Value = match std::str::from_utf8(line) {
@@ -97,11 +104,19 @@ pub fn decode(line: &[u8]) -> Incoming {
     };
     let id = obj.remove("id");
     let reply_id = id.clone().unwrap_or(Value::Null);
-    let bad = |message: &str| Incoming::Invalid(error_reply(&reply_id, &RpcError::new(INVALID_REQUEST, message)));
+    let bad = |message: &str| {
+        Incoming::Invalid(error_reply(
+            &reply_id,
+            &RpcError::new(INVALID_REQUEST, message),
+        ))
+    };
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return bad("invalid request: \"jsonrpc\" must be \"2.0\"");
     }
-    if !matches!(&id, None | Some(Value::Null | Value::String(_) | Value::Number(_))) {
+    if !matches!(
+        &id,
+        None | Some(Value::Null | Value::String(_) | Value::Number(_))
+    ) {
         return bad("invalid request: \"id\" must be a string, a number or null");
     }
     let method = match obj.remove("method") {

@@ -1,0 +1,163 @@
+//! `bgtask serve`: JSON-RPC 2.0 over newline-delimited JSON on stdio, for
+//! agent plugins. A thin adapter over the core `Service`: it keeps no task
+//! state of its own beyond which completions it has already pushed.
+//!
+//! Requests run concurrently (each on a blocking worker), so a long
+//! `bash_wait` never delays other requests. stdout carries protocol lines
+//! only; one writer task owns it.
+
+mod methods;
+mod push;
+pub mod rpc;
+
+use std::sync::{Arc, RwLock};
+
+use anyhow::Result;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use bgtask_core::{Config, Service};
+
+use rpc::Incoming;
+
+/// Where outgoing lines go (the single stdout writer).
+pub type Outbox = mpsc::UnboundedSender<Value>;
+
+/// State shared by request handlers and the push thread.
+pub struct Server {
+    base: Config,
+    current: RwLock<Session>,
+    out: Outbox,
+}
+
+/// The session the server acts for, and its settings.
+#[derive(Clone)]
+pub struct Session {
+    pub service: Arc<Service>,
+    pub project_root: Option<std::path::PathBuf>,
+    pub long_running_interval_ms: u64,
+    /// Bumped on every `initialize`, so the push thread notices.
+    pub generation: u64,
+}
+
+/// Default interval of `bash_long_running` reminders.
+pub const DEFAULT_REMINDER_MS: u64 = 600_000;
+
+impl Server {
+    fn session(&self) -> Session {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn switch(&self, session: Session) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = session;
+    }
+
+    fn send(&self, message: Value) {
+        // The writer only goes away when stdout is closed; then nobody is
+        // listening and dropping the message is right.
+        let _ = self.out.send(message);
+    }
+}
+
+/// Runs the server until stdin ends.
+pub fn run(config: Config) -> Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<u8> {
+    let service = Arc::new(Service::open(config.clone())?);
+    let (out, mut outgoing) = mpsc::unbounded_channel::<Value>();
+    let server = Arc::new(Server {
+        base: config,
+        current: RwLock::new(Session {
+            service,
+            project_root: None,
+            long_running_interval_ms: DEFAULT_REMINDER_MS,
+            generation: 0,
+        }),
+        out,
+    });
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(message) = outgoing.recv().await {
+            let mut line = message.to_string();
+            line.push('\n');
+            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    push::start(Arc::clone(&server));
+
+    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        line.clear();
+        let n = read_line(&mut stdin, &mut line).await?;
+        if n == 0 {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match rpc::decode(&line) {
+            Incoming::Invalid(reply) => server.send(reply),
+            Incoming::Notification { method } => tracing::debug!("ignoring notification {method}"),
+            Incoming::Request { id, method, params } => {
+                let server = Arc::clone(&server);
+                in_flight.spawn_blocking(move || {
+                    let reply = match methods::call(&server, &method, params) {
+                        Ok(result) => rpc::result_reply(&id, result),
+                        Err(err) => rpc::error_reply(&id, &err),
+                    };
+                    server.send(reply);
+                });
+            }
+        }
+        // Forget finished handlers so the set does not grow without bound.
+        while in_flight.try_join_next().is_some() {}
+    }
+    // End of input: answer what was asked, then stop. Tasks keep running.
+    while in_flight.join_next().await.is_some() {}
+    drop(server);
+    let _ = writer.await;
+    Ok(0)
+}
+
+/// Reads one line (without the newline) into `buf`, refusing to buffer
+/// more than the protocol's line limit: the rest of an overlong line is
+/// skipped and the line is replaced by a marker the decoder rejects.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(total);
+        }
+        let (used, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let content = &chunk[..if done { used - 1 } else { used }];
+        if buf.len() <= rpc::MAX_LINE_BYTES {
+            buf.extend_from_slice(content);
+        }
+        total += used;
+        reader.consume(used);
+        if done {
+            return Ok(total);
+        }
+    }
+}
