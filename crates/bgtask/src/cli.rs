@@ -31,8 +31,9 @@ pub struct Global {
     #[arg(long, global = true, env = "BGTASK_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// Session whose tasks and completions to use
-    #[arg(long, global = true, env = "BGTASK_SESSION", default_value = bgtask_core::DEFAULT_SESSION, value_name = "NAME")]
-    pub session: String,
+    /// [default: "default"; for `mcp`, one per working directory]
+    #[arg(long, global = true, env = "BGTASK_SESSION", value_name = "NAME")]
+    pub session: Option<String>,
     /// Print exactly one JSON document on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -82,6 +83,8 @@ pub enum Command {
         #[arg(required = true)]
         task_ids: Vec<String>,
     },
+    /// Serve MCP (Model Context Protocol) on stdin/stdout for any MCP client
+    Mcp,
     /// Serve the JSON-lines (JSON-RPC 2.0) protocol on stdin/stdout for agent plugins
     Serve,
     /// Delete finished, acknowledged tasks and their output files

@@ -75,6 +75,13 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Serve => crate::serve::run(service.config().clone()),
+        Command::Mcp => {
+            let mut config = service.config().clone();
+            if cli.global.session.is_none() {
+                config.session = crate::mcp::default_session()?;
+            }
+            crate::mcp::run(config)
+        }
         Command::Gc { older_than } => {
             let report = service.gc(older_than)?;
             render::gc(&report, json)?;
@@ -88,7 +95,12 @@ fn config(cli: &Cli) -> Result<Config> {
         Some(home) => home.clone(),
         None => Config::default_home()?,
     };
-    if cli.global.session.is_empty() {
+    let session = cli
+        .global
+        .session
+        .clone()
+        .unwrap_or_else(|| bgtask_core::DEFAULT_SESSION.to_owned());
+    if session.is_empty() {
         return Err(bgtask_core::Error::InvalidArgument("the session name is empty".into()).into());
     }
     let max_running = match std::env::var("BGTASK_MAX_RUNNING") {
@@ -100,7 +112,7 @@ fn config(cli: &Cli) -> Result<Config> {
     let monitor_exe = std::env::current_exe().context("cannot locate the bgtask executable")?;
     Ok(Config {
         home,
-        session: cli.global.session.clone(),
+        session,
         max_running,
         monitor_exe,
     })

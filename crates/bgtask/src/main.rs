@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod mcp;
 mod render;
 mod serve;
 
