@@ -16,13 +16,17 @@ pub fn mono_ns() -> u64 {
 /// and returns, so the process exits right after the stamp.
 pub fn stamp(file: &Path) -> Result<()> {
     let now = mono_ns();
-    std::fs::write(file, now.to_string()).with_context(|| format!("cannot write {}", file.display()))
+    std::fs::write(file, now.to_string())
+        .with_context(|| format!("cannot write {}", file.display()))
 }
 
 /// Reads a stamp written by `stamp`.
 pub fn read_stamp(file: &Path) -> Result<u64> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    text.trim().parse().with_context(|| format!("bad stamp in {}", file.display()))
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("bad stamp in {}", file.display()))
 }
 
 /// Milliseconds between two `mono_ns` readings (negative if `to` is first).

@@ -205,7 +205,9 @@ fn run(args: Args) -> Result<()> {
         Ok(())
     };
     step("start", &mut || latency::start(&bgtask, &plan))?;
-    step("e2e", &mut || latency::end_to_end(&bgtask, &plan, pueue.as_ref()))?;
+    step("e2e", &mut || {
+        latency::end_to_end(&bgtask, &plan, pueue.as_ref())
+    })?;
     step("completion", &mut || completion::run(&bgtask, &plan))?;
     step("scale", &mut || scale::run(&bgtask, &plan))?;
     step("output", &mut || output::run(&bgtask, &plan))?;

@@ -21,6 +21,10 @@ impl Series {
         self.values.push(value);
     }
 
+    pub fn extend(&mut self, values: impl IntoIterator<Item = f64>) {
+        self.values.extend(values);
+    }
+
     pub fn len(&self) -> usize {
         self.values.len()
     }

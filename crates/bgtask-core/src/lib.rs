@@ -26,5 +26,6 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use service::{GcReport, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS};
+pub use store::{doctor, DoctorReport, Finding};
 pub use task::{signal_name, Completion, Status, Task, TaskId};
 pub use wait::{EventWatch, WaitOutcome};

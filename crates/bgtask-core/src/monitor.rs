@@ -11,7 +11,6 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +37,10 @@ pub fn run(home: &Path, id: &TaskId) -> i32 {
         Ok(store) => store,
         Err(e) => return handshake_failed(&e.to_string()),
     };
+    process::fault::point("monitor_before_claim");
     match start(&mut store, id) {
         Ok(Some(running)) => {
+            process::fault::point("monitor_before_handshake");
             let _ = writeln!(std::io::stdout(), "ok");
             let _ = std::io::stdout().flush();
             let _ = process::close_handshake();
@@ -51,7 +52,10 @@ pub fn run(home: &Path, id: &TaskId) -> i32 {
         Err(e) => {
             let _ = store.delete_unstarted(id);
             store.touch_events();
-            handshake_failed(&e.to_string())
+            match e {
+                Error::SpawnFailed(message) => handshake_failed(&message),
+                other => handshake_failed(&other.to_string()),
+            }
         }
     }
 }
@@ -64,7 +68,7 @@ fn handshake_failed(message: &str) -> i32 {
 /// A started task under supervision.
 struct Running {
     id: TaskId,
-    child: Child,
+    child: process::Shell,
     pgid: u32,
     cgroup: Option<Cgroup>,
     streams: [Stream; 2],
@@ -81,6 +85,8 @@ struct Stream {
     /// `None` once the pipe reached end of file.
     pipe: Option<OwnedFd>,
     writer: CappedWriter,
+    /// Set after the first failed write, so a full disk logs once.
+    write_failed: bool,
 }
 
 /// What one read from a pipe did.
@@ -156,6 +162,7 @@ fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
     let started = Instant::now();
     let leader = ProcessIdentity::of_child(child.id())
         .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))?;
+    process::fault::point("monitor_after_spawn");
     let status = store.mark_running(id, &leader, cgroup.as_ref().map(Cgroup::path), now_ms())?;
     let kill_requested = status == Some(Status::Killing);
     Ok(Some(Running {
@@ -167,10 +174,12 @@ fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
             Stream {
                 pipe: Some(out_r),
                 writer: CappedWriter::new(out_file, task.max_output_bytes / 2),
+                write_failed: false,
             },
             Stream {
                 pipe: Some(err_r),
                 writer: CappedWriter::new(err_file, task.max_output_bytes / 2),
+                write_failed: false,
             },
         ],
         signals,
@@ -194,7 +203,7 @@ fn supervise(store: &mut Store, mut task: Running) {
     let pidfd = match process::child_handle(&task.child) {
         Ok(fd) => fd,
         Err(e) => {
-            eprintln!("bgtask monitor {}: pidfd_open failed: {e}", task.id);
+            log(&format!("{}: pidfd_open failed: {e}", task.id));
             return finish_lost(store, task, "the monitor could not watch the process");
         }
     };
@@ -240,7 +249,7 @@ fn supervise(store: &mut Store, mut task: Running) {
         let ready = match process::wait_readable(&fds, timeout) {
             Ok(ready) => ready,
             Err(e) => {
-                eprintln!("bgtask monitor {}: poll failed: {e}", task.id);
+                log(&format!("{}: poll failed: {e}", task.id));
                 break;
             }
         };
@@ -313,7 +322,12 @@ fn pump(id: &TaskId, stream: &mut Stream, buf: &mut [u8]) -> Pumped {
             // Disk full or similar: keep draining the pipe so the task is
             // not blocked on a full pipe.
             Err(e) => {
-                eprintln!("bgtask monitor {id}: cannot write output: {e}");
+                if !stream.write_failed {
+                    log(&format!(
+                        "{id}: cannot write output (further errors not logged): {e}"
+                    ));
+                    stream.write_failed = true;
+                }
                 Pumped::Output
             }
         },
@@ -444,10 +458,35 @@ fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
         output_truncated: tail.truncated || dropped > 0,
         dropped_bytes: dropped,
     };
-    if let Err(e) = store.finish(&task.id, &record) {
-        eprintln!("bgtask monitor {}: cannot record the end: {e}", task.id);
+    // The end must be recorded: on failure (a full disk, a locked store)
+    // keep trying for a while rather than leave the task to be reconciled
+    // as "exit status unknown".
+    let mut pause = Duration::from_millis(100);
+    let give_up = Instant::now() + Duration::from_secs(600);
+    while let Err(e) = store.finish(&task.id, &record) {
+        if Instant::now() >= give_up {
+            log(&format!(
+                "{}: cannot record the end, giving up: {e}",
+                task.id
+            ));
+            break;
+        }
+        log(&format!(
+            "{}: cannot record the end yet, retrying: {e}",
+            task.id
+        ));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
     store.touch_events();
+}
+
+/// Writes a diagnostic to the monitor log (stderr). Never panics: the log
+/// may sit on a full disk, which must not kill the monitor.
+fn log(message: &str) {
+    // One write per line, so lines of concurrent monitors never interleave.
+    let line = format!("bgtask monitor {message}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Milliseconds since the Unix epoch.

@@ -24,7 +24,10 @@ pub struct CappedWriter {
     cap: u64,
     head: u64,
     len: u64,
+    /// Bytes removed by compaction (non-zero once the marker exists).
     dropped: u64,
+    /// Bytes that could not be written (disk full).
+    lost: u64,
 }
 
 impl CappedWriter {
@@ -36,12 +39,13 @@ impl CappedWriter {
             head: (cap / 2).min(MAX_HEAD),
             len: 0,
             dropped: 0,
+            lost: 0,
         }
     }
 
     /// Bytes dropped so far to respect the cap.
     pub fn dropped(&self) -> u64 {
-        self.dropped
+        self.dropped + self.lost
     }
 
     /// Appends `data`; when the file would pass the cap, compacts it to head
@@ -77,7 +81,13 @@ impl CappedWriter {
     }
 
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(data, self.len)?;
+        if let Err(e) = self.file.write_all_at(data, self.len) {
+            // A partial write may have extended the file: cut it back so
+            // the file stays consistent, and count the bytes as dropped.
+            let _ = self.file.set_len(self.len);
+            self.lost += data.len() as u64;
+            return Err(e);
+        }
         self.len += data.len() as u64;
         Ok(())
     }

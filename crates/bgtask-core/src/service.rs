@@ -22,6 +22,9 @@ use crate::reconcile::{reconcile_all, reconcile_task};
 use crate::store::{CacheSize, NewTask, Store};
 use crate::task::{Completion, Status, Task, TaskId};
 
+/// Longest command line: the kernel's limit on one exec argument
+/// (MAX_ARG_STRLEN), minus room for the terminating NUL.
+const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
 /// How often, at most, commands collect old tasks on their own.
 const AUTO_GC_INTERVAL_MS: i64 = 3_600_000;
 /// Age after which finished, acknowledged tasks are collected by default.
@@ -97,12 +100,17 @@ impl Service {
                 other => other?,
             }
         }
+        process::fault::point("starter_after_insert");
         let outcome = self.start_monitor(&new.id, &req.env);
         let store = self.store();
         match outcome {
             Ok(()) => store.get(&new.id),
             Err(e) => {
-                let _ = store.delete_unstarted(&new.id);
+                // Unless the shell was recorded as started (then reconcile
+                // records its end), nothing of the task may remain.
+                if store.delete_unstarted(&new.id)? {
+                    let _ = store.remove_output_files(&new.id);
+                }
                 Err(e)
             }
         }
@@ -111,6 +119,12 @@ impl Service {
     fn validate(&self, req: &SpawnRequest) -> Result<NewTask> {
         if req.command.trim().is_empty() {
             return Err(Error::EmptyCommand);
+        }
+        if req.command.len() > MAX_COMMAND_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "the command is {} bytes; Linux passes at most {MAX_COMMAND_BYTES} bytes in one argument (put long scripts in a file and run that)",
+                req.command.len()
+            )));
         }
         if req.command.contains('\0') {
             return Err(Error::InvalidArgument(
@@ -295,15 +309,21 @@ impl Service {
         self.get(id)
     }
 
+    /// Wakes every process waiting on the store's events (servers re-read
+    /// their state, e.g. after a settings change).
+    pub fn touch_events(&self) {
+        self.store().touch_events();
+    }
+
     /// This session's unacknowledged completions, oldest first.
     pub fn completions(&self) -> Result<Vec<Completion>> {
         // A task whose monitor died gets its completion from whoever
-        // notices: make sure that includes the reader of completions.
-        self.list(&ListRequest {
-            all_sessions: false,
-            status: None,
-        })?;
-        let store = self.store();
+        // notices: make sure that includes the reader of completions. Only
+        // live tasks need a look, not the whole (finished) history.
+        let mut store = self.store();
+        for live in store.live_in_session(&self.config.session)? {
+            reconcile_task(&mut store, &live)?;
+        }
         Ok(store
             .unacked_completions(&self.config.session)?
             .into_iter()
@@ -360,6 +380,7 @@ impl Service {
             }
         }
         store.set_meta("last_gc_at", &now_ms().to_string())?;
+        store.ensure_ballast();
         process::Cgroup::sweep_stale(std::time::Duration::from_secs(60));
         Ok(report)
     }

@@ -87,6 +87,13 @@ pub enum Command {
     Mcp,
     /// Serve the JSON-lines (JSON-RPC 2.0) protocol on stdin/stdout for agent plugins
     Serve,
+    /// Check the store and, with --repair, fix what can be fixed
+    Doctor {
+        /// Repair: chmod the home, move a corrupt database aside, record
+        /// tasks whose monitor died, remove output files without a task
+        #[arg(long)]
+        repair: bool,
+    },
     /// Delete finished, acknowledged tasks and their output files
     Gc {
         /// Only tasks that finished longer ago than this

@@ -12,6 +12,13 @@ use crate::cli::{Cli, Command, LogsArgs, RunArgs};
 use crate::render;
 
 pub fn run(cli: Cli) -> Result<u8> {
+    if let Command::Doctor { repair } = cli.command {
+        // Runs without opening the store normally: it must work on a
+        // store that cannot be opened.
+        let report = bgtask_core::doctor(&config(&cli)?.home, repair);
+        render::doctor(&report, cli.global.json)?;
+        return Ok(if report.is_healthy() { 0 } else { 1 });
+    }
     let service = Service::open(config(&cli)?)?;
     if let Err(e) = service.auto_gc() {
         tracing::warn!("automatic gc failed: {e}");
@@ -75,6 +82,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Serve => crate::serve::run(service.config().clone()),
+        Command::Doctor { .. } => Ok(0), // handled above
         Command::Mcp => {
             let mut config = service.config().clone();
             if cli.global.session.is_none() {

@@ -32,7 +32,11 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("bgtask: {}", one_line(&err));
+            let mut line = one_line(&err);
+            if line.contains("malformed") || line.contains("not a database") {
+                line.push_str(" (run `bgtask doctor` to check and repair the store)");
+            }
+            eprintln!("bgtask: {line}");
             ExitCode::from(exit_code_for(&err))
         }
     }

@@ -181,6 +181,23 @@ pub fn acked(newly: usize, named: usize, as_json: bool) -> Result<()> {
     line(&format!("acknowledged {newly} of {named}"))
 }
 
+pub fn doctor(report: &bgtask_core::DoctorReport, as_json: bool) -> Result<()> {
+    if as_json {
+        return json(report);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "store: {}", report.home.display())?;
+    for f in &report.findings {
+        let mark = match (f.ok, f.repaired) {
+            (true, _) => "ok      ",
+            (false, true) => "repaired",
+            (false, false) => "PROBLEM ",
+        };
+        writeln!(out, "{mark}  {:<13} {}", f.check, f.detail)?;
+    }
+    Ok(())
+}
+
 pub fn gc(report: &GcReport, as_json: bool) -> Result<()> {
     if as_json {
         return json(report);

@@ -48,19 +48,6 @@ impl Cgroup {
             .map_err(|_| io::Error::other("cgroup path contains NUL"))
     }
 
-    /// Moves the calling process into the cgroup. Async-signal-safe: only
-    /// open, write and close on a path allocated before fork.
-    pub(super) fn join_from_pre_exec(procs: &CString) -> io::Result<()> {
-        use rustix::fs::{open, Mode, OFlags};
-        let fd = open(
-            procs.as_c_str(),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        rustix::io::write(&fd, b"0")?;
-        Ok(())
-    }
-
     /// SIGKILLs every process in the cgroup.
     pub fn kill(&self) -> io::Result<()> {
         match std::fs::write(self.dir.join("cgroup.kill"), b"1") {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
-use super::Cgroup;
+use super::Shell;
 
 pub const SIGTERM: i32 = 15;
 pub const SIGKILL: i32 = 9;
@@ -260,13 +260,9 @@ pub enum ExitStatus {
     Signal(i32),
 }
 
-/// Reaps `child` if it has ended (never blocks).
-pub fn try_reap(child: &mut Child) -> io::Result<Option<ExitStatus>> {
-    use std::os::unix::process::ExitStatusExt;
-    Ok(child.try_wait()?.map(|status| match status.code() {
-        Some(code) => ExitStatus::Code(code),
-        None => ExitStatus::Signal(status.signal().unwrap_or(SIGKILL)),
-    }))
+/// Reaps the shell if it has ended (never blocks).
+pub fn try_reap(child: &mut Shell) -> io::Result<Option<ExitStatus>> {
+    child.try_wait()
 }
 
 /// Blocks until one child of this process ends and reaps it. Returns false
@@ -283,48 +279,10 @@ pub fn reap_one() -> bool {
 }
 
 /// A pidfd for one of our own (unreaped) children.
-pub fn child_handle(child: &Child) -> io::Result<ProcessHandle> {
+pub fn child_handle(child: &Shell) -> io::Result<ProcessHandle> {
     let pid = Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("pid 0"))?;
     let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
     Ok(ProcessHandle { fd })
-}
-
-/// What the monitor runs: `shell -c command` in its own session.
-pub struct ShellCommand<'a> {
-    pub shell: &'a Path,
-    pub command: &'a str,
-    pub cwd: &'a Path,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-    pub cgroup: Option<&'a Cgroup>,
-}
-
-/// Starts the task's shell: stdin from /dev/null, its own session and
-/// process group, killed if the monitor dies, in its cgroup if there is one.
-pub fn spawn_shell(spec: ShellCommand<'_>) -> io::Result<Child> {
-    let mut command = Command::new(spec.shell);
-    command
-        .arg("-c")
-        .arg(spec.command)
-        .current_dir(spec.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(spec.stdout))
-        .stderr(Stdio::from(spec.stderr));
-    let procs = spec.cgroup.map(Cgroup::procs_file_cstring).transpose()?;
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (setsid, prctl, open, write, close) on
-    // memory allocated before the fork.
-    unsafe {
-        command.pre_exec(move || {
-            rustix::process::setsid()?;
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            if let Some(procs) = &procs {
-                Cgroup::join_from_pre_exec(procs)?;
-            }
-            Ok(())
-        });
-    }
-    command.spawn()
 }
 
 /// Starts a detached helper (the monitor): its own session so terminal

@@ -6,7 +6,10 @@
 //! port provides the same functions in a sibling file.
 
 mod cgroup;
+pub mod fault;
 mod linux;
+mod shell;
 
 pub use cgroup::Cgroup;
 pub use linux::*;
+pub use shell::{spawn_shell, Shell, ShellCommand};

@@ -24,7 +24,9 @@ pub(super) fn prepare(home: &Path) -> Result<()> {
         .create(&out)
         .map_err(|e| Error::io("cannot create store directory", &out, e))?;
     let meta = std::fs::metadata(home).map_err(|e| Error::io("cannot read", home, e))?;
-    check_safe(home, &meta)
+    check_safe(home, &meta)?;
+    ensure_ballast(home);
+    Ok(())
 }
 
 fn check_safe(home: &Path, meta: &std::fs::Metadata) -> Result<()> {
@@ -44,6 +46,43 @@ fn check_safe(home: &Path, meta: &std::fs::Metadata) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The ballast: disk space reserved in slices, each enough for many
+/// terminal transitions, released one at a time when the disk is full.
+const BALLAST_SLICES: usize = 8;
+const BALLAST_SLICE_BYTES: usize = 128 << 10;
+
+fn ballast_slice(home: &Path, i: usize) -> std::path::PathBuf {
+    home.join(format!("ballast.{i}"))
+}
+
+/// Reserves disk space in the home (files of real, non-sparse blocks) so
+/// that when the disk fills up, tasks that end can still be recorded.
+pub(super) fn ensure_ballast(home: &Path) {
+    for i in 0..BALLAST_SLICES {
+        let path = ballast_slice(home, i);
+        if path.exists() {
+            continue;
+        }
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &vec![0u8; BALLAST_SLICE_BYTES]));
+        if written.is_err() {
+            // No room: better a missing slice than a partial one posing as one.
+            let _ = std::fs::remove_file(&path);
+            return;
+        }
+    }
+}
+
+/// Frees one ballast slice (called when a write hits a full disk). Returns
+/// false when none is left.
+pub(super) fn release_ballast(home: &Path) -> bool {
+    (0..BALLAST_SLICES).any(|i| std::fs::remove_file(ballast_slice(home, i)).is_ok())
 }
 
 /// Creates a new file readable only by its owner; fails if it exists.

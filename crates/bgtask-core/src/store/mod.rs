@@ -10,6 +10,7 @@
 //!   transition, at most one per task;
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
+mod doctor;
 mod home;
 mod outbox;
 mod schema;
@@ -22,6 +23,7 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 use crate::task::TaskId;
 
+pub use doctor::{doctor, DoctorReport, Finding};
 pub use tasks::{FinishRecord, LiveTask, NewTask};
 
 /// An open store at a home directory.
@@ -43,7 +45,16 @@ impl Store {
     pub fn open(home: &Path, cache: CacheSize) -> Result<Store> {
         home::prepare(home)?;
         let db_path = home.join("bgtask.db");
-        let conn = schema::open(&db_path, cache)?;
+        // Opening may need room for the WAL index; on a full disk, use the
+        // ballast so that reading and recording ends keep working.
+        let conn = match schema::open(&db_path, cache) {
+            Err(Error::Store { source, .. })
+                if tasks::is_disk_full(&source) && home::release_ballast(home) =>
+            {
+                schema::open(&db_path, cache)?
+            }
+            other => other?,
+        };
         Ok(Store {
             home: home.to_owned(),
             db_path,
@@ -67,6 +78,11 @@ impl Store {
     /// Where monitors write their own diagnostics.
     pub fn monitor_log_path(&self) -> PathBuf {
         self.home.join("monitor.log")
+    }
+
+    /// Re-creates the disk-space reserve if it was used up.
+    pub fn ensure_ballast(&self) {
+        home::ensure_ballast(&self.home);
     }
 
     /// Tells watchers that some task changed state.

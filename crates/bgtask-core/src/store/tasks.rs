@@ -174,7 +174,20 @@ impl Store {
 
     /// Records the end of a live task and, if it notifies, its completion.
     /// False (and nothing written) if the task was already terminal.
+    ///
+    /// A full disk must not leave a finished task "running": while the
+    /// commit fails for lack of space, ballast slices are released.
     pub fn finish(&mut self, id: &TaskId, record: &FinishRecord) -> Result<bool> {
+        loop {
+            match self.try_finish(id, record) {
+                Err(Error::Store { source, .. })
+                    if is_disk_full(&source) && super::home::release_ballast(&self.home) => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn try_finish(&mut self, id: &TaskId, record: &FinishRecord) -> Result<bool> {
         let path = self.db_path.clone();
         let err = |source| Error::Store {
             path: path.clone(),
@@ -215,14 +228,15 @@ impl Store {
     }
 
     /// Removes a task whose start failed, so no half-made task remains.
-    pub fn delete_unstarted(&self, id: &TaskId) -> Result<()> {
-        self.conn
+    pub fn delete_unstarted(&self, id: &TaskId) -> Result<bool> {
+        let n = self
+            .conn
             .execute(
                 "DELETE FROM tasks WHERE task_id = ?1 AND status IN ('starting','killing') AND pid IS NULL",
                 params![id.as_str()],
             )
             .map_err(|e| self.db_err(e))?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Records how many output bytes the cap has dropped so far.
@@ -314,6 +328,11 @@ impl Store {
     /// Supervision data of every live task.
     pub fn all_live(&self) -> Result<Vec<LiveTask>> {
         self.live_where("1", params![])
+    }
+
+    /// Supervision data of the live tasks of one session.
+    pub fn live_in_session(&self, session: &str) -> Result<Vec<LiveTask>> {
+        self.live_where("session = ?1", params![session])
     }
 
     fn live_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<LiveTask>> {
@@ -448,6 +467,10 @@ impl Store {
             output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
         }))
     }
+}
+
+pub(super) fn is_disk_full(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull)
 }
 
 fn path_text(path: &Path) -> String {

@@ -56,7 +56,7 @@ pub fn run(config: Config) -> Result<u8> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let service = Arc::new(Service::open(config)?);
         let subscriptions = Subscriptions::start(Arc::clone(&service))?;
         let server = BgMcp {
@@ -68,7 +68,11 @@ pub fn run(config: Config) -> Result<u8> {
         let running = server.serve(rmcp::transport::stdio()).await?;
         running.waiting().await?;
         anyhow::Ok(0)
-    })
+    });
+    // Tool calls still blocked in a wait must not keep the process alive
+    // once the client is gone.
+    runtime.shutdown_background();
+    code
 }
 
 impl BgMcp {

@@ -87,6 +87,9 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
         long_running_interval_ms: p.long_running_interval_ms.unwrap_or(DEFAULT_REMINDER_MS),
         generation: current.generation + 1,
     });
+    // The push thread may be asleep until a far-off reminder: wake it so
+    // it picks up the new session and interval now.
+    server.session().service.touch_events();
     Ok(json!({
         "server": "bgtask",
         "version": env!("CARGO_PKG_VERSION"),

@@ -69,7 +69,11 @@ pub fn run(config: Config) -> Result<u8> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config))
+    let code = runtime.block_on(serve(config));
+    // Blocking workers may still be in a long wait (a request whose client
+    // is gone, the stdin reader); they must not keep the process alive.
+    runtime.shutdown_background();
+    code
 }
 
 async fn serve(config: Config) -> Result<u8> {
@@ -85,9 +89,21 @@ async fn serve(config: Config) -> Result<u8> {
         }),
         out,
     });
+    // The push thread holds a sender for the server's whole life, so the
+    // channel never closes by itself: the writer stops on `stop`, after
+    // writing whatever is already queued.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
-        while let Some(message) = outgoing.recv().await {
+        loop {
+            let message = tokio::select! {
+                message = outgoing.recv() => message,
+                _ = &mut stopped => {
+                    outgoing.close();
+                    outgoing.recv().await
+                }
+            };
+            let Some(message) = message else { break };
             let mut line = message.to_string();
             line.push('\n');
             if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
@@ -128,7 +144,7 @@ async fn serve(config: Config) -> Result<u8> {
     }
     // End of input: answer what was asked, then stop. Tasks keep running.
     while in_flight.join_next().await.is_some() {}
-    drop(server);
+    let _ = stop.send(());
     let _ = writer.await;
     Ok(0)
 }

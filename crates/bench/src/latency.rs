@@ -1,0 +1,187 @@
+//! Figures 1 and 2: starting a task, and starting it and seeing its end,
+//! against `sh -c true` (the physical floor: one fork, exec and reap) and
+//! against pueue's `add` + `wait`.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use bgtask_core::SpawnRequest;
+
+use crate::harness::{time_ok, time_sh_true, Bgtask, SETTLE};
+use crate::pueue::Pueue;
+use crate::report::{Check, Section, Target};
+use crate::stats::Series;
+use crate::Plan;
+
+/// Figure 1: `bgtask run -- true` until the id is printed (the task is
+/// recorded before that) against `sh -c true` spawned and reaped.
+pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
+    let home = bg.home()?;
+    let service = home.service()?;
+    let mut sh = Series::new("`sh -c true`, spawned and reaped", "ms");
+    let mut run = Series::new("`bgtask run -- true` (whole process)", "ms");
+    let mut engine = Series::new("`Service::spawn` in-process (engine only)", "ms");
+    // Warm-up: creates the store and pages the binary in.
+    let id = home.start(&[], "true")?;
+    home.run_ok(&["wait", &id])?;
+    for i in 0..plan.latency_runs {
+        for k in 0..3 {
+            std::thread::sleep(SETTLE);
+            match (i + k) % 3 {
+                0 => sh.push(time_sh_true()?),
+                1 => {
+                    let (ms, out) = time_ok(&mut home.cmd(&["run", "--", "true"]))?;
+                    run.push(ms);
+                    // Let the task end before the next measurement.
+                    home.run_ok(&["wait", out.trim()])?;
+                }
+                _ => {
+                    let started = Instant::now();
+                    let task = service.spawn(&request("true"))?;
+                    engine.push(started.elapsed().as_secs_f64() * 1e3);
+                    service.wait(&[task.task_id], None)?;
+                }
+            }
+        }
+    }
+    let checks = vec![
+        Check::new(
+            "`bgtask run` / `sh -c true` (medians)",
+            run.median() / sh.median(),
+            "×",
+            Target::AtMost(2.0),
+        ),
+        Check::new(
+            "`bgtask run` / `sh -c true` (p99s)",
+            run.p99() / sh.p99(),
+            "×",
+            Target::None,
+        ),
+        Check::new(
+            "`Service::spawn` / `sh -c true` (medians)",
+            engine.median() / sh.median(),
+            "×",
+            Target::None,
+        ),
+    ];
+    Ok(Section {
+        key: "start",
+        title: "1. Start latency".into(),
+        method: format!(
+            "Wall time from spawning the process to reaping it, stdout read to the end. \
+             `bgtask run` returns once the task is recorded in the store and its shell runs \
+             (the monitor's handshake). The three measurements are interleaved, in rotating \
+             order, {} times, with a {} ms pause before each; each task is waited for \
+             (unmeasured) before the next measurement. The in-process row calls the library \
+             directly, so it leaves out the CLI's own exec and startup.",
+            plan.latency_runs,
+            SETTLE.as_millis()
+        ),
+        series: vec![sh, run, engine],
+        checks,
+        notes: Vec::new(),
+    })
+}
+
+/// Figure 2: start a task and see its end.
+pub fn end_to_end(bg: &Bgtask, plan: &Plan, pueue: Option<&Pueue>) -> Result<Section> {
+    let home = bg.home()?;
+    let service = home.service()?;
+    let mut sh = Series::new("`sh -c true`, spawned and reaped", "ms");
+    let mut run = Series::new("`bgtask run --wait 10s -- true` (whole process)", "ms");
+    let mut engine = Series::new("`Service::spawn` + `Service::wait` in-process", "ms");
+    let mut pq = Series::new("`pueue add -- true` + `pueue wait` (running pueued)", "ms");
+    home.run_ok(&["run", "--wait", "10s", "--", "true"])?;
+    if let Some(p) = pueue {
+        p.add_and_wait()?; // warm-up
+    }
+    for i in 0..plan.latency_runs {
+        let with_pueue = pueue.filter(|_| i < plan.pueue_runs);
+        for k in 0..4 {
+            std::thread::sleep(SETTLE);
+            match (i + k) % 4 {
+                0 => sh.push(time_sh_true()?),
+                1 => {
+                    let (ms, out) =
+                        time_ok(&mut home.cmd(&["run", "--wait", "10s", "--", "true"]))?;
+                    if !out.contains("completed") {
+                        bail!("bgtask run --wait did not see the end: {out}");
+                    }
+                    run.push(ms);
+                }
+                2 => {
+                    let started = Instant::now();
+                    let task = service.spawn(&request("true"))?;
+                    let outcome =
+                        service.wait(std::slice::from_ref(&task.task_id), Some(10_000))?;
+                    engine.push(started.elapsed().as_secs_f64() * 1e3);
+                    if outcome.timed_out {
+                        bail!("in-process wait timed out");
+                    }
+                }
+                _ => {
+                    if let Some(p) = with_pueue {
+                        pq.push(p.add_and_wait()?);
+                    }
+                }
+            }
+        }
+    }
+    let mut checks = vec![
+        Check::new(
+            "`bgtask run --wait` / `sh -c true` (medians)",
+            run.median() / sh.median(),
+            "×",
+            Target::AtMost(3.0),
+        ),
+        Check::new(
+            "in-process spawn + wait / `sh -c true` (medians)",
+            engine.median() / sh.median(),
+            "×",
+            Target::None,
+        ),
+    ];
+    let mut notes = Vec::new();
+    let mut series = vec![sh, run.clone(), engine];
+    if pq.len() > 0 {
+        checks.push(Check::new(
+            "pueue add + wait / `bgtask run --wait` (medians: how much faster bgtask is)",
+            pq.median() / run.median(),
+            "×",
+            Target::AtLeast(100.0),
+        ));
+        if let Some(p) = pueue {
+            notes.push(format!(
+                "pueue: {} with its own pueued (temporary config, runtime and state \
+                 directories, unix socket); its add + wait pairs are interleaved with the \
+                 first {} iterations.",
+                p.version, plan.pueue_runs
+            ));
+        }
+        series.push(pq);
+    } else {
+        notes.push("pueue was not run (smoke run).".into());
+    }
+    Ok(Section {
+        key: "e2e",
+        title: "2. End to end".into(),
+        method: format!(
+            "Wall time of the whole round trip: start a task running `true` and return once its \
+             end is recorded. Interleaved in rotating order, {} iterations, {} ms pause before \
+             each measurement.",
+            plan.latency_runs,
+            SETTLE.as_millis()
+        ),
+        series,
+        checks,
+        notes,
+    })
+}
+
+pub fn request(command: &str) -> SpawnRequest {
+    SpawnRequest {
+        command: command.into(),
+        ..SpawnRequest::default()
+    }
+}
