@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod output;
 mod process;
 mod reconcile;
+pub mod rpc;
 mod service;
 mod store;
 mod task;

@@ -88,7 +88,7 @@ impl Answer {
     }
 
     pub fn failed(err: &bgtask_core::Error) -> Self {
-        let message = crate::serve::rpc::error_text(err);
+        let message = bgtask_core::rpc::error_text(err);
         Answer {
             text: format!("Error: {message}"),
             structured: json!({ "error": { "kind": err.kind(), "message": message } }),

@@ -14,7 +14,7 @@ use bgtask_core::{
     TaskId, DEFAULT_OUTPUT_BUDGET,
 };
 
-use super::rpc::{self, RpcError, METHOD_NOT_FOUND};
+use bgtask_core::rpc::{self, RpcError, METHOD_NOT_FOUND};
 use super::{Server, Session, DEFAULT_REMINDER_MS};
 
 /// Default foreground window of `bash`.

@@ -8,7 +8,6 @@
 
 mod methods;
 mod push;
-pub mod rpc;
 
 use std::sync::{Arc, RwLock};
 
@@ -19,7 +18,7 @@ use tokio::sync::mpsc;
 
 use bgtask_core::{Config, Service};
 
-use rpc::Incoming;
+use bgtask_core::rpc::{self, Incoming};
 
 /// Where outgoing lines go (the single stdout writer).
 pub type Outbox = mpsc::UnboundedSender<Value>;

@@ -17,7 +17,7 @@ use bgtask_core::monitor::now_ms;
 use bgtask_core::output::str_tail;
 use bgtask_core::{ListRequest, Status, TaskId};
 
-use super::rpc::notification;
+use bgtask_core::rpc::notification;
 use super::Server;
 
 /// Largest preview in a `bash_completed` frame.

@@ -1,5 +1,6 @@
-//! JSON-RPC 2.0 framing: decoding one line into a request, and the error
-//! objects every reply uses. Nothing here knows about tasks.
+//! JSON-RPC 2.0 framing for `bgtask serve`: decoding one line into a
+//! request, and the error objects every reply uses. Nothing here knows about
+//! tasks. Decoding never panics on any input (fuzzed: see docs/RELIABILITY.md).
 
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -51,8 +52,8 @@ impl RpcError {
     }
 }
 
-impl From<bgtask_core::Error> for RpcError {
-    fn from(err: bgtask_core::Error) -> Self {
+impl From<crate::Error> for RpcError {
+    fn from(err: crate::Error) -> Self {
         let kind = err.kind();
         let code = match kind {
             "invalid_argument" => INVALID_PARAMS,
