@@ -45,11 +45,20 @@ fn a_real_mcp_client_runs_the_scripted_session() {
     let work = tempfile::tempdir().unwrap();
     let home = work.path().join("home");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/session.py");
+    // A finished task of another session: its completion must never show.
+    let other = Command::new(BIN)
+        .args(["run", "--wait", "30s", "--json", "--session", "someone-else", "--", "echo not yours"])
+        .env("BGTASK_HOME", &home)
+        .output()
+        .expect("run a task in another session");
+    let other: serde_json::Value = serde_json::from_slice(&other.stdout).expect("task json");
+    assert_eq!(other["status"], "completed");
     let output = Command::new(&python)
         .arg(&script)
         .arg(BIN)
         .arg(work.path())
         .env("BGTASK_HOME", &home)
+        .env("OTHER_SESSION_TASK", other["task_id"].as_str().unwrap())
         .env_remove("BGTASK_SESSION")
         .env("HOME", work.path())
         .current_dir(work.path())
@@ -78,5 +87,5 @@ fn a_real_mcp_client_runs_the_scripted_session() {
         "MCP session failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
     let checks = stdout.lines().filter(|l| l.starts_with("ok: ")).count();
-    assert!(checks >= 39, "only {checks} checks ran:\n{stdout}");
+    assert!(checks >= 40, "only {checks} checks ran:\n{stdout}");
 }

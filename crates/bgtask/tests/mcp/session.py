@@ -26,6 +26,17 @@ def check(cond, what, detail=None):
     print(f"ok: {what}", flush=True)
 
 
+SEEN = []
+INTRUDER = os.environ.get("OTHER_SESSION_TASK", "")
+
+
+async def call(session, name, args):
+    """Calls a tool and remembers everything it showed the model."""
+    result = await session.call_tool(name, args)
+    SEEN.append(text_of(result) + json.dumps(result.structured_content))
+    return result
+
+
 def text_of(result):
     return "".join(c.text for c in result.content if getattr(c, "type", None) == "text")
 
@@ -52,20 +63,20 @@ async def main():
             check(len(tools["bash"].description or "") > 40, "bash has a description written for a model")
 
             # Inline: the command ends inside the window.
-            r = await session.call_tool("bash", {"command": "echo hello from mcp"})
+            r = await call(session, "bash", {"command": "echo hello from mcp"})
             check(not r.is_error, "inline bash succeeds", text_of(r))
             check("hello from mcp" in text_of(r), "inline output is in the text", text_of(r))
             sc = r.structured_content
             check(sc["status"] == "completed" and sc["exit_code"] == 0, "structuredContent has status and exit_code", sc)
             check(sc["task_id"] in text_of(r), "the text names the task id")
 
-            failed = await session.call_tool("bash", {"command": "echo oops >&2; exit 3"})
+            failed = await call(session, "bash", {"command": "echo oops >&2; exit 3"})
             check(failed.is_error, "a non-zero exit is an error result", text_of(failed))
             check(failed.structured_content["exit_code"] == 3, "exit code 3 is reported")
 
             # Background: returns at once with a task id.
             go = os.path.join(WORKDIR, "go")
-            bg = await session.call_tool(
+            bg = await call(session, 
                 "bash",
                 {"command": f"echo started; while [ ! -e {go} ]; do sleep 0.05; done; echo finished", "background": True},
             )
@@ -85,50 +96,50 @@ async def main():
 
             # The task ends; the next tool result opens with its completion.
             open(go, "w").close()
-            waited = await session.call_tool("bash_wait", {"task_ids": [bg_id], "timeout_ms": 30000})
+            waited = await call(session, "bash_wait", {"task_ids": [bg_id], "timeout_ms": 30000})
             check(waited.structured_content["timed_out"] is False, "bash_wait returns when the task ends", waited.structured_content)
             check(waited.structured_content["tasks"][0]["status"] == "completed", "bash_wait shows completed")
-            listed = await session.call_tool("bash_list", {})
+            listed = await call(session, "bash_list", {})
             full = text_of(waited) + text_of(listed)
             check("background task" in full and bg_id in full, "a later result carries the completion block", full)
             shown = (waited.structured_content.get("completions") or []) + (listed.structured_content.get("completions") or [])
             check(sum(1 for c in shown if c["task_id"] == bg_id) == 1, "the completion is shown exactly once", shown)
-            again = await session.call_tool("bash_list", {})
+            again = await call(session, "bash_list", {})
             check("background task" not in text_of(again), "an acknowledged completion is not shown again", text_of(again))
 
             with anyio.fail_after(STEP_TIMEOUT):
                 await updated.wait()
             check(uri in updates, "resources/updated arrives for the subscribed task", updates)
 
-            out = await session.call_tool("bash_output", {"task_id": bg_id})
+            out = await call(session, "bash_output", {"task_id": bg_id})
             check(out.structured_content["data"] == "started\nfinished\n" and out.structured_content["eof"], "bash_output reads the output", out.structured_content)
-            status = await session.call_tool("bash_status", {"task_id": bg_id})
+            status = await call(session, "bash_status", {"task_id": bg_id})
             check(status.structured_content["exit_code"] == 0, "bash_status reports the exit code")
 
             # Promotion: a command that outlives the window.
-            slow = await session.call_tool("bash", {"command": "sleep 300", "wait_ms": 200})
+            slow = await call(session, "bash", {"command": "sleep 300", "wait_ms": 200})
             slow_id = slow.structured_content["task_id"]
             check(slow.structured_content["background"] is True, "a slow command moves to the background", slow.structured_content)
-            killed = await session.call_tool("bash_kill", {"task_id": slow_id})
+            killed = await call(session, "bash_kill", {"task_id": slow_id})
             check(killed.structured_content["status"] == "killed", "bash_kill stops it", killed.structured_content)
             check(killed.structured_content["exit_code"] in (137, 143), "killed exit code is 128+signal")
 
             # bash_wait with no ids: returns when any running task ends.
-            quick = await session.call_tool("bash", {"command": "sleep 0.3", "background": True})
-            anyw = await session.call_tool("bash_wait", {"timeout_ms": 30000})
+            quick = await call(session, "bash", {"command": "sleep 0.3", "background": True})
+            anyw = await call(session, "bash_wait", {"timeout_ms": 30000})
             check(not anyw.structured_content["timed_out"], "bash_wait without ids waits for any task", anyw.structured_content)
 
             # Invalid arguments are refused with a clear error.
             try:
-                bad = await session.call_tool("bash", {"command": 42})
+                bad = await call(session, "bash", {"command": 42})
                 check(bad.is_error, "a wrong argument type is an error", text_of(bad))
             except Exception as e:  # a JSON-RPC error is fine too
                 check("command" in str(e) or "invalid" in str(e).lower(), "a wrong argument type is refused", e)
-            missing = await session.call_tool("bash_status", {"task_id": "bg-00000000000000aa"})
+            missing = await call(session, "bash_status", {"task_id": "bg-00000000000000aa"})
             check(missing.is_error and "bg-00000000000000aa" in text_of(missing), "an unknown task id is an error naming it", text_of(missing))
             check(missing.structured_content["error"]["kind"] == "task_not_found", "the error has a kind")
             try:
-                await session.call_tool("no_such_tool", {})
+                await call(session, "no_such_tool", {})
                 check(False, "an unknown tool is refused")
             except Exception as e:
                 check(True, f"an unknown tool is refused ({type(e).__name__})")
@@ -180,6 +191,7 @@ async def restart():
 
 
 asyncio.run(main())
+check(INTRUDER != "" and not any(INTRUDER in text for text in SEEN), "another session's completion never reaches this session's results")
 asyncio.run(modern())
 asyncio.run(restart())
 print("ALL CHECKS PASSED", flush=True)
