@@ -29,7 +29,10 @@ fn eight_processes_spawning_killing_waiting_and_acking_at_once_lose_nothing() {
                         mine[rng.below(mine.len() as u64) as usize].clone()
                     };
                     let out = match op {
-                        0 => cmd.args(["run", "--", "sleep 0.02; exit 7"]).output(),
+                        // Short and longer tasks, so kills land on both
+                        // running and finished tasks.
+                        0 if rng.below(2) == 0 => cmd.args(["run", "--", "sleep 0.02; exit 7"]).output(),
+                        0 => cmd.args(["run", "--", "sleep 0.4; exit 7"]).output(),
                         1 => cmd
                             .args(["kill", "--grace", "50ms", &pick(&mut rng, &mine)])
                             .output(),
