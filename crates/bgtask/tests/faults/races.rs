@@ -31,7 +31,9 @@ fn eight_processes_spawning_killing_waiting_and_acking_at_once_lose_nothing() {
                     let out = match op {
                         // Short and longer tasks, so kills land on both
                         // running and finished tasks.
-                        0 if rng.below(2) == 0 => cmd.args(["run", "--", "sleep 0.02; exit 7"]).output(),
+                        0 if rng.below(2) == 0 => {
+                            cmd.args(["run", "--", "sleep 0.02; exit 7"]).output()
+                        }
                         0 => cmd.args(["run", "--", "sleep 0.4; exit 7"]).output(),
                         1 => cmd
                             .args(["kill", "--grace", "50ms", &pick(&mut rng, &mine)])
@@ -150,4 +152,36 @@ fn recorded_times_far_in_the_past_or_future_break_nothing() {
         .iter()
         .any(|v| v == done.as_str()));
     println!("fault report: clock jumps (start times at 1970 and 3000, a finish in 1970, last gc in the future): no panic, timeout on the monotonic clock, reminders non-negative, gc ran");
+}
+
+#[test]
+fn many_processes_creating_a_new_store_at_once_all_succeed() {
+    let rounds = rounds(10);
+    for _ in 0..rounds {
+        let bg = Bg::new();
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                let mut cmd = bg.cmd();
+                if i % 2 == 0 {
+                    cmd.args(["list", "--json"]);
+                } else {
+                    cmd.args(["run", "--", "true"]);
+                }
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(bg.list_all().len(), 4);
+    }
+    println!("fault report: {rounds} rounds of 8 processes opening a new store at once: all succeeded, no 'database is locked'");
 }
