@@ -443,9 +443,9 @@ fn resolve_cwd(cwd: Option<&Path>) -> Result<PathBuf> {
             path.display()
         )));
     }
-    rustix::fs::access(&path, rustix::fs::Access::EXEC_OK).map_err(|e| Error::InvalidCwd {
+    process::can_enter(&path).map_err(|e| Error::InvalidCwd {
         path: given,
-        source: e.into(),
+        source: e,
     })?;
     Ok(path)
 }

@@ -22,6 +22,16 @@ pub const SIGTERM: i32 = 15;
 pub const SIGKILL: i32 = 9;
 pub const SIGUSR1: i32 = 10;
 
+/// Whether the calling process may enter `dir` (search permission).
+pub fn can_enter(dir: &Path) -> io::Result<()> {
+    rustix::fs::access(dir, rustix::fs::Access::EXEC_OK).map_err(io::Error::from)
+}
+
+/// The calling process's effective user id.
+pub fn effective_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
 /// Fills `buf` from the kernel's random source.
 pub fn fill_random(buf: &mut [u8]) {
     let mut filled = 0;

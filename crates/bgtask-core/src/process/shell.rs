@@ -81,6 +81,12 @@ impl Shell {
 /// process group, killed if the monitor dies, inside its cgroup if there is
 /// one. Returns once the shell has been exec'd (or the exec failed).
 pub fn spawn_shell(spec: ShellCommand<'_>) -> io::Result<Shell> {
+    spawn(spec, true)
+}
+
+/// `born_inside`: create the child in its cgroup with clone3 (else fork,
+/// then join through `cgroup.procs`).
+fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<Shell> {
     let program = cstring(spec.shell.as_os_str().as_bytes())?;
     let dash_c = c"-c";
     let command = cstring(spec.command.as_bytes())?;
@@ -101,33 +107,20 @@ pub fn spawn_shell(spec: ShellCommand<'_>) -> io::Result<Shell> {
     };
     let (report_r, report_w) = super::pipe()?;
     let pid = match spec.cgroup {
-        Some(cgroup) => {
+        Some(cgroup) if born_inside => {
             let dir = std::fs::File::open(cgroup.path())?;
-            // SAFETY: the child runs `child.exec`, which only makes raw
+            // SAFETY: the child runs `Prepared::exec`, which only makes raw
             // system calls and async-signal-safe libc calls on memory
             // prepared above, then execs or exits.
             match unsafe { clone_into_cgroup(dir.as_fd().as_raw_fd()) } {
                 Ok(0) => unsafe { child.exec(&report_w) },
                 Ok(pid) => pid,
-                Err(_) => {
-                    // clone3 unavailable: fork and join through cgroup.procs.
-                    let child = Prepared {
-                        procs: Some(cgroup.procs_file_cstring()?),
-                        ..child
-                    };
-                    // SAFETY: as above.
-                    match unsafe { fork() }? {
-                        0 => unsafe { child.exec(&report_w) },
-                        pid => pid,
-                    }
-                }
+                // clone3 refused (a seccomp filter) or too old a kernel.
+                Err(_) => fork_and_exec(child.joining(cgroup)?, &report_w)?,
             }
         }
-        // SAFETY: as above.
-        None => match unsafe { fork() }? {
-            0 => unsafe { child.exec(&report_w) },
-            pid => pid,
-        },
+        Some(cgroup) => fork_and_exec(child.joining(cgroup)?, &report_w)?,
+        None => fork_and_exec(child, &report_w)?,
     };
     drop(report_w);
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
@@ -163,6 +156,14 @@ struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
+    /// The same child, told to join `cgroup` itself before the exec.
+    fn joining(self, cgroup: &Cgroup) -> io::Result<Self> {
+        Ok(Prepared {
+            procs: Some(cgroup.procs_file_cstring()?),
+            ..self
+        })
+    }
+
     /// In the child: sets it up and execs the shell; on failure writes the
     /// errno to `report` and exits 127. Never returns.
     ///
@@ -261,15 +262,14 @@ unsafe fn clone_into_cgroup(cgroup_fd: c_int) -> io::Result<i32> {
     Ok(ret as i32)
 }
 
-/// # Safety
-/// Like fork: the child may only make async-signal-safe calls.
-unsafe fn fork() -> io::Result<i32> {
-    // SAFETY: the caller keeps the child to async-signal-safe calls.
-    let pid = unsafe { libc_fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
+/// Forks; the child runs `child.exec`. Returns the child's pid.
+fn fork_and_exec(child: Prepared<'_>, report: &OwnedFd) -> io::Result<i32> {
+    // SAFETY: the child only runs `Prepared::exec` (see spawn).
+    match unsafe { libc_fork() } {
+        0 => unsafe { child.exec(report) },
+        pid if pid < 0 => Err(io::Error::last_os_error()),
+        pid => Ok(pid),
     }
-    Ok(pid)
 }
 
 // The C library std already links; clone3, execve with the process's own
@@ -290,18 +290,29 @@ extern "C" {
 mod tests {
     use super::*;
 
-    fn spawn(command: &str, cgroup: Option<&Cgroup>) -> io::Result<(Shell, OwnedFd)> {
+    fn spawn_in(
+        command: &str,
+        cgroup: Option<&Cgroup>,
+        born_inside: bool,
+    ) -> io::Result<(Shell, OwnedFd)> {
         let (out_r, out_w) = super::super::pipe()?;
         let (_, err_w) = super::super::pipe()?;
-        let shell = spawn_shell(ShellCommand {
-            shell: Path::new("/bin/sh"),
-            command,
-            cwd: Path::new("/"),
-            stdout: out_w,
-            stderr: err_w,
-            cgroup,
-        })?;
+        let shell = super::spawn(
+            ShellCommand {
+                shell: Path::new("/bin/sh"),
+                command,
+                cwd: Path::new("/"),
+                stdout: out_w,
+                stderr: err_w,
+                cgroup,
+            },
+            born_inside,
+        )?;
         Ok((shell, out_r))
+    }
+
+    fn spawn(command: &str, cgroup: Option<&Cgroup>) -> io::Result<(Shell, OwnedFd)> {
+        spawn_in(command, cgroup, true)
     }
 
     #[test]
@@ -345,18 +356,21 @@ mod tests {
     }
 
     #[test]
-    fn the_shell_is_born_in_its_cgroup() {
-        let name = format!("shell-test-{}", std::process::id());
-        let Some(cgroup) = Cgroup::create(&name) else {
-            return; // no writable cgroup v2 here
-        };
-        let (mut shell, out) = spawn("cat /proc/self/cgroup", Some(&cgroup)).unwrap();
-        let status = shell.wait().unwrap();
-        let mut buf = [0u8; 4096];
-        let n = rustix::io::read(&out, &mut buf).unwrap();
-        let _ = cgroup.remove();
-        assert_eq!(status, ExitStatus::Code(0));
-        let text = String::from_utf8_lossy(&buf[..n]);
-        assert!(text.contains(&format!("bgtask-{name}")), "{text}");
+    fn the_shell_runs_in_its_cgroup_born_there_or_joined() {
+        for born_inside in [true, false] {
+            let name = format!("shell-test-{}-{born_inside}", std::process::id());
+            let Some(cgroup) = Cgroup::create(&name) else {
+                return; // no writable cgroup v2 here
+            };
+            let (mut shell, out) =
+                spawn_in("cat /proc/self/cgroup", Some(&cgroup), born_inside).unwrap();
+            let status = shell.wait().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = rustix::io::read(&out, &mut buf).unwrap();
+            let _ = cgroup.remove();
+            assert_eq!(status, ExitStatus::Code(0));
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(text.contains(&format!("bgtask-{name}")), "{text}");
+        }
     }
 }

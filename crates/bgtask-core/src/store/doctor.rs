@@ -104,7 +104,7 @@ fn check_home(home: &Path, repair: bool, report: &mut DoctorReport) -> bool {
         );
         return false;
     }
-    if meta.uid() != rustix::process::geteuid().as_raw() {
+    if meta.uid() != crate::process::effective_uid() {
         report.add(
             "home",
             false,

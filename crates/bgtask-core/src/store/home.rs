@@ -37,7 +37,7 @@ fn check_safe(home: &Path, meta: &std::fs::Metadata) -> Result<()> {
     if !meta.is_dir() {
         return Err(unsafe_home("it is not a directory"));
     }
-    if meta.uid() != rustix::process::geteuid().as_raw() {
+    if meta.uid() != crate::process::effective_uid() {
         return Err(unsafe_home("it is owned by another user"));
     }
     if meta.mode() & 0o022 != 0 {
@@ -92,7 +92,6 @@ pub(super) fn create_private_file(path: &Path) -> Result<File> {
         .read(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
         .open(path)
         .map_err(|e| Error::io("cannot create output file", path, e))
 }
