@@ -435,8 +435,17 @@ pub fn shape_bytes(head: &[u8], tail: Option<&[u8]>, skipped: u64, opts: ShapeOp
         return bound(&text, opts.budget);
     }
     let tail = tail.unwrap_or_default();
-    let head_end = utf8_complete_prefix(head);
-    let tail_start = utf8_start_skip(tail);
+    // Windows end and start at arbitrary bytes: show only whole lines (a
+    // line cut in two would be shown, and folded, as if it were whole),
+    // falling back to whole characters when a window holds no line break.
+    let head_end = match head.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        None => utf8_complete_prefix(head),
+    };
+    let tail_start = match tail.iter().position(|b| *b == b'\n') {
+        Some(i) if i + 1 < tail.len() => i + 1,
+        _ => utf8_start_skip(tail),
+    };
     let cut_chars = (head.len() - head_end + tail_start) as u64;
     let gap = skipped.saturating_add(cut_chars);
     let head = decode(&head[..head_end], opts.compress);

@@ -317,6 +317,26 @@ mod tests {
         }
         assert_eq!(str_tail("héllo", 4), "llo");
     }
+
+    /// Found by tests/bounded_reads.rs: a separator added when stdout and
+    /// stderr just fit pushed out a byte of stdout, and bytes cut after
+    /// lossy decoding grew the text were not reported as truncated.
+    #[test]
+    fn combined_tail_never_cuts_output_unreported() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("stdout");
+        let err = dir.path().join("stderr");
+        let tail_of = |stdout: &[u8], stderr: &[u8], budget| {
+            std::fs::write(&out, stdout).unwrap();
+            std::fs::write(&err, stderr).unwrap();
+            let tail = combined_tail(&out, &err, budget).unwrap();
+            (tail.text, tail.truncated)
+        };
+        assert_eq!(tail_of(b"a", b"b", 2), ("ab".to_owned(), false));
+        assert_eq!(tail_of(b"a", b"b", 3), ("a\nb".to_owned(), false));
+        let (text, truncated) = tail_of(&[0xff; 3], b"", 3);
+        assert_eq!((text.as_str(), truncated), ("\u{fffd}", true));
+    }
 }
 
 /// The last part of a task's output for previews and `status`.
@@ -338,19 +358,22 @@ pub fn combined_tail(stdout: &Path, stderr: &Path, budget: u64) -> io::Result<Ta
     let out = read_tail(stdout, out_share)?;
     let err = read_tail(stderr, err_share)?;
     let mut text = String::from_utf8_lossy(&out.data).into_owned();
+    let err_text = String::from_utf8_lossy(&err.data);
+    // The separator only where it fits: it must not push output out.
     if !text.is_empty()
-        && !err.data.is_empty()
+        && !err_text.is_empty()
         && !text.ends_with('\n')
-        && text.len() < budget as usize
+        && text.len() + 1 + err_text.len() <= budget as usize
     {
         text.push('\n');
     }
-    text.push_str(&String::from_utf8_lossy(&err.data));
-    // Lossy decoding may grow invalid bytes into U+FFFD; keep the budget.
-    let text = str_tail(&text, budget as usize).to_owned();
+    text.push_str(&err_text);
+    // Lossy decoding may grow invalid bytes into U+FFFD; keep the budget,
+    // and say so when that cuts output.
+    let shown = str_tail(&text, budget as usize);
     Ok(Tail {
-        truncated: out.is_partial() || err.is_partial(),
-        text,
+        truncated: out.is_partial() || err.is_partial() || shown.len() < text.len(),
+        text: shown.to_owned(),
     })
 }
 

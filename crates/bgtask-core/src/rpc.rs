@@ -118,7 +118,11 @@ pub fn decode(line: &[u8]) -> Incoming {
         &id,
         None | Some(Value::Null | Value::String(_) | Value::Number(_))
     ) {
-        return bad("invalid request: \"id\" must be a string, a number or null");
+        // An id we cannot echo is answered with a null id, as JSON-RPC asks.
+        return invalid(
+            INVALID_REQUEST,
+            "invalid request: \"id\" must be a string, a number or null",
+        );
     }
     let method = match obj.remove("method") {
         Some(Value::String(m)) => m,

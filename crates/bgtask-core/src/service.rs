@@ -5,6 +5,7 @@
 //! Locking rule: the store mutex is held only for single store operations,
 //! never across a wait, a kill grace or a write to a client.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -231,10 +232,22 @@ impl Service {
         let mut store = self.store();
         let session = (!req.all_sessions).then_some(self.config.session.as_str());
         let tasks = store.list(session, req.status)?;
+        let listed: HashSet<&TaskId> = tasks
+            .iter()
+            .filter(|t| !t.is_terminal())
+            .map(|t| &t.task_id)
+            .collect();
         let mut changed = false;
-        for task in tasks.iter().filter(|t| !t.is_terminal()) {
-            if let Some(live) = store.live(&task.task_id)? {
-                changed |= reconcile_task(&mut store, &live)?;
+        if !listed.is_empty() {
+            // One query for all of them: every read transaction costs
+            // several fcntl locks, each O(open connections), and every
+            // running task's monitor holds one.
+            let live = match session {
+                Some(session) => store.live_in_session(session)?,
+                None => store.all_live()?,
+            };
+            for live in live.iter().filter(|l| listed.contains(&l.id)) {
+                changed |= reconcile_task(&mut store, live)?;
             }
         }
         if changed {
@@ -339,29 +352,10 @@ impl Service {
 
     /// Turns on completion delivery for a task (running or finished).
     pub fn promote(&self, id: &TaskId) -> Result<()> {
-        let task = self.get(id)?;
-        let record = task.is_terminal().then(|| {
-            let tail = combined_tail(
-                &task.stdout_path,
-                &task.stderr_path,
-                crate::monitor::PREVIEW_BYTES,
-            )
-            .unwrap_or_default();
-            crate::store::FinishRecord {
-                end: crate::task::End {
-                    status: task.status,
-                    exit_code: task.exit_code,
-                    signal: task.signal.clone(),
-                    reason: task.reason.clone(),
-                },
-                finished_at: task.finished_at.unwrap_or_else(now_ms),
-                preview: tail.text,
-                output_truncated: tail.truncated || task.output_dropped_bytes > 0,
-                dropped_bytes: task.output_dropped_bytes,
-            }
-        });
+        // Reconcile first, so a task whose monitor died is recorded ended.
+        self.get(id)?;
         let mut store = self.store();
-        store.set_notify(id, record.as_ref())?;
+        store.set_notify(id)?;
         store.touch_events();
         Ok(())
     }

@@ -386,16 +386,19 @@ fn opts(budget: usize) -> ShapeOptions {
 }
 
 #[test]
-fn shape_bytes_trims_cut_characters_and_counts_the_gap() {
+fn shape_bytes_shows_whole_lines_and_counts_the_gap() {
     let head = "héllo\nwörld€".as_bytes();
     let head = &head[..head.len() - 1]; // ends inside €
     let tail = &"€ last line\n".as_bytes()[2..]; // starts inside €
     let shaped = shape_bytes(head, Some(tail), 1000, opts(4096));
+    // The head's cut last line goes; the tail has no whole line, so it
+    // falls back to whole characters.
+    assert_eq!(shaped.text, "héllo\n[… 1009 bytes omitted …]\n last line\n");
     assert_eq!(
-        shaped.text,
-        "héllo\nwörld\n[… 1003 bytes omitted …]\n last line\n"
+        shaped.omitted_bytes,
+        1000 + "wörld".len() as u64 + 2 + 1,
+        "the gap, the cut line and the cut €s"
     );
-    assert_eq!(shaped.omitted_bytes, 1000 + 2 + 1, "the gap and the cut €s");
     assert!(shaped.truncated);
 
     // Windows that touch keep a character split between them.

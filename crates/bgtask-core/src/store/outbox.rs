@@ -11,23 +11,34 @@ use crate::task::{Completion, TaskId};
 const COMPLETION_COLUMNS: &str = "c.seq, c.task_id, c.session, t.status, t.exit_code, t.signal, \
     t.reason, t.command, t.started_at, t.finished_at, c.output_preview, c.output_truncated";
 
+/// What the outbox stores of a completion beyond the task row.
+pub(super) struct Entry<'a> {
+    pub preview: &'a str,
+    pub truncated: bool,
+    pub recorded_at: i64,
+}
+
+impl<'a> From<&'a FinishRecord> for Entry<'a> {
+    fn from(record: &'a FinishRecord) -> Self {
+        Entry {
+            preview: &record.preview,
+            truncated: record.output_truncated,
+            recorded_at: record.finished_at,
+        }
+    }
+}
+
 /// Adds a task's completion (at most one per task: a second insert is ignored).
 pub(super) fn insert(
     tx: &Transaction<'_>,
     id: &TaskId,
     session: &str,
-    record: &FinishRecord,
+    entry: Entry<'_>,
 ) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR IGNORE INTO completions (task_id, session, output_preview, output_truncated, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            id.as_str(),
-            session,
-            record.preview,
-            record.output_truncated,
-            record.finished_at
-        ],
+        params![id.as_str(), session, entry.preview, entry.truncated, entry.recorded_at],
     )?;
     Ok(())
 }

@@ -221,7 +221,7 @@ impl Store {
             return Ok(false);
         };
         if notify {
-            super::outbox::insert(&tx, id, &session, record).map_err(err)?;
+            super::outbox::insert(&tx, id, &session, record.into()).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(true)
@@ -252,7 +252,13 @@ impl Store {
 
     /// Turns on completion delivery; if the task already ended and has no
     /// completion yet, records one now.
-    pub fn set_notify(&mut self, id: &TaskId, record: Option<&FinishRecord>) -> Result<()> {
+    ///
+    /// The check and the insert are one transaction: a task that ends while
+    /// it is being promoted either sees `notify` set (its monitor records
+    /// the completion) or is seen here as ended (the completion is recorded
+    /// here), never neither.
+    pub fn set_notify(&mut self, id: &TaskId) -> Result<()> {
+        let (out, err_path) = (self.stdout_path(id), self.stderr_path(id));
         let path = self.db_path.clone();
         let err = |source| Error::Store {
             path: path.clone(),
@@ -262,20 +268,27 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let row: Option<(String, String)> = tx
+        let row: Option<(String, String, Option<i64>, i64)> = tx
             .query_row(
-                "UPDATE tasks SET notify = 1 WHERE task_id = ?1 RETURNING session, status",
+                "UPDATE tasks SET notify = 1 WHERE task_id = ?1 \
+                 RETURNING session, status, finished_at, dropped_bytes",
                 params![id.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(err)?;
-        let Some((session, status)) = row else {
+        let Some((session, status, finished_at, dropped)) = row else {
             return Err(Error::TaskNotFound(id.to_string()));
         };
-        let terminal = status.parse::<Status>().is_ok_and(Status::is_terminal);
-        if let (true, Some(record)) = (terminal, record) {
-            super::outbox::insert(&tx, id, &session, record).map_err(err)?;
+        if status.parse::<Status>().is_ok_and(Status::is_terminal) {
+            let tail = crate::output::combined_tail(&out, &err_path, crate::monitor::PREVIEW_BYTES)
+                .unwrap_or_default();
+            let entry = super::outbox::Entry {
+                preview: &tail.text,
+                truncated: tail.truncated || dropped > 0,
+                recorded_at: finished_at.unwrap_or_else(crate::monitor::now_ms),
+            };
+            super::outbox::insert(&tx, id, &session, entry).map_err(err)?;
         }
         tx.commit().map_err(err)
     }

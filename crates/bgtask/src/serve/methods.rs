@@ -14,8 +14,8 @@ use bgtask_core::{
     TaskId, DEFAULT_OUTPUT_BUDGET,
 };
 
-use bgtask_core::rpc::{self, RpcError, METHOD_NOT_FOUND};
 use super::{Server, Session, DEFAULT_REMINDER_MS};
+use bgtask_core::rpc::{self, RpcError, METHOD_NOT_FOUND};
 
 /// Default foreground window of `bash`.
 const DEFAULT_WAIT_MS: u64 = 5_000;
@@ -81,11 +81,15 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
         session: session.clone(),
         ..server.base.clone()
     })?);
+    // Read before the switch, so a completion recorded after it is pushed
+    // even if the push thread notices the new session late.
+    let pushed_after = service.last_completion_seq()?;
     server.switch(Session {
         service,
         project_root: p.project_root,
         long_running_interval_ms: p.long_running_interval_ms.unwrap_or(DEFAULT_REMINDER_MS),
         generation: current.generation + 1,
+        pushed_after,
     });
     // The push thread may be asleep until a far-off reminder: wake it so
     // it picks up the new session and interval now.

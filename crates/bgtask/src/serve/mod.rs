@@ -38,6 +38,9 @@ pub struct Session {
     pub long_running_interval_ms: u64,
     /// Bumped on every `initialize`, so the push thread notices.
     pub generation: u64,
+    /// The newest outbox sequence number when the session became current:
+    /// completions after it are pushed, earlier ones are left to drain.
+    pub pushed_after: i64,
 }
 
 /// Default interval of `bash_long_running` reminders.
@@ -77,6 +80,8 @@ pub fn run(config: Config) -> Result<u8> {
 
 async fn serve(config: Config) -> Result<u8> {
     let service = Arc::new(Service::open(config.clone())?);
+    // Read before the first request, so a task that ends after it is pushed.
+    let pushed_after = service.last_completion_seq()?;
     let (out, mut outgoing) = mpsc::unbounded_channel::<Value>();
     let server = Arc::new(Server {
         base: config,
@@ -85,6 +90,7 @@ async fn serve(config: Config) -> Result<u8> {
             project_root: None,
             long_running_interval_ms: DEFAULT_REMINDER_MS,
             generation: 0,
+            pushed_after,
         }),
         out,
     });
@@ -94,10 +100,14 @@ async fn serve(config: Config) -> Result<u8> {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
+        // A finished oneshot must not be polled again (it panics), and more
+        // lines may still be queued after `stop`.
+        let mut stopping = false;
         loop {
             let message = tokio::select! {
                 message = outgoing.recv() => message,
-                _ = &mut stopped => {
+                _ = &mut stopped, if !stopping => {
+                    stopping = true;
                     outgoing.close();
                     outgoing.recv().await
                 }

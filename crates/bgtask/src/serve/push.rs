@@ -17,8 +17,8 @@ use bgtask_core::monitor::now_ms;
 use bgtask_core::output::str_tail;
 use bgtask_core::{ListRequest, Status, TaskId};
 
-use bgtask_core::rpc::notification;
 use super::Server;
+use bgtask_core::rpc::notification;
 
 /// Largest preview in a `bash_completed` frame.
 const PREVIEW_BYTES: usize = 1024;
@@ -39,14 +39,17 @@ pub fn start(server: Arc<Server>) {
 fn run(server: &Server) -> bgtask_core::Result<()> {
     let mut session = server.session();
     let watch = session.service.watch_events()?;
-    let mut last_seq = session.service.last_completion_seq()?;
+    let mut last_seq = session.pushed_after;
     let mut due: HashMap<TaskId, Instant> = HashMap::new();
     loop {
         let current = server.session();
         if current.generation != session.generation {
-            // A new session: only its completions from now on.
+            // Another session: its completions since it became current. The
+            // same session again: carry on, so none is skipped or repeated.
+            if current.service.session() != session.service.session() {
+                last_seq = current.pushed_after;
+            }
             session = current;
-            last_seq = session.service.last_completion_seq()?;
             due.clear();
         }
         for (seq, c) in session.service.completions_after(last_seq)? {

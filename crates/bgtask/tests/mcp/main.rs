@@ -47,7 +47,16 @@ fn a_real_mcp_client_runs_the_scripted_session() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp/session.py");
     // A finished task of another session: its completion must never show.
     let other = Command::new(BIN)
-        .args(["run", "--wait", "30s", "--json", "--session", "someone-else", "--", "echo not yours"])
+        .args([
+            "run",
+            "--wait",
+            "30s",
+            "--json",
+            "--session",
+            "someone-else",
+            "--",
+            "echo not yours",
+        ])
         .env("BGTASK_HOME", &home)
         .output()
         .expect("run a task in another session");

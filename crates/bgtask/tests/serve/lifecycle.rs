@@ -1,0 +1,68 @@
+//! The server's life: end of input ends it, after answering what was asked,
+//! and tasks it started keep running.
+
+use serde_json::json;
+
+use crate::fixture::*;
+
+#[test]
+fn end_of_input_ends_the_server_and_tasks_keep_running() {
+    let bg = Bg::new();
+    let mut server = bg.serve();
+    let task = server.call(
+        "bash",
+        json!({"command": "echo READY; exec sleep 300", "background": true}),
+    );
+    let id = task["task_id"].as_str().unwrap().to_owned();
+    let pid = task["pid"].as_u64().unwrap() as u32;
+    assert_eq!(server.close().code(), Some(0));
+
+    let status = bg.status(&id);
+    assert_eq!(status["status"], "running", "{status}");
+    assert!(is_running(pid), "the task's shell outlives the server");
+    // It still delivers its completion, to whoever reads the session next.
+    let killed = bg
+        .run(&["kill", "--json", "--grace", "0ms", &id])
+        .ok()
+        .json();
+    assert_eq!(killed["status"], "killed");
+    let mut server = bg.serve();
+    let drained = server.call("bash_drain_completions", json!({}));
+    assert_eq!(drained["completions"][0]["task_id"], id.as_str());
+    assert_eq!(server.close().code(), Some(0));
+}
+
+#[test]
+fn end_of_input_waits_for_requests_in_flight() {
+    let bg = Bg::new();
+    let gate = bg.gate("in-flight");
+    let mut server = bg.serve();
+    let task = server.call("bash", json!({"command": gate.hold(), "background": true}));
+    let wait = server.request(
+        "bash_wait",
+        json!({"task_ids": [task["task_id"]], "timeout_ms": 120_000}),
+    );
+    // Some reply after the wait was sent proves the server has read it.
+    server.call("bash_list", json!({}));
+    server.close_stdin();
+    gate.open();
+    let reply = server.reply(wait);
+    assert_eq!(reply["result"]["timed_out"], false);
+    assert_eq!(reply["result"]["tasks"][0]["status"], "completed");
+    assert_eq!(server.close().code(), Some(0));
+}
+
+#[test]
+fn end_of_input_answers_every_request_already_sent() {
+    let bg = Bg::new();
+    let mut server = bg.serve();
+    server.call("bash_list", json!({}));
+    let ids: Vec<i64> = (0..50)
+        .map(|_| server.request("bash_list", json!({})))
+        .collect();
+    server.close_stdin();
+    for id in ids {
+        assert!(server.reply(id).get("result").is_some());
+    }
+    assert_eq!(server.close().code(), Some(0));
+}
