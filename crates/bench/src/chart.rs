@@ -29,8 +29,8 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
             let used = check.budget_used()?;
             Some(Bar {
                 label: format!(
-                    "{}: {}",
-                    &section.title[..2.min(section.title.len())],
+                    "{} {}",
+                    section.title.split_whitespace().next().unwrap_or(""),
                     strip(&check.name)
                 ),
                 value: used,
@@ -60,11 +60,43 @@ pub fn write(report: &Report, path: &Path) -> Result<()> {
         })
         .collect();
 
+    let changes: Vec<Bar> = report
+        .sections
+        .iter()
+        .filter(|s| s.key == "compare")
+        .flat_map(|s| s.series.iter())
+        .map(|s| Bar {
+            label: strip(&s.label),
+            value: s.median(),
+            color: if s.label.ends_with("before") {
+                BASELINE
+            } else {
+                BGTASK
+            },
+            text: fmt_num(s.median(), "ms"),
+        })
+        .collect();
+
     let height_of = |n: usize| 90 + 26 * n.max(1) as u32;
     let (top_h, bottom_h) = (height_of(targets.len()), height_of(latencies.len()));
-    let root = SVGBackend::new(path, (1200, top_h + bottom_h)).into_drawing_area();
+    let changes_h = if changes.is_empty() {
+        0
+    } else {
+        height_of(changes.len())
+    };
+    let root = SVGBackend::new(path, (1200, top_h + bottom_h + changes_h)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
-    let (top, bottom) = root.split_vertically(top_h);
+    let (top, rest) = root.split_vertically(top_h);
+    let (bottom, last) = rest.split_vertically(bottom_h);
+    if !changes.is_empty() {
+        panel(
+            &last,
+            "Before and after the changes, median ms (grey before, blue after)",
+            "milliseconds",
+            &changes,
+            None,
+        )?;
+    }
     panel(
         &top,
         "Targets: measured / target (left of the line = met; green met, red missed)",

@@ -35,17 +35,7 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
 
     for _ in 0..plan.completion_runs {
         std::thread::sleep(SETTLE);
-        let id = home.start(&[], &gate.command())?;
-        let mut waiter = home
-            .cmd(&["wait", &id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        wait_until_polling(waiter.id(), None)?;
-        gate.release()?;
-        waiter.wait()?;
-        let seen = mono_ns();
-        cli.push(ms_between(gate.stamp()?, seen));
+        cli.push(through_wait_cli(&home, &gate)?);
     }
 
     let mut server = Server::start(&home)?;
@@ -121,15 +111,31 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     })
 }
 
+/// One task's completion latency as seen by a `bgtask wait` process: from
+/// the task's exit to the waiter being reaped, in milliseconds.
+pub fn through_wait_cli(home: &Home, gate: &Gate) -> Result<f64> {
+    let id = home.start(&[], &gate.command())?;
+    let mut waiter = home
+        .cmd(&["wait", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_until_polling(waiter.id(), None)?;
+    gate.release()?;
+    waiter.wait()?;
+    let seen = mono_ns();
+    Ok(ms_between(gate.stamp()?, seen))
+}
+
 /// A fifo the task blocks on until released, and the stamp file it writes.
-struct Gate {
+pub struct Gate {
     fifo: std::path::PathBuf,
     stamp: std::path::PathBuf,
     bench: std::path::PathBuf,
 }
 
 impl Gate {
-    fn new(home: &Home) -> Result<Gate> {
+    pub fn new(home: &Home) -> Result<Gate> {
         let fifo = home.scratch().join("gate");
         let status = Command::new("mkfifo").arg(&fifo).status()?;
         if !status.success() {
@@ -142,7 +148,7 @@ impl Gate {
         })
     }
 
-    fn command(&self) -> String {
+    pub fn command(&self) -> String {
         format!(
             "read -r _ < '{}'; exec '{}' stamp '{}'",
             self.fifo.display(),
@@ -152,14 +158,14 @@ impl Gate {
     }
 
     /// Lets the waiting task go on to stamp and exit.
-    fn release(&self) -> Result<()> {
+    pub fn release(&self) -> Result<()> {
         let _ = std::fs::remove_file(&self.stamp);
         let mut fifo = std::fs::OpenOptions::new().write(true).open(&self.fifo)?;
         fifo.write_all(b"go\n")?;
         Ok(())
     }
 
-    fn stamp(&self) -> Result<u64> {
+    pub fn stamp(&self) -> Result<u64> {
         read_stamp(&self.stamp)
     }
 }
@@ -202,8 +208,14 @@ impl Server {
     /// Waits until the push thread sleeps in poll.
     fn wait_idle(&self) -> Result<()> {
         let pid = self.child.id();
-        let tid = harness::thread_named(pid, "bgtask-push").context("no bgtask-push thread")?;
-        wait_until_polling(pid, Some(tid))
+        match harness::thread_named(pid, "bgtask-push") {
+            Some(tid) => wait_until_polling(pid, Some(tid)),
+            // A renamed push thread: fall back to a pause.
+            None => {
+                std::thread::sleep(Duration::from_millis(50));
+                Ok(())
+            }
+        }
     }
 
     /// The moment the `bash_completed` line of task `id` was read.

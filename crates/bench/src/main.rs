@@ -14,6 +14,7 @@
 
 mod chart;
 mod clock;
+mod compare;
 mod completion;
 mod harness;
 mod latency;
@@ -92,11 +93,14 @@ struct Args {
     plan: Plan,
     bgtask: Option<PathBuf>,
     out: Option<PathBuf>,
+    /// An older bgtask to compare with, side by side.
+    baseline: Option<PathBuf>,
     /// Run only the figures whose key is listed (all when empty).
     only: Vec<String>,
 }
 
-const USAGE: &str = "usage: bench (full | smoke) [--bgtask PATH] [--out DIR] [--only FIGURE,...]
+const USAGE: &str =
+    "usage: bench (full | smoke) [--bgtask PATH] [--baseline PATH] [--out DIR] [--only FIGURE,...]
        bench stamp FILE
 
   full     every figure with enough runs, pueue included (installed with
@@ -108,7 +112,8 @@ const USAGE: &str = "usage: bench (full | smoke) [--bgtask PATH] [--out DIR] [--
 
   --bgtask PATH   the bgtask binary [default: target/release/bgtask, built if missing]
   --out DIR       where the report and the chart go
-  --only LIST     figures to run: start, e2e, completion, scale, output, cold";
+  --baseline PATH an older bgtask binary: adds a before/after figure, measured side by side
+  --only LIST     figures to run: start, e2e, completion, scale, output, cold, compare";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -155,6 +160,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
         plan,
         bgtask: None,
         out: None,
+        baseline: None,
         only: Vec::new(),
     };
     while let Some(flag) = it.next() {
@@ -162,6 +168,7 @@ fn parse_args(argv: &[String]) -> Result<Args> {
         match flag.as_str() {
             "--bgtask" => args.bgtask = Some(value()?.into()),
             "--out" => args.out = Some(value()?.into()),
+            "--baseline" => args.baseline = Some(value()?.into()),
             "--only" => args.only = value()?.split(',').map(str::to_owned).collect(),
             _ => bail!("unknown flag {flag:?}"),
         }
@@ -212,6 +219,10 @@ fn run(args: Args) -> Result<()> {
     step("scale", &mut || scale::run(&bgtask, &plan))?;
     step("output", &mut || output::run(&bgtask, &plan))?;
     step("cold", &mut || store::cold_start(&bgtask, &plan))?;
+    if let Some(path) = &args.baseline {
+        let old = Bgtask::new(path.clone())?;
+        step("compare", &mut || compare::run(&bgtask, &old, &plan))?;
+    }
     drop(pueue);
 
     let md = out_dir.join("BENCHMARKS.md");

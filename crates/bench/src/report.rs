@@ -129,6 +129,7 @@ pub struct Report {
     command: String,
     bgtask: String,
     plan: Plan,
+    load_at_start: String,
 }
 
 impl Report {
@@ -144,6 +145,7 @@ impl Report {
             command,
             bgtask: format!("{} ({})", bgtask.version, bgtask.exe.display()),
             plan,
+            load_at_start: load_average(),
         }
     }
 
@@ -177,6 +179,13 @@ impl Report {
         let _ = writeln!(md, "- Machine: {}", self.machine);
         let _ = writeln!(md, "- bgtask: {}", self.bgtask);
         let _ = writeln!(md, "- Date: {}", today());
+        let _ = writeln!(
+            md,
+            "- Load average (1 min) at the start and at the end: {} and {} (the machine is \
+             shared: other work ran alongside, which is why every comparison is interleaved)",
+            self.load_at_start,
+            load_average()
+        );
         if self.plan.smoke {
             let _ = writeln!(
                 md,
@@ -277,6 +286,14 @@ fn machine() -> String {
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     format!("{cores} cores ({model}), {mem_gib:.0} GiB RAM, Linux {kernel}")
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Today's date (UTC) as YYYY-MM-DD.

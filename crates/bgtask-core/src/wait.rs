@@ -13,7 +13,7 @@ use crate::config::StreamChoice;
 use crate::error::{Error, Result};
 use crate::process::{self, FileWatch, ProcessHandle};
 use crate::service::{OutputFile, Service};
-use crate::task::{Completion, Task, TaskId};
+use crate::task::{Completion, Status, Task, TaskId};
 
 /// Wakes its owner when any task in the store changes state (no polling).
 pub struct EventWatch {
@@ -56,10 +56,15 @@ impl Service {
         done: impl Fn(&[Task]) -> bool,
     ) -> Result<WaitOutcome> {
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-        let watch = self.events_watch()?;
+        // The events watch is made only when the owners' pidfds do not
+        // suffice: closing an inotify instance waits for an SRCU grace
+        // period (5–20 ms), which every waiter would pay on return.
+        let mut watch: Option<FileWatch> = None;
         loop {
             // Drain before reading, so a transition after the read wakes us.
-            watch.drain();
+            if let Some(watch) = &watch {
+                watch.drain();
+            }
             let tasks = ids
                 .iter()
                 .map(|id| self.get(id))
@@ -78,7 +83,19 @@ impl Service {
                 });
             }
             let owners = self.owner_handles(&tasks)?;
-            let mut fds = vec![watch.as_fd()];
+            // A running task's end is recorded by its monitor, which exits
+            // right after, or by whoever finds the monitor dead: its pidfd
+            // is enough. A starting task changes owner: watch events too.
+            let live: Vec<&Task> = tasks.iter().filter(|t| !t.is_terminal()).collect();
+            let pidfds_suffice = owners.len() == live.len()
+                && live
+                    .iter()
+                    .all(|t| matches!(t.status, Status::Running | Status::Killing));
+            if !pidfds_suffice && watch.is_none() {
+                watch = Some(self.events_watch()?);
+                continue; // re-read: a change may have come before the watch
+            }
+            let mut fds: Vec<_> = watch.iter().map(FileWatch::as_fd).collect();
             fds.extend(owners.iter().map(ProcessHandle::as_fd));
             process::wait_readable(&fds, remaining)
                 .map_err(|e| Error::io("cannot wait on", self.store().events_path(), e))?;

@@ -10,9 +10,10 @@ use bgtask_core::units::format_duration_ms;
 use bgtask_core::{Completion, GcReport, Task, TaskStatus};
 
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     serde_json::to_writer(&mut out, value)?;
     out.write_all(b"\n")?;
+    out.flush()?;
     Ok(())
 }
 

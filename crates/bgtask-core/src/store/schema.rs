@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use super::CacheSize;
@@ -79,14 +78,6 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
     conn.busy_handler(Some(retry_while_busy)).map_err(err)?;
-    // Every command is a short-lived process, and the last connection to
-    // close would checkpoint the WAL into the database and delete it (two
-    // fsyncs), and the next writer would re-create it (two more): about
-    // 2 ms on each of them. The WAL is checkpointed as it grows instead
-    // (SQLite's automatic checkpoint, every 1000 pages); durability is the
-    // same, as committed transactions are in the WAL either way.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-        .map_err(err)?;
     let cache_kib = match cache {
         CacheSize::Small => 64,
         CacheSize::Default => 2048,
