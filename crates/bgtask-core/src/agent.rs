@@ -54,10 +54,13 @@ impl Service {
         };
         let task = self.spawn(&spawn)?;
         if req.background {
+            // An agent is told the task runs (with its pid), or why not.
+            let task = self.started(task)?;
             return Ok(BashOutcome::Background { task });
         }
         let waited = self.wait(std::slice::from_ref(&task.task_id), Some(req.wait_ms))?;
         let task = waited.tasks.into_iter().next().unwrap_or(task);
+        let task = self.started(task)?;
         if task.is_terminal() {
             let output = self.shaped_output(&task, req.shape)?;
             return Ok(BashOutcome::Finished { task, output });
@@ -77,6 +80,10 @@ impl Service {
         };
         let out_len = file_len(&task.stdout_path);
         let err_len = file_len(&task.stderr_path);
+        if out_len == 0 && err_len == 0 {
+            // Nothing to read (or no files at all: the task never started).
+            return Ok(Shaped::default());
+        }
         if err_len == 0 {
             return read(&task.stdout_path, opts.budget);
         }

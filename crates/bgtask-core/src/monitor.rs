@@ -30,39 +30,75 @@ pub const DEFAULT_GRACE_MS: u64 = 2_000;
 /// Preview stored with each completion.
 pub const PREVIEW_BYTES: u64 = 1024;
 
-/// Runs the monitor for `id` until the task ends. The start handshake goes
-/// to stdout (`ok` or `error: …`); returns the process exit code.
+/// Runs the monitor for `id` until the task ends; returns the process exit
+/// code. The starter records the task (owned by this process) and then
+/// writes "go" on our stdin; without it there is nothing to run.
 pub fn run(home: &Path, id: &TaskId) -> i32 {
+    let go = process::wait_for_go();
     let mut store = match Store::open(home, CacheSize::Small) {
         Ok(store) => store,
-        Err(e) => return handshake_failed(&e.to_string()),
+        Err(e) => {
+            // The task stays `starting` with a dead owner: the next command
+            // that looks at it records it as failed.
+            log(&format!("{id}: cannot open the store: {e}"));
+            return 1;
+        }
     };
-    process::fault::point("monitor_before_claim");
+    if !go {
+        abandon(&mut store, id);
+        return 0;
+    }
+    process::fault::point("monitor_before_start");
     match start(&mut store, id) {
         Ok(Some(running)) => {
-            process::fault::point("monitor_before_handshake");
-            let _ = writeln!(std::io::stdout(), "ok");
-            let _ = std::io::stdout().flush();
-            let _ = process::close_handshake();
+            process::fault::point("monitor_after_start");
             store.touch_events();
             supervise(&mut store, running);
             0
         }
-        Ok(None) => handshake_failed("the task was abandoned before it started"),
+        Ok(None) => 0,
         Err(e) => {
-            let _ = store.delete_unstarted(id);
-            store.touch_events();
-            match e {
-                Error::SpawnFailed(message) => handshake_failed(&message),
-                other => handshake_failed(&other.to_string()),
-            }
+            let reason = match e {
+                Error::SpawnFailed(message) => message,
+                other => other.to_string(),
+            };
+            log(&format!("{id}: the task could not start: {reason}"));
+            record_start_failure(&mut store, id, &reason);
+            1
         }
     }
 }
 
-fn handshake_failed(message: &str) -> i32 {
-    let _ = writeln!(std::io::stdout(), "error: {message}");
-    1
+/// The starter exited or failed without saying "go": if it got as far as
+/// recording the task, record it as never started.
+fn abandon(store: &mut Store, id: &TaskId) {
+    if let Ok(Some(live)) = store.live(id) {
+        if live.leader.is_none() && live.owner.as_ref().is_some_and(is_me) {
+            record_start_failure(
+                store,
+                id,
+                "spawn aborted: the process starting the task exited before it started",
+            );
+        }
+    }
+}
+
+fn is_me(owner: &ProcessIdentity) -> bool {
+    owner.pid == std::process::id()
+}
+
+fn record_start_failure(store: &mut Store, id: &TaskId, reason: &str) {
+    let record = FinishRecord {
+        end: Outcome::Lost(reason.to_owned()).into_end(),
+        finished_at: now_ms(),
+        preview: String::new(),
+        output_truncated: false,
+        dropped_bytes: 0,
+    };
+    if let Err(e) = store.finish(id, &record) {
+        log(&format!("{id}: cannot record the failed start: {e}"));
+    }
+    store.touch_events();
 }
 
 /// A started task under supervision.
@@ -113,11 +149,12 @@ struct Stopping {
     killed: bool,
 }
 
+/// Starts the shell; `None` if the task is not ours to start (it was
+/// meanwhile recorded as ended).
 fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
-    let me =
-        ProcessIdentity::current().map_err(|e| Error::io("cannot read", "/proc/self/stat", e))?;
-    if !store.claim(id, &me)? {
-        return Ok(None);
+    match store.live(id)? {
+        Some(live) if live.leader.is_none() && live.owner.as_ref().is_some_and(is_me) => {}
+        _ => return Ok(None),
     }
     // Registered before anyone can learn our pid from the store (mark_running).
     let (signals, signal_writer) =
@@ -155,7 +192,6 @@ fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
             }
-            let _ = store.remove_output_files(id);
             return Err(Error::SpawnFailed(format!("{shell}: {e}")));
         }
     };

@@ -1,5 +1,5 @@
 //! Recovery: reconciling live records with reality. A live task whose owner
-//! (its starter, then its monitor) is gone can never be recorded by anyone
+//! (its monitor) is gone can never be recorded by anyone
 //! else, so the first command that notices records it `failed` with a
 //! reason and ends whatever is left of its process tree.
 //!
@@ -19,17 +19,26 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     if task.owner.as_ref().is_some_and(|o| o.is_alive()) {
         return Ok(false);
     }
+    // `task` may have been read before the owner's last change (say, its
+    // shell was recorded and then it died): a dead owner changes nothing
+    // more, so the record read now is final.
+    let Some(task) = store.live(&task.id)? else {
+        return Ok(false);
+    };
     let reason = match (&task.leader, &task.owner) {
-        (None, _) => {
-            "spawn aborted: the process starting the task exited before it started".to_owned()
-        }
+        (None, Some(owner)) => format!(
+            "spawn aborted: the task's monitor (pid {}) died before the task started (see {})",
+            owner.pid,
+            store.monitor_log_path().display()
+        ),
+        (None, None) => "spawn aborted: the task never started".to_owned(),
         (Some(_), Some(owner)) => format!(
             "the task's monitor (pid {}) died; its exit status is unknown",
             owner.pid
         ),
         (Some(_), None) => "the task's monitor is unknown; its exit status is unknown".to_owned(),
     };
-    end_leftovers(task);
+    end_leftovers(&task);
     let tail = combined_tail(
         &store.stdout_path(&task.id),
         &store.stderr_path(&task.id),

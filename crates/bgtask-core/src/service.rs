@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -86,38 +87,61 @@ impl Service {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a task, starts its monitor and returns once the shell runs.
-    /// On failure no task is left behind.
+    /// Starts a task's monitor, records the task as `starting` (owned by
+    /// that monitor) and returns at once: the monitor starts the shell in
+    /// the background and records how that went. On failure no task is
+    /// left behind.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<Task> {
-        let new = self.validate(req)?;
-        {
-            let mut store = self.store();
-            match store.insert_task(&new, self.config.max_running) {
-                Err(Error::LimitExceeded { .. }) => {
-                    // Dead owners may hold slots: reconcile, then try once more.
-                    reconcile_all(&mut store)?;
-                    store.insert_task(&new, self.config.max_running)?;
-                }
-                other => other?,
-            }
-        }
+        let cwd = self.validate(req)?;
+        let id = TaskId::random();
+        // The monitor is started before the record exists so the record can
+        // name it as owner from the first moment: a task is never owned by
+        // a starter that may exit the instant it prints the id. Until it
+        // reads "go" on its stdin the monitor does nothing; end of file
+        // without "go" (this process failed or died) makes it give up.
+        let mut monitor = self.start_monitor(&id, &req.env)?;
+        let go = monitor.stdin.take();
+        let owner = ProcessIdentity::of_child(monitor.id());
+        self.keep_for_reaping(monitor);
+        let owner = owner.map_err(|e| {
+            Error::SpawnFailed(format!("cannot identify the task's monitor: {e}"))
+        })?;
+        let new = NewTask {
+            id,
+            session: self.config.session.clone(),
+            command: req.command.clone(),
+            cwd,
+            env_keys: req.env.iter().map(|(k, _)| k.clone()).collect(),
+            timeout_ms: req.timeout_ms,
+            idle_timeout_ms: req.idle_timeout_ms,
+            max_output: req.max_output,
+            notify: req.notify,
+            owner,
+            created_at: now_ms(),
+        };
+        self.insert(&new)?;
         process::fault::point("starter_after_insert");
-        let outcome = self.start_monitor(&new.id, &req.env);
-        let store = self.store();
-        match outcome {
-            Ok(()) => store.get(&new.id),
-            Err(e) => {
-                // Unless the shell was recorded as started (then reconcile
-                // records its end), nothing of the task may remain.
-                if store.delete_unstarted(&new.id)? {
-                    let _ = store.remove_output_files(&new.id);
-                }
-                Err(e)
+        if let Some(mut go) = go {
+            // A monitor that died already is found by the next reconcile.
+            let _ = go.write_all(b"go\n");
+        }
+        self.store().get(&new.id)
+    }
+
+    fn insert(&self, new: &NewTask) -> Result<()> {
+        let mut store = self.store();
+        match store.insert_task(new, self.config.max_running) {
+            Err(Error::LimitExceeded { .. }) => {
+                // Dead owners may hold slots: reconcile, then try once more.
+                reconcile_all(&mut store)?;
+                store.insert_task(new, self.config.max_running)
             }
+            other => other,
         }
     }
 
-    fn validate(&self, req: &SpawnRequest) -> Result<NewTask> {
+    /// Checks a request; returns its resolved working directory.
+    fn validate(&self, req: &SpawnRequest) -> Result<PathBuf> {
         if req.command.trim().is_empty() {
             return Err(Error::EmptyCommand);
         }
@@ -146,25 +170,10 @@ impl Service {
                 "a timeout must be longer than 0".into(),
             ));
         }
-        let cwd = resolve_cwd(req.cwd.as_deref())?;
-        let owner = ProcessIdentity::current()
-            .map_err(|e| Error::io("cannot read", "/proc/self/stat", e))?;
-        Ok(NewTask {
-            id: TaskId::random(),
-            session: self.config.session.clone(),
-            command: req.command.clone(),
-            cwd,
-            env_keys: req.env.iter().map(|(k, _)| k.clone()).collect(),
-            timeout_ms: req.timeout_ms,
-            idle_timeout_ms: req.idle_timeout_ms,
-            max_output: req.max_output,
-            notify: req.notify,
-            owner,
-            created_at: now_ms(),
-        })
+        resolve_cwd(req.cwd.as_deref())
     }
 
-    fn start_monitor(&self, id: &TaskId, env: &[(String, String)]) -> Result<()> {
+    fn start_monitor(&self, id: &TaskId, env: &[(String, String)]) -> Result<Child> {
         let log_path = self.store().monitor_log_path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -177,25 +186,12 @@ impl Service {
             self.config.home.clone().into_os_string(),
             id.as_str().into(),
         ];
-        let (child, pipe) = process::spawn_detached(&self.config.monitor_exe, &args, env, log)
-            .map_err(|e| {
-                Error::SpawnFailed(format!(
-                    "cannot start monitor {}: {e}",
-                    self.config.monitor_exe.display()
-                ))
-            })?;
-        self.keep_for_reaping(child);
-        let answer = process::read_handshake(pipe)
-            .map_err(|e| Error::SpawnFailed(format!("monitor handshake: {e}")))?;
-        match answer.as_str() {
-            "ok" => Ok(()),
-            "" => Err(Error::SpawnFailed(
-                "the monitor exited before starting the task".into(),
-            )),
-            other => Err(Error::SpawnFailed(
-                other.strip_prefix("error: ").unwrap_or(other).to_owned(),
-            )),
-        }
+        process::spawn_detached(&self.config.monitor_exe, &args, env, log).map_err(|e| {
+            Error::SpawnFailed(format!(
+                "cannot start monitor {}: {e}",
+                self.config.monitor_exe.display()
+            ))
+        })
     }
 
     /// Keeps a monitor's handle so it is reaped (long-lived servers would

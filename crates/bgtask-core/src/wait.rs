@@ -15,6 +15,9 @@ use crate::process::{self, FileWatch, ProcessHandle};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Status, Task, TaskId};
 
+/// How long [`Service::started`] waits for a monitor to start a shell.
+const START_PATIENCE_MS: u64 = 10_000;
+
 /// Wakes its owner when any task in the store changes state (no polling).
 pub struct EventWatch {
     watch: FileWatch,
@@ -47,6 +50,19 @@ impl Service {
     /// Blocks until any task in `ids` is terminal or `timeout_ms` passes.
     pub fn wait_any(&self, ids: &[TaskId], timeout_ms: Option<u64>) -> Result<WaitOutcome> {
         self.wait_until(ids, timeout_ms, |tasks| tasks.iter().any(Task::is_terminal))
+    }
+
+    /// Returns `task` once its monitor has started the shell (or recorded
+    /// that it could not): `spawn` returns while the task is `starting`.
+    pub fn started(&self, task: Task) -> Result<Task> {
+        if task.status != Status::Starting {
+            return Ok(task);
+        }
+        let ids = std::slice::from_ref(&task.task_id);
+        let waited = self.wait_until(ids, Some(START_PATIENCE_MS), |tasks| {
+            tasks.iter().all(|t| t.status != Status::Starting)
+        })?;
+        Ok(waited.tasks.into_iter().next().unwrap_or(task))
     }
 
     fn wait_until(

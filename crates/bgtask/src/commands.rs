@@ -151,6 +151,7 @@ fn run_task(service: &Service, args: RunArgs, json: bool) -> Result<u8> {
     };
     let outcome = service.wait(std::slice::from_ref(&task.task_id), Some(wait_ms))?;
     let task = outcome.tasks.into_iter().next().unwrap_or(task);
+    let task = service.started(task)?;
     if json {
         render::json(&task)?;
     } else if task.is_terminal() {

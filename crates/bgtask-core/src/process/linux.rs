@@ -7,8 +7,8 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,26 +67,6 @@ pub struct ProcessIdentity {
 }
 
 impl ProcessIdentity {
-    /// The identity of the calling process.
-    pub fn current() -> io::Result<Self> {
-        Self::of(std::process::id())?.ok_or_else(|| io::Error::other("own /proc entry missing"))
-    }
-
-    /// The identity of a live (non-zombie) process, or `None` if it is gone.
-    pub fn of(pid: u32) -> io::Result<Option<Self>> {
-        let Some(stat) = read_stat(pid)? else {
-            return Ok(None);
-        };
-        if stat.is_dead() {
-            return Ok(None);
-        }
-        Ok(Some(ProcessIdentity {
-            pid,
-            start_ticks: stat.start_ticks,
-            boot_id: boot_id().to_owned(),
-        }))
-    }
-
     /// The identity of one of our own children, even if it already exited
     /// (it stays a zombie until we reap it, so its entry is still there).
     pub fn of_child(pid: u32) -> io::Result<Self> {
@@ -295,21 +275,24 @@ pub fn child_handle(child: &Shell) -> io::Result<ProcessHandle> {
     Ok(ProcessHandle { fd })
 }
 
-/// Starts a detached helper (the monitor): its own session so terminal
-/// signals to the caller's group never reach it, stdout a pipe for the
-/// start handshake, stderr to `log`.
+/// Starts the monitor in its own session (so signals aimed at the
+/// starter's terminal never reach it): stdin a pipe for the go signal,
+/// stdout to /dev/null, stderr to `log`.
+///
+/// A pre-exec hook makes std fork rather than vfork: the starter goes on
+/// at once instead of waiting while the kernel loads the monitor's image.
 pub fn spawn_detached(
     exe: &Path,
     args: &[OsString],
     env: &[(String, String)],
     log: File,
-) -> io::Result<(Child, File)> {
+) -> io::Result<Child> {
     let mut command = Command::new(exe);
     command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::from(log));
     // SAFETY: setsid is async-signal-safe and touches no memory.
     unsafe {
@@ -318,38 +301,24 @@ pub fn spawn_detached(
             Ok(())
         });
     }
-    let mut child = command.spawn()?;
-    let handshake = child
-        .stdout
-        .take()
-        .map(|s| File::from(OwnedFd::from(s)))
-        .ok_or_else(|| io::Error::other("no handshake pipe"))?;
-    Ok((child, handshake))
+    command.spawn()
 }
 
-/// Reads the start handshake line from a detached helper (until newline or
-/// end of file).
-pub fn read_handshake(mut pipe: File) -> io::Result<String> {
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    loop {
-        let n = pipe.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.contains(&b'\n') {
-            break;
+/// Blocks until the starter says "go" on stdin (true) or closes it without
+/// saying so (false).
+pub fn wait_for_go() -> bool {
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    let mut stdin = io::stdin().lock();
+    while got < 3 {
+        match stdin.read(&mut buf[got..]) {
+            Ok(0) => return false,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
         }
     }
-    Ok(String::from_utf8_lossy(&buf).trim_end().to_owned())
-}
-
-/// Points fd 1 at /dev/null once the handshake is written, so the starter
-/// sees end of file and later writes cannot fail with EPIPE.
-pub fn close_handshake() -> io::Result<()> {
-    let null = File::options().write(true).open("/dev/null")?;
-    rustix::stdio::dup2_stdout(&null).map_err(io::Error::from)
+    &buf[..3] == b"go\n"
 }
 
 /// A non-blocking pipe pair (read end, write end), close-on-exec.

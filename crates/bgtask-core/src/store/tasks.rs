@@ -39,7 +39,7 @@ pub struct NewTask {
 pub struct LiveTask {
     pub id: TaskId,
     pub status: Status,
-    /// The process that owns the task: the starter, then the monitor.
+    /// The process that owns the task: its monitor.
     pub owner: Option<ProcessIdentity>,
     /// The task's shell (leader of its process group).
     pub leader: Option<ProcessIdentity>,
@@ -105,25 +105,6 @@ impl Store {
         )
         .map_err(err)?;
         tx.commit().map_err(err)
-    }
-
-    /// The monitor takes ownership of a `starting` task. False if the task
-    /// was meanwhile given up (its starter died and a reconcile ran).
-    pub fn claim(&self, id: &TaskId, owner: &ProcessIdentity) -> Result<bool> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE tasks SET owner_pid = ?2, owner_start = ?3, boot_id = ?4 \
-                 WHERE task_id = ?1 AND status IN ('starting','killing') AND pid IS NULL",
-                params![
-                    id.as_str(),
-                    owner.pid,
-                    owner.start_ticks as i64,
-                    owner.boot_id
-                ],
-            )
-            .map_err(|e| self.db_err(e))?;
-        Ok(n == 1)
     }
 
     /// Records the started shell. Returns the status after the update
@@ -225,18 +206,6 @@ impl Store {
         }
         tx.commit().map_err(err)?;
         Ok(true)
-    }
-
-    /// Removes a task whose start failed, so no half-made task remains.
-    pub fn delete_unstarted(&self, id: &TaskId) -> Result<bool> {
-        let n = self
-            .conn
-            .execute(
-                "DELETE FROM tasks WHERE task_id = ?1 AND status IN ('starting','killing') AND pid IS NULL",
-                params![id.as_str()],
-            )
-            .map_err(|e| self.db_err(e))?;
-        Ok(n == 1)
     }
 
     /// Records how many output bytes the cap has dropped so far.

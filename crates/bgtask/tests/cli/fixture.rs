@@ -76,7 +76,8 @@ impl Bg {
         }
     }
 
-    /// Starts a task and returns its id.
+    /// Starts a task and returns its id once its monitor has started it
+    /// (`run` returns while the task is still `starting`).
     pub fn spawn(&self, extra: &[&str], command: &str) -> String {
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
@@ -84,6 +85,9 @@ impl Bg {
         let run = self.run(&args).ok();
         let id = run.stdout.trim().to_owned();
         assert!(id.starts_with("bg-"), "unexpected run output {run:?}");
+        wait_until("the task to start", PATIENCE, || {
+            self.status(&id)["status"] != "starting"
+        });
         id
     }
 

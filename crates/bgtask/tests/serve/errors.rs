@@ -218,20 +218,25 @@ fn application_errors_carry_a_kind() {
     assert_eq!(error["data"]["kind"], "store_error", "{error}");
     assert!(error["message"].as_str().unwrap().contains(stdout_path));
 
-    // A monitor that cannot open the store cannot start the task.
+    // A monitor that cannot open the store cannot start the task: the task
+    // is recorded as failed, and the monitor's log says why.
     let out = bg.home.join("out");
     std::fs::remove_dir_all(&out).unwrap();
     std::fs::write(&out, "not a directory").unwrap();
-    let error = server.call_error("bash", json!({"command": "true"}));
-    assert_eq!(error["code"], -32000, "{error}");
-    assert_eq!(error["data"]["kind"], "spawn_failed", "{error}");
+    let failed = server.call("bash", json!({"command": "true", "wait_ms": 60_000}));
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("died before the task started"), "{failed}");
+    assert!(reason.contains("monitor.log"), "{failed}");
+    let log = std::fs::read_to_string(bg.home.join("monitor.log")).unwrap();
+    assert!(log.contains("cannot open the store"), "{log}");
     std::fs::remove_file(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
     let listed = server.call("bash_list", json!({}));
     assert_eq!(
         listed["tasks"].as_array().unwrap().len(),
-        1,
-        "a failed spawn leaves no task behind: {listed}"
+        2,
+        "the failed start is on record: {listed}"
     );
     assert_eq!(server.close().code(), Some(0));
 }
