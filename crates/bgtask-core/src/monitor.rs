@@ -53,6 +53,7 @@ pub fn run(home: &Path, id: &TaskId) -> i32 {
         Ok(Some(running)) => {
             process::fault::point("monitor_after_start");
             store.touch_events();
+            process::release_startup_pages();
             supervise(&mut store, running);
             0
         }

@@ -379,3 +379,61 @@ impl FileWatch {
         self.fd.as_fd()
     }
 }
+
+/// Drops this process's page-table entries for the read-only segments of
+/// every loaded object (code and constants, never RELRO, which holds
+/// relocated pointers). The pages stay in the page cache, shared with every
+/// other bgtask process, and come back with a minor fault when touched
+/// again. A monitor calls this once its task runs, so its resident size is
+/// what its wait loop uses, not everything its start-up touched.
+pub fn release_startup_pages() {
+    // SAFETY: dl_iterate_phdr passes valid program headers of loaded
+    // objects. Only unwritable, page-aligned, file-backed segments outside
+    // RELRO are dropped: their contents are exactly the file's, so a later
+    // access maps the same bytes back.
+    unsafe {
+        libc::dl_iterate_phdr(Some(release_object), std::ptr::null_mut());
+    }
+}
+
+unsafe extern "C" fn release_object(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    _data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: see release_startup_pages.
+    unsafe {
+        let info = &*info;
+        let name = if info.dlpi_name.is_null() {
+            &[][..]
+        } else {
+            std::ffi::CStr::from_ptr(info.dlpi_name).to_bytes()
+        };
+        // The vDSO is the kernel's, not a file: leave it alone.
+        if name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate") {
+            return 0;
+        }
+        let headers = std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum));
+        let page = rustix::param::page_size();
+        let span = |h: &libc::Elf64_Phdr| {
+            let start = info.dlpi_addr as usize + h.p_vaddr as usize;
+            let end = start + h.p_memsz as usize;
+            (start.next_multiple_of(page), end / page * page)
+        };
+        let relro = headers
+            .iter()
+            .find(|h| h.p_type == libc::PT_GNU_RELRO)
+            .map(span);
+        for header in headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0)
+        {
+            let (start, end) = span(header);
+            let overlaps_relro = relro.is_some_and(|(rs, re)| start < re && rs < end);
+            if end > start && !overlaps_relro {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+        0
+    }
+}
