@@ -15,6 +15,15 @@ use crate::process::{self, FileWatch, ProcessHandle};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Status, Task, TaskId};
 
+/// What wakes a waiter.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Waiting for ends: the exit of each task's monitor (its pidfd).
+    OwnerExit,
+    /// Waiting for any other change: the store's events file too.
+    AnyChange,
+}
+
 /// How long [`Service::started`] waits for a monitor to start a shell.
 const START_PATIENCE_MS: u64 = 10_000;
 
@@ -44,12 +53,16 @@ pub struct WaitOutcome {
 impl Service {
     /// Blocks until every task in `ids` is terminal or `timeout_ms` passes.
     pub fn wait(&self, ids: &[TaskId], timeout_ms: Option<u64>) -> Result<WaitOutcome> {
-        self.wait_until(ids, timeout_ms, |tasks| tasks.iter().all(Task::is_terminal))
+        self.wait_until(ids, timeout_ms, Wake::OwnerExit, |tasks| {
+            tasks.iter().all(Task::is_terminal)
+        })
     }
 
     /// Blocks until any task in `ids` is terminal or `timeout_ms` passes.
     pub fn wait_any(&self, ids: &[TaskId], timeout_ms: Option<u64>) -> Result<WaitOutcome> {
-        self.wait_until(ids, timeout_ms, |tasks| tasks.iter().any(Task::is_terminal))
+        self.wait_until(ids, timeout_ms, Wake::OwnerExit, |tasks| {
+            tasks.iter().any(Task::is_terminal)
+        })
     }
 
     /// Returns `task` once its monitor has started the shell (or recorded
@@ -59,7 +72,7 @@ impl Service {
             return Ok(task);
         }
         let ids = std::slice::from_ref(&task.task_id);
-        let waited = self.wait_until(ids, Some(START_PATIENCE_MS), |tasks| {
+        let waited = self.wait_until(ids, Some(START_PATIENCE_MS), Wake::AnyChange, |tasks| {
             tasks.iter().all(|t| t.status != Status::Starting)
         })?;
         Ok(waited.tasks.into_iter().next().unwrap_or(task))
@@ -69,6 +82,7 @@ impl Service {
         &self,
         ids: &[TaskId],
         timeout_ms: Option<u64>,
+        wake: Wake,
         done: impl Fn(&[Task]) -> bool,
     ) -> Result<WaitOutcome> {
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
@@ -99,14 +113,11 @@ impl Service {
                 });
             }
             let owners = self.owner_handles(&tasks)?;
-            // A running task's end is recorded by its monitor, which exits
-            // right after, or by whoever finds the monitor dead: its pidfd
-            // is enough. A starting task changes owner: watch events too.
-            let live: Vec<&Task> = tasks.iter().filter(|t| !t.is_terminal()).collect();
-            let pidfds_suffice = owners.len() == live.len()
-                && live
-                    .iter()
-                    .all(|t| matches!(t.status, Status::Running | Status::Killing));
+            // A task's end is recorded by its monitor (its owner from the
+            // start), which exits right after, or by whoever finds the
+            // monitor dead: waiting for an end, its pidfd is enough.
+            let live = tasks.iter().filter(|t| !t.is_terminal()).count();
+            let pidfds_suffice = wake == Wake::OwnerExit && owners.len() == live;
             if !pidfds_suffice && watch.is_none() {
                 watch = Some(self.events_watch()?);
                 continue; // re-read: a change may have come before the watch
