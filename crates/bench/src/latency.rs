@@ -70,8 +70,8 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
         title: "1. Start latency".into(),
         method: format!(
             "Wall time from spawning the process to reaping it, stdout read to the end. \
-             `bgtask run` returns once the task is recorded in the store and its shell runs \
-             (the monitor's handshake). The three measurements are interleaved, in rotating \
+             `bgtask run` returns once the task is recorded in the store (owned by its \
+             monitor, which starts the shell in the background). The three measurements are interleaved, in rotating \
              order, {} times, with a {} ms pause before each; each task is waited for \
              (unmeasured) before the next measurement. The in-process row calls the library \
              directly, so it leaves out the CLI's own exec and startup.",

@@ -103,9 +103,8 @@ impl Service {
         let go = monitor.stdin.take();
         let owner = ProcessIdentity::of_child(monitor.id());
         self.keep_for_reaping(monitor);
-        let owner = owner.map_err(|e| {
-            Error::SpawnFailed(format!("cannot identify the task's monitor: {e}"))
-        })?;
+        let owner = owner
+            .map_err(|e| Error::SpawnFailed(format!("cannot identify the task's monitor: {e}")))?;
         let new = NewTask {
             id,
             session: self.config.session.clone(),

@@ -78,7 +78,12 @@ fn a_starter_or_monitor_killed_at_each_fault_point_leaves_no_half_made_task() {
     // (fault point, whether `run` printed an id, what the task becomes,
     // output files left per attempt)
     let points = [
-        ("starter_after_insert", false, "recorded as spawn aborted", 0),
+        (
+            "starter_after_insert",
+            false,
+            "recorded as spawn aborted",
+            0,
+        ),
         ("monitor_before_start", true, "recorded as spawn aborted", 0),
         ("monitor_after_spawn", true, "recorded as spawn aborted", 2),
         ("monitor_after_start", true, "recorded as monitor died", 2),

@@ -95,7 +95,9 @@ impl Bg {
             .ok();
         let id = run.stdout.trim().to_owned();
         assert!(id.starts_with("bg-"), "unexpected run output {run:?}");
-        wait_until("the task to start", || self.status(&id)["status"] != "starting");
+        wait_until("the task to start", || {
+            self.status(&id)["status"] != "starting"
+        });
         id
     }
 
