@@ -20,7 +20,7 @@ use crate::output::{combined_tail, CappedWriter};
 use crate::process::{
     self, Cgroup, ExitStatus, ProcessIdentity, ShellCommand, SIGKILL, SIGTERM, SIGUSR1,
 };
-use crate::store::{CacheSize, FinishRecord, Store};
+use crate::store::{CacheSize, FinishRecord, LiveTask, Store};
 use crate::task::{Outcome, Status, TaskId};
 
 /// Hidden first argument that runs the binary as a monitor.
@@ -74,7 +74,7 @@ pub fn run(home: &Path, id: &TaskId) -> i32 {
 /// recording the task, record it as never started.
 fn abandon(store: &mut Store, id: &TaskId) {
     if let Ok(Some(live)) = store.live(id) {
-        if live.leader.is_none() && live.owner.as_ref().is_some_and(is_me) {
+        if is_ours_to_start(&live) {
             record_start_failure(
                 store,
                 id,
@@ -84,8 +84,14 @@ fn abandon(store: &mut Store, id: &TaskId) {
     }
 }
 
-fn is_me(owner: &ProcessIdentity) -> bool {
-    owner.pid == std::process::id()
+/// Whether `live` names this monitor as owner and has no shell yet. The
+/// pid suffices: the starter wrote our identity into this fresh record.
+fn is_ours_to_start(live: &LiveTask) -> bool {
+    live.leader.is_none()
+        && live
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.pid == std::process::id())
 }
 
 fn record_start_failure(store: &mut Store, id: &TaskId, reason: &str) {
@@ -154,7 +160,7 @@ struct Stopping {
 /// meanwhile recorded as ended).
 fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
     match store.live(id)? {
-        Some(live) if live.leader.is_none() && live.owner.as_ref().is_some_and(is_me) => {}
+        Some(live) if is_ours_to_start(&live) => {}
         _ => return Ok(None),
     }
     // Registered before anyone can learn our pid from the store (mark_running).

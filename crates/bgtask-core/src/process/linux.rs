@@ -279,8 +279,8 @@ pub fn child_handle(child: &Shell) -> io::Result<ProcessHandle> {
 /// starter's terminal never reach it): stdin a pipe for the go signal,
 /// stdout to /dev/null, stderr to `log`.
 ///
-/// A pre-exec hook makes std fork rather than vfork: the starter goes on
-/// at once instead of waiting while the kernel loads the monitor's image.
+/// setsid runs before exec, so there is no moment in which the monitor sits
+/// in the starter's process group.
 pub fn spawn_detached(
     exe: &Path,
     args: &[OsString],
