@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
-use bgtask_core::{Config, Service};
+use bgtask_core::{Config, ListRequest, Service};
 
 /// Session every benchmark store uses.
 pub const SESSION: &str = "bench";
@@ -25,10 +25,13 @@ pub struct Bgtask {
     pub version: String,
 }
 
-/// Builds `target/release/bgtask` (a no-op when it is up to date), so the
-/// binary measured is the source checked out.
+/// Builds the release bgtask (a no-op when it is up to date), so the binary
+/// measured is the source checked out. Cargo puts it beside this bench
+/// binary (`target/<triple>/release/`, see `.cargo/config.toml`).
 pub fn build_bgtask(root: &Path) -> Result<PathBuf> {
-    let exe = root.join("target/release/bgtask");
+    let exe = std::env::current_exe()
+        .context("cannot locate the bench binary")?
+        .with_file_name("bgtask");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("== building bgtask (cargo build --release -p bgtask)");
     let status = Command::new(cargo)
@@ -123,27 +126,23 @@ impl Home {
         })?)
     }
 
-    /// Pids of the monitors of this store's live tasks.
+    /// Pids of the monitors of this store's live tasks, as recorded in the
+    /// store (a monitor forked by `bgtask run` carries the starter's
+    /// command line, so it cannot be found by its own), that still run.
     pub fn monitors(&self) -> Vec<u32> {
-        let home = self.store.as_os_str().as_encoded_bytes();
-        let mut pids = Vec::new();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return pids;
+        let all = ListRequest {
+            all_sessions: true,
+            status: None,
         };
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let mut args = cmdline.split(|b| *b == 0);
-            let _exe = args.next();
-            if args.next() == Some(b"__monitor") && args.next() == Some(home) {
-                pids.push(pid);
-            }
-        }
-        pids
+        let Ok(tasks) = self.service().and_then(|s| Ok(s.list(&all)?)) else {
+            return Vec::new();
+        };
+        tasks
+            .iter()
+            .filter(|t| !t.is_terminal())
+            .filter_map(|t| t.monitor_pid)
+            .filter(|pid| is_running(*pid))
+            .collect()
     }
 
     /// Ends every task of this store: SIGTERM to each monitor (which kills
@@ -151,12 +150,17 @@ impl Home {
     /// there after `patience`. Returns how long until all monitors were gone.
     pub fn stop_all(&self, patience: Duration) -> Duration {
         let started = Instant::now();
-        for pid in self.monitors() {
-            signal(pid, rustix::process::Signal::TERM);
+        let mut monitors = self.monitors();
+        for pid in &monitors {
+            signal(*pid, rustix::process::Signal::TERM);
         }
-        while !self.monitors().is_empty() {
+        loop {
+            monitors.retain(|pid| is_running(*pid));
+            if monitors.is_empty() {
+                break;
+            }
             if started.elapsed() > patience {
-                for pid in self.monitors() {
+                for pid in monitors {
                     // The task's shell dies with its monitor (PDEATHSIG).
                     signal(pid, rustix::process::Signal::KILL);
                 }
@@ -172,6 +176,16 @@ impl Drop for Home {
     fn drop(&mut self) {
         self.stop_all(Duration::from_secs(10));
     }
+}
+
+/// Whether `pid` exists and has not exited (a zombie has).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        !matches!(state, Some('Z' | 'X'))
+    })
 }
 
 pub fn signal(pid: u32, sig: rustix::process::Signal) {

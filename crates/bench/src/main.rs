@@ -101,6 +101,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: bench (full | smoke) [--bgtask PATH] [--baseline PATH] [--out DIR] [--only FIGURE,...]
+             [--runs N]
        bench stamp FILE
 
   full     every figure with enough runs, pueue included (installed with
@@ -110,10 +111,13 @@ const USAGE: &str =
            target/bench/BENCHMARKS.md and target/bench/benchmarks.svg
   stamp    (internal) write CLOCK_MONOTONIC in nanoseconds to FILE and exit
 
-  --bgtask PATH   the bgtask binary [default: target/release/bgtask, built if missing]
+  --bgtask PATH   the bgtask binary [default: the release bgtask beside this binary,
+                  built if missing]
   --out DIR       where the report and the chart go
   --baseline PATH an older bgtask binary: adds a before/after figure, measured side by side
-  --only LIST     figures to run: start, e2e, completion, scale, output, cold, compare";
+  --only LIST     figures to run: start, e2e, completion, scale, output, cold, compare
+  --runs N        interleaved iterations of the start and end-to-end figures
+                  [default: 200 in full, 5 in smoke]";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -170,6 +174,14 @@ fn parse_args(argv: &[String]) -> Result<Args> {
             "--out" => args.out = Some(value()?.into()),
             "--baseline" => args.baseline = Some(value()?.into()),
             "--only" => args.only = value()?.split(',').map(str::to_owned).collect(),
+            "--runs" => {
+                let runs = value()?;
+                args.plan.latency_runs = runs
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .with_context(|| format!("--runs needs a positive count, not {runs:?}"))?;
+            }
             _ => bail!("unknown flag {flag:?}"),
         }
     }

@@ -25,6 +25,8 @@ use crate::task::{Outcome, Status, TaskId};
 
 /// Hidden first argument that runs the binary as a monitor.
 pub const MONITOR_ARG: &str = "__monitor";
+/// The monitors' diagnostics file in the home directory.
+pub const MONITOR_LOG: &str = "monitor.log";
 /// Grace used for timeouts and for a SIGTERM sent to the monitor itself.
 pub const DEFAULT_GRACE_MS: u64 = 2_000;
 /// Preview stored with each completion.

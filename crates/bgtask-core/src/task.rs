@@ -247,6 +247,8 @@ pub struct Task {
     pub signal: Option<String>,
     pub reason: Option<String>,
     pub pid: Option<u32>,
+    /// The bgtask process that supervises (or supervised) the task.
+    pub monitor_pid: Option<u32>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,

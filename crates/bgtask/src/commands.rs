@@ -21,7 +21,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
     let service = Service::open(config(&cli)?)?;
     if let Err(e) = service.auto_gc() {
-        tracing::warn!("automatic gc failed: {e}");
+        eprintln!("bgtask: warning: automatic gc failed: {e}");
     }
     let json = cli.global.json;
     match cli.command {

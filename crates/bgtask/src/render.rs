@@ -75,6 +75,9 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
     if let Some(pid) = task.pid {
         writeln!(out, "pid:      {pid}")?;
     }
+    if let Some(pid) = task.monitor_pid.filter(|_| !task.is_terminal()) {
+        writeln!(out, "monitor:  {pid}")?;
+    }
     writeln!(out, "time:     {}", age_or_duration(task))?;
     writeln!(out, "stdout:   {}", task.stdout_path.display())?;
     writeln!(out, "stderr:   {}", task.stderr_path.display())?;

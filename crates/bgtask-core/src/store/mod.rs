@@ -77,7 +77,7 @@ impl Store {
 
     /// Where monitors write their own diagnostics.
     pub fn monitor_log_path(&self) -> PathBuf {
-        self.home.join("monitor.log")
+        self.home.join(crate::monitor::MONITOR_LOG)
     }
 
     /// Re-creates the disk-space reserve if it was used up.

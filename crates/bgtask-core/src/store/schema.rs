@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use super::CacheSize;
@@ -61,6 +62,12 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
+/// WAL pages after which a commit checkpoints (SQLite's default is 1000).
+const WAL_CHECKPOINT_PAGES: u32 = 100;
+/// Bytes the WAL file is truncated to after a checkpoint: a little more
+/// than the pages above.
+const WAL_SIZE_LIMIT: u64 = 512 << 10;
+
 /// Opens the database, creating or upgrading the schema as needed.
 pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     let err = |source| Error::Store {
@@ -85,8 +92,22 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     // WAL lets readers proceed while a writer commits. synchronous=NORMAL in
     // WAL mode survives any process crash (the fault model bgtask defends
     // against); only an OS crash or power loss can drop the last commits.
+    //
+    // Most connections live for one command. By default the last one to
+    // close checkpoints the WAL (two fsyncs) and deletes it with its index,
+    // and the next one re-creates both and fsyncs the new WAL header. So
+    // connections skip the checkpoint on close, and the WAL stays; SQLite's
+    // automatic checkpoint, run by a committing writer, bounds it instead.
+    // The bound is small because the first connection to open the store
+    // after all others closed rebuilds the WAL index by reading every frame
+    // of the WAL: at the default 1000 pages that cost more than the
+    // checkpoints saved (docs/BENCHMARKS.md, "Third round").
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(err)?;
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib};"
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib}; \
+         PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}; \
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
     ))
     .map_err(err)?;
     let version: i64 = conn

@@ -15,7 +15,7 @@ const LIVE: &str = "('starting','running','killing')";
 
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
-    idle_timeout_ms, max_output, notify, dropped_bytes";
+    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid";
 
 /// A task about to be recorded in `starting`.
 #[derive(Clone, Debug)]
@@ -447,6 +447,7 @@ impl Store {
             notify: r.get(17)?,
             env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
             output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
+            monitor_pid: r.get(19)?,
         }))
     }
 }

@@ -173,8 +173,11 @@ pub fn is_running(pid: u32) -> bool {
     }
 }
 
-/// Pids of processes whose command line contains `needle`.
-pub fn pids_matching(needle: &str) -> Vec<u32> {
+/// Pids of processes started for the store at `home`: CLIs, monitors
+/// (forked or executed) and task processes all inherit `BGTASK_HOME`.
+pub fn pids_of_home(home: &Path) -> Vec<u32> {
+    let mut needle = b"BGTASK_HOME=".to_vec();
+    needle.extend_from_slice(home.as_os_str().as_encoded_bytes());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry
@@ -184,15 +187,21 @@ pub fn pids_matching(needle: &str) -> Vec<u32> {
         else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(needle) && pid != std::process::id() {
+        if environ.split(|b| *b == 0).any(|var| var == needle) && is_running(pid) {
             pids.push(pid);
         }
     }
     pids
+}
+
+/// The pid of a task's monitor, as recorded in the store.
+pub fn monitor_pid(task: &Value) -> u32 {
+    task["monitor_pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no monitor pid: {task}")) as u32
 }
 
 /// Reads a file the task writes (e.g. a pid), once it exists and is complete.

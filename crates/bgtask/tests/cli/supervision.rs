@@ -181,10 +181,10 @@ fn a_monitor_killed_with_sigkill_leaves_a_failed_task_and_no_process() {
     let (cmd, pids_file) = tree_command(&bg, "");
     let id = bg.spawn(&[], &cmd);
     let pids = wait_for_pids(&pids_file, 3);
-    let monitors = pids_matching(&format!("__monitor {} {id}", bg.home.display()));
-    assert_eq!(monitors.len(), 1, "one monitor per task");
-    kill9(monitors[0]);
-    wait_until("the monitor to die", PATIENCE, || !is_running(monitors[0]));
+    let monitor = monitor_pid(&bg.status(&id));
+    assert!(is_running(monitor), "the monitor runs while its task does");
+    kill9(monitor);
+    wait_until("the monitor to die", PATIENCE, || !is_running(monitor));
     let task = bg.status(&id);
     assert_eq!(task["status"], "failed", "{task}");
     assert!(
@@ -193,6 +193,9 @@ fn a_monitor_killed_with_sigkill_leaves_a_failed_task_and_no_process() {
     );
     wait_until("the task's processes to end", PATIENCE, || {
         pids.iter().all(|p| !is_running(*p))
+    });
+    wait_until("no process of the store to remain", PATIENCE, || {
+        pids_of_home(&bg.home).is_empty()
     });
     // The completion is recorded by whoever noticed.
     let completions = bg.run(&["completions", "--json"]).ok().json();

@@ -57,9 +57,9 @@ pub fn verify_store(bg: &Bg) -> HashMap<&'static str, usize> {
             "task {id} has {completions} completions: {final_task}"
         );
     }
-    let monitors = pids_matching(&format!("__monitor {} ", bg.home.display()));
-    wait_until("every monitor to exit", PATIENCE, || {
-        monitors.iter().all(|p| !is_running(*p))
+    let leftovers = pids_of_home(&bg.home);
+    wait_until("every process of the store to exit", PATIENCE, || {
+        leftovers.iter().all(|p| !is_running(*p))
     });
     outcomes
 }
@@ -262,10 +262,10 @@ fn monitors_killed_at_random_leave_failed_tasks_and_no_processes() {
             .parse()
             .unwrap();
         if rng.below(2) == 0 {
-            let monitor = pids_matching(&format!("__monitor {} {id}", bg.home.display()));
-            assert_eq!(monitor.len(), 1);
-            kill9(monitor[0]);
-            victims.push((id.clone(), child, monitor[0]));
+            let monitor = monitor_pid(&bg.status(id));
+            assert!(is_running(monitor));
+            kill9(monitor);
+            victims.push((id.clone(), child, monitor));
         }
     }
     for (id, child, monitor) in &victims {
