@@ -4,11 +4,13 @@
 //! a pidfd opened before the check, that it is still the same process (same
 //! start time since boot, same boot).
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -279,101 +281,33 @@ pub fn child_handle(child: &Shell) -> io::Result<ProcessHandle> {
     Ok(ProcessHandle { fd })
 }
 
-/// A detached child: its pid and the write end of its stdin pipe.
-#[derive(Debug)]
-pub struct Detached {
-    pub pid: u32,
-    pub stdin: File,
-}
-
-/// Starts `exe args` in a session of its own with `env` added to the
-/// environment, stdin from a new pipe, stdout to /dev/null, stderr to `log`.
+/// Starts the monitor in its own session (so signals aimed at the
+/// starter's terminal never reach it): stdin a pipe for the go signal,
+/// stdout to /dev/null, stderr to `log`.
 ///
-/// Unlike `std::process::Command` this does not wait for the exec to
-/// succeed (about 0.3 ms of every task start): a child that cannot exec
-/// exits with 127, and the caller notices it as a child that died. setsid
-/// runs before exec, so there is no moment in which the child sits in the
-/// caller's process group.
+/// setsid runs before exec, so there is no moment in which the monitor sits
+/// in the starter's process group.
 pub fn spawn_detached(
     exe: &Path,
     args: &[OsString],
     env: &[(String, String)],
     log: File,
-) -> io::Result<Detached> {
-    use std::os::unix::ffi::OsStrExt;
-    let cstring = |bytes: &[u8]| {
-        CString::new(bytes).map_err(|_| io::Error::other("argument contains a NUL byte"))
-    };
-    // Everything the child touches is prepared before the fork.
-    let program = cstring(exe.as_os_str().as_bytes())?;
-    let args = std::iter::once(Ok(program.clone()))
-        .chain(args.iter().map(|a| cstring(a.as_bytes())))
-        .collect::<io::Result<Vec<CString>>>()?;
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !env.iter().any(|(key, _)| k.as_bytes() == key.as_bytes()))
-        .collect();
-    vars.extend(env.iter().map(|(k, v)| (k.into(), v.into())));
-    let vars = vars
-        .iter()
-        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<io::Result<Vec<CString>>>()?;
-    let argv = null_terminated(&args);
-    let envp = null_terminated(&vars);
-    let (stdin_r, stdin_w) = pipe()?;
-    let stdin_r = above_stdio(stdin_r)?;
-    let null = above_stdio(File::options().write(true).open("/dev/null")?.into())?;
-    let log = above_stdio(log.into())?;
-    // SAFETY: the child only makes async-signal-safe calls on the memory
-    // prepared above, then execs or _exits.
-    match unsafe { libc::fork() } {
-        0 => unsafe {
-            let ok = libc::setsid() >= 0
-                && libc::dup2(stdin_r.as_raw_fd(), 0) >= 0
-                && libc::dup2(null.as_raw_fd(), 1) >= 0
-                && libc::dup2(log.as_raw_fd(), 2) >= 0;
-            if ok {
-                libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-            }
-            libc::_exit(127)
-        },
-        -1 => Err(io::Error::last_os_error()),
-        pid => Ok(Detached {
-            pid: pid as u32,
-            stdin: stdin_w.into(),
-        }),
+) -> io::Result<Child> {
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log));
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
     }
-}
-
-/// `fd`, moved above 2 if it is a standard descriptor (possible when this
-/// process was started with one closed), so dup2 onto 0–2 cannot clobber it.
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
-    if fd.as_raw_fd() > 2 {
-        return Ok(fd);
-    }
-    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
-}
-
-fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect()
-}
-
-/// Reaps `pid` if it has exited (never blocks); true once it is gone.
-pub fn reap_if_exited(pid: u32) -> bool {
-    let Some(pid) = Pid::from_raw(pid as i32) else {
-        return true;
-    };
-    loop {
-        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
-            Ok(None) => return false,
-            Err(rustix::io::Errno::INTR) => continue,
-            // Reaped now, or not our child (any more).
-            Ok(Some(_)) | Err(_) => return true,
-        }
-    }
+    command.spawn()
 }
 
 /// Blocks until the starter says "go" on stdin (true) or closes it without
