@@ -10,7 +10,6 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -19,7 +18,7 @@ use crate::config::{Config, SpawnRequest};
 use crate::error::{Error, Result};
 use crate::monitor::{now_ms, MONITOR_ARG};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
-use crate::process::{self, ProcessIdentity};
+use crate::process::{self, Detached, ProcessIdentity};
 use crate::reconcile::{reconcile_all, reconcile_task};
 use crate::store::{CacheSize, NewTask, Store};
 use crate::task::{Completion, Status, Task, TaskId};
@@ -39,7 +38,7 @@ pub struct Service {
     config: Config,
     store: Mutex<Store>,
     /// Monitors this process started and has not reaped yet.
-    monitors: Mutex<Vec<Child>>,
+    monitors: Mutex<Vec<u32>>,
 }
 
 /// A task with the end of its output.
@@ -102,10 +101,9 @@ impl Service {
         // a starter that may exit the instant it prints the id. Until it
         // reads "go" on its stdin the monitor does nothing; end of file
         // without "go" (this process failed or died) makes it give up.
-        let mut monitor = self.start_monitor(&id, &req.env)?;
-        let go = monitor.stdin.take();
-        let owner = ProcessIdentity::of_child(monitor.id());
-        self.keep_for_reaping(monitor);
+        let monitor = self.start_monitor(&id, &req.env)?;
+        let owner = ProcessIdentity::of_child(monitor.pid);
+        self.keep_for_reaping(monitor.pid);
         let owner = owner
             .map_err(|e| Error::SpawnFailed(format!("cannot identify the task's monitor: {e}")))?;
         let new = NewTask {
@@ -123,10 +121,8 @@ impl Service {
         };
         self.insert(&new)?;
         process::fault::point("starter_after_insert");
-        if let Some(mut go) = go {
-            // A monitor that died already is found by the next reconcile.
-            let _ = go.write_all(b"go\n");
-        }
+        // A monitor that died already is found by the next reconcile.
+        let _ = (&monitor.stdin).write_all(b"go\n");
         self.store().get(&new.id)
     }
 
@@ -193,7 +189,7 @@ impl Service {
         }
     }
 
-    fn start_monitor(&self, id: &TaskId, env: &[(String, String)]) -> Result<Child> {
+    fn start_monitor(&self, id: &TaskId, env: &[(String, String)]) -> Result<Detached> {
         let log_path = self.store().monitor_log_path();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -214,12 +210,12 @@ impl Service {
         })
     }
 
-    /// Keeps a monitor's handle so it is reaped (long-lived servers would
+    /// Remembers a monitor so it is reaped (long-lived servers would
     /// otherwise collect zombies); reaps the ones that already ended.
-    fn keep_for_reaping(&self, child: Child) {
+    fn keep_for_reaping(&self, pid: u32) {
         let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
-        monitors.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
-        monitors.push(child);
+        monitors.retain(|pid| !process::reap_if_exited(*pid));
+        monitors.push(pid);
     }
 
     /// A task by id (any session), after checking its owner is alive.

@@ -4,13 +4,11 @@
 //! a pidfd opened before the check, that it is still the same process (same
 //! start time since boot, same boot).
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -281,33 +279,171 @@ pub fn child_handle(child: &Shell) -> io::Result<ProcessHandle> {
     Ok(ProcessHandle { fd })
 }
 
-/// Starts the monitor in its own session (so signals aimed at the
-/// starter's terminal never reach it): stdin a pipe for the go signal,
-/// stdout to /dev/null, stderr to `log`.
+/// A detached child: its pid and the write end of its stdin pipe.
+#[derive(Debug)]
+pub struct Detached {
+    pub pid: u32,
+    pub stdin: File,
+}
+
+/// Starts `exe args` in a session of its own with `env` added to the
+/// environment, stdin from a new pipe, stdout to /dev/null, stderr to `log`.
 ///
-/// setsid runs before exec, so there is no moment in which the monitor sits
-/// in the starter's process group.
+/// This is posix_spawn with `POSIX_SPAWN_SETSID`: the C library starts the
+/// child with vfork semantics (no copy of this process's page tables, none
+/// of the copy-on-write faults that follow a fork) and returns once it has
+/// exec'd, with the exec's error if it failed. setsid runs before exec, so
+/// there is no moment in which the child sits in the caller's process group.
 pub fn spawn_detached(
     exe: &Path,
     args: &[OsString],
     env: &[(String, String)],
     log: File,
-) -> io::Result<Child> {
-    let mut command = Command::new(exe);
-    command
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log));
-    // SAFETY: setsid is async-signal-safe and touches no memory.
-    unsafe {
-        command.pre_exec(|| {
-            rustix::process::setsid()?;
-            Ok(())
-        });
+) -> io::Result<Detached> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstring = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|_| io::Error::other("argument contains a NUL byte"))
+    };
+    let program = cstring(exe.as_os_str().as_bytes())?;
+    let args = std::iter::once(Ok(program.clone()))
+        .chain(args.iter().map(|a| cstring(a.as_bytes())))
+        .collect::<io::Result<Vec<CString>>>()?;
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !env.iter().any(|(key, _)| k.as_bytes() == key.as_bytes()))
+        .collect();
+    vars.extend(env.iter().map(|(k, v)| (k.into(), v.into())));
+    let vars = vars
+        .iter()
+        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<io::Result<Vec<CString>>>()?;
+    let argv = null_terminated(&args);
+    let envp = null_terminated(&vars);
+    let (stdin_r, stdin_w) = pipe()?;
+    let stdin_r = above_stdio(stdin_r)?;
+    let null = above_stdio(File::options().write(true).open("/dev/null")?.into())?;
+    let log = above_stdio(log.into())?;
+    let mut setup = SpawnSetup::new()?;
+    setup.dup2(&stdin_r, 0)?;
+    setup.dup2(&null, 1)?;
+    setup.dup2(&log, 2)?;
+    Ok(Detached {
+        pid: setup.spawn(&program, &argv, &envp)?,
+        stdin: stdin_w.into(),
+    })
+}
+
+/// posix_spawn's file actions and attributes, destroyed on drop.
+struct SpawnSetup {
+    actions: libc::posix_spawn_file_actions_t,
+    attr: libc::posix_spawnattr_t,
+}
+
+impl SpawnSetup {
+    fn new() -> io::Result<Box<SpawnSetup>> {
+        // SAFETY: both are plain C structs that their init functions fill.
+        let mut setup: Box<SpawnSetup> = Box::new(unsafe { std::mem::zeroed() });
+        check(unsafe { libc::posix_spawn_file_actions_init(&mut setup.actions) })?;
+        if let Err(e) = check(unsafe { libc::posix_spawnattr_init(&mut setup.attr) }) {
+            unsafe { libc::posix_spawn_file_actions_destroy(&mut setup.actions) };
+            return Err(e);
+        }
+        // A new session; default SIGPIPE (Rust ignores it) and an empty
+        // signal mask, as std::process::Command gives its children.
+        // SAFETY: sigset_t values filled by sigemptyset/sigaddset.
+        unsafe {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            let mut pipe: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigemptyset(&mut pipe);
+            libc::sigaddset(&mut pipe, libc::SIGPIPE);
+            check(libc::posix_spawnattr_setsigmask(&mut setup.attr, &none))?;
+            check(libc::posix_spawnattr_setsigdefault(&mut setup.attr, &pipe))?;
+            let flags = libc::POSIX_SPAWN_SETSID
+                | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
+                | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
+            check(libc::posix_spawnattr_setflags(&mut setup.attr, flags))?;
+        }
+        Ok(setup)
     }
-    command.spawn()
+
+    fn dup2(&mut self, from: &OwnedFd, to: i32) -> io::Result<()> {
+        // SAFETY: initialised actions; the fd outlives the spawn.
+        check(unsafe {
+            libc::posix_spawn_file_actions_adddup2(&mut self.actions, from.as_raw_fd(), to)
+        })
+    }
+
+    fn spawn(
+        &mut self,
+        program: &CString,
+        argv: &[*const libc::c_char],
+        envp: &[*const libc::c_char],
+    ) -> io::Result<u32> {
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: null-terminated argv/envp of live CStrings; initialised
+        // actions and attributes.
+        check(unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                &self.actions,
+                &self.attr,
+                argv.as_ptr() as *const *mut libc::c_char,
+                envp.as_ptr() as *const *mut libc::c_char,
+            )
+        })?;
+        Ok(pid as u32)
+    }
+}
+
+impl Drop for SpawnSetup {
+    fn drop(&mut self) {
+        // SAFETY: both were initialised in `new`.
+        unsafe {
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+            libc::posix_spawnattr_destroy(&mut self.attr);
+        }
+    }
+}
+
+/// posix_spawn's functions return the error number instead of setting errno.
+fn check(ret: libc::c_int) -> io::Result<()> {
+    match ret {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// `fd`, moved above 2 if it is a standard descriptor (possible when this
+/// process was started with one closed), so dup2 onto 0–2 cannot clobber it.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Reaps `pid` if it has exited (never blocks); true once it is gone.
+pub fn reap_if_exited(pid: u32) -> bool {
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return true;
+    };
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+            Ok(None) => return false,
+            Err(rustix::io::Errno::INTR) => continue,
+            // Reaped now, or not our child (any more).
+            Ok(Some(_)) | Err(_) => return true,
+        }
+    }
 }
 
 /// Blocks until the starter says "go" on stdin (true) or closes it without
