@@ -233,7 +233,17 @@ pub fn time_ok(cmd: &mut Command) -> Result<(f64, String)> {
 
 /// `sh -c true`, timed the same way as a bgtask command.
 pub fn time_sh_true() -> Result<f64> {
-    Ok(time_ok(Command::new("sh").args(["-c", "true"]).stdin(Stdio::null()))?.0)
+    time_shell_true("sh")
+}
+
+/// `SHELL -c true`, spawned and reaped, in milliseconds.
+pub fn time_shell_true(shell: &str) -> Result<f64> {
+    Ok(time_ok(
+        Command::new(shell)
+            .args(["-c", "true"])
+            .stdin(Stdio::null()),
+    )?
+    .0)
 }
 
 /// Waits until thread `tid` of process `pid` sleeps in poll(2) (bgtask's

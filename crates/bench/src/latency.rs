@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 
 use bgtask_core::SpawnRequest;
 
-use crate::harness::{time_ok, time_sh_true, Bgtask, SETTLE};
+use crate::harness::{time_ok, time_sh_true, time_shell_true, Bgtask, SETTLE};
 use crate::pueue::Pueue;
 use crate::report::{Check, Section, Target};
 use crate::stats::Series;
@@ -91,6 +91,9 @@ pub fn end_to_end(bg: &Bgtask, plan: &Plan, pueue: Option<&Pueue>) -> Result<Sec
     let mut sh = Series::new("`sh -c true`, spawned and reaped", "ms");
     let mut run = Series::new("`bgtask run --wait 10s -- true` (whole process)", "ms");
     let mut engine = Series::new("`Service::spawn` + `Service::wait` in-process", "ms");
+    // bgtask runs every command with bash (agents write bash): the shell's
+    // own cost, measured beside the rest.
+    let mut bash = Series::new("`bash -c true`, spawned and reaped", "ms");
     let mut pq = Series::new("`pueue add -- true` + `pueue wait` (running pueued)", "ms");
     home.run_ok(&["run", "--wait", "10s", "--", "true"])?;
     if let Some(p) = pueue {
@@ -98,10 +101,11 @@ pub fn end_to_end(bg: &Bgtask, plan: &Plan, pueue: Option<&Pueue>) -> Result<Sec
     }
     for i in 0..plan.latency_runs {
         let with_pueue = pueue.filter(|_| i < plan.pueue_runs);
-        for k in 0..4 {
+        for k in 0..5 {
             std::thread::sleep(SETTLE);
-            match (i + k) % 4 {
+            match (i + k) % 5 {
                 0 => sh.push(time_sh_true()?),
+                3 => bash.push(time_shell_true("bash")?),
                 1 => {
                     let (ms, out) =
                         time_ok(&mut home.cmd(&["run", "--wait", "10s", "--", "true"]))?;
@@ -141,9 +145,21 @@ pub fn end_to_end(bg: &Bgtask, plan: &Plan, pueue: Option<&Pueue>) -> Result<Sec
             "×",
             Target::None,
         ),
+        Check::new(
+            "`bash -c true` / `sh -c true` (medians: the shell bgtask runs)",
+            bash.median() / sh.median(),
+            "×",
+            Target::None,
+        ),
+        Check::new(
+            "`bgtask run --wait` / `bash -c true` (medians)",
+            run.median() / bash.median(),
+            "×",
+            Target::None,
+        ),
     ];
     let mut notes = Vec::new();
-    let mut series = vec![sh, run.clone(), engine];
+    let mut series = vec![sh, bash, run.clone(), engine];
     if pq.len() > 0 {
         checks.push(Check::new(
             "pueue add + wait / `bgtask run --wait` (medians: how much faster bgtask is)",
