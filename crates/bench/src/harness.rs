@@ -96,7 +96,6 @@ impl Home {
             .env("BGTASK_SESSION", SESSION)
             .env("BGTASK_MAX_RUNNING", "2000")
             .env_remove("BGTASK_LOG")
-            .current_dir(self.dir.path())
             .stdin(Stdio::null());
         cmd
     }

@@ -22,14 +22,16 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     let mut sh = Series::new("`sh -c true`, spawned and reaped", "ms");
     let mut run = Series::new("`bgtask run -- true` (whole process)", "ms");
     let mut engine = Series::new("`Service::spawn` in-process (engine only)", "ms");
+    let mut floor = Series::new("`bgtask --version` (exec of the CLI, no store)", "ms");
     // Warm-up: creates the store and pages the binary in.
     let id = home.start(&[], "true")?;
     home.run_ok(&["wait", &id])?;
     for i in 0..plan.latency_runs {
-        for k in 0..3 {
+        for k in 0..4 {
             std::thread::sleep(SETTLE);
-            match (i + k) % 3 {
+            match (i + k) % 4 {
                 0 => sh.push(time_sh_true()?),
+                3 => floor.push(time_ok(&mut home.cmd(&["--version"]))?.0),
                 1 => {
                     let (ms, out) = time_ok(&mut home.cmd(&["run", "--", "true"]))?;
                     run.push(ms);
@@ -64,6 +66,12 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
             "×",
             Target::None,
         ),
+        Check::new(
+            "`bgtask --version` / `sh -c true` (medians: the exec floor)",
+            floor.median() / sh.median(),
+            "×",
+            Target::None,
+        ),
     ];
     Ok(Section {
         key: "start",
@@ -71,14 +79,14 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
         method: format!(
             "Wall time from spawning the process to reaping it, stdout read to the end. \
              `bgtask run` returns once the task is recorded in the store (owned by its \
-             monitor, which starts the shell in the background). The three measurements are interleaved, in rotating \
+             monitor, which starts the shell in the background). The four measurements are interleaved, in rotating \
              order, {} times, with a {} ms pause before each; each task is waited for \
              (unmeasured) before the next measurement. The in-process row calls the library \
              directly, so it leaves out the CLI's own exec and startup.",
             plan.latency_runs,
             SETTLE.as_millis()
         ),
-        series: vec![sh, run, engine],
+        series: vec![sh, floor, run, engine],
         checks,
         notes: Vec::new(),
     })
