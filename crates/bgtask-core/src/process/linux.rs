@@ -332,36 +332,45 @@ pub fn spawn_detached(
     })
 }
 
-/// posix_spawn's file actions and attributes, destroyed on drop.
+/// posix_spawn's file actions and attributes, each destroyed on drop.
 struct SpawnSetup {
-    actions: libc::posix_spawn_file_actions_t,
-    attr: libc::posix_spawnattr_t,
+    actions: FileActions,
+    attr: SpawnAttr,
 }
 
+struct FileActions(libc::posix_spawn_file_actions_t);
+struct SpawnAttr(libc::posix_spawnattr_t);
+
 impl SpawnSetup {
-    fn new() -> io::Result<Box<SpawnSetup>> {
-        // SAFETY: both are plain C structs that their init functions fill.
-        let mut setup: Box<SpawnSetup> = Box::new(unsafe { std::mem::zeroed() });
-        check(unsafe { libc::posix_spawn_file_actions_init(&mut setup.actions) })?;
-        if let Err(e) = check(unsafe { libc::posix_spawnattr_init(&mut setup.attr) }) {
-            unsafe { libc::posix_spawn_file_actions_destroy(&mut setup.actions) };
-            return Err(e);
-        }
+    fn new() -> io::Result<SpawnSetup> {
+        // SAFETY: plain C structs (movable: no self-references), filled by
+        // their init functions before any other use.
+        let mut actions = unsafe { std::mem::zeroed() };
+        check(unsafe { libc::posix_spawn_file_actions_init(&mut actions) })?;
+        let actions = FileActions(actions);
+        let mut attr = unsafe { std::mem::zeroed() };
+        check(unsafe { libc::posix_spawnattr_init(&mut attr) })?;
+        let mut setup = SpawnSetup {
+            actions,
+            attr: SpawnAttr(attr),
+        };
         // A new session; default SIGPIPE (Rust ignores it) and an empty
         // signal mask, as std::process::Command gives its children.
-        // SAFETY: sigset_t values filled by sigemptyset/sigaddset.
+        // SAFETY: sigset_t values filled by sigemptyset/sigaddset; an
+        // initialised attribute object.
         unsafe {
             let mut none: libc::sigset_t = std::mem::zeroed();
             let mut pipe: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::sigemptyset(&mut pipe);
             libc::sigaddset(&mut pipe, libc::SIGPIPE);
-            check(libc::posix_spawnattr_setsigmask(&mut setup.attr, &none))?;
-            check(libc::posix_spawnattr_setsigdefault(&mut setup.attr, &pipe))?;
+            let attr = &mut setup.attr.0;
+            check(libc::posix_spawnattr_setsigmask(attr, &none))?;
+            check(libc::posix_spawnattr_setsigdefault(attr, &pipe))?;
             let flags = libc::POSIX_SPAWN_SETSID
                 | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
                 | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
-            check(libc::posix_spawnattr_setflags(&mut setup.attr, flags))?;
+            check(libc::posix_spawnattr_setflags(attr, flags))?;
         }
         Ok(setup)
     }
@@ -369,12 +378,12 @@ impl SpawnSetup {
     fn dup2(&mut self, from: &OwnedFd, to: i32) -> io::Result<()> {
         // SAFETY: initialised actions; the fd outlives the spawn.
         check(unsafe {
-            libc::posix_spawn_file_actions_adddup2(&mut self.actions, from.as_raw_fd(), to)
+            libc::posix_spawn_file_actions_adddup2(&mut self.actions.0, from.as_raw_fd(), to)
         })
     }
 
     fn spawn(
-        &mut self,
+        &self,
         program: &CString,
         argv: &[*const libc::c_char],
         envp: &[*const libc::c_char],
@@ -386,8 +395,8 @@ impl SpawnSetup {
             libc::posix_spawn(
                 &mut pid,
                 program.as_ptr(),
-                &self.actions,
-                &self.attr,
+                &self.actions.0,
+                &self.attr.0,
                 argv.as_ptr() as *const *mut libc::c_char,
                 envp.as_ptr() as *const *mut libc::c_char,
             )
@@ -396,13 +405,17 @@ impl SpawnSetup {
     }
 }
 
-impl Drop for SpawnSetup {
+impl Drop for FileActions {
     fn drop(&mut self) {
-        // SAFETY: both were initialised in `new`.
-        unsafe {
-            libc::posix_spawn_file_actions_destroy(&mut self.actions);
-            libc::posix_spawnattr_destroy(&mut self.attr);
-        }
+        // SAFETY: only constructed after a successful init.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+    }
+}
+
+impl Drop for SpawnAttr {
+    fn drop(&mut self) {
+        // SAFETY: only constructed after a successful init.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
     }
 }
 
@@ -577,5 +590,44 @@ unsafe extern "C" fn release_object(
             }
         }
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_detached_child_gets_its_session_stdin_stderr_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let log = File::create(&log_path).unwrap();
+        let script = "read line; echo \"$line $EXTRA $(cut -d' ' -f6 /proc/$$/stat) $$\" >&2";
+        let args: Vec<OsString> = vec!["-c".into(), script.into()];
+        let env = [("EXTRA".to_owned(), "added".to_owned())];
+        let mut child = spawn_detached(Path::new("/bin/sh"), &args, &env, log).unwrap();
+        child.stdin.write_all(b"go\n").unwrap();
+        drop(child.stdin);
+        let pid = Pid::from_raw(child.pid as i32).unwrap();
+        let status = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(status.exit_status(), Some(0));
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(&fields[..2], ["go", "added"], "{text}");
+        assert_eq!(
+            fields[2], fields[3],
+            "the child leads its own session: {text}"
+        );
+    }
+
+    #[test]
+    fn a_detached_child_that_cannot_exec_is_an_error() {
+        let log = tempfile::tempfile().unwrap();
+        let err = spawn_detached(Path::new("/nonexistent/bgtask"), &[], &[], log).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }
