@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
+use super::shell::cstring;
 use super::Shell;
 
 pub const SIGTERM: i32 = 15;
@@ -301,9 +302,6 @@ pub fn spawn_detached(
     log: File,
 ) -> io::Result<Detached> {
     use std::os::unix::ffi::OsStrExt;
-    let cstring = |bytes: &[u8]| {
-        CString::new(bytes).map_err(|_| io::Error::other("argument contains a NUL byte"))
-    };
     let program = cstring(exe.as_os_str().as_bytes())?;
     let args = std::iter::once(Ok(program.clone()))
         .chain(args.iter().map(|a| cstring(a.as_bytes())))

@@ -207,7 +207,7 @@ impl Prepared<'_> {
     }
 }
 
-fn cstring(bytes: &[u8]) -> io::Result<CString> {
+pub(super) fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::other("argument contains a NUL byte"))
 }
 
