@@ -119,14 +119,14 @@ impl Service {
             owner,
             created_at: now_ms(),
         };
-        self.insert(&new)?;
+        let task = self.insert(&new)?;
         process::fault::point("starter_after_insert");
         // A monitor that died already is found by the next reconcile.
         let _ = (&monitor.stdin).write_all(b"go\n");
-        self.store().get(&new.id)
+        Ok(task)
     }
 
-    fn insert(&self, new: &NewTask) -> Result<()> {
+    fn insert(&self, new: &NewTask) -> Result<Task> {
         let mut store = self.store();
         match store.insert_task(new, self.config.max_running) {
             Err(Error::LimitExceeded { .. }) => {

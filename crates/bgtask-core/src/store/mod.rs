@@ -63,11 +63,11 @@ impl Store {
     }
 
     pub fn stdout_path(&self, id: &TaskId) -> PathBuf {
-        self.home.join("out").join(format!("{id}.out"))
+        stdout_path(&self.home, id)
     }
 
     pub fn stderr_path(&self, id: &TaskId) -> PathBuf {
-        self.home.join("out").join(format!("{id}.err"))
+        stderr_path(&self.home, id)
     }
 
     /// The file touched after every state transition; servers watch it.
@@ -116,4 +116,14 @@ impl Store {
             source,
         }
     }
+}
+
+/// Where a task's stdout is kept in the store at `home`.
+pub fn stdout_path(home: &Path, id: &TaskId) -> PathBuf {
+    home.join("out").join(format!("{id}.out"))
+}
+
+/// Where a task's stderr is kept in the store at `home`.
+pub fn stderr_path(home: &Path, id: &TaskId) -> PathBuf {
+    home.join("out").join(format!("{id}.err"))
 }

@@ -1,10 +1,13 @@
 //! Database schema and its version. `PRAGMA user_version` holds the schema
 //! version; a database from a newer bgtask is refused untouched.
 
+use std::cell::Cell;
+use std::ffi::c_int;
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
+use rusqlite::hooks::{CheckpointMode, Wal};
 use rusqlite::{Connection, OpenFlags};
 
 use super::CacheSize;
@@ -62,11 +65,8 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
-/// WAL pages after which a commit checkpoints (SQLite's default is 1000).
-const WAL_CHECKPOINT_PAGES: u32 = 100;
-/// Bytes the WAL file is truncated to after a checkpoint: a little more
-/// than the pages above.
-const WAL_SIZE_LIMIT: u64 = 512 << 10;
+/// WAL frames after which a commit checkpoints (SQLite's default is 1000).
+const WAL_CHECKPOINT_PAGES: i32 = 100;
 
 /// Opens the database, creating or upgrading the schema as needed.
 pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
@@ -96,18 +96,13 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     // Most connections live for one command. By default the last one to
     // close checkpoints the WAL (two fsyncs) and deletes it with its index,
     // and the next one re-creates both and fsyncs the new WAL header. So
-    // connections skip the checkpoint on close, and the WAL stays; SQLite's
-    // automatic checkpoint, run by a committing writer, bounds it instead.
-    // The bound is small because the first connection to open the store
-    // after all others closed rebuilds the WAL index by reading every frame
-    // of the WAL: at the default 1000 pages that cost more than the
-    // checkpoints saved (docs/BENCHMARKS.md, "Third round").
+    // connections skip the checkpoint on close, and the WAL stays; a
+    // committing writer checkpoints it instead (`checkpoint_when_due`).
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(err)?;
+    conn.wal_hook(Some(checkpoint_when_due));
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib}; \
-         PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}; \
-         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib};"
     ))
     .map_err(err)?;
     let version: i64 = conn
@@ -126,11 +121,41 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     Ok(conn)
 }
 
+thread_local! {
+    /// Set while `checkpoint_when_due` runs: it must not wait for readers.
+    static CHECKPOINTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// After a commit, once the WAL holds `WAL_CHECKPOINT_PAGES` frames, copies
+/// them into the database and truncates the WAL to nothing.
+///
+/// SQLite's own automatic checkpoint leaves the frames in place for the
+/// next writer to overwrite. But the checkpointed mark lives only in the
+/// shared-memory index, which the first connection to open an idle store
+/// rebuilds from the WAL file: with no connection open between commands,
+/// every command forgot the checkpoint, so the WAL never restarted and
+/// every commit checkpointed it all again (three fsyncs each). An empty WAL
+/// has nothing to forget and nothing to rebuild.
+///
+/// Never waits: a reader or writer in the way makes it give up until the
+/// next commit (the commit itself has happened either way).
+fn checkpoint_when_due(wal: &Wal, frames: c_int) -> rusqlite::Result<()> {
+    if frames >= WAL_CHECKPOINT_PAGES {
+        CHECKPOINTING.with(|c| c.set(true));
+        let _ = wal.checkpoint_v2(CheckpointMode::TRUNCATE);
+        CHECKPOINTING.with(|c| c.set(false));
+    }
+    Ok(())
+}
+
 /// SQLite's default busy handler sleeps in steps of up to 100 ms, which
 /// turns brief write contention (many monitors ending at once) into long
 /// stalls. Writers here hold the lock for well under a millisecond, so retry
 /// quickly at first, then back off; give up after about 30 seconds.
 fn retry_while_busy(attempt: i32) -> bool {
+    if CHECKPOINTING.with(Cell::get) {
+        return false;
+    }
     let pause = match attempt {
         0..=49 => Duration::from_micros(100),
         50..=199 => Duration::from_millis(1),

@@ -61,7 +61,8 @@ impl Store {
     /// Records a new task in `starting`, unless `limit` live tasks exist.
     /// The count and the insert are one immediate transaction, so the limit
     /// holds across processes.
-    pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<()> {
+    /// Returns the task as recorded.
+    pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<Task> {
         let env_keys = serde_json::to_string(&task.env_keys).unwrap_or_else(|_| "[]".into());
         let path = self.db_path.clone();
         let err = |source| Error::Store {
@@ -82,11 +83,16 @@ impl Store {
         if live >= limit {
             return Err(Error::LimitExceeded { limit });
         }
-        tx.execute(
-            "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
-             owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
+        let home = &self.home;
+        let recorded = tx
+            .query_row(
+                &format!(
+                    "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
+                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                     RETURNING {TASK_COLUMNS}"
+                ),
+                params![
                 task.id.as_str(),
                 RECORD_VERSION,
                 task.session,
@@ -100,11 +106,14 @@ impl Store {
                 task.timeout_ms.map(|v| v as i64),
                 task.idle_timeout_ms.map(|v| v as i64),
                 task.max_output as i64,
-                task.notify,
-            ],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)
+                    task.notify,
+                ],
+                |r| task_from_row(home, r),
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        // This build just wrote the row, so it can read it.
+        recorded.ok_or_else(|| Error::NewerRecord(task.id.clone()))
     }
 
     /// Records the started shell. Returns the status after the update
@@ -408,48 +417,52 @@ impl Store {
         Ok(())
     }
 
-    /// Maps a row to a task; `None` for a row from a newer bgtask.
     fn task_from_row(&self, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
-        if r.get::<_, i64>(1)? > RECORD_VERSION {
-            return Ok(None);
-        }
-        let id: String = r.get(0)?;
-        let task_id: TaskId = id.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })?;
-        let status: String = r.get(6)?;
-        let env_keys: String = r.get(5)?;
-        let started_at: Option<i64> = r.get(12)?;
-        let finished_at: Option<i64> = r.get(13)?;
-        let opt_u64 = |v: Option<i64>| v.map(|v| v.max(0) as u64);
-        Ok(Some(Task {
-            stdout_path: self.stdout_path(&task_id),
-            stderr_path: self.stderr_path(&task_id),
-            task_id,
-            session: r.get(2)?,
-            command: r.get(3)?,
-            cwd: PathBuf::from(r.get::<_, String>(4)?),
-            status: status.parse().unwrap_or(Status::Failed),
-            exit_code: r.get(7)?,
-            signal: r.get(8)?,
-            reason: r.get(9)?,
-            pid: r.get(10)?,
-            created_at: r.get(11)?,
-            started_at,
-            finished_at,
-            duration_ms: match (started_at, finished_at) {
-                (Some(s), Some(f)) => Some((f - s).max(0) as u64),
-                _ => None,
-            },
-            timeout_ms: opt_u64(r.get(14)?),
-            idle_timeout_ms: opt_u64(r.get(15)?),
-            max_output_bytes: r.get::<_, i64>(16)?.max(0) as u64,
-            notify: r.get(17)?,
-            env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
-            output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
-            monitor_pid: r.get(19)?,
-        }))
+        task_from_row(&self.home, r)
     }
+}
+
+/// Maps a row to a task; `None` for a row from a newer bgtask.
+fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
+    if r.get::<_, i64>(1)? > RECORD_VERSION {
+        return Ok(None);
+    }
+    let id: String = r.get(0)?;
+    let task_id: TaskId = id.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let status: String = r.get(6)?;
+    let env_keys: String = r.get(5)?;
+    let started_at: Option<i64> = r.get(12)?;
+    let finished_at: Option<i64> = r.get(13)?;
+    let opt_u64 = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+    Ok(Some(Task {
+        stdout_path: super::stdout_path(home, &task_id),
+        stderr_path: super::stderr_path(home, &task_id),
+        task_id,
+        session: r.get(2)?,
+        command: r.get(3)?,
+        cwd: PathBuf::from(r.get::<_, String>(4)?),
+        status: status.parse().unwrap_or(Status::Failed),
+        exit_code: r.get(7)?,
+        signal: r.get(8)?,
+        reason: r.get(9)?,
+        pid: r.get(10)?,
+        created_at: r.get(11)?,
+        started_at,
+        finished_at,
+        duration_ms: match (started_at, finished_at) {
+            (Some(s), Some(f)) => Some((f - s).max(0) as u64),
+            _ => None,
+        },
+        timeout_ms: opt_u64(r.get(14)?),
+        idle_timeout_ms: opt_u64(r.get(15)?),
+        max_output_bytes: r.get::<_, i64>(16)?.max(0) as u64,
+        notify: r.get(17)?,
+        env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
+        output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
+        monitor_pid: r.get(19)?,
+    }))
 }
 
 pub(super) fn is_disk_full(err: &rusqlite::Error) -> bool {

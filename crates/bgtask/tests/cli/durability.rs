@@ -1,6 +1,7 @@
 //! The store: permissions, schema versions, and refusing unsafe homes.
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use crate::fixture::*;
 
@@ -107,4 +108,28 @@ fn a_corrupt_database_gives_a_clear_error() {
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     assert!(run.stderr.contains("bgtask.db"), "{run:?}");
     assert!(!run.stderr.contains("panicked"));
+}
+
+#[test]
+fn the_wal_stays_small_when_every_connection_is_short_lived() {
+    // With no daemon, most commands open an idle store: the first
+    // connection rebuilds SQLite's WAL index from the WAL file, which
+    // forgets how much of it was already checkpointed. A WAL that is only
+    // checkpointed, never emptied, then grows with every task.
+    let bg = Bg::new();
+    for _ in 0..40 {
+        // `run` exits before the monitor opens the store, and the monitor
+        // exits before the next command: every connection is alone.
+        let task = bg.run(&["run", "--json", "--", "true"]).ok().json();
+        let monitor = monitor_pid(&task);
+        wait_until("the monitor exits", Duration::from_secs(10), || {
+            !is_running(monitor)
+        });
+        let id = task["task_id"].as_str().unwrap();
+        assert_eq!(bg.wait(id)["status"], "completed");
+    }
+    let wal = std::fs::metadata(bg.home.join("bgtask.db-wal")).map_or(0, |m| m.len());
+    // 32-byte header, then frames of a 24-byte header and a 4 KiB page.
+    let frames = wal.saturating_sub(32) / (24 + 4096);
+    assert!(frames < 200, "after 40 tasks the WAL holds {frames} frames");
 }
