@@ -26,7 +26,9 @@ pub use config::{
     DEFAULT_TIMEOUT_MS,
 };
 pub use error::{Error, Result};
-pub use service::{GcReport, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS};
+pub use service::{
+    GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
+};
 pub use store::{doctor, DoctorReport, Finding};
 pub use task::{signal_name, Completion, Status, Task, TaskId};
 pub use wait::{EventWatch, WaitOutcome};

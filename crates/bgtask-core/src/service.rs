@@ -93,15 +93,22 @@ impl Service {
     /// the background and records how that went. On failure no task is
     /// left behind.
     pub fn spawn(&self, req: &SpawnRequest) -> Result<Task> {
-        let cwd = self.validate(req)?;
-        self.check_free_space()?;
-        let id = TaskId::random();
-        // The monitor is started before the record exists so the record can
-        // name it as owner from the first moment: a task is never owned by
-        // a starter that may exit the instant it prints the id. Until it
-        // reads "go" on its stdin the monitor does nothing; end of file
-        // without "go" (this process failed or died) makes it give up.
-        let monitor = self.start_monitor(&id, &req.env)?;
+        let launch = Launch::start(&self.config, req)?;
+        self.record(launch)
+    }
+
+    /// The second half of a start: records the launched task, owned by its
+    /// monitor, and tells the monitor to go ahead.
+    pub fn record(&self, launch: Launch) -> Result<Task> {
+        let Launch {
+            id,
+            req,
+            cwd,
+            monitor,
+        } = launch;
+        // Read only now: the first read of a process's /proc stat waits
+        // until its exec has finished (measured: 0.3 ms right after
+        // posix_spawn returns, nothing after the store is open).
         let owner = ProcessIdentity::of_child(monitor.pid);
         self.keep_for_reaping(monitor.pid);
         let owner = owner
@@ -109,9 +116,9 @@ impl Service {
         let new = NewTask {
             id,
             session: self.config.session.clone(),
-            command: req.command.clone(),
-            cwd,
             env_keys: req.env.iter().map(|(k, _)| k.clone()).collect(),
+            command: req.command,
+            cwd,
             timeout_ms: req.timeout_ms,
             idle_timeout_ms: req.idle_timeout_ms,
             max_output: req.max_output,
@@ -136,78 +143,6 @@ impl Service {
             }
             other => other,
         }
-    }
-
-    /// Checks a request; returns its resolved working directory.
-    fn validate(&self, req: &SpawnRequest) -> Result<PathBuf> {
-        if req.command.trim().is_empty() {
-            return Err(Error::EmptyCommand);
-        }
-        if req.command.len() > MAX_COMMAND_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "the command is {} bytes; Linux passes at most {MAX_COMMAND_BYTES} bytes in one argument (put long scripts in a file and run that)",
-                req.command.len()
-            )));
-        }
-        if req.command.contains('\0') {
-            return Err(Error::InvalidArgument(
-                "the command contains a NUL byte".into(),
-            ));
-        }
-        for (key, value) in &req.env {
-            validate_env(key, value)?;
-        }
-        if req.max_output < MIN_CAP {
-            return Err(Error::InvalidArgument(format!(
-                "max output {} is too small (at least {MIN_CAP} bytes)",
-                req.max_output
-            )));
-        }
-        if req.timeout_ms == Some(0) || req.idle_timeout_ms == Some(0) {
-            return Err(Error::InvalidArgument(
-                "a timeout must be longer than 0".into(),
-            ));
-        }
-        resolve_cwd(req.cwd.as_deref())
-    }
-
-    /// Refuses to start a task when the store's disk is (nearly) full: its
-    /// output could not be kept. Without this, whether a start fails would
-    /// depend on whether the record happens to fit in WAL space that SQLite
-    /// already allocated. Running tasks still end recorded (the ballast).
-    fn check_free_space(&self) -> Result<()> {
-        let home = &self.config.home;
-        match process::free_bytes(home) {
-            Ok(free) if free < MIN_FREE_BYTES => Err(Error::SpawnFailed(format!(
-                "the disk holding {} is full ({} KiB free; starting a task needs {} KiB)",
-                home.display(),
-                free >> 10,
-                MIN_FREE_BYTES >> 10
-            ))),
-            // Not knowing is no reason to refuse.
-            _ => Ok(()),
-        }
-    }
-
-    fn start_monitor(&self, id: &TaskId, env: &[(String, String)]) -> Result<Detached> {
-        let log_path = self.store().monitor_log_path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&log_path)
-            .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
-        let args: Vec<OsString> = vec![
-            MONITOR_ARG.into(),
-            self.config.home.clone().into_os_string(),
-            id.as_str().into(),
-        ];
-        process::spawn_detached(&self.config.monitor_exe, &args, env, log).map_err(|e| {
-            Error::SpawnFailed(format!(
-                "cannot start monitor {}: {e}",
-                self.config.monitor_exe.display()
-            ))
-        })
     }
 
     /// Remembers a monitor so it is reaped (long-lived servers would
@@ -412,6 +347,120 @@ impl Service {
 pub enum OutputFile {
     Stdout,
     Stderr,
+}
+
+/// A task whose monitor is started and waits for the task's record: the
+/// first half of a start. It needs no open store, so a caller that has
+/// none yet (the CLI) opens it while the monitor's exec runs. Pass it to
+/// [`Service::record`]; dropped unrecorded, its monitor exits unused.
+pub struct Launch {
+    id: TaskId,
+    req: SpawnRequest,
+    cwd: PathBuf,
+    monitor: Detached,
+}
+
+impl Launch {
+    /// Checks the request and starts the task's monitor.
+    pub fn start(config: &Config, req: &SpawnRequest) -> Result<Launch> {
+        let cwd = validate(req)?;
+        check_free_space(&config.home)?;
+        let id = TaskId::random();
+        // The monitor is started before the record exists so the record can
+        // name it as owner from the first moment: a task is never owned by
+        // a starter that may exit the instant it prints the id. Until it
+        // reads "go" on its stdin the monitor does nothing; end of file
+        // without "go" (this process failed or died) makes it give up.
+        let monitor = start_monitor(config, &id, &req.env)?;
+        Ok(Launch {
+            id,
+            req: req.clone(),
+            cwd,
+            monitor,
+        })
+    }
+}
+
+/// Checks a request; returns its resolved working directory.
+fn validate(req: &SpawnRequest) -> Result<PathBuf> {
+    if req.command.trim().is_empty() {
+        return Err(Error::EmptyCommand);
+    }
+    if req.command.len() > MAX_COMMAND_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "the command is {} bytes; Linux passes at most {MAX_COMMAND_BYTES} bytes in one argument (put long scripts in a file and run that)",
+            req.command.len()
+        )));
+    }
+    if req.command.contains('\0') {
+        return Err(Error::InvalidArgument(
+            "the command contains a NUL byte".into(),
+        ));
+    }
+    for (key, value) in &req.env {
+        validate_env(key, value)?;
+    }
+    if req.max_output < MIN_CAP {
+        return Err(Error::InvalidArgument(format!(
+            "max output {} is too small (at least {MIN_CAP} bytes)",
+            req.max_output
+        )));
+    }
+    if req.timeout_ms == Some(0) || req.idle_timeout_ms == Some(0) {
+        return Err(Error::InvalidArgument(
+            "a timeout must be longer than 0".into(),
+        ));
+    }
+    resolve_cwd(req.cwd.as_deref())
+}
+
+/// Refuses to start a task when the store's disk is (nearly) full: its
+/// output could not be kept. Without this, whether a start fails would
+/// depend on whether the record happens to fit in WAL space that SQLite
+/// already allocated. Running tasks still end recorded (the ballast).
+fn check_free_space(home: &Path) -> Result<()> {
+    match process::free_bytes(home) {
+        Ok(free) if free < MIN_FREE_BYTES => Err(Error::SpawnFailed(format!(
+            "the disk holding {} is full ({} KiB free; starting a task needs {} KiB)",
+            home.display(),
+            free >> 10,
+            MIN_FREE_BYTES >> 10
+        ))),
+        // Not knowing is no reason to refuse.
+        _ => Ok(()),
+    }
+}
+
+fn start_monitor(config: &Config, id: &TaskId, env: &[(String, String)]) -> Result<Detached> {
+    let log_path = config.home.join(crate::monitor::MONITOR_LOG);
+    let open_log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+    };
+    let log = match open_log() {
+        // The first task of a new store: the CLI starts it before it opens
+        // (and so creates) the store.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Store::prepare_home(&config.home)?;
+            open_log()
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
+    let args: Vec<OsString> = vec![
+        MONITOR_ARG.into(),
+        config.home.clone().into_os_string(),
+        id.as_str().into(),
+    ];
+    process::spawn_detached(&config.monitor_exe, &args, env, log).map_err(|e| {
+        Error::SpawnFailed(format!(
+            "cannot start monitor {}: {e}",
+            config.monitor_exe.display()
+        ))
+    })
 }
 
 fn validate_env(key: &str, value: &str) -> Result<()> {

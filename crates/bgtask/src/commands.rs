@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use bgtask_core::{
-    Config, ListRequest, OutputFile, Service, SpawnRequest, Status, StreamChoice, TaskId,
+    Config, Launch, ListRequest, OutputFile, Service, SpawnRequest, Status, StreamChoice, TaskId,
 };
 
 use crate::cli::{Cli, Command, LogsArgs, RunArgs};
@@ -19,13 +19,14 @@ pub fn run(cli: Cli) -> Result<u8> {
         render::doctor(&report, cli.global.json)?;
         return Ok(if report.is_healthy() { 0 } else { 1 });
     }
-    let service = Service::open(config(&cli)?)?;
-    if let Err(e) = service.auto_gc() {
-        eprintln!("bgtask: warning: automatic gc failed: {e}");
-    }
     let json = cli.global.json;
+    let config = config(&cli)?;
+    if let Command::Run(args) = cli.command {
+        return run_task(config, args, json);
+    }
+    let service = open(config)?;
     match cli.command {
-        Command::Run(args) => run_task(&service, args, json),
+        Command::Run(_) => unreachable!("handled above"),
         Command::Status { task_id, tail } => {
             let status = service.status(&parse_id(&task_id)?, tail)?;
             render::status(&status, json)?;
@@ -98,6 +99,15 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// Opens the store; every few hours also collects old finished tasks.
+fn open(config: Config) -> Result<Service> {
+    let service = Service::open(config)?;
+    if let Err(e) = service.auto_gc() {
+        eprintln!("bgtask: warning: automatic gc failed: {e}");
+    }
+    Ok(service)
+}
+
 fn config(cli: &Cli) -> Result<Config> {
     let home = match &cli.global.home {
         Some(home) => home.clone(),
@@ -130,7 +140,7 @@ fn parse_id(text: &str) -> Result<TaskId> {
     Ok(text.parse::<TaskId>()?)
 }
 
-fn run_task(service: &Service, args: RunArgs, json: bool) -> Result<u8> {
+fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
     let request = SpawnRequest {
         command: args.command.join(" "),
         cwd: args.cwd,
@@ -140,7 +150,12 @@ fn run_task(service: &Service, args: RunArgs, json: bool) -> Result<u8> {
         max_output: args.max_output,
         notify: !args.no_notify,
     };
-    let task = service.spawn(&request)?;
+    // The store is opened while the monitor's exec runs: the monitor's
+    // identity cannot be read before that exec has finished anyway.
+    let launch = Launch::start(&config, &request)?;
+    let service = open(config)?;
+    let task = service.record(launch)?;
+    let service = &service;
     let Some(wait_ms) = args.wait else {
         if json {
             render::json(&task)?;

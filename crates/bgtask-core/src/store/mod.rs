@@ -41,6 +41,11 @@ pub enum CacheSize {
 }
 
 impl Store {
+    /// Creates the home directory if needed and checks it is safe.
+    pub fn prepare_home(home: &Path) -> Result<()> {
+        home::prepare(home)
+    }
+
     /// Opens (creating if needed) the store in `home`.
     pub fn open(home: &Path, cache: CacheSize) -> Result<Store> {
         home::prepare(home)?;
