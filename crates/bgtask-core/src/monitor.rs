@@ -20,7 +20,7 @@ use crate::output::{combined_tail, CappedWriter};
 use crate::process::{
     self, Cgroup, ExitStatus, ProcessIdentity, ShellCommand, SIGKILL, SIGTERM, SIGUSR1,
 };
-use crate::store::{CacheSize, FinishRecord, LiveTask, Store};
+use crate::store::{self, CacheSize, FinishRecord, LiveTask, Store};
 use crate::task::{Outcome, Status, TaskId};
 
 /// Hidden first argument that runs the binary as a monitor.
@@ -32,26 +32,37 @@ pub const DEFAULT_GRACE_MS: u64 = 2_000;
 /// Preview stored with each completion.
 pub const PREVIEW_BYTES: u64 = 1024;
 
+/// What a monitor runs: given on its command line by the starter, from
+/// the same values it records in the store.
+pub struct TaskCommand<'a> {
+    pub cwd: &'a Path,
+    pub command: &'a str,
+}
+
 /// Runs the monitor for `id` until the task ends; returns the process exit
 /// code. The starter records the task (owned by this process) and then
 /// writes "go" on our stdin; without it there is nothing to run.
-pub fn run(home: &Path, id: &TaskId) -> i32 {
+pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
     let go = process::wait_for_go();
-    let mut store = match Store::open(home, CacheSize::Small) {
-        Ok(store) => store,
-        Err(e) => {
-            // The task stays `starting` with a dead owner: the next command
-            // that looks at it records it as failed.
-            log(&format!("{id}: cannot open the store: {e}"));
-            return 1;
-        }
-    };
     if !go {
-        abandon(&mut store, id);
+        if let Some(mut store) = open_store(home, id) {
+            abandon(&mut store, id);
+        }
         return 0;
     }
     process::fault::point("monitor_before_start");
-    match start(&mut store, id) {
+    // The shell is started first and the store opened while its exec runs:
+    // the open is most of a monitor's own start.
+    let launched = launch(home, id, &task);
+    let Some(mut store) = open_store(home, id) else {
+        // The task stays `starting` with a dead owner: the next command
+        // that looks at it records it as failed.
+        if let Ok(launched) = launched {
+            launched.abort();
+        }
+        return 1;
+    };
+    match launched.and_then(|launched| launched.record(&mut store)) {
         Ok(Some(running)) => {
             process::fault::point("monitor_after_start");
             store.touch_events();
@@ -70,6 +81,12 @@ pub fn run(home: &Path, id: &TaskId) -> i32 {
             1
         }
     }
+}
+
+fn open_store(home: &Path, id: &TaskId) -> Option<Store> {
+    Store::open(home, CacheSize::Small)
+        .map_err(|e| log(&format!("{id}: cannot open the store: {e}")))
+        .ok()
 }
 
 /// The starter exited or failed without saying "go": if it got as far as
@@ -158,13 +175,21 @@ struct Stopping {
     killed: bool,
 }
 
-/// Starts the shell; `None` if the task is not ours to start (it was
-/// meanwhile recorded as ended).
-fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
-    match store.live(id)? {
-        Some(live) if is_ours_to_start(&live) => {}
-        _ => return Ok(None),
-    }
+/// A shell started for a task whose record does not say so yet.
+struct Launched {
+    id: TaskId,
+    shell: process::PendingShell,
+    cgroup: Option<Cgroup>,
+    files: (std::fs::File, std::fs::File),
+    pipes: (OwnedFd, OwnedFd),
+    signals: UnixStream,
+    terminated: Arc<AtomicBool>,
+    started: Instant,
+}
+
+/// Starts the shell (without waiting for its exec), with everything
+/// supervising it needs that does not come from the store.
+fn launch(home: &Path, id: &TaskId, task: &TaskCommand<'_>) -> Result<Launched> {
     // Registered before anyone can learn our pid from the store (mark_running).
     let (signals, signal_writer) =
         UnixStream::pair().map_err(|e| Error::SpawnFailed(format!("signal pipe: {e}")))?;
@@ -180,60 +205,112 @@ fn start(store: &mut Store, id: &TaskId) -> Result<Option<Running>> {
     signal_hook::flag::register(SIGTERM, Arc::clone(&terminated))
         .map_err(|e| Error::SpawnFailed(format!("signal handler: {e}")))?;
 
-    let task = store.get(id)?;
     process::become_subreaper().map_err(|e| Error::SpawnFailed(format!("subreaper: {e}")))?;
     let cgroup = Cgroup::create(id.as_str());
-    let (out_file, err_file) = store.create_output_files(id)?;
+    let files = store::create_output_files(home, id)?;
     let (out_r, out_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
     let (err_r, err_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
     let shell = shell_path();
-    let spawned = process::spawn_shell(ShellCommand {
+    let started = process::start_shell(ShellCommand {
         shell: Path::new(shell),
-        command: &task.command,
-        cwd: &task.cwd,
+        command: task.command,
+        cwd: task.cwd,
         stdout: out_w,
         stderr: err_w,
         cgroup: cgroup.as_ref(),
     });
-    let child = match spawned {
-        Ok(child) => child,
+    match started {
+        Ok(pending) => Ok(Launched {
+            id: id.clone(),
+            shell: pending,
+            cgroup,
+            files,
+            pipes: (out_r, err_r),
+            signals,
+            terminated,
+            started: Instant::now(),
+        }),
         Err(e) => {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
             }
-            return Err(Error::SpawnFailed(format!("{shell}: {e}")));
+            Err(Error::SpawnFailed(format!("{shell}: {e}")))
         }
-    };
-    let started = Instant::now();
-    let leader = ProcessIdentity::of_child(child.id())
-        .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))?;
-    process::fault::point("monitor_after_spawn");
-    let status = store.mark_running(id, &leader, cgroup.as_ref().map(Cgroup::path), now_ms())?;
-    let kill_requested = status == Some(Status::Killing);
-    Ok(Some(Running {
-        id: id.clone(),
-        pgid: child.id(),
-        child,
-        cgroup,
-        streams: [
-            Stream {
-                pipe: Some(out_r),
-                writer: CappedWriter::new(out_file, task.max_output_bytes / 2),
-                write_failed: false,
-            },
-            Stream {
-                pipe: Some(err_r),
-                writer: CappedWriter::new(err_file, task.max_output_bytes / 2),
-                write_failed: false,
-            },
-        ],
-        signals,
-        terminated,
-        started,
-        timeout: task.timeout_ms.map(Duration::from_millis),
-        idle_timeout: task.idle_timeout_ms.map(Duration::from_millis),
-        kill_requested,
-    }))
+    }
+}
+
+impl Launched {
+    /// Records the started shell; `None` if the task is not ours to run
+    /// any more (something recorded its end meanwhile), after ending it.
+    fn record(self, store: &mut Store) -> Result<Option<Running>> {
+        let Launched {
+            id,
+            shell,
+            cgroup,
+            files: (out_file, err_file),
+            pipes: (out_r, err_r),
+            signals,
+            terminated,
+            started,
+        } = self;
+        let child = match shell.confirm() {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    let _ = cg.remove();
+                }
+                return Err(Error::SpawnFailed(format!("{}: {e}", shell_path())));
+            }
+        };
+        let leader = ProcessIdentity::of_child(child.id())
+            .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))?;
+        process::fault::point("monitor_after_spawn");
+        let cgroup_path = cgroup.as_ref().map(Cgroup::path);
+        let Some(task) = store.mark_running(&id, &leader, cgroup_path, now_ms())? else {
+            kill_everything(cgroup.as_ref());
+            return Ok(None);
+        };
+        let stream = |pipe, file| Stream {
+            pipe: Some(pipe),
+            writer: CappedWriter::new(file, task.max_output / 2),
+            write_failed: false,
+        };
+        Ok(Some(Running {
+            id,
+            pgid: child.id(),
+            child,
+            cgroup,
+            streams: [stream(out_r, out_file), stream(err_r, err_file)],
+            signals,
+            terminated,
+            started,
+            timeout: task.timeout_ms.map(Duration::from_millis),
+            idle_timeout: task.idle_timeout_ms.map(Duration::from_millis),
+            kill_requested: task.status == Status::Killing,
+        }))
+    }
+
+    /// Gives up on the shell (the store cannot be opened to record it).
+    fn abort(self) {
+        kill_everything(self.cgroup.as_ref());
+    }
+}
+
+/// Kills every process of ours (the shell and whatever it started), reaps
+/// them and removes the task's cgroup.
+fn kill_everything(cgroup: Option<&Cgroup>) {
+    loop {
+        let _ = process::signal_own_children(SIGKILL);
+        if let Some(cg) = cgroup {
+            let _ = cg.kill();
+        }
+        if !process::reap_one() {
+            break;
+        }
+    }
+    if let Some(cg) = cgroup {
+        let _ = cg.remove();
+    }
 }
 
 /// Bash when there is one (scripts use its syntax), else POSIX sh.

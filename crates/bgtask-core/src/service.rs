@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::config::{Config, SpawnRequest};
 use crate::error::{Error, Result};
-use crate::monitor::{now_ms, MONITOR_ARG};
+use crate::monitor::{now_ms, TaskCommand, MONITOR_ARG};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
 use crate::process::{self, Detached, ProcessIdentity};
 use crate::reconcile::{reconcile_all, reconcile_task};
@@ -371,7 +371,11 @@ impl Launch {
         // a starter that may exit the instant it prints the id. Until it
         // reads "go" on its stdin the monitor does nothing; end of file
         // without "go" (this process failed or died) makes it give up.
-        let monitor = start_monitor(config, &id, &req.env)?;
+        let task = TaskCommand {
+            cwd: &cwd,
+            command: &req.command,
+        };
+        let monitor = start_monitor(config, &id, &task, &req.env)?;
         Ok(Launch {
             id,
             req: req.clone(),
@@ -431,7 +435,12 @@ fn check_free_space(home: &Path) -> Result<()> {
     }
 }
 
-fn start_monitor(config: &Config, id: &TaskId, env: &[(String, String)]) -> Result<Detached> {
+fn start_monitor(
+    config: &Config,
+    id: &TaskId,
+    task: &TaskCommand<'_>,
+    env: &[(String, String)],
+) -> Result<Detached> {
     let log_path = config.home.join(crate::monitor::MONITOR_LOG);
     let open_log = || {
         std::fs::OpenOptions::new()
@@ -454,6 +463,8 @@ fn start_monitor(config: &Config, id: &TaskId, env: &[(String, String)]) -> Resu
         MONITOR_ARG.into(),
         config.home.clone().into_os_string(),
         id.as_str().into(),
+        task.cwd.as_os_str().to_owned(),
+        task.command.into(),
     ];
     process::spawn_detached(&config.monitor_exe, &args, env, log).map_err(|e| {
         Error::SpawnFailed(format!(

@@ -48,8 +48,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// `__monitor HOME TASK_ID CWD COMMAND`, as the starter passes them.
 fn run_monitor(args: &[std::ffi::OsString]) -> ExitCode {
-    let (Some(home), Some(id)) = (args.first(), args.get(1)) else {
+    let [home, id, cwd, command] = args else {
         eprintln!("bgtask: {MONITOR_ARG} is internal");
         return ExitCode::from(EXIT_USAGE);
     };
@@ -57,7 +58,15 @@ fn run_monitor(args: &[std::ffi::OsString]) -> ExitCode {
         eprintln!("bgtask: {MONITOR_ARG}: invalid task id");
         return ExitCode::from(EXIT_USAGE);
     };
-    ExitCode::from(monitor::run(std::path::Path::new(home), &id) as u8)
+    let Some(command) = command.to_str() else {
+        eprintln!("bgtask: {MONITOR_ARG}: the command is not UTF-8");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let task = monitor::TaskCommand {
+        cwd: std::path::Path::new(cwd),
+        command,
+    };
+    ExitCode::from(monitor::run(std::path::Path::new(home), &id, task) as u8)
 }
 
 fn init_logging() {

@@ -12,4 +12,4 @@ mod shell;
 
 pub use cgroup::Cgroup;
 pub use linux::*;
-pub use shell::{spawn_shell, Shell, ShellCommand};
+pub use shell::{start_shell, PendingShell, Shell, ShellCommand};

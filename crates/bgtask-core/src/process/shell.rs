@@ -77,16 +77,48 @@ impl Shell {
     }
 }
 
+/// A shell that was cloned and may still be on its way to the exec.
+#[derive(Debug)]
+pub struct PendingShell {
+    shell: Shell,
+    /// Close-on-exec: end of file once the exec succeeded, else the errno.
+    report: OwnedFd,
+}
+
+impl PendingShell {
+    /// Waits until the shell has been exec'd; the exec's error if it failed
+    /// (the child is reaped then).
+    pub fn confirm(self) -> io::Result<Shell> {
+        let PendingShell { mut shell, report } = self;
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        while got < errno.len() {
+            match rustix::io::read(&report, &mut errno[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if got == 0 {
+            return Ok(shell);
+        }
+        let _ = shell.wait();
+        Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+    }
+}
+
 /// Starts the task's shell: stdin from /dev/null, its own session and
 /// process group, killed if the monitor dies, inside its cgroup if there is
-/// one. Returns once the shell has been exec'd (or the exec failed).
-pub fn spawn_shell(spec: ShellCommand<'_>) -> io::Result<Shell> {
+/// one. Returns as soon as the shell is cloned: the caller can do other
+/// work while the exec runs, then `confirm` it.
+pub fn start_shell(spec: ShellCommand<'_>) -> io::Result<PendingShell> {
     spawn(spec, true)
 }
 
 /// `born_inside`: create the child in its cgroup with clone3 (else fork,
 /// then join through `cgroup.procs`).
-fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<Shell> {
+fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<PendingShell> {
     let program = cstring(spec.shell.as_os_str().as_bytes())?;
     let dash_c = c"-c";
     let command = cstring(spec.command.as_bytes())?;
@@ -124,23 +156,10 @@ fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<Shell> {
     };
     drop(report_w);
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::other("clone returned pid 0"))?;
-    let mut shell = Shell { pid, status: None };
-    // End of file: the exec succeeded and closed the pipe. Four bytes: errno.
-    let mut errno = [0u8; 4];
-    let mut got = 0;
-    while got < errno.len() {
-        match rustix::io::read(&report_r, &mut errno[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if got == 0 {
-        return Ok(shell);
-    }
-    let _ = shell.wait();
-    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+    Ok(PendingShell {
+        shell: Shell { pid, status: None },
+        report: report_r,
+    })
 }
 
 /// Everything the child needs between clone and exec, prepared beforehand.
@@ -307,7 +326,8 @@ mod tests {
                 cgroup,
             },
             born_inside,
-        )?;
+        )?
+        .confirm()?;
         Ok((shell, out_r))
     }
 
@@ -343,7 +363,7 @@ mod tests {
     fn an_exec_failure_is_an_error() {
         let (_, out_w) = super::super::pipe().unwrap();
         let (_, err_w) = super::super::pipe().unwrap();
-        let err = spawn_shell(ShellCommand {
+        let err = start_shell(ShellCommand {
             shell: Path::new("/nonexistent/shell"),
             command: "true",
             cwd: Path::new("/"),
@@ -351,6 +371,8 @@ mod tests {
             stderr: err_w,
             cgroup: None,
         })
+        .unwrap()
+        .confirm()
         .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }

@@ -95,13 +95,6 @@ impl Store {
         home::touch(&self.events_path());
     }
 
-    /// Creates a task's two output files (0600, must not exist yet).
-    pub fn create_output_files(&self, id: &TaskId) -> Result<(std::fs::File, std::fs::File)> {
-        let out = home::create_private_file(&self.stdout_path(id))?;
-        let err = home::create_private_file(&self.stderr_path(id))?;
-        Ok((out, err))
-    }
-
     /// Removes a task's output files (missing files are fine).
     pub fn remove_output_files(&self, id: &TaskId) -> Result<()> {
         for path in [self.stdout_path(id), self.stderr_path(id)] {
@@ -131,4 +124,12 @@ pub fn stdout_path(home: &Path, id: &TaskId) -> PathBuf {
 /// Where a task's stderr is kept in the store at `home`.
 pub fn stderr_path(home: &Path, id: &TaskId) -> PathBuf {
     home.join("out").join(format!("{id}.err"))
+}
+
+/// Creates a task's two output files (0600, must not exist yet) in the
+/// store at `home`.
+pub fn create_output_files(home: &Path, id: &TaskId) -> Result<(std::fs::File, std::fs::File)> {
+    let out = home::create_private_file(&stdout_path(home, id))?;
+    let err = home::create_private_file(&stderr_path(home, id))?;
+    Ok((out, err))
 }

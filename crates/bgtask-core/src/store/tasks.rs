@@ -17,6 +17,16 @@ const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
     idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid";
 
+/// A task just recorded as started, as its monitor needs it.
+#[derive(Clone, Debug)]
+pub struct StartedTask {
+    /// `running`, or `killing` if a kill arrived during the start.
+    pub status: Status,
+    pub max_output: u64,
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+}
+
 /// A task about to be recorded in `starting`.
 #[derive(Clone, Debug)]
 pub struct NewTask {
@@ -117,21 +127,22 @@ impl Store {
     }
 
     /// Records the started shell. Returns the status after the update
-    /// (`running`, or `killing` if a kill arrived during the start), or
-    /// `None` if the task is no longer live.
+    /// (`running`, or `killing` if a kill arrived during the start) and the
+    /// task's limits, or `None` if the task is no longer live.
     pub fn mark_running(
         &self,
         id: &TaskId,
         leader: &ProcessIdentity,
         cgroup: Option<&Path>,
         started_at: i64,
-    ) -> Result<Option<Status>> {
-        let status: Option<String> = self
-            .conn
+    ) -> Result<Option<StartedTask>> {
+        let opt_u64 = |v: Option<i64>| v.map(|v| v.max(0) as u64);
+        self.conn
             .query_row(
                 "UPDATE tasks SET pid = ?2, pid_start = ?3, cgroup = ?4, started_at = ?5, \
                  status = CASE status WHEN 'starting' THEN 'running' ELSE status END \
-                 WHERE task_id = ?1 AND status IN ('starting','killing') RETURNING status",
+                 WHERE task_id = ?1 AND status IN ('starting','killing') \
+                 RETURNING status, max_output, timeout_ms, idle_timeout_ms",
                 params![
                     id.as_str(),
                     leader.pid,
@@ -139,11 +150,17 @@ impl Store {
                     cgroup.map(path_text),
                     started_at
                 ],
-                |r| r.get(0),
+                |r| {
+                    Ok(StartedTask {
+                        status: r.get::<_, String>(0)?.parse().unwrap_or(Status::Killing),
+                        max_output: r.get::<_, i64>(1)?.max(0) as u64,
+                        timeout_ms: opt_u64(r.get(2)?),
+                        idle_timeout_ms: opt_u64(r.get(3)?),
+                    })
+                },
             )
             .optional()
-            .map_err(|e| self.db_err(e))?;
-        Ok(status.and_then(|s| s.parse().ok()))
+            .map_err(|e| self.db_err(e))
     }
 
     /// Marks a live task `killing` with the grace its monitor should give.
