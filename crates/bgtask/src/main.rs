@@ -2,13 +2,15 @@
 //! command and maps its error to an exit code. Run with the hidden first
 //! argument `__monitor` it becomes a task's monitor instead.
 
+// The entry point is our own `main` (below), not std's runtime start-up.
+// (So the binary has no unit-test harness: `test = false` in Cargo.toml.)
+#![no_main]
+
 mod cli;
 mod commands;
 mod mcp;
 mod render;
 mod serve;
-
-use std::process::ExitCode;
 
 use clap::Parser;
 
@@ -19,7 +21,37 @@ const EXIT_USAGE: u8 = 2;
 /// Exit code for an unknown task id.
 const EXIT_UNKNOWN_TASK: u8 = 3;
 
-fn main() -> ExitCode {
+/// The process entry point, called by the C library.
+///
+/// std's own start-up (`fn main`) first asks the C library where the main
+/// thread's stack is, to install a stack-overflow handler: glibc answers by
+/// reading and parsing `/proc/self/maps`, about 60 µs of a command's 1 ms
+/// and as much again in every monitor (docs/BENCHMARKS.md, "Fourth round").
+/// bgtask does without that handler (an overflow is then a plain SIGSEGV)
+/// and does the two other things std's start-up does itself.
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    // A closed stdin, stdout or stderr would be reused by the next open:
+    // the database could become fd 1, and output would be written into it.
+    for fd in 0..=2 {
+        // SAFETY: plain system calls on file descriptor numbers.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+    // A closed pipe is an error to report (EPIPE), not a silent death.
+    // SAFETY: setting a signal's disposition to "ignore".
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // Runs std's clean-up too: stdout is flushed.
+    std::process::exit(i32::from(run()))
+}
+
+fn run() -> u8 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
         return run_monitor(&args[2..]);
@@ -33,40 +65,40 @@ fn main() -> ExitCode {
         init_logging();
     }
     match commands::run(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(err) => {
             if is_broken_pipe(&err) {
-                return ExitCode::SUCCESS;
+                return 0;
             }
             let mut line = one_line(&err);
             if line.contains("malformed") || line.contains("not a database") {
                 line.push_str(" (run `bgtask doctor` to check and repair the store)");
             }
             eprintln!("bgtask: {line}");
-            ExitCode::from(exit_code_for(&err))
+            exit_code_for(&err)
         }
     }
 }
 
 /// `__monitor HOME TASK_ID CWD COMMAND`, as the starter passes them.
-fn run_monitor(args: &[std::ffi::OsString]) -> ExitCode {
+fn run_monitor(args: &[std::ffi::OsString]) -> u8 {
     let [home, id, cwd, command] = args else {
         eprintln!("bgtask: {MONITOR_ARG} is internal");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     };
     let Some(id) = id.to_str().and_then(|s| s.parse().ok()) else {
         eprintln!("bgtask: {MONITOR_ARG}: invalid task id");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     };
     let Some(command) = command.to_str() else {
         eprintln!("bgtask: {MONITOR_ARG}: the command is not UTF-8");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     };
     let task = monitor::TaskCommand {
         cwd: std::path::Path::new(cwd),
         command,
     };
-    ExitCode::from(monitor::run(std::path::Path::new(home), &id, task) as u8)
+    monitor::run(std::path::Path::new(home), &id, task) as u8
 }
 
 fn init_logging() {

@@ -133,3 +133,35 @@ fn the_wal_stays_small_when_every_connection_is_short_lived() {
     let frames = wal.saturating_sub(32) / (24 + 4096);
     assert!(frames < 200, "after 40 tasks the WAL holds {frames} frames");
 }
+
+#[test]
+fn closed_standard_streams_never_reach_the_store() {
+    // With stdin, stdout and stderr closed, the files a command opens would
+    // take fds 0-2 and output could be written into them. bgtask reopens
+    // them on /dev/null first (std's start-up did, and bgtask skips it);
+    // SQLite also never puts a database on fds 0-2.
+    let bg = Bg::new();
+    let id = bg.spawn(&[], "echo hi");
+    bg.wait(&id);
+    for args in ["list --json", "run --json --wait 10s -- echo again"] {
+        let ran = bg.run_with(
+            std::process::Command::new("/bin/sh")
+                .env("BGTASK_HOME", &bg.home)
+                .env("BGTASK_SESSION", &bg.session)
+                .env("BG", BIN)
+                .args([
+                    "-c",
+                    &format!(r#""$BG" {args} <&- >&- 2>&-; echo "exit $?""#),
+                ]),
+        );
+        assert!(ran.stdout.contains("exit 0"), "{args}: {ran:?}");
+    }
+    let doctor = bg.run(&["doctor"]);
+    assert_eq!(doctor.code, 0, "{doctor:?}");
+    let tasks = bg.list_all();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(
+        tasks.iter().all(|t| t["status"] == "completed"),
+        "{tasks:?}"
+    );
+}
