@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use bgtask_core::units::{parse_duration_ms, parse_size};
 
@@ -23,6 +23,33 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the command line. `run`, the command agents call most, is
+    /// parsed with a parser of its own arguments and the global ones only:
+    /// building the parser of every subcommand was most of clap's cost,
+    /// itself a sixth of a `run` (docs/BENCHMARKS.md, "Fourth round").
+    /// Whatever that parser does not accept (help, any error, global
+    /// options before the subcommand) goes to the full parser, so messages
+    /// are always the full parser's.
+    pub fn from_command_line() -> Cli {
+        Self::parse_run().unwrap_or_else(Cli::parse)
+    }
+
+    fn parse_run() -> Option<Cli> {
+        let mut args = std::env::args_os().skip(1);
+        if args.next()? != "run" {
+            return None;
+        }
+        let parser = clap::Command::new("run").no_binary_name(true);
+        let parser = RunArgs::augment_args(Global::augment_args(parser));
+        let matches = parser.try_get_matches_from(args).ok()?;
+        Some(Cli {
+            global: Global::from_arg_matches(&matches).ok()?,
+            command: Command::Run(RunArgs::from_arg_matches(&matches).ok()?),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,6 @@ mod mcp;
 mod render;
 mod serve;
 
-use clap::Parser;
-
 use bgtask_core::monitor::{self, MONITOR_ARG};
 
 /// Exit code for bad usage (clap uses the same).
@@ -56,7 +54,7 @@ fn run() -> u8 {
     if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
         return run_monitor(&args[2..]);
     }
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::from_command_line();
     // Setting up the subscriber costs about 0.1 ms of a 2 ms command; the
     // short commands log nothing unless asked to.
     if matches!(cli.command, cli::Command::Serve | cli::Command::Mcp)

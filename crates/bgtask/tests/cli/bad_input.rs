@@ -140,3 +140,41 @@ fn env_values_never_reach_the_store_or_the_output_of_bgtask() {
         }
     }
 }
+
+#[test]
+fn run_parses_the_same_with_global_options_anywhere() {
+    // `bgtask run …` has a parser of its own (faster); anything it does
+    // not take goes to the full parser, whose messages users know.
+    let bg = Bg::new();
+    for args in [
+        &["run", "--json", "--wait", "10s", "--", "echo", "a"][..],
+        &["--json", "run", "--wait", "10s", "--", "echo", "a"],
+        &[
+            "run",
+            "--wait",
+            "10s",
+            "--json",
+            "--session",
+            "other",
+            "--",
+            "echo",
+            "a",
+        ],
+    ] {
+        let task = bg.run(args).ok().json();
+        assert_eq!(task["status"], "completed", "{args:?}: {task}");
+        assert_eq!(task["command"], "echo a", "{args:?}: {task}");
+    }
+    assert_eq!(bg.list_all().len(), 3);
+    let help = bg.run(&["run", "--help"]).ok();
+    assert!(help.stdout.contains("Usage: bgtask run"), "{help:?}");
+    assert!(
+        help.stdout.contains("--home"),
+        "global options are listed: {help:?}"
+    );
+    let bad = bg.run(&["run", "--wait", "soon", "--", "true"]);
+    assert_rejected(&bad, 2, "invalid value 'soon' for '--wait <DUR>'");
+    let unknown = bg.run(&["run", "--bogus", "--", "true"]);
+    assert_rejected(&unknown, 2, "unexpected argument '--bogus'");
+    assert!(unknown.stderr.contains("Usage: bgtask run"), "{unknown:?}");
+}
