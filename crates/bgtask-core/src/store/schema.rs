@@ -144,6 +144,13 @@ thread_local! {
 /// every commit checkpointed it all again (three fsyncs each). An empty WAL
 /// has nothing to forget and nothing to rebuild.
 ///
+/// The frames are copied first by a passive checkpoint, which runs beside
+/// other writers; only when all of them are copied does a truncating one
+/// take the write lock, to empty the WAL. A truncating checkpoint alone
+/// holds that lock while it copies and fsyncs, and with many monitors
+/// recording their ends at once every other writer backed off behind it:
+/// stopping 1000 tasks took 17 s instead of about 2 s.
+///
 /// Never waits: a reader or writer in the way makes it give up until the
 /// next commit (the commit itself has happened either way).
 ///
@@ -158,15 +165,28 @@ extern "C" fn checkpoint_when_due(
 ) -> c_int {
     if frames >= WAL_CHECKPOINT_PAGES {
         CHECKPOINTING.with(|c| c.set(true));
+        let (mut log, mut copied) = (0, 0);
         // SAFETY: the connection and database name SQLite passed us.
-        unsafe {
+        let rc = unsafe {
             ffi::sqlite3_wal_checkpoint_v2(
                 db,
                 name,
-                ffi::SQLITE_CHECKPOINT_TRUNCATE,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            );
+                ffi::SQLITE_CHECKPOINT_PASSIVE,
+                &mut log,
+                &mut copied,
+            )
+        };
+        if rc == ffi::SQLITE_OK && copied == log {
+            // SAFETY: as above.
+            unsafe {
+                ffi::sqlite3_wal_checkpoint_v2(
+                    db,
+                    name,
+                    ffi::SQLITE_CHECKPOINT_TRUNCATE,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                );
+            }
         }
         CHECKPOINTING.with(|c| c.set(false));
     }
