@@ -88,7 +88,7 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
         service,
         project_root: p.project_root,
         long_running_interval_ms: p.long_running_interval_ms.unwrap_or(DEFAULT_REMINDER_MS),
-        generation: current.generation + 1,
+        generation: 0, // numbered by `switch`
         pushed_after,
     });
     // The push thread may be asleep until a far-off reminder: wake it so

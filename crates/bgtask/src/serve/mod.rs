@@ -36,7 +36,8 @@ pub struct Session {
     pub service: Arc<Service>,
     pub project_root: Option<std::path::PathBuf>,
     pub long_running_interval_ms: u64,
-    /// Bumped on every `initialize`, so the push thread notices.
+    /// Bumped on every `initialize` (by `Server::switch`), so the push
+    /// thread notices.
     pub generation: u64,
     /// The newest outbox sequence number when the session became current:
     /// completions after it are pushed, earlier ones are left to drain.
@@ -54,8 +55,12 @@ impl Server {
             .clone()
     }
 
-    fn switch(&self, session: Session) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = session;
+    /// Makes `session` current with the next generation number, taken
+    /// under the same lock so two `initialize` calls never share one.
+    fn switch(&self, mut session: Session) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        session.generation = current.generation + 1;
+        *current = session;
     }
 
     fn send(&self, message: Value) {
