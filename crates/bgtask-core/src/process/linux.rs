@@ -459,7 +459,33 @@ pub fn reap_if_exited(pid: u32) -> bool {
 
 /// Blocks until the starter says "go" on stdin (true) or closes it without
 /// saying so (false).
+///
+/// Waits under `SCHED_BATCH`, back to `SCHED_OTHER` before returning (so
+/// the task's shell never inherits it). A pipe write wakes its reader
+/// "synchronously": the kernel expects the writer to sleep next and often
+/// queues the reader on the writer's CPU, where a normal task preempts the
+/// writer at once. The starter does not sleep after `go`: it returns the
+/// task, and an in-process starter (`serve`, `mcp`) was held up by the
+/// monitor's whole start, about 1 ms. A batch task does not preempt on
+/// wake-up; it runs when the starter yields its CPU or the other one
+/// takes it.
 pub fn wait_for_go() -> bool {
+    set_policy(libc::SCHED_BATCH);
+    let go = read_go();
+    set_policy(libc::SCHED_OTHER);
+    go
+}
+
+/// Sets the calling thread's scheduling policy, one of the normal ones (no
+/// privilege needed). A refusal (a seccomp filter, say) only costs the
+/// speed it was for.
+fn set_policy(policy: libc::c_int) {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a valid sched_param; pid 0 is the calling thread.
+    unsafe { libc::sched_setscheduler(0, policy, &param) };
+}
+
+fn read_go() -> bool {
     let mut buf = [0u8; 8];
     let mut got = 0;
     let mut stdin = io::stdin().lock();

@@ -213,3 +213,31 @@ fn the_live_task_limit_holds_and_leaves_nothing_behind() {
     assert!(third.stderr.contains("too many running tasks"), "{third:?}");
     assert_eq!(bg.list_all().len(), 2, "the refused task left no record");
 }
+
+/// The scheduling policy (field 41 of `/proc/PID/stat`) of a process.
+fn sched_policy(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 1..];
+    after_comm.split_whitespace().nth(38).unwrap().to_owned()
+}
+
+#[test]
+fn tasks_and_monitors_run_under_the_normal_scheduling_policy() {
+    // A monitor waits for its starter's "go" under SCHED_BATCH; neither it
+    // nor the task keeps that policy once the task runs.
+    let bg = Bg::new();
+    let marker = bg.path("shell");
+    let id = bg.spawn(&[], &format!("echo $$ > {}; sleep 300", marker.display()));
+    let shell: u32 = read_when_ready(&marker).parse().unwrap();
+    assert_eq!(
+        sched_policy(shell),
+        "0",
+        "the task's shell (SCHED_OTHER is 0)"
+    );
+    assert_eq!(
+        sched_policy(monitor_pid(&bg.status(&id))),
+        "0",
+        "the monitor"
+    );
+    bg.run(&["kill", &id]).ok();
+}
