@@ -14,7 +14,7 @@ fn tree_command(bg: &Bg, extra: &str) -> (String, std::path::PathBuf) {
 
 fn wait_for_pids(path: &std::path::Path, count: usize) -> Vec<u32> {
     let mut pids = Vec::new();
-    wait_until("the task's pids", PATIENCE, || {
+    wait_until("the task's pids", || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         pids = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
         pids.len() >= count && text.ends_with('\n')
@@ -156,7 +156,7 @@ fn tasks_outlive_a_starter_killed_with_sigkill() {
         .spawn()
         .unwrap();
     let mut id = String::new();
-    wait_until("the task to run", PATIENCE, || {
+    wait_until("the task to run", || {
         let tasks = bg.list_all();
         if let Some(t) = tasks.iter().find(|t| t["status"] == "running") {
             id = t["task_id"].as_str().unwrap().to_owned();
@@ -184,17 +184,17 @@ fn a_monitor_killed_with_sigkill_leaves_a_failed_task_and_no_process() {
     let monitor = monitor_pid(&bg.status(&id));
     assert!(is_running(monitor), "the monitor runs while its task does");
     kill9(monitor);
-    wait_until("the monitor to die", PATIENCE, || !is_running(monitor));
+    wait_until("the monitor to die", || !is_running(monitor));
     let task = bg.status(&id);
     assert_eq!(task["status"], "failed", "{task}");
     assert!(
         task["reason"].as_str().unwrap().contains("monitor"),
         "{task}"
     );
-    wait_until("the task's processes to end", PATIENCE, || {
+    wait_until("the task's processes to end", || {
         pids.iter().all(|p| !is_running(*p))
     });
-    wait_until("no process of the store to remain", PATIENCE, || {
+    wait_until("no process of the store to remain", || {
         pids_of_home(&bg.home).is_empty()
     });
     // The completion is recorded by whoever noticed.

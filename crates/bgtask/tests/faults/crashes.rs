@@ -58,7 +58,7 @@ pub fn verify_store(bg: &Bg) -> HashMap<&'static str, usize> {
         );
     }
     let leftovers = pids_of_home(&bg.home);
-    wait_until("every process of the store to exit", PATIENCE, || {
+    wait_until("every process of the store to exit", || {
         leftovers.iter().all(|p| !is_running(*p))
     });
     outcomes
@@ -269,16 +269,14 @@ fn monitors_killed_at_random_leave_failed_tasks_and_no_processes() {
         }
     }
     for (id, child, monitor) in &victims {
-        wait_until("the monitor to die", PATIENCE, || !is_running(*monitor));
+        wait_until("the monitor to die", || !is_running(*monitor));
         let task = bg.status(id);
         assert_eq!(task["status"], "failed", "{task}");
         assert!(
             task["reason"].as_str().unwrap().contains("monitor"),
             "{task}"
         );
-        wait_until("the task's process tree to end", PATIENCE, || {
-            !is_running(*child)
-        });
+        wait_until("the task's process tree to end", || !is_running(*child));
     }
     for id in &ids {
         bg.run(&["kill", "--grace", "0ms", id]).ok();

@@ -192,7 +192,7 @@ fn an_output_file_deleted_under_a_running_task_degrades_gracefully() {
     );
     let status = bg.status(&id);
     let out = status["stdout_path"].as_str().unwrap().to_owned();
-    wait_until("the first line", PATIENCE, || {
+    wait_until("the first line", || {
         std::fs::read_to_string(&out).unwrap_or_default() == "one\n"
     });
     std::fs::remove_file(&out).unwrap();

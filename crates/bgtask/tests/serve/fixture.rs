@@ -1,128 +1,23 @@
-//! One fixture per test: a temporary home and session, helpers to run the
-//! CLI against it, gates that hold a task until the test lets it go, and
-//! cleanup that ends every task the test started.
+//! The serve tests' fixture: the shared one (`../shared/fixture.rs`),
+//! tasks started in a given session, and gates that hold a task until the
+//! test lets it go.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_bgtask");
-
-/// How long any wait for the server or a task may take before the test
-/// fails: generous, since it only matters when something is broken.
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
-pub struct Bg {
-    pub dir: tempfile::TempDir,
-    pub home: PathBuf,
-    pub session: String,
-}
-
-/// What one CLI invocation did.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {:?}", self.stdout))
-    }
-
-    #[track_caller]
-    pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "command failed: {self:?}");
-        self
-    }
-}
+#[path = "../shared/fixture.rs"]
+#[allow(dead_code, reason = "each test binary uses part of the shared fixture")]
+mod shared;
+pub use shared::*;
 
 impl Bg {
-    pub fn new() -> Bg {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = dir.path().join("home");
-        Bg {
-            home,
-            dir,
-            session: "test".into(),
-        }
-    }
-
-    /// A `bgtask` command with this fixture's home and session.
-    pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env("BGTASK_HOME", &self.home)
-            .env("BGTASK_SESSION", &self.session)
-            .env("HOME", self.dir.path())
-            .env_remove("BGTASK_MAX_RUNNING")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// The same command acting for another session.
-    pub fn cmd_in(&self, session: &str) -> Command {
-        let mut cmd = self.cmd();
-        cmd.env("BGTASK_SESSION", session);
-        cmd
-    }
-
-    pub fn run(&self, args: &[&str]) -> Run {
-        self.run_with(self.cmd().args(args))
-    }
-
-    pub fn run_with(&self, cmd: &mut Command) -> Run {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("run bgtask");
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
     /// Starts a task with `bgtask run` in `session` and returns its id.
     pub fn spawn_in(&self, session: &str, command: &str) -> String {
-        let run = self
-            .run_with(self.cmd_in(session).args(["run", "--", command]))
-            .ok();
-        let id = run.stdout.trim().to_owned();
-        assert!(id.starts_with("bg-"), "unexpected run output {run:?}");
-        wait_until("the task to start", || {
-            self.status(&id)["status"] != "starting"
-        });
-        id
+        self.start(self.cmd_in(session).args(["run", "--", command]))
     }
 
     /// Starts a task with `bgtask run` in the fixture's session.
     pub fn spawn(&self, command: &str) -> String {
         self.spawn_in(&self.session.clone(), command)
-    }
-
-    pub fn status(&self, id: &str) -> Value {
-        self.run(&["status", "--json", id]).ok().json()
-    }
-
-    /// Waits for a task to end (the CLI's own event-driven wait).
-    pub fn wait(&self, id: &str) -> Value {
-        let run = self.run(&["wait", "--json", "--timeout", "60s", id]);
-        assert!(
-            !run.stderr.contains("timed out waiting"),
-            "task {id} did not end: {run:?}"
-        );
-        run.json()[0].clone()
-    }
-
-    /// Path of a file in the test's temp dir.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
     }
 
     /// A gate named `name`: tasks that run [`Gate::hold`] wait until the
@@ -132,42 +27,6 @@ impl Bg {
             path: self.path(&format!("gate-{name}")),
         }
     }
-
-    fn live_task_ids(&self) -> Vec<String> {
-        let listed = self
-            .cmd()
-            .args(["list", "--json", "--all-sessions"])
-            .output()
-            .ok()
-            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok());
-        listed
-            .as_ref()
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|t| is_live(t))
-            .filter_map(|t| t["task_id"].as_str().map(str::to_owned))
-            .collect()
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        if !self.home.join("bgtask.db").exists() {
-            return;
-        }
-        for id in self.live_task_ids() {
-            let _ = self.cmd().args(["kill", "--grace", "0ms", &id]).output();
-        }
-    }
-}
-
-/// Whether a task object is in a live status.
-pub fn is_live(task: &Value) -> bool {
-    matches!(
-        task["status"].as_str(),
-        Some("starting" | "running" | "killing")
-    )
 }
 
 /// A file a task waits for, so the test decides when it ends.
@@ -186,28 +45,5 @@ impl Gate {
 
     pub fn open(&self) {
         std::fs::write(&self.path, b"").expect("open the gate");
-    }
-}
-
-/// Polls `cond` every 20 ms until it holds or [`PATIENCE`] passes.
-#[track_caller]
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether a process with this pid exists and is not a zombie.
-pub fn is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next());
-            !matches!(state, Some('Z' | 'X'))
-        }
-        Err(_) => false,
     }
 }
