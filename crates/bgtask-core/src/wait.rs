@@ -86,13 +86,15 @@ impl Service {
         done: impl Fn(&[Task]) -> bool,
     ) -> Result<WaitOutcome> {
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-        // The events watch is made only when the owners' pidfds do not
-        // suffice: closing an inotify instance waits for an SRCU grace
-        // period (5–20 ms), which every waiter would pay on return.
-        let mut watch: Option<FileWatch> = None;
+        // The events watch is taken only when the owners' pidfds do not
+        // suffice, and is lent rather than made (see `WatchSlot`).
+        let mut slot = WatchSlot {
+            service: self,
+            watch: None,
+        };
         loop {
             // Drain before reading, so a transition after the read wakes us.
-            if let Some(watch) = &watch {
+            if let Some(watch) = &slot.watch {
                 watch.drain();
             }
             let tasks = ids
@@ -118,11 +120,11 @@ impl Service {
             // monitor dead: waiting for an end, its pidfd is enough.
             let live = tasks.iter().filter(|t| !t.is_terminal()).count();
             let pidfds_suffice = wake == Wake::OwnerExit && owners.len() == live;
-            if !pidfds_suffice && watch.is_none() {
-                watch = Some(self.events_watch()?);
+            if !pidfds_suffice && slot.watch.is_none() {
+                slot.watch = Some(self.lend_watch()?);
                 continue; // re-read: a change may have come before the watch
             }
-            let mut fds: Vec<_> = watch.iter().map(FileWatch::as_fd).collect();
+            let mut fds: Vec<_> = slot.watch.iter().map(FileWatch::as_fd).collect();
             fds.extend(owners.iter().map(ProcessHandle::as_fd));
             process::wait_readable(&fds, remaining)
                 .map_err(|e| Error::io("cannot wait on", self.store().events_path(), e))?;
@@ -157,6 +159,20 @@ impl Service {
     /// The newest outbox sequence number in the store.
     pub fn last_completion_seq(&self) -> Result<i64> {
         self.store().last_completion_seq()
+    }
+
+    /// An events watch for one wait: an idle one of this service's, or a
+    /// new one.
+    fn lend_watch(&self) -> Result<FileWatch> {
+        let idle = self
+            .idle_watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        match idle {
+            Some(watch) => Ok(watch),
+            None => self.events_watch(),
+        }
     }
 
     fn events_watch(&self) -> Result<FileWatch> {
@@ -245,6 +261,32 @@ impl Service {
             sink.write_all(&chunk.data)
                 .map_err(|e| Error::io("cannot write", "stdout", e))?;
             offset += chunk.data.len() as u64;
+        }
+    }
+}
+
+/// The events watch of one wait, if it took one; given back to the service
+/// when the wait ends. Closing an inotify instance waits for an SRCU grace
+/// period (5–20 ms here), which a waiter that made its own would pay on
+/// every return: a `serve` or `mcp` process, which waits for each
+/// background task to start, paid it on every `bash` request. Kept by the
+/// service instead, a watch is closed once, when the service goes. A reused
+/// watch may hold events from an earlier wait; the waiter drains it before
+/// each read, so at worst it reads the store once more.
+struct WatchSlot<'a> {
+    service: &'a Service,
+    watch: Option<FileWatch>,
+}
+
+impl Drop for WatchSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch.take() {
+            let mut idle = self
+                .service
+                .idle_watches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            idle.push(watch);
         }
     }
 }

@@ -372,3 +372,33 @@ fn initialize_chooses_the_session_and_the_default_cwd() {
     assert_eq!(default["session"], "other", "initialize keeps the session");
     assert_eq!(server.close().code(), Some(0));
 }
+
+#[test]
+fn background_starts_reported_running_one_after_another_and_at_once() {
+    // Each background `bash` waits for its task to start on an events
+    // watch that the server keeps and lends to the next wait; a reused
+    // watch (with the earlier tasks' events still in it) must neither
+    // miss a start nor report one early.
+    let bg = Bg::new();
+    let mut server = bg.serve();
+    let command = json!({"command": "exec sleep 300", "background": true});
+    let mut replies: Vec<Value> = (0..5)
+        .map(|_| server.call("bash", command.clone()))
+        .collect();
+    let at_once: Vec<i64> = (0..5)
+        .map(|_| server.request("bash", command.clone()))
+        .collect();
+    replies.extend(
+        at_once
+            .into_iter()
+            .map(|id| server.reply(id)["result"].clone()),
+    );
+    for reply in &replies {
+        assert_eq!(reply["status"], "running", "{reply}");
+        let pid = reply["pid"].as_u64().expect("a pid") as u32;
+        assert!(is_running(pid), "the reported shell runs: {reply}");
+    }
+    for reply in &replies {
+        server.call("bash_kill", json!({"task_id": reply["task_id"]}));
+    }
+}
