@@ -171,13 +171,13 @@ impl Gate {
 }
 
 /// A running `bgtask serve` whose stdout lines are timestamped as read.
-struct Server {
+pub struct Server {
     child: Child,
     lines: mpsc::Receiver<(u64, String)>,
 }
 
 impl Server {
-    fn start(home: &Home) -> Result<Server> {
+    pub fn start(home: &Home) -> Result<Server> {
         let mut child = home
             .cmd(&["serve"])
             .stdin(Stdio::piped())
@@ -205,6 +205,30 @@ impl Server {
         Ok(server)
     }
 
+    /// Sends request `id` and waits for its reply: the round trip in ms
+    /// (from before the write to the moment the reply line was read) and
+    /// the reply's `result`.
+    pub fn call(
+        &mut self,
+        id: i64,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<(f64, serde_json::Value)> {
+        let frame =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let stdin = self.child.stdin.as_mut().context("no stdin")?;
+        let sent = mono_ns();
+        writeln!(stdin, "{frame}")?;
+        stdin.flush()?;
+        let (at, reply) = self.next_value(|v| {
+            v.get("method").is_none() && v.get("id").and_then(|i| i.as_i64()) == Some(id)
+        })?;
+        match reply.get("result") {
+            Some(result) => Ok((ms_between(sent, at), result.clone())),
+            None => bail!("{method} failed: {reply}"),
+        }
+    }
+
     /// Waits until the push thread sleeps in poll.
     fn wait_idle(&self) -> Result<()> {
         let pid = self.child.id();
@@ -227,6 +251,13 @@ impl Server {
     }
 
     fn next_matching(&mut self, want: impl Fn(&serde_json::Value) -> bool) -> Result<u64> {
+        self.next_value(want).map(|(at, _)| at)
+    }
+
+    fn next_value(
+        &mut self,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<(u64, serde_json::Value)> {
         loop {
             let (at, line) = self
                 .lines
@@ -234,7 +265,7 @@ impl Server {
                 .context("bgtask serve sent nothing for 30 s")?;
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 if want(&v) {
-                    return Ok(at);
+                    return Ok((at, v));
                 }
             }
         }

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 
 use bgtask_core::SpawnRequest;
 
+use crate::completion::Server;
 use crate::harness::{time_ok, time_sh_true, time_shell_true, Bgtask, SETTLE};
 use crate::pueue::Pueue;
 use crate::report::{Check, Section, Target};
@@ -23,13 +24,19 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     let mut run = Series::new("`bgtask run -- true` (whole process)", "ms");
     let mut engine = Series::new("`Service::spawn` in-process (engine only)", "ms");
     let mut floor = Series::new("`bgtask --version` (exec of the CLI, no store)", "ms");
+    let mut serve = Series::new(
+        "background `bash` request to `bgtask serve`, until it runs",
+        "ms",
+    );
     // Warm-up: creates the store and pages the binary in.
     let id = home.start(&[], "true")?;
     home.run_ok(&["wait", &id])?;
+    let mut server = Server::start(&home)?;
+    let mut request_id = 100;
     for i in 0..plan.latency_runs {
-        for k in 0..4 {
+        for k in 0..5 {
             std::thread::sleep(SETTLE);
-            match (i + k) % 4 {
+            match (i + k) % 5 {
                 0 => sh.push(time_sh_true()?),
                 3 => floor.push(time_ok(&mut home.cmd(&["--version"]))?.0),
                 1 => {
@@ -37,6 +44,17 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
                     run.push(ms);
                     // Let the task end before the next measurement.
                     home.run_ok(&["wait", out.trim()])?;
+                }
+                4 => {
+                    request_id += 2;
+                    let params = serde_json::json!({"command": "true", "background": true});
+                    let (ms, task) = server.call(request_id, "bash", params)?;
+                    serve.push(ms);
+                    if task["pid"].is_null() {
+                        bail!("serve's background bash did not report a started task: {task}");
+                    }
+                    let ids = serde_json::json!({"task_ids": [task["task_id"]]});
+                    server.call(request_id + 1, "bash_wait", ids)?;
                 }
                 _ => {
                     let started = Instant::now();
@@ -72,6 +90,12 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
             "×",
             Target::None,
         ),
+        Check::new(
+            "background `bash` via `serve` / `sh -c true` (medians)",
+            serve.median() / sh.median(),
+            "×",
+            Target::None,
+        ),
     ];
     Ok(Section {
         key: "start",
@@ -79,14 +103,17 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
         method: format!(
             "Wall time from spawning the process to reaping it, stdout read to the end. \
              `bgtask run` returns once the task is recorded in the store (owned by its \
-             monitor, which starts the shell in the background). The four measurements are interleaved, in rotating \
+             monitor, which starts the shell in the background). The five measurements are interleaved, in rotating \
              order, {} times, with a {} ms pause before each; each task is waited for \
              (unmeasured) before the next measurement. The in-process row calls the library \
-             directly, so it leaves out the CLI's own exec and startup.",
+             directly, so it leaves out the CLI's own exec and startup. The `serve` row is \
+             what an agent plugin sees: a background `bash` request on a running server, \
+             from writing the line to reading the reply, which comes once the task runs \
+             (it carries the shell's pid), so it includes the monitor's start.",
             plan.latency_runs,
             SETTLE.as_millis()
         ),
-        series: vec![sh, floor, run, engine],
+        series: vec![sh, floor, run, engine, serve],
         checks,
         notes: Vec::new(),
     })
