@@ -262,13 +262,25 @@ impl Launched {
                 return Err(Error::SpawnFailed(format!("{}: {e}", shell_path())));
             }
         };
-        let leader = ProcessIdentity::of_child(child.id())
-            .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))?;
-        process::fault::point("monitor_after_spawn");
-        let cgroup_path = cgroup.as_ref().map(Cgroup::path);
-        let Some(task) = store.mark_running(&id, &leader, cgroup_path, now_ms())? else {
-            kill_everything(cgroup.as_ref());
-            return Ok(None);
+        let recorded = ProcessIdentity::of_child(child.id())
+            .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))
+            .and_then(|leader| {
+                process::fault::point("monitor_after_spawn");
+                let cgroup_path = cgroup.as_ref().map(Cgroup::path);
+                store.mark_running(&id, &leader, cgroup_path, now_ms())
+            });
+        // Not recorded as running (ended meanwhile, or an error): nothing
+        // the shell started may outlive this.
+        let task = match recorded {
+            Ok(Some(task)) => task,
+            Ok(None) => {
+                kill_everything(cgroup.as_ref());
+                return Ok(None);
+            }
+            Err(e) => {
+                kill_everything(cgroup.as_ref());
+                return Err(e);
+            }
         };
         let stream = |pipe, file| Stream {
             pipe: Some(pipe),

@@ -445,24 +445,16 @@ fn start_monitor(
     task: &TaskCommand<'_>,
     env: &[(String, String)],
 ) -> Result<Detached> {
+    // Checked (and for a new store created) before anything is written
+    // in it or started for it; `Store::open` checks again, cheaply.
+    Store::prepare_home(&config.home)?;
     let log_path = config.home.join(crate::monitor::MONITOR_LOG);
-    let open_log = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&log_path)
-    };
-    let log = match open_log() {
-        // The first task of a new store: the CLI starts it before it opens
-        // (and so creates) the store.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Store::prepare_home(&config.home)?;
-            open_log()
-        }
-        other => other,
-    }
-    .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
     let args: Vec<OsString> = vec![
         MONITOR_ARG.into(),
         config.home.clone().into_os_string(),

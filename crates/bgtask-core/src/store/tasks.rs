@@ -136,7 +136,6 @@ impl Store {
         cgroup: Option<&Path>,
         started_at: i64,
     ) -> Result<Option<StartedTask>> {
-        let opt_u64 = |v: Option<i64>| v.map(|v| v.max(0) as u64);
         self.conn
             .query_row(
                 "UPDATE tasks SET pid = ?2, pid_start = ?3, cgroup = ?4, started_at = ?5, \
@@ -452,7 +451,6 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
     let env_keys: String = r.get(5)?;
     let started_at: Option<i64> = r.get(12)?;
     let finished_at: Option<i64> = r.get(13)?;
-    let opt_u64 = |v: Option<i64>| v.map(|v| v.max(0) as u64);
     Ok(Some(Task {
         stdout_path: super::stdout_path(home, &task_id),
         stderr_path: super::stderr_path(home, &task_id),
@@ -480,6 +478,11 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
         monitor_pid: r.get(19)?,
     }))
+}
+
+/// A stored optional count or duration (never negative when bgtask wrote it).
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|v| v.max(0) as u64)
 }
 
 pub(super) fn is_disk_full(err: &rusqlite::Error) -> bool {

@@ -30,12 +30,17 @@ fn a_group_writable_home_or_a_file_is_refused() {
     let bg = Bg::new();
     std::fs::create_dir(&bg.home).unwrap();
     std::fs::set_permissions(&bg.home, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let run = bg.run(&["list"]);
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr.contains("writable by group or others"),
-        "{run:?}"
-    );
+    for args in [&["list"][..], &["run", "--", "echo hi"]] {
+        let run = bg.run(args);
+        assert_eq!(run.code, 1, "{args:?}");
+        assert!(
+            run.stderr.contains("writable by group or others"),
+            "{run:?}"
+        );
+    }
+    let written: Vec<_> = std::fs::read_dir(&bg.home).unwrap().collect();
+    assert!(written.is_empty(), "nothing written in it: {written:?}");
+    assert!(pids_of_home(&bg.home).is_empty(), "no monitor started");
     std::fs::remove_dir(&bg.home).unwrap();
     std::fs::write(&bg.home, "not a dir").unwrap();
     let run = bg.run(&["list"]);

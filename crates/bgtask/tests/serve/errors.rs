@@ -219,10 +219,12 @@ fn application_errors_carry_a_kind() {
     assert!(error["message"].as_str().unwrap().contains(stdout_path));
 
     // A monitor that cannot open the store cannot start the task: the task
-    // is recorded as failed, and the monitor's log says why.
-    let out = bg.home.join("out");
-    std::fs::remove_dir_all(&out).unwrap();
-    std::fs::write(&out, "not a directory").unwrap();
+    // is recorded as failed, and the monitor's log says why. (The lock file
+    // is opened only by a new connection, so the server starts the monitor
+    // and only the monitor fails.)
+    let lock = bg.home.join("bgtask.lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
     let failed = server.call("bash", json!({"command": "true", "wait_ms": 60_000}));
     assert_eq!(failed["status"], "failed", "{failed}");
     let reason = failed["reason"].as_str().unwrap();
@@ -230,6 +232,15 @@ fn application_errors_carry_a_kind() {
     assert!(reason.contains("monitor.log"), "{failed}");
     let log = std::fs::read_to_string(bg.home.join("monitor.log")).unwrap();
     assert!(log.contains("cannot open the store"), "{log}");
+    std::fs::remove_dir(&lock).unwrap();
+
+    // A store directory that became unusable is the caller's error, before
+    // any monitor is started.
+    let out = bg.home.join("out");
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::write(&out, "not a directory").unwrap();
+    let error = server.call_error("bash", json!({"command": "true"}));
+    assert_eq!(error["data"]["kind"], "store_error", "{error}");
     std::fs::remove_file(&out).unwrap();
     std::fs::create_dir(&out).unwrap();
     let listed = server.call("bash_list", json!({}));
