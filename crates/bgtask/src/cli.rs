@@ -1,6 +1,7 @@
 //! Command-line flags. Raw flags become validated values here (durations,
 //! sizes, key=value pairs) before any command sees them.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
@@ -33,12 +34,12 @@ impl Cli {
     /// Whatever that parser does not accept (help, any error, global
     /// options before the subcommand) goes to the full parser, so messages
     /// are always the full parser's.
-    pub fn from_command_line() -> Cli {
-        Self::parse_run().unwrap_or_else(Cli::parse)
+    pub fn from_command_line(args: Vec<OsString>) -> Cli {
+        Self::parse_run(&args).unwrap_or_else(|| Cli::parse_from(args))
     }
 
-    fn parse_run() -> Option<Cli> {
-        let mut args = std::env::args_os().skip(1);
+    fn parse_run(args: &[OsString]) -> Option<Cli> {
+        let mut args = args.iter().skip(1);
         if args.next()? != "run" {
             return None;
         }

@@ -28,10 +28,16 @@ const EXIT_UNKNOWN_TASK: u8 = 3;
 /// bgtask does without that handler (an overflow is then a plain SIGSEGV)
 /// and does the two other things std's start-up does itself.
 #[no_mangle]
+#[expect(
+    clippy::not_unsafe_ptr_arg_deref,
+    reason = "only the C library calls main, with argc valid arguments"
+)]
 pub extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
+    argc: std::ffi::c_int,
+    argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
+    // SAFETY: the C library passes argc valid NUL-terminated strings.
+    let args = unsafe { args_from(argc, argv) };
     // A closed stdin, stdout or stderr would be reused by the next open:
     // the database could become fd 1, and output would be written into it.
     for fd in 0..=2 {
@@ -46,15 +52,34 @@ pub extern "C" fn main(
     // SAFETY: setting a signal's disposition to "ignore".
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Runs std's clean-up too: stdout is flushed.
-    std::process::exit(i32::from(run()))
+    std::process::exit(i32::from(run(args)))
 }
 
-fn run() -> u8 {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+/// The command line as the C library passed it. std's `args_os` is not
+/// used: without std's start-up only glibc hands std the arguments, and
+/// musl does not.
+///
+/// # Safety
+/// `argv` must hold `argc` valid NUL-terminated strings.
+unsafe fn args_from(
+    argc: std::ffi::c_int,
+    argv: *const *const std::ffi::c_char,
+) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    (0..usize::try_from(argc).unwrap_or(0))
+        .map(|i| {
+            // SAFETY: the caller's promise.
+            let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+            std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
+        })
+        .collect()
+}
+
+fn run(args: Vec<std::ffi::OsString>) -> u8 {
     if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
         return run_monitor(&args[2..]);
     }
-    let cli = cli::Cli::from_command_line();
+    let cli = cli::Cli::from_command_line(args);
     // Setting up the subscriber costs about 0.1 ms of a 2 ms command; the
     // short commands log nothing unless asked to.
     if matches!(cli.command, cli::Command::Serve | cli::Command::Mcp)

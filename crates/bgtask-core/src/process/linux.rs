@@ -479,10 +479,17 @@ pub fn wait_for_go() -> bool {
 /// Sets the calling thread's scheduling policy, one of the normal ones (no
 /// privilege needed). A refusal (a seccomp filter, say) only costs the
 /// speed it was for.
+///
+/// The system call is made directly: musl's `sched_setscheduler` is a stub
+/// that always fails, because the kernel's call sets a thread's policy and
+/// POSIX's sets a process's.
 fn set_policy(policy: libc::c_int) {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: a valid sched_param; pid 0 is the calling thread.
-    unsafe { libc::sched_setscheduler(0, policy, &param) };
+    // SAFETY: sched_param is plain integers, for which zero is valid (and
+    // the priority the normal policies require).
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid sched_param that outlives the call; pid 0 is the
+    // calling thread.
+    unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, policy, &param) };
 }
 
 fn read_go() -> bool {
