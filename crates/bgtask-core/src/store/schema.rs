@@ -13,8 +13,12 @@ use rusqlite::{Connection, OpenFlags};
 use super::CacheSize;
 use crate::error::{Error, Result};
 
+/// Schema changes after version 1, oldest first: `MIGRATIONS[i]` takes a
+/// database from version `i + 1` to `i + 2`. Append, never edit a step.
+const MIGRATIONS: &[&str] = &[];
+
 /// The schema this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 /// The per-row format this build writes; rows with a larger one are skipped.
 pub(crate) const RECORD_VERSION: i64 = 1;
 
@@ -217,8 +221,14 @@ fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     // Another process may have created the schema while we waited.
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version < SCHEMA_VERSION {
+    if version < 1 {
         conn.execute_batch(SCHEMA_V1)?;
+    }
+    if version < SCHEMA_VERSION {
+        let done = usize::try_from(version.max(1) - 1).unwrap_or(0);
+        for step in &MIGRATIONS[done..] {
+            conn.execute_batch(step)?;
+        }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
     conn.execute_batch("COMMIT")
