@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::error::ErrorKind;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use bgtask_core::units::{parse_duration_ms, parse_size};
@@ -34,8 +35,11 @@ impl Cli {
     /// Whatever that parser does not accept (help, any error, global
     /// options before the subcommand) goes to the full parser, so messages
     /// are always the full parser's.
-    pub fn from_command_line(args: Vec<OsString>) -> Cli {
-        Self::parse_run(&args).unwrap_or_else(|| Cli::parse_from(args))
+    pub fn from_command_line(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        match Self::parse_run(&args) {
+            Some(cli) => Ok(cli),
+            None => Cli::try_parse_from(args),
+        }
     }
 
     fn parse_run(args: &[OsString]) -> Option<Cli> {
@@ -135,9 +139,16 @@ pub struct RunArgs {
     /// Working directory [default: the current directory]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Extra environment variable (repeatable); values are never stored
-    #[arg(long = "env", value_parser = key_value, value_name = "KEY=VALUE")]
-    pub env: Vec<(String, String)>,
+    /// Extra environment variable (repeatable): KEY=VALUE, or KEY alone to
+    /// pass on bgtask's own value of KEY (so the value never appears on a
+    /// command line). Values are never stored
+    #[arg(long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read environment variables from FILE (repeatable): one KEY=VALUE per
+    /// line, taken literally; KEY alone passes on bgtask's own value; blank
+    /// lines and lines starting with # are skipped. --env wins over a file
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     /// Hard time limit ("none" for no limit)
     #[arg(long, default_value = "30m", value_parser = duration, value_name = "DUR")]
     pub timeout: Limit,
@@ -195,15 +206,41 @@ fn size(text: &str) -> Result<u64, String> {
     parse_size(text).map_err(|e| e.to_string())
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some(("", _)) => Err("the name before '=' is empty".into()),
-        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
-        None => Err(format!("expected KEY=VALUE, got {:?}", key_only(text))),
+/// A clap error as the one line bgtask prints for every error: the
+/// message, clap's tip if it has one, and the usage. Help and version
+/// requests are not errors; `None` for them (clap prints them itself).
+pub fn usage_error_line(err: &clap::Error) -> Option<String> {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        return None;
     }
-}
-
-/// Never echo a value back; show at most the name-like start.
-fn key_only(text: &str) -> String {
-    text.chars().take(40).collect()
+    let text = err.render().to_string();
+    let mut message = String::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("error: ") {
+            message = rest.to_owned();
+        } else if let Some(tip) = line.strip_prefix("tip: ") {
+            message.push_str("; ");
+            message.push_str(tip);
+        } else if let Some(rest) = line.strip_prefix("Usage: ") {
+            usage = Some(rest.to_owned());
+        }
+    }
+    if message.is_empty() {
+        message = "missing subcommand".to_owned();
+    }
+    if let Some(usage) = usage {
+        let command: Vec<&str> = usage
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(['[', '<', '-']))
+            .collect();
+        let command = command.join(" ");
+        message.push_str(&format!(" (usage: {usage}; see `{command} --help`)"));
+    } else {
+        message.push_str(" (see --help)");
+    }
+    Some(message)
 }

@@ -144,7 +144,7 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
     let request = SpawnRequest {
         command: args.command.join(" "),
         cwd: args.cwd,
-        env: args.env,
+        env: crate::env::task_env(&args.env_file, &args.env)?,
         timeout_ms: args.timeout.0,
         idle_timeout_ms: args.idle_timeout,
         max_output: args.max_output,

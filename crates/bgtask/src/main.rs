@@ -8,6 +8,7 @@
 
 mod cli;
 mod commands;
+mod env;
 mod mcp;
 mod render;
 mod serve;
@@ -38,6 +39,8 @@ pub extern "C" fn main(
 ) -> std::ffi::c_int {
     // SAFETY: the C library passes argc valid NUL-terminated strings.
     let args = unsafe { args_from(argc, argv) };
+    // SAFETY: as above; the strings are the process's own writable memory.
+    unsafe { hide_env_values(argc, argv) };
     // A closed stdin, stdout or stderr would be reused by the next open:
     // the database could become fd 1, and output would be written into it.
     for fd in 0..=2 {
@@ -75,11 +78,51 @@ unsafe fn args_from(
         .collect()
 }
 
+/// Blanks the values of `--env KEY=VALUE` (and `--env=KEY=VALUE`) in the
+/// process's own argument memory, which `/proc/PID/cmdline` shows to every
+/// user for as long as the process runs (`run --wait` may run for hours).
+/// The arguments were copied before. Only options before `--` are
+/// touched: what follows is the task's command line.
+///
+/// # Safety
+/// `argv` must hold `argc` valid, writable, NUL-terminated strings.
+unsafe fn hide_env_values(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) {
+    let mut value_follows = false;
+    for i in 1..usize::try_from(argc).unwrap_or(0) {
+        // SAFETY: the caller's promise: a valid string of the process's own
+        // argument area, written only within its length (never its NUL).
+        let arg = unsafe {
+            let ptr = (*argv.add(i)).cast_mut();
+            std::slice::from_raw_parts_mut(ptr.cast::<u8>(), libc::strlen(ptr))
+        };
+        if arg == b"--" {
+            return;
+        }
+        let pair_start = if value_follows {
+            Some(0)
+        } else if arg.starts_with(b"--env=") {
+            Some("--env=".len())
+        } else {
+            None
+        };
+        value_follows = arg == b"--env";
+        if let Some(start) = pair_start {
+            let pair = &mut arg[start..];
+            if let Some(eq) = pair.iter().position(|b| *b == b'=') {
+                pair[eq + 1..].fill(0);
+            }
+        }
+    }
+}
+
 fn run(args: Vec<std::ffi::OsString>) -> u8 {
     if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
         return run_monitor(&args[2..]);
     }
-    let cli = cli::Cli::from_command_line(args);
+    let cli = match cli::Cli::from_command_line(args) {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     // Setting up the subscriber costs about 0.1 ms of a 2 ms command; the
     // short commands log nothing unless asked to.
     if matches!(cli.command, cli::Command::Serve | cli::Command::Mcp)
@@ -99,6 +142,21 @@ fn run(args: Vec<std::ffi::OsString>) -> u8 {
             }
             eprintln!("bgtask: {line}");
             exit_code_for(&err)
+        }
+    }
+}
+
+/// Prints a command-line error as one line (help and version as clap
+/// does) and returns the exit code.
+fn usage_error(err: &clap::Error) -> u8 {
+    match cli::usage_error_line(err) {
+        Some(line) => {
+            eprintln!("bgtask: {line}");
+            EXIT_USAGE
+        }
+        None => {
+            let _ = err.print();
+            0
         }
     }
 }

@@ -50,7 +50,11 @@ fn bad_input_is_refused_with_the_documented_exit_codes() {
             "invalid size",
         ),
         (&["run", "--max-output", "10", "--", "true"], 2, "too small"),
-        (&["run", "--env", "NOVALUE", "--", "true"], 2, "KEY=VALUE"),
+        (
+            &["run", "--env", "NOVALUE", "--", "true"],
+            2,
+            "NOVALUE is not set",
+        ),
         (&["run", "--env", "=x", "--", "true"], 2, "empty"),
         (&["run"], 2, "COMMAND"),
         (&["status", "bg-00000000000000aa"], 3, "bg-00000000000000aa"),
@@ -176,5 +180,5 @@ fn run_parses_the_same_with_global_options_anywhere() {
     assert_rejected(&bad, 2, "invalid value 'soon' for '--wait <DUR>'");
     let unknown = bg.run(&["run", "--bogus", "--", "true"]);
     assert_rejected(&unknown, 2, "unexpected argument '--bogus'");
-    assert!(unknown.stderr.contains("Usage: bgtask run"), "{unknown:?}");
+    assert!(unknown.stderr.contains("usage: bgtask run"), "{unknown:?}");
 }

@@ -7,4 +7,5 @@ mod basics;
 mod completions;
 mod durability;
 mod output;
+mod secrets;
 mod supervision;
