@@ -140,7 +140,7 @@ fn run(args: Vec<std::ffi::OsString>) -> u8 {
             if line.contains("malformed") || line.contains("not a database") {
                 line.push_str(" (run `bgtask doctor` to check and repair the store)");
             }
-            eprintln!("bgtask: {line}");
+            eprintln!("bgtask: {}", render::printable(&line, false));
             exit_code_for(&err)
         }
     }

@@ -1,6 +1,12 @@
 //! Human and JSON output of the CLI. With `--json` every command prints
 //! exactly one JSON document; otherwise compact, aligned text.
+//!
+//! Human output never passes a task's bytes to the terminal as they are: a
+//! command or its output may hold escape sequences (a window title, a
+//! clipboard write through OSC 52), so control characters are shown
+//! escaped (`\x1b`). `--json` and `logs` stay exact.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::Result;
@@ -55,7 +61,7 @@ pub fn status(status: &TaskStatus, as_json: bool) -> Result<()> {
             "output"
         };
         writeln!(out, "{label}:")?;
-        out.write_all(status.output_tail.as_bytes())?;
+        out.write_all(printable(&status.output_tail, true).as_bytes())?;
         if !status.output_tail.ends_with('\n') {
             writeln!(out)?;
         }
@@ -67,11 +73,11 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
     writeln!(out, "task:     {}", task.task_id)?;
     writeln!(out, "status:   {}", status_text(task))?;
     if let Some(reason) = &task.reason {
-        writeln!(out, "reason:   {reason}")?;
+        writeln!(out, "reason:   {}", printable(reason, false))?;
     }
-    writeln!(out, "command:  {}", task.command)?;
-    writeln!(out, "cwd:      {}", task.cwd.display())?;
-    writeln!(out, "session:  {}", task.session)?;
+    writeln!(out, "command:  {}", printable(&task.command, false))?;
+    writeln!(out, "cwd:      {}", path_text(&task.cwd))?;
+    writeln!(out, "session:  {}", printable(&task.session, false))?;
     if let Some(pid) = task.pid {
         writeln!(out, "pid:      {pid}")?;
     }
@@ -79,8 +85,8 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
         writeln!(out, "monitor:  {pid}")?;
     }
     writeln!(out, "time:     {}", age_or_duration(task))?;
-    writeln!(out, "stdout:   {}", task.stdout_path.display())?;
-    writeln!(out, "stderr:   {}", task.stderr_path.display())?;
+    writeln!(out, "stdout:   {}", path_text(&task.stdout_path))?;
+    writeln!(out, "stderr:   {}", path_text(&task.stderr_path))?;
     if task.output_dropped_bytes > 0 {
         writeln!(
             out,
@@ -190,14 +196,19 @@ pub fn doctor(report: &bgtask_core::DoctorReport, as_json: bool) -> Result<()> {
         return json(report);
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "store: {}", report.home.display())?;
+    writeln!(out, "store: {}", path_text(&report.home))?;
     for f in &report.findings {
         let mark = match (f.ok, f.repaired) {
             (true, _) => "ok      ",
             (false, true) => "repaired",
             (false, false) => "PROBLEM ",
         };
-        writeln!(out, "{mark}  {:<13} {}", f.check, f.detail)?;
+        writeln!(
+            out,
+            "{mark}  {:<13} {}",
+            f.check,
+            printable(&f.detail, false)
+        )?;
     }
     Ok(())
 }
@@ -237,11 +248,39 @@ fn age_or_duration(task: &Task) -> String {
     }
 }
 
+/// The first line of `text`, at most `max` characters, escaped.
 fn first_line(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or("");
     let mut short: String = line.chars().take(max).collect();
     if short.len() < line.len() || text.lines().nth(1).is_some() {
         short.push('…');
     }
-    short
+    printable(&short, false).into_owned()
+}
+
+/// A path for human output (lossy where it is not UTF-8), escaped.
+fn path_text(path: &std::path::Path) -> String {
+    printable(&path.to_string_lossy(), false).into_owned()
+}
+
+/// `text` with every control character (C0, DEL, C1) and every bidi
+/// override shown escaped, so nothing a task printed or named can drive
+/// the terminal. `multiline` keeps newlines and tabs as they are.
+pub fn printable(text: &str, multiline: bool) -> Cow<'_, str> {
+    let needs_escape = |c: char| {
+        (c.is_control() && !(multiline && matches!(c, '\n' | '\t')))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !needs_escape(c) => shown.push(c),
+            c if u32::from(c) < 0x80 => shown.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => shown.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        }
+    }
+    Cow::Owned(shown)
 }

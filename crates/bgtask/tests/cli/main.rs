@@ -9,3 +9,4 @@ mod durability;
 mod output;
 mod secrets;
 mod supervision;
+mod terminal;
