@@ -22,6 +22,7 @@ use crate::process::{self, Detached, ProcessIdentity};
 use crate::reconcile::{reconcile_all, reconcile_task};
 use crate::store::{CacheSize, NewTask, Store};
 use crate::task::{Completion, Status, Task, TaskId};
+use crate::units::{MAX_DURATION_MS, MAX_SIZE};
 
 /// Longest command line: the kernel's limit on one exec argument
 /// (MAX_ARG_STRLEN), minus room for the terminating NUL.
@@ -241,6 +242,7 @@ impl Service {
     /// and waits until its end is recorded. A task that already ended keeps
     /// its real end.
     pub fn kill(&self, id: &TaskId, grace_ms: u64) -> Result<Task> {
+        let grace_ms = grace_ms.min(MAX_DURATION_MS);
         {
             let mut store = self.store();
             if store.live(id)?.is_none() {
@@ -418,6 +420,23 @@ fn validate(req: &SpawnRequest) -> Result<PathBuf> {
         return Err(Error::InvalidArgument(
             "a timeout must be longer than 0".into(),
         ));
+    }
+    for (what, limit) in [
+        ("timeout", req.timeout_ms),
+        ("idle timeout", req.idle_timeout_ms),
+    ] {
+        if limit.is_some_and(|ms| ms > MAX_DURATION_MS) {
+            return Err(Error::InvalidArgument(format!(
+                "the {what} of {} ms is too long (at most {MAX_DURATION_MS} ms, 100 years; omit it for no limit)",
+                limit.unwrap_or_default()
+            )));
+        }
+    }
+    if req.max_output > MAX_SIZE {
+        return Err(Error::InvalidArgument(format!(
+            "max output {} is too large (at most {MAX_SIZE} bytes)",
+            req.max_output
+        )));
     }
     resolve_cwd(req.cwd.as_deref())
 }

@@ -3,6 +3,13 @@
 
 use crate::error::Error;
 
+/// Longest duration accepted anywhere (100 years): longer ones are surely
+/// a mistake, and every limit must stay far from overflowing a clock.
+pub const MAX_DURATION_MS: u64 = 36_500 * 86_400_000;
+/// Largest size accepted anywhere (1 EiB); sizes are stored as SQLite's
+/// signed 64-bit integers.
+pub const MAX_SIZE: u64 = 1 << 60;
+
 /// Parses a duration into milliseconds. `none` (or `never`) gives `None`.
 pub fn parse_duration_ms(text: &str) -> Result<Option<u64>, Error> {
     let t = text.trim();
@@ -19,10 +26,12 @@ pub fn parse_duration_ms(text: &str) -> Result<Option<u64>, Error> {
         _ => return Err(bad_duration(text)),
     };
     let value: u64 = number.parse().map_err(|_| bad_duration(text))?;
-    value
-        .checked_mul(scale)
-        .map(Some)
-        .ok_or_else(|| bad_duration(text))
+    match value.checked_mul(scale) {
+        Some(ms) if ms <= MAX_DURATION_MS => Ok(Some(ms)),
+        _ => Err(Error::InvalidArgument(format!(
+            "duration {text:?} is too long (at most 36500d; use none for no limit)"
+        ))),
+    }
 }
 
 /// Parses a byte size (`4096`, `64KiB`, `100MiB`, `1GiB`; `K`/`M`/`G` and
@@ -39,7 +48,12 @@ pub fn parse_size(text: &str) -> Result<u64, Error> {
         _ => return Err(bad_size(text)),
     };
     let value: u64 = number.parse().map_err(|_| bad_size(text))?;
-    value.checked_mul(scale).ok_or_else(|| bad_size(text))
+    match value.checked_mul(scale) {
+        Some(bytes) if bytes <= MAX_SIZE => Ok(bytes),
+        _ => Err(Error::InvalidArgument(format!(
+            "size {text:?} is too large (at most 1048576TiB)"
+        ))),
+    }
 }
 
 /// Prints milliseconds compactly: `850ms`, `12s`, `30m`, `1h5m`.

@@ -85,7 +85,9 @@ impl Service {
         wake: Wake,
         done: impl Fn(&[Task]) -> bool,
     ) -> Result<WaitOutcome> {
-        let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        // A deadline past what the clock can hold is no deadline.
+        let deadline =
+            timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
         // The events watch is taken only when the owners' pidfds do not
         // suffice, and is lent rather than made (see `WatchSlot`).
         let mut slot = WatchSlot {

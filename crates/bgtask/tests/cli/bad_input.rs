@@ -182,3 +182,63 @@ fn run_parses_the_same_with_global_options_anywhere() {
     assert_rejected(&unknown, 2, "unexpected argument '--bogus'");
     assert!(unknown.stderr.contains("usage: bgtask run"), "{unknown:?}");
 }
+
+#[test]
+fn huge_limits_are_refused_or_kept_never_wrapped() {
+    let bg = Bg::new();
+    for (args, mentions) in [
+        (
+            &["run", "--timeout", "200000000000d", "--", "true"][..],
+            "too long",
+        ),
+        (
+            &["run", "--idle-timeout", "36501d", "--", "true"],
+            "too long",
+        ),
+        (
+            &["run", "--max-output", "9223372036854775808", "--", "true"],
+            "too large",
+        ),
+        (
+            &["run", "--max-output", "8388608TiB", "--", "true"],
+            "too large",
+        ),
+        (
+            &[
+                "kill",
+                "--grace",
+                "18446744073709551615ms",
+                "bg-00000000000000aa",
+            ],
+            "too long",
+        ),
+    ] {
+        let run = bg.run(args);
+        assert_rejected(&run, 2, mentions);
+    }
+    assert!(!bg.home.join("bgtask.db").exists() || bg.list_all().is_empty());
+    // The largest accepted limits are stored as given and do not fire.
+    let task = bg
+        .run(&[
+            "run",
+            "--json",
+            "--wait",
+            "20s",
+            "--timeout",
+            "36500d",
+            "--idle-timeout",
+            "36500d",
+            "--max-output",
+            "1048576TiB",
+            "--",
+            "echo fine",
+        ])
+        .ok()
+        .json();
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["timeout_ms"], 3_153_600_000_000u64);
+    assert_eq!(task["idle_timeout_ms"], 3_153_600_000_000u64);
+    assert_eq!(task["max_output_bytes"], 1u64 << 60);
+    let id = task["task_id"].as_str().unwrap();
+    bg.run(&["wait", "--timeout", "36500d", id]).ok();
+}
