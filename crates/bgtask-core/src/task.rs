@@ -5,10 +5,10 @@
 //! place that says which statuses are terminal.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::Error;
 
@@ -241,6 +241,7 @@ pub struct Task {
     pub task_id: TaskId,
     pub session: String,
     pub command: String,
+    #[serde(serialize_with = "serialize_path")]
     pub cwd: PathBuf,
     pub status: Status,
     pub exit_code: Option<i32>,
@@ -259,7 +260,9 @@ pub struct Task {
     pub notify: bool,
     pub env_keys: Vec<String>,
     pub output_dropped_bytes: u64,
+    #[serde(serialize_with = "serialize_path")]
     pub stdout_path: PathBuf,
+    #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
 }
 
@@ -283,8 +286,17 @@ pub struct Completion {
     pub finished_at: Option<i64>,
     pub output_preview: String,
     pub output_truncated: bool,
+    #[serde(serialize_with = "serialize_path")]
     pub stdout_path: PathBuf,
+    #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+}
+
+/// Serializes a path as a JSON string. Paths are bytes and JSON strings
+/// are Unicode: bytes that are not UTF-8 (a home such as `/tmp/h\xff`) are
+/// shown as U+FFFD rather than failing the whole reply.
+pub fn serialize_path<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub struct Finding {
 /// Everything `doctor` found.
 #[derive(Clone, Debug, Serialize)]
 pub struct DoctorReport {
+    #[serde(serialize_with = "crate::task::serialize_path")]
     pub home: PathBuf,
     pub findings: Vec<Finding>,
 }

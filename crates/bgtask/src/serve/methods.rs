@@ -161,8 +161,8 @@ fn bash(session: &Session, p: BashParams) -> Reply {
             "command": task.command,
             "pid": task.pid,
             "started_at": task.started_at,
-            "stdout_path": task.stdout_path,
-            "stderr_path": task.stderr_path,
+            "stdout_path": task.stdout_path.to_string_lossy(),
+            "stderr_path": task.stderr_path.to_string_lossy(),
             "notify_on_completion": request.notify_on_completion.unwrap_or(true),
         })),
     }

@@ -69,8 +69,8 @@ fn run(server: &Server) -> bgtask_core::Result<()> {
                     "duration_ms": c.duration_ms,
                     "output_preview": str_tail(&preview, PREVIEW_BYTES),
                     "output_truncated": c.output_truncated,
-                    "stdout_path": c.stdout_path,
-                    "stderr_path": c.stderr_path,
+                    "stdout_path": c.stdout_path.to_string_lossy(),
+                    "stderr_path": c.stderr_path.to_string_lossy(),
                 }),
             ));
         }

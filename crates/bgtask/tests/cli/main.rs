@@ -7,6 +7,7 @@ mod basics;
 mod completions;
 mod durability;
 mod output;
+mod paths;
 mod secrets;
 mod supervision;
 mod terminal;
