@@ -282,9 +282,10 @@ impl Launched {
                 return Err(e);
             }
         };
-        let stream = |pipe, file| Stream {
+        let (out_path, err_path) = (store.stdout_path(&id), store.stderr_path(&id));
+        let stream = |pipe, path, file| Stream {
             pipe: Some(pipe),
-            writer: CappedWriter::new(file, task.max_output / 2),
+            writer: CappedWriter::new(path, file, task.max_output / 2),
             write_failed: false,
         };
         Ok(Some(Running {
@@ -292,7 +293,10 @@ impl Launched {
             pgid: child.id(),
             child,
             cgroup,
-            streams: [stream(out_r, out_file), stream(err_r, err_file)],
+            streams: [
+                stream(out_r, out_path, out_file),
+                stream(err_r, err_path, err_file),
+            ],
             signals,
             terminated,
             started,

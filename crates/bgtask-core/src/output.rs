@@ -5,11 +5,17 @@
 //! most 1 MiB), then a fixed-width marker line saying how many bytes were
 //! dropped, then the most recent output. The file is plain text at every
 //! moment, so `cat` of the output path always shows head, marker and tail.
+//!
+//! Invariant: an output file, once opened, only ever grows by appends.
+//! Compaction writes the compacted file beside it and renames it over the
+//! old one, so a reader holding the old file keeps a consistent view (a
+//! [`Snapshot`]) and one that opens the path again sees the new layout
+//! whole; no reader can see data moved half-way.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
 /// Longest head kept when the cap is large.
 const MAX_HEAD: u64 = 1 << 20;
@@ -20,6 +26,7 @@ pub const MIN_CAP: u64 = 4096;
 
 /// Appends a stream's output to its file, keeping the file under `cap` bytes.
 pub struct CappedWriter {
+    path: PathBuf,
     file: File,
     cap: u64,
     head: u64,
@@ -30,13 +37,21 @@ pub struct CappedWriter {
     lost: u64,
 }
 
+/// The head a capped file of a stream with cap `stream_cap` keeps.
+pub fn head_len(stream_cap: u64) -> u64 {
+    (stream_cap.max(MIN_CAP) / 2).min(MAX_HEAD)
+}
+
 impl CappedWriter {
-    pub fn new(file: File, cap: u64) -> Self {
+    /// A writer appending to `file`, which is open at `path` (compaction
+    /// replaces the file at `path`).
+    pub fn new(path: PathBuf, file: File, cap: u64) -> Self {
         let cap = cap.max(MIN_CAP);
         CappedWriter {
+            path,
             file,
             cap,
-            head: (cap / 2).min(MAX_HEAD),
+            head: head_len(cap),
             len: 0,
             dropped: 0,
             lost: 0,
@@ -71,13 +86,46 @@ impl CappedWriter {
         let retain = (self.cap - body) / 2;
         let from_data = (data.len() as u64).min(retain);
         let from_file = (retain - from_data).min(self.len - tail_start);
-        self.dropped += (self.len - tail_start - from_file) + (data.len() as u64 - from_data);
-        self.move_within(self.len - from_file, body, from_file)?;
-        self.file.set_len(body + from_file)?;
+        let dropped =
+            self.dropped + (self.len - tail_start - from_file) + (data.len() as u64 - from_data);
+        let compacted = self.replace(dropped, self.len - from_file, from_file)?;
+        self.file = compacted;
         self.len = body + from_file;
-        self.write_marker()?;
+        self.dropped = dropped;
         self.append(&data[data.len() - from_data as usize..])?;
         Ok(true)
+    }
+
+    /// Writes head + marker + `tail_len` bytes from `tail_from` into a new
+    /// file beside the old one and renames it over the old one.
+    fn replace(&self, dropped: u64, tail_from: u64, tail_len: u64) -> io::Result<File> {
+        let mut name = self.path.file_name().unwrap_or_default().to_owned();
+        name.push(".compacting");
+        let next_path = self.path.with_file_name(name);
+        let next = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&next_path)?;
+        let written = copy_between(&self.file, 0, &next, 0, self.head)
+            .and_then(|()| next.write_all_at(&marker_line(dropped), self.head))
+            .and_then(|()| {
+                copy_between(
+                    &self.file,
+                    tail_from,
+                    &next,
+                    self.head + MARKER_LEN,
+                    tail_len,
+                )
+            })
+            .and_then(|()| std::fs::rename(&next_path, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&next_path);
+            return Err(e);
+        }
+        Ok(next)
     }
 
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
@@ -91,26 +139,133 @@ impl CappedWriter {
         self.len += data.len() as u64;
         Ok(())
     }
+}
 
-    fn write_marker(&self) -> io::Result<()> {
-        let text = format!("[bgtask: {} bytes of output dropped here]", self.dropped);
-        let width = MARKER_LEN as usize - 2;
-        let line = format!("\n{text:<width$}\n");
-        self.file
-            .write_all_at(&line.as_bytes()[..MARKER_LEN as usize], self.head)
+/// The marker line: exactly `MARKER_LEN` bytes.
+fn marker_line(dropped: u64) -> Vec<u8> {
+    let text = format!("[bgtask: {dropped} bytes of output dropped here]");
+    let width = MARKER_LEN as usize - 2;
+    let mut line = format!("\n{text:<width$}\n").into_bytes();
+    line.truncate(MARKER_LEN as usize);
+    line
+}
+
+/// The dropped count of a marker line, if `bytes` is one.
+fn parse_marker(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let inner = text
+        .strip_prefix("\n[bgtask: ")?
+        .strip_suffix('\n')?
+        .trim_end();
+    inner
+        .strip_suffix(" bytes of output dropped here]")?
+        .parse()
+        .ok()
+}
+
+/// Copies `len` bytes at `from` in `src` to `to` in `dst`, in chunks.
+fn copy_between(src: &File, from: u64, dst: &File, to: u64, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; (len as usize).min(256 << 10)];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        src.read_exact_at(&mut buf[..n], from + done)?;
+        dst.write_all_at(&buf[..n], to + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// One consistent view of a stream's output file, in positions of the
+/// stream itself (every byte the task wrote, dropped or not), so a reader
+/// can follow a file that compaction replaces under it and say exactly
+/// what it missed.
+pub struct Snapshot {
+    file: File,
+    len: u64,
+    /// Where the head ends and how much was dropped after it, once the
+    /// file was compacted.
+    capped: Option<(u64, u64)>,
+}
+
+/// What one [`Snapshot::read_stream`] found.
+#[derive(Debug, Default)]
+pub struct StreamRead {
+    /// Bytes dropped by the cap between the requested position and `data`.
+    pub skipped: u64,
+    pub data: Vec<u8>,
+    /// The stream position after `data`.
+    pub next: u64,
+}
+
+impl Snapshot {
+    /// Opens the file at `path`, written with stream cap `stream_cap`; `None`
+    /// if it does not exist (yet).
+    pub fn open(path: &Path, stream_cap: u64) -> io::Result<Option<Snapshot>> {
+        let Some(file) = open_existing(path)? else {
+            return Ok(None);
+        };
+        let len = file.metadata()?.len();
+        let head = head_len(stream_cap);
+        let capped = if len >= head + MARKER_LEN {
+            let marker = read_at(&file, head, MARKER_LEN as usize)?;
+            parse_marker(&marker).map(|dropped| (head, dropped))
+        } else {
+            None
+        };
+        Ok(Some(Snapshot { file, len, capped }))
     }
 
-    /// Copies `len` bytes from `from` to an earlier offset `to`, in chunks.
-    fn move_within(&self, from: u64, to: u64, len: u64) -> io::Result<()> {
-        let mut buf = vec![0u8; (len as usize).min(256 << 10)];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(buf.len() as u64) as usize;
-            self.file.read_exact_at(&mut buf[..n], from + done)?;
-            self.file.write_all_at(&buf[..n], to + done)?;
-            done += n as u64;
+    /// How many bytes the stream held when the snapshot was taken.
+    pub fn stream_len(&self) -> u64 {
+        match self.capped {
+            Some((_, dropped)) => self.len - MARKER_LEN + dropped,
+            None => self.len,
         }
-        Ok(())
+    }
+
+    /// Where to start showing the last ≤ `max` bytes: never inside the
+    /// dropped part nor inside a UTF-8 character.
+    pub fn tail_start(&self, max: u64) -> io::Result<u64> {
+        let mut start = self.stream_len().saturating_sub(max);
+        if let Some((head, dropped)) = self.capped {
+            if (head..head + dropped).contains(&start) {
+                start = head + dropped;
+            }
+        }
+        if start == 0 {
+            return Ok(0);
+        }
+        let lead = self.read_stream(start, 3)?;
+        Ok(start + utf8_start_skip(&lead.data) as u64)
+    }
+
+    /// Up to `max` bytes of the stream from position `pos`.
+    pub fn read_stream(&self, pos: u64, max: u64) -> io::Result<StreamRead> {
+        let (mut pos, mut skipped) = (pos, 0);
+        let file_pos = match self.capped {
+            None => pos,
+            Some((head, _)) if pos < head => pos,
+            Some((head, dropped)) => {
+                if pos < head + dropped {
+                    skipped = head + dropped - pos;
+                    pos = head + dropped;
+                }
+                pos - dropped + MARKER_LEN
+            }
+        };
+        // A head read stops at the marker; the next read continues after it.
+        let end = match self.capped {
+            Some((head, _)) if file_pos < head => head,
+            _ => self.len,
+        };
+        let want = end.saturating_sub(file_pos).min(max) as usize;
+        let data = read_at(&self.file, file_pos, want)?;
+        Ok(StreamRead {
+            skipped,
+            next: pos + data.len() as u64,
+            data,
+        })
     }
 }
 
@@ -251,7 +406,7 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap();
-        (dir, path, CappedWriter::new(file, cap))
+        (dir, path.clone(), CappedWriter::new(path, file, cap))
     }
 
     #[test]

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::config::StreamChoice;
 use crate::error::{Error, Result};
+use crate::output::Snapshot;
 use crate::process::{self, FileWatch, ProcessHandle};
-use crate::service::{OutputFile, Service};
+use crate::service::Service;
 use crate::task::{Completion, Status, Task, TaskId};
 
 /// What wakes a waiter.
@@ -190,36 +191,54 @@ impl Service {
         Ok(watch)
     }
 
-    /// Writes a task's output to `sink` as it is produced, from `offsets`
-    /// (stdout, stderr) on, until the task ends and everything is written.
-    /// Stdout and stderr are interleaved in the order reads find them.
+    /// Writes a task's output to `sink` as it is produced, until the task
+    /// ends and everything its files hold is written: from the start, or
+    /// from the last `tail` bytes of each stream. Stdout and stderr are
+    /// interleaved in the order reads find them.
+    ///
+    /// Positions are kept in stream bytes (see [`Snapshot`]), not file
+    /// offsets, so output that the cap dropped while following is announced
+    /// with its exact size and nothing after it is missed.
     pub fn follow(
         &self,
         id: &TaskId,
         stream: StreamChoice,
-        offsets: [u64; 2],
+        tail: Option<u64>,
         sink: &mut dyn Write,
     ) -> Result<()> {
-        let files: Vec<(OutputFile, usize)> = match stream {
-            StreamChoice::Stdout => vec![(OutputFile::Stdout, 0)],
-            StreamChoice::Stderr => vec![(OutputFile::Stderr, 1)],
-            StreamChoice::All => vec![(OutputFile::Stdout, 0), (OutputFile::Stderr, 1)],
+        let task = self.get(id)?;
+        let stream_cap = task.max_output_bytes / 2;
+        let paths = match stream {
+            StreamChoice::Stdout => vec![task.stdout_path],
+            StreamChoice::Stderr => vec![task.stderr_path],
+            StreamChoice::All => vec![task.stdout_path, task.stderr_path],
         };
-        let watch = self.events_watch()?;
-        for (file, _) in &files {
-            let path = self.output_path(id, *file)?;
-            if path.exists() {
-                watch
-                    .add(&path)
-                    .map_err(|e| Error::io("cannot watch", &path, e))?;
-            }
+        let mut positions = Vec::with_capacity(paths.len());
+        for path in &paths {
+            let start = match (tail, open_snapshot(path, stream_cap)?) {
+                (Some(max), Some(snapshot)) => snapshot
+                    .tail_start(max)
+                    .map_err(|e| Error::io("cannot read output", path, e))?,
+                _ => 0,
+            };
+            positions.push(start);
         }
-        let mut offsets = offsets;
+        let watch = self.events_watch()?;
         loop {
             watch.drain();
+            // Compaction replaces a file: watch whichever file is there now
+            // (the watch of a replaced one fires as its link count drops).
+            for path in &paths {
+                match watch.add(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io("cannot watch", path, e))
+                    }
+                    _ => {}
+                }
+            }
             let ended = self.get(id)?.is_terminal();
-            for (file, slot) in &files {
-                offsets[*slot] = self.copy_new_output(id, *file, offsets[*slot], sink)?;
+            for (path, pos) in paths.iter().zip(&mut positions) {
+                *pos = copy_stream(path, stream_cap, *pos, sink)?;
             }
             sink.flush()
                 .map_err(|e| Error::io("cannot write", "stdout", e))?;
@@ -233,37 +252,45 @@ impl Service {
                 .map_err(|e| Error::io("cannot wait on", self.store().events_path(), e))?;
         }
     }
+}
 
-    /// Writes everything past `offset` in one output file; returns the new
-    /// offset. A file that shrank (the output cap compacted it) is resumed
-    /// after its dropped-bytes marker.
-    fn copy_new_output(
-        &self,
-        id: &TaskId,
-        file: OutputFile,
-        mut offset: u64,
-        sink: &mut dyn Write,
-    ) -> Result<u64> {
-        const CHUNK: u64 = 1 << 20;
-        loop {
-            let chunk = self.read_range(id, file, offset, CHUNK)?;
-            if chunk.file_len < offset {
-                let marker = format!(
-                    "\n[bgtask: output was capped while following; {} bytes skipped]\n",
-                    offset - chunk.file_len
-                );
-                sink.write_all(marker.as_bytes())
-                    .map_err(|e| Error::io("cannot write", "stdout", e))?;
-                offset = chunk.file_len;
-                continue;
-            }
-            if chunk.data.is_empty() {
-                return Ok(offset);
-            }
-            sink.write_all(&chunk.data)
-                .map_err(|e| Error::io("cannot write", "stdout", e))?;
-            offset += chunk.data.len() as u64;
+fn open_snapshot(path: &std::path::Path, stream_cap: u64) -> Result<Option<Snapshot>> {
+    Snapshot::open(path, stream_cap).map_err(|e| Error::io("cannot read output", path, e))
+}
+
+/// Writes everything in one output file's stream from position `pos` on;
+/// returns the new position. Output the cap dropped in between is
+/// announced with its size.
+fn copy_stream(
+    path: &std::path::Path,
+    stream_cap: u64,
+    mut pos: u64,
+    sink: &mut dyn Write,
+) -> Result<u64> {
+    const CHUNK: u64 = 1 << 20;
+    let Some(snapshot) = open_snapshot(path, stream_cap)? else {
+        return Ok(pos);
+    };
+    let write = |sink: &mut dyn Write, bytes: &[u8]| {
+        sink.write_all(bytes)
+            .map_err(|e| Error::io("cannot write", "stdout", e))
+    };
+    loop {
+        let read = snapshot
+            .read_stream(pos, CHUNK)
+            .map_err(|e| Error::io("cannot read output", path, e))?;
+        if read.skipped > 0 {
+            let marker = format!(
+                "\n[bgtask: output was capped while following; {} bytes skipped]\n",
+                read.skipped
+            );
+            write(sink, marker.as_bytes())?;
         }
+        if read.data.is_empty() && read.skipped == 0 {
+            return Ok(pos);
+        }
+        write(sink, &read.data)?;
+        pos = read.next;
     }
 }
 

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use bgtask_core::output::{combined_tail, read_range, read_tail, CappedWriter, MIN_CAP};
+use bgtask_core::output::{combined_tail, read_range, read_tail, CappedWriter, Snapshot, MIN_CAP};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
@@ -184,7 +184,7 @@ proptest! {
             .write(true)
             .open(&path)
             .unwrap();
-        let mut writer = CappedWriter::new(file, cap);
+        let mut writer = CappedWriter::new(path.clone(), file, cap);
         let head = (cap / 2).min(MAX_HEAD) as usize;
         // Compaction leaves half the room after head and marker to the most
         // recent output, and appends only grow it until the next one.
@@ -196,6 +196,19 @@ proptest! {
             written.extend_from_slice(&data);
             let kept = std::fs::read(&path).unwrap();
             let dropped = writer.dropped();
+            // A follower reading the stream from any position gets exactly
+            // the bytes written there, and is told how many it missed.
+            let snapshot = Snapshot::open(&path, cap).unwrap().unwrap();
+            prop_assert_eq!(snapshot.stream_len(), written.len() as u64);
+            let mut pos = seed % (written.len() as u64 + 1);
+            while pos < written.len() as u64 {
+                let read = snapshot.read_stream(pos, 1 + seed % 5000).unwrap();
+                let start = (pos + read.skipped) as usize;
+                prop_assert!(written[start..].starts_with(&read.data), "wrong bytes at {}", start);
+                prop_assert!(!read.data.is_empty() || read.skipped > 0, "stuck at {}", pos);
+                pos = read.next;
+            }
+            prop_assert_eq!(pos, written.len() as u64);
             prop_assert!(kept.len() as u64 <= cap, "{} bytes over a cap of {cap}", kept.len());
             prop_assert!(!compacted || dropped > 0, "compacted without dropping");
             if dropped == 0 {

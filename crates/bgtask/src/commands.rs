@@ -185,33 +185,29 @@ fn logs(service: &Service, args: LogsArgs) -> Result<u8> {
         ));
     }
     let stream: StreamChoice = args.stream.parse()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.follow {
+        // Follow prints the tail (or everything) so far, then new output.
+        service.follow(&id, stream, args.tail, &mut out)?;
+        out.flush()?;
+        return Ok(0);
+    }
     let files = match stream {
         StreamChoice::Stdout => vec![OutputFile::Stdout],
         StreamChoice::Stderr => vec![OutputFile::Stderr],
         StreamChoice::All => vec![OutputFile::Stdout, OutputFile::Stderr],
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut offsets = [0u64; 2];
     for file in &files {
-        let slot = if *file == OutputFile::Stdout { 0 } else { 1 };
         let chunk = match (args.tail, args.head) {
             (Some(n), _) => service.read_tail(&id, *file, n)?,
             (None, Some(n)) => service.read_range(&id, *file, 0, n)?,
-            (None, None) if args.follow => {
-                // Follow prints everything written so far, then new output.
-                continue;
-            }
             (None, None) => {
                 copy_all(service, &id, *file, &mut out)?;
                 continue;
             }
         };
         out.write_all(&chunk.data)?;
-        offsets[slot] = chunk.offset + chunk.data.len() as u64;
-    }
-    if args.follow {
-        service.follow(&id, stream, offsets, &mut out)?;
     }
     out.flush()?;
     Ok(0)

@@ -126,3 +126,64 @@ fn follow_streams_output_until_the_task_ends() {
         "follow exits when the task ends"
     );
 }
+
+/// Checks a followed copy of `seq 1 N` against the real stream: pieces of
+/// it in order, each gap announced with exactly its size, ending at its end.
+fn check_followed(followed: &str, stream: &str) {
+    let marker = "\n[bgtask: output was capped while following; ";
+    let mut pos = 0;
+    let mut rest = followed;
+    loop {
+        let (piece, after) = match rest.find(marker) {
+            Some(i) => (&rest[..i], Some(&rest[i + marker.len()..])),
+            None => (rest, None),
+        };
+        assert!(
+            stream[pos..].starts_with(piece),
+            "followed bytes differ from the stream at {pos}"
+        );
+        pos += piece.len();
+        let Some(after) = after else { break };
+        let (count, tail) = after.split_once(" bytes skipped]\n").expect("marker ends");
+        let skipped: usize = count.parse().expect("a count");
+        assert!(skipped > 0, "a marker for nothing at {pos}");
+        pos += skipped;
+        rest = tail;
+    }
+    assert_eq!(
+        pos,
+        stream.len(),
+        "follow ended before the end of the stream"
+    );
+}
+
+#[test]
+fn follow_of_a_fast_capped_writer_gets_everything_kept_and_counts_every_gap() {
+    let bg = Bg::new();
+    let stream: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    for round in 0..8 {
+        let run = bg
+            .run(&["run", "--max-output", "64KiB", "--", "seq 1 200000"])
+            .ok();
+        let id = run.stdout.trim().to_owned();
+        let tail = if round % 2 == 0 {
+            &[][..]
+        } else {
+            &["--tail", "1000"][..]
+        };
+        let followed = bg
+            .run_with(bg.cmd().args(["logs", "--follow"]).args(tail).arg(&id))
+            .ok();
+        if round % 2 == 0 {
+            check_followed(&followed.stdout, &stream);
+        } else {
+            // From a tail: a suffix of the stream, with its gaps counted.
+            let first = &followed.stdout[..followed.stdout.len().min(64)];
+            let first = first.split("\n[bgtask:").next().unwrap();
+            let start = stream.find(first).expect("the tail is part of the stream");
+            check_followed(&followed.stdout, &stream[start..]);
+        }
+        let logs = bg.run(&["logs", "--stream", "stdout", &id]).ok().stdout;
+        assert!(logs.ends_with("199999\n200000\n"), "round {round}");
+    }
+}
