@@ -1,7 +1,12 @@
 //! Per-task cgroup v2, when the unified hierarchy is writable: the task's
 //! whole tree, including children that called setsid, is killed at once
 //! through `cgroup.kill`. Without it bgtask falls back to the process group
-//! plus the monitor's reparented children (see ARCHITECTURE.md).
+//! plus the monitor's reparented children and the processes carrying the
+//! task's identity marker (see ARCHITECTURE.md).
+//!
+//! `BGTASK_NO_CGROUP=1` in a monitor's own environment (set where the task
+//! is started, never through a task's `--env`) makes it run its task
+//! without a cgroup: a test and operations switch for the fallback.
 
 use std::ffi::CString;
 use std::io;
@@ -18,6 +23,9 @@ impl Cgroup {
     /// Creates `bgtask-<name>` under the calling process's cgroup, or returns
     /// `None` when cgroup v2 is absent or not writable (the fallback).
     pub fn create(name: &str) -> Option<Cgroup> {
+        if std::env::var_os("BGTASK_NO_CGROUP").is_some_and(|v| v == "1") {
+            return None;
+        }
         let base = own_cgroup_dir()?;
         let dir = base.join(format!("bgtask-{name}"));
         match std::fs::create_dir(&dir) {
@@ -77,37 +85,62 @@ impl Cgroup {
     }
 
     /// Removes leftover empty `bgtask-*` cgroups older than `min_age` (their
-    /// monitor died and nobody reconciled them). A populated cgroup cannot
-    /// be removed, and a young one may belong to a task being started.
+    /// monitor died and nobody reconciled them), with any cgroups the task
+    /// created inside. A populated cgroup cannot be removed, and a young one
+    /// may belong to a task being started.
     pub fn sweep_stale(min_age: std::time::Duration) -> usize {
-        let Some(base) = own_cgroup_dir() else {
-            return 0;
-        };
-        let Ok(entries) = std::fs::read_dir(&base) else {
-            return 0;
-        };
-        let now = std::time::SystemTime::now();
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let is_ours = name.to_str().is_some_and(|n| n.starts_with("bgtask-bg-"));
-            let old_enough = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= min_age);
-            if is_ours && old_enough && std::fs::remove_dir(entry.path()).is_ok() {
-                removed += 1;
-            }
+        match own_cgroup_dir() {
+            Some(base) => sweep_under(&base, min_age),
+            None => 0,
         }
-        removed
     }
 
-    /// Removes the (empty) cgroup directory; a no-op if it is gone.
+    /// Removes the cgroup directory and, depth first, every cgroup the task
+    /// created inside it (rmdir refuses a cgroup that has children); a
+    /// no-op if it is gone. Fails if a process still lives in one of them.
     pub fn remove(&self) -> io::Result<()> {
-        match std::fs::remove_dir(&self.dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+        remove_tree(&self.dir)
+    }
+}
+
+fn sweep_under(base: &Path, min_age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_ours = name.to_str().is_some_and(|n| n.starts_with("bgtask-bg-"));
+        let old_enough = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= min_age);
+        if is_ours && old_enough && remove_tree(&entry.path()).is_ok() {
+            removed += 1;
         }
+    }
+    removed
+}
+
+/// rmdir of a cgroup and the cgroups below it, deepest first. A cgroup's
+/// files (`cgroup.procs`, …) go with its directory; only subdirectories
+/// are cgroups of their own.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path())?;
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -123,4 +156,41 @@ fn own_cgroup_dir() -> Option<PathBuf> {
             .then(|| left.split(' ').nth(4))?
     })?;
     Some(Path::new(mount).join(rel.trim_start_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cgroup_with_cgroups_inside_is_removed_depth_first() {
+        let name = format!("nest-test-{}", std::process::id());
+        let Some(cgroup) = Cgroup::create(&name) else {
+            println!("skipped: no writable cgroup v2 here");
+            return;
+        };
+        let inner = cgroup.path().join("a").join("b");
+        std::fs::create_dir_all(&inner).unwrap();
+        cgroup.remove().unwrap();
+        assert!(!cgroup.path().exists());
+    }
+
+    #[test]
+    fn a_sweep_removes_stale_task_cgroups_with_cgroups_inside() {
+        // Swept under a parent of this test's own, so that a sweep with
+        // no minimum age cannot touch another test's tasks.
+        let name = format!("sweep-test-{}", std::process::id());
+        let Some(parent) = Cgroup::create(&name) else {
+            println!("skipped: no writable cgroup v2 here");
+            return;
+        };
+        let stale = parent.path().join("bgtask-bg-0123456789abcdef");
+        std::fs::create_dir_all(stale.join("nested")).unwrap();
+        let other = parent.path().join("not-ours");
+        std::fs::create_dir(&other).unwrap();
+        assert_eq!(sweep_under(parent.path(), std::time::Duration::ZERO), 1);
+        assert!(!stale.exists());
+        assert!(other.exists());
+        parent.remove().unwrap();
+    }
 }
