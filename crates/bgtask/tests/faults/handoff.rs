@@ -51,6 +51,7 @@ fn a_descriptor_left_open_by_the_caller_ends_with_the_caller() {
     let id = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     assert!(id.starts_with("bg-"), "{output:?}");
     let eof = harness_pipe.recv_timeout(PATIENCE);
+    wait_until("the task to start", || bg.status(&id)["status"] != "starting");
     let task = bg.status(&id);
     bg.run(&["kill", "--grace", "0ms", &id]).ok();
     assert!(
