@@ -220,8 +220,8 @@ fn launch(
     // (and that the task cannot take over with a variable of its own).
     env.retain(|(key, _)| key != process::TASK_MARKER);
     env.push((process::TASK_MARKER.to_owned(), id.to_string()));
-    let env = process::environment(&env)
-        .map_err(|e| Error::SpawnFailed(format!("environment: {e}")))?;
+    let env =
+        process::environment(&env).map_err(|e| Error::SpawnFailed(format!("environment: {e}")))?;
     let files = store::create_output_files(home, id)?;
     let (out_r, out_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
     let (err_r, err_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
@@ -384,12 +384,15 @@ fn supervise(store: &mut Store, mut task: Running) {
                 Some(_) => {}
                 None => {
                     let why = match task.timeout {
-                        Some(t) if deadline_after(task.started, Some(t)).is_some_and(|d| now >= d) => {
+                        Some(t)
+                            if deadline_after(task.started, Some(t)).is_some_and(|d| now >= d) =>
+                        {
                             Stop::Timeout(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
                         }
-                        _ => Stop::Idle(task.idle_timeout.map_or(0, |t| {
-                            u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
-                        })),
+                        _ => Stop::Idle(
+                            task.idle_timeout
+                                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                        ),
                     };
                     stopping = Some(begin_stop(store, &task, why));
                 }

@@ -937,7 +937,10 @@ mod tests {
         let text = "monotonic 0 0\nboottime 100000 0\n";
         assert_eq!(parse_boottime_offset(text, 100), Some(10_000_000));
         assert_eq!(parse_boottime_offset("boottime -5 0\n", 100), Some(-500));
-        assert_eq!(parse_boottime_offset("boottime 1 20000000\n", 100), Some(102));
+        assert_eq!(
+            parse_boottime_offset("boottime 1 20000000\n", 100),
+            Some(102)
+        );
         // Not a whole tick: start times read here cannot be mapped.
         assert_eq!(parse_boottime_offset("boottime 1 5\n", 100), None);
         assert_eq!(unshift(10_000_500, 10_000_000), 500);
@@ -982,9 +985,15 @@ mod tests {
         let mut unmarked = spawn(None);
         assert_eq!(signal_marked(&id, SIGKILL), 1);
         let status = marked.wait().unwrap();
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
         for child in [&mut other_task, &mut unmarked] {
-            assert!(child.try_wait().unwrap().is_none(), "an unmarked process was hit");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "an unmarked process was hit"
+            );
             child.kill().unwrap();
             child.wait().unwrap();
         }

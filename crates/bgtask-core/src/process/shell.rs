@@ -210,7 +210,13 @@ impl Prepared<'_> {
             Ok(()) => {
                 // SAFETY: the pointers come from live CStrings and
                 // null-terminated arrays.
-                unsafe { execve(self.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr()) };
+                unsafe {
+                    execve(
+                        self.program.as_ptr(),
+                        self.argv.as_ptr(),
+                        self.envp.as_ptr(),
+                    )
+                };
                 io::Error::last_os_error().raw_os_error().unwrap_or(0)
             }
             Err(e) => e.raw_os_error(),

@@ -18,7 +18,10 @@ fn a_kill_whose_requester_dies_after_recording_it_is_still_carried_out() {
                 .env("BGTASK_FAULT", "kill_after_request")
                 .args(["kill", &id]),
         );
-        assert_eq!(run.code, -1, "the requester must die at the fault point: {run:?}");
+        assert_eq!(
+            run.code, -1,
+            "the requester must die at the fault point: {run:?}"
+        );
         let conn = rusqlite::Connection::open(bg.home.join("bgtask.db")).unwrap();
         let status: String = conn
             .query_row("SELECT status FROM tasks WHERE task_id = ?1", [&id], |r| {
@@ -51,7 +54,9 @@ fn a_descriptor_left_open_by_the_caller_ends_with_the_caller() {
     let id = String::from_utf8_lossy(&output.stderr).trim().to_owned();
     assert!(id.starts_with("bg-"), "{output:?}");
     let eof = harness_pipe.recv_timeout(PATIENCE);
-    wait_until("the task to start", || bg.status(&id)["status"] != "starting");
+    wait_until("the task to start", || {
+        bg.status(&id)["status"] != "starting"
+    });
     let task = bg.status(&id);
     bg.run(&["kill", "--grace", "0ms", &id]).ok();
     assert!(
@@ -77,7 +82,10 @@ fn a_tasks_env_never_becomes_the_monitors_environment() {
         r#"echo "$BGTASK_FAULT $SECRET_TOKEN $BGTASK_TASK_ID"; exec sleep 300"#,
     );
     let task = bg.status(&id);
-    assert_eq!(task["status"], "running", "the monitor obeyed the task's env: {task}");
+    assert_eq!(
+        task["status"], "running",
+        "the monitor obeyed the task's env: {task}"
+    );
     let out = bg.home.join("out").join(format!("{id}.out"));
     let line = read_when_ready(&out);
     assert_eq!(line, format!("monitor_after_start tok-5ecret {id}"));
@@ -85,15 +93,18 @@ fn a_tasks_env_never_becomes_the_monitors_environment() {
     let environ = std::fs::read(format!("/proc/{monitor}/environ")).unwrap();
     let text = String::from_utf8_lossy(&environ);
     bg.run(&["kill", "--grace", "0ms", &id]).ok();
-    assert!(!text.contains("tok-5ecret"), "a value is in the monitor's environment");
+    assert!(
+        !text.contains("tok-5ecret"),
+        "a value is in the monitor's environment"
+    );
     assert!(!text.contains("monitor_after_start"));
     // The ordinary ways stay: a fault point armed in the starter's own
     // environment still reaches the monitor.
-    let armed = bg.run_with(
-        bg.cmd()
-            .env("BGTASK_FAULT", "monitor_after_start")
-            .args(["run", "--", "exec sleep 300"]),
-    );
+    let armed = bg.run_with(bg.cmd().env("BGTASK_FAULT", "monitor_after_start").args([
+        "run",
+        "--",
+        "exec sleep 300",
+    ]));
     let armed_id = armed.ok().stdout.trim().to_owned();
     let ended = bg.wait(&armed_id);
     assert!(
