@@ -116,11 +116,24 @@ fn sweep_under(base: &Path, min_age: std::time::Duration) -> usize {
             .metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= min_age);
-        if is_ours && old_enough && remove_tree(&entry.path()).is_ok() {
+        // A tree with a process anywhere in it is a live task's: not even
+        // an empty cgroup it made inside is touched.
+        if is_ours
+            && old_enough
+            && !is_populated(&entry.path())
+            && remove_tree(&entry.path()).is_ok()
+        {
             removed += 1;
         }
     }
     removed
+}
+
+/// Whether a process lives in the cgroup or any cgroup below it (the
+/// `populated` line of `cgroup.events`); an unreadable file counts as yes.
+fn is_populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map_or(true, |events| !events.lines().any(|l| l == "populated 0"))
 }
 
 /// rmdir of a cgroup and the cgroups below it, deepest first. A cgroup's
@@ -188,9 +201,24 @@ mod tests {
         std::fs::create_dir_all(stale.join("nested")).unwrap();
         let other = parent.path().join("not-ours");
         std::fs::create_dir(&other).unwrap();
-        assert_eq!(sweep_under(parent.path(), std::time::Duration::ZERO), 1);
+        // A live task's cgroup, with an empty one it made inside.
+        let live = parent.path().join("bgtask-bg-fedcba9876543210");
+        std::fs::create_dir_all(live.join("nested")).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(live.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let swept = sweep_under(parent.path(), std::time::Duration::ZERO);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(swept, 1);
         assert!(!stale.exists());
         assert!(other.exists());
+        assert!(
+            live.join("nested").exists(),
+            "a live task's cgroup was changed"
+        );
         parent.remove().unwrap();
     }
 }
