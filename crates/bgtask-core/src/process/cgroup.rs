@@ -10,6 +10,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -64,24 +65,19 @@ impl Cgroup {
         }
     }
 
-    /// Sends `sig` to every process in the cgroup (for SIGTERM, which
-    /// `cgroup.kill` cannot send). The pids are read from the cgroup just
-    /// before, so they are its members, not recycled pids.
+    /// Sends `sig` to every process in the cgroup and the cgroups the task
+    /// made inside it (for SIGTERM, which `cgroup.kill` cannot send).
+    ///
+    /// A pid read from `cgroup.procs` may end and be reused before it is
+    /// signalled, so each is proven a member first: a pidfd is opened, then
+    /// `cgroup.procs` is read again; a pid still listed whose pidfd shows
+    /// it running is the same process (a pid is not reused while its
+    /// process runs), and the signal goes through that pidfd.
     pub fn signal_members(&self, sig: i32) -> io::Result<()> {
-        let procs = match std::fs::read_to_string(self.dir.join("cgroup.procs")) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
         let Some(sig) = rustix::process::Signal::from_named_raw(sig) else {
             return Ok(());
         };
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(pid, sig);
-            }
-        }
-        Ok(())
+        signal_tree_members(&self.dir, sig)
     }
 
     /// Removes leftover empty `bgtask-*` cgroups older than `min_age` (their
@@ -127,6 +123,43 @@ fn sweep_under(base: &Path, min_age: std::time::Duration) -> usize {
         }
     }
     removed
+}
+
+fn signal_tree_members(dir: &Path, sig: rustix::process::Signal) -> io::Result<()> {
+    let Some(before) = read_procs(dir)? else {
+        return Ok(());
+    };
+    let handles: Vec<(u32, OwnedFd)> = before
+        .into_iter()
+        .filter_map(|pid| {
+            let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+            let fd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
+            Some((pid, fd))
+        })
+        .collect();
+    let after = read_procs(dir)?.unwrap_or_default();
+    for (pid, fd) in &handles {
+        if after.contains(pid) && !super::pidfd_has_exited(fd.as_fd()) {
+            let _ = rustix::process::pidfd_send_signal(fd, sig);
+        }
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            signal_tree_members(&entry.path(), sig)?;
+        }
+    }
+    Ok(())
+}
+
+/// The pids listed in a cgroup's `cgroup.procs`; `None` if it is gone.
+fn read_procs(dir: &Path) -> io::Result<Option<Vec<u32>>> {
+    match std::fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(text) => Ok(Some(
+            text.lines().filter_map(|l| l.trim().parse().ok()).collect(),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether a process lives in the cgroup or any cgroup below it (the
@@ -186,6 +219,46 @@ mod tests {
         std::fs::create_dir_all(&inner).unwrap();
         cgroup.remove().unwrap();
         assert!(!cgroup.path().exists());
+    }
+
+    #[test]
+    fn members_of_nested_cgroups_get_the_signal_too() {
+        let name = format!("term-test-{}", std::process::id());
+        let Some(cgroup) = Cgroup::create(&name) else {
+            println!("skipped: no writable cgroup v2 here");
+            return;
+        };
+        let nested = cgroup.path().join("nested");
+        std::fs::create_dir(&nested).unwrap();
+        let spawn = |dir: &Path| {
+            let child = std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .unwrap();
+            std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+            child
+        };
+        let mut children = [spawn(cgroup.path()), spawn(&nested)];
+        cgroup.signal_members(super::super::SIGTERM).unwrap();
+        // Polled with a ceiling, so a child the signal missed fails the
+        // test instead of hanging it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let signals: Vec<Option<i32>> = children
+            .iter_mut()
+            .map(|c| loop {
+                if let Some(status) = c.try_wait().unwrap() {
+                    break std::os::unix::process::ExitStatusExt::signal(&status);
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            })
+            .collect();
+        cgroup.remove().unwrap();
+        assert_eq!(signals, [Some(15), Some(15)]);
     }
 
     #[test]

@@ -222,8 +222,13 @@ impl ProcessHandle {
 
     /// Whether the process has exited (its pidfd is readable then).
     pub fn has_exited(&self) -> bool {
-        wait_readable(&[self.fd.as_fd()], Some(Duration::ZERO)).map_or(true, |ready| ready[0])
+        pidfd_has_exited(self.fd.as_fd())
     }
+}
+
+/// Whether the process of a pidfd has exited (the pidfd is readable then).
+pub(super) fn pidfd_has_exited(pidfd: BorrowedFd<'_>) -> bool {
+    wait_readable(&[pidfd], Some(Duration::ZERO)).map_or(true, |ready| ready[0])
 }
 
 struct Stat {
