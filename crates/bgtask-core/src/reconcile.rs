@@ -99,6 +99,15 @@ fn retell_kill(task: &LiveTask) {
 /// before it is signalled). Never a process group or pid by number alone:
 /// with the monitor gone, the leader's pid and group may be someone else's.
 fn end_leftovers(task: &LiveTask) {
+    // Nothing of an earlier boot runs (and every live task of one is
+    // reconciled at once after a reboot: no search of /proc for each).
+    if task
+        .owner
+        .as_ref()
+        .is_some_and(|o| o.boot_id != process::boot_id())
+    {
+        return;
+    }
     let cgroup = task.cgroup.as_ref().map(Cgroup::at);
     if let Some(cgroup) = &cgroup {
         let _ = cgroup.kill();
