@@ -110,8 +110,22 @@ fn commands_from_another_pid_or_time_namespace_never_declare_a_live_task_dead() 
     let text = String::from_utf8_lossy(&waited.stdout);
     let tasks: serde_json::Value = serde_json::from_str(&text).expect("wait printed JSON");
     assert_eq!(tasks[0]["status"], "killed", "{waited:?}");
+
+    // A task started from a time namespace is checked from outside it.
+    let started = bg.run_with(&mut unshared(
+        &bg,
+        TIME_NS,
+        &["run", "--", "exec sleep 300"],
+    ));
+    let other = started.ok().stdout.trim().to_owned();
+    wait_until("the task to start", || {
+        bg.status(&other)["status"] != "starting"
+    });
+    assert_eq!(bg.status(&other)["status"], "running");
+    let killed = bg.run(&["kill", "--json", &other]);
+    assert_eq!(killed.ok().json()["status"], "killed");
     println!(
-        "fault report: commands from another pid or time namespace: {tries} commands, the live task untouched; 1 kill refused on one line; 1 wait from a pid namespace and 1 kill from a time namespace worked"
+        "fault report: commands from another pid or time namespace: {tries} commands, the live task untouched; 1 kill refused on one line; 1 wait from a pid namespace, 1 kill from a time namespace and 1 task started in one worked"
     );
 }
 
