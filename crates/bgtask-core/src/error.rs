@@ -62,6 +62,10 @@ pub enum Error {
     UnsafeHome { path: PathBuf, why: String },
     #[error("timed out waiting for {0}")]
     Timeout(String),
+    /// The task's monitor cannot be reached from this process (another
+    /// pid namespace); nothing was changed.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl Error {
@@ -79,6 +83,7 @@ impl Error {
             Error::Io { .. } | Error::Store { .. } | Error::NewerRecord(_) => "store_error",
             Error::NewerStore { .. } | Error::UnsafeHome { .. } => "store_error",
             Error::Timeout(_) => "timeout",
+            Error::Unreachable(_) => "unreachable",
         }
     }
 

@@ -43,17 +43,19 @@ pub struct TaskCommand<'a> {
 /// code. The starter records the task (owned by this process) and then
 /// writes "go" on our stdin; without it there is nothing to run.
 pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
-    let go = process::wait_for_go();
-    if !go {
+    // Before anything of ours is open: what the starter left open is not
+    // the monitor's, nor the task's.
+    process::close_inherited_fds();
+    let Some(env) = process::wait_for_go() else {
         if let Some(mut store) = open_store(home, id) {
             abandon(&mut store, id);
         }
         return 0;
-    }
+    };
     process::fault::point("monitor_before_start");
     // The shell is started first and the store opened while its exec runs:
     // the open is most of a monitor's own start.
-    let launched = launch(home, id, &task);
+    let launched = launch(home, id, &task, env);
     let Some(mut store) = open_store(home, id) else {
         // The task stays `starting` with a dead owner: the next command
         // that looks at it records it as failed.
@@ -170,7 +172,8 @@ enum Stop {
 
 struct Stopping {
     why: Stop,
-    kill_at: Instant,
+    /// When SIGKILL follows; none for a grace too long to end.
+    kill_at: Option<Instant>,
     last_signal: i32,
     killed: bool,
 }
@@ -189,7 +192,12 @@ struct Launched {
 
 /// Starts the shell (without waiting for its exec), with everything
 /// supervising it needs that does not come from the store.
-fn launch(home: &Path, id: &TaskId, task: &TaskCommand<'_>) -> Result<Launched> {
+fn launch(
+    home: &Path,
+    id: &TaskId,
+    task: &TaskCommand<'_>,
+    mut env: Vec<(String, String)>,
+) -> Result<Launched> {
     // Registered before anyone can learn our pid from the store (mark_running).
     let (signals, signal_writer) =
         UnixStream::pair().map_err(|e| Error::SpawnFailed(format!("signal pipe: {e}")))?;
@@ -207,6 +215,13 @@ fn launch(home: &Path, id: &TaskId, task: &TaskCommand<'_>) -> Result<Launched> 
 
     process::become_subreaper().map_err(|e| Error::SpawnFailed(format!("subreaper: {e}")))?;
     let cgroup = Cgroup::create(id.as_str());
+    // The monitor's own environment, the task's variables, and the marker
+    // that lets every process of the task be found even without a cgroup
+    // (and that the task cannot take over with a variable of its own).
+    env.retain(|(key, _)| key != process::TASK_MARKER);
+    env.push((process::TASK_MARKER.to_owned(), id.to_string()));
+    let env =
+        process::environment(&env).map_err(|e| Error::SpawnFailed(format!("environment: {e}")))?;
     let files = store::create_output_files(home, id)?;
     let (out_r, out_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
     let (err_r, err_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
@@ -218,6 +233,7 @@ fn launch(home: &Path, id: &TaskId, task: &TaskCommand<'_>) -> Result<Launched> 
         stdout: out_w,
         stderr: err_w,
         cgroup: cgroup.as_ref(),
+        env: &env,
     });
     match started {
         Ok(pending) => Ok(Launched {
@@ -274,11 +290,11 @@ impl Launched {
         let task = match recorded {
             Ok(Some(task)) => task,
             Ok(None) => {
-                kill_everything(cgroup.as_ref());
+                kill_everything(&id, cgroup.as_ref());
                 return Ok(None);
             }
             Err(e) => {
-                kill_everything(cgroup.as_ref());
+                kill_everything(&id, cgroup.as_ref());
                 return Err(e);
             }
         };
@@ -308,13 +324,16 @@ impl Launched {
 
     /// Gives up on the shell (the store cannot be opened to record it).
     fn abort(self) {
-        kill_everything(self.cgroup.as_ref());
+        kill_everything(&self.id, self.cgroup.as_ref());
     }
 }
 
 /// Kills every process of ours (the shell and whatever it started), reaps
 /// them and removes the task's cgroup.
-fn kill_everything(cgroup: Option<&Cgroup>) {
+fn kill_everything(id: &TaskId, cgroup: Option<&Cgroup>) {
+    if cgroup.is_none() {
+        process::signal_marked(id.as_str(), SIGKILL);
+    }
     loop {
         let _ = process::signal_own_children(SIGKILL);
         if let Some(cg) = cgroup {
@@ -369,8 +388,15 @@ fn supervise(store: &mut Store, mut task: Running) {
                 Some(_) => {}
                 None => {
                     let why = match task.timeout {
-                        Some(t) if now >= task.started + t => Stop::Timeout(t.as_millis() as u64),
-                        _ => Stop::Idle(task.idle_timeout.map_or(0, |t| t.as_millis() as u64)),
+                        Some(t)
+                            if deadline_after(task.started, Some(t)).is_some_and(|d| now >= d) =>
+                        {
+                            Stop::Timeout(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+                        }
+                        _ => Stop::Idle(
+                            task.idle_timeout
+                                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                        ),
                     };
                     stopping = Some(begin_stop(store, &task, why));
                 }
@@ -436,11 +462,17 @@ fn next_deadline(
     last_output: Instant,
 ) -> Option<Instant> {
     if let Some(s) = stopping {
-        return (!s.killed).then_some(s.kill_at);
+        return s.kill_at.filter(|_| !s.killed);
     }
-    let hard = task.timeout.map(|t| task.started + t);
-    let idle = task.idle_timeout.map(|t| last_output + t);
+    let hard = deadline_after(task.started, task.timeout);
+    let idle = deadline_after(last_output, task.idle_timeout);
     [hard, idle].into_iter().flatten().min()
+}
+
+/// `start + limit`; none when there is no limit or the sum is beyond what
+/// an `Instant` holds (a limit that long never ends the task).
+fn deadline_after(start: Instant, limit: Option<Duration>) -> Option<Instant> {
+    limit.and_then(|limit| start.checked_add(limit))
 }
 
 /// Copies what is available on one pipe into its file. At end of file the
@@ -509,16 +541,31 @@ fn begin_stop(store: &Store, task: &Running, why: Stop) -> Stopping {
     signal_tree(task, if killed { SIGKILL } else { SIGTERM });
     Stopping {
         why,
-        kill_at: Instant::now() + Duration::from_millis(grace),
+        kill_at: deadline_after(Instant::now(), Some(Duration::from_millis(grace))),
         last_signal: if killed { SIGKILL } else { SIGTERM },
         killed,
     }
 }
 
 /// Signals the task's whole tree: its process group, its cgroup (SIGKILL
-/// only), and every descendant that was reparented to us.
+/// only) or without one every process carrying the task's marker, and
+/// every descendant that was reparented to us.
 fn signal_tree(task: &Running, sig: i32) {
-    let _ = process::signal_group(task.pgid, sig);
+    signal_close_tree(task, sig);
+    if task.cgroup.is_none() {
+        process::signal_marked(task.id.as_str(), sig);
+    }
+}
+
+/// `signal_tree` without the search for marked processes (which reads
+/// every process's environment): enough while the monitor reaps, since
+/// every descendant that is still running stays below it (a subreaper).
+fn signal_close_tree(task: &Running, sig: i32) {
+    // The group's number is the shell's pid, which is ours until the shell
+    // is reaped; after that it could name someone else's group.
+    if !task.child.is_reaped() {
+        let _ = process::signal_group(task.pgid, sig);
+    }
     if let Some(cg) = &task.cgroup {
         let _ = if sig == SIGKILL {
             cg.kill()
@@ -537,8 +584,9 @@ fn end(
 ) {
     // Anything the shell left behind belongs to the task: end it and reap
     // it, so nothing lingers unmanaged.
+    signal_tree(&task, SIGKILL);
     loop {
-        signal_tree(&task, SIGKILL);
+        signal_close_tree(&task, SIGKILL);
         if !process::reap_one() {
             break;
         }
@@ -633,4 +681,21 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_too_long_for_the_clock_is_no_deadline() {
+        let now = Instant::now();
+        assert_eq!(deadline_after(now, Some(Duration::MAX)), None);
+        assert_eq!(deadline_after(now, None), None);
+        // The longest limit a request can carry is far, but representable.
+        let longest = deadline_after(now, Some(Duration::from_millis(u64::MAX)));
+        assert!(longest.is_some_and(|d| d > now));
+        let second = Duration::from_secs(1);
+        assert_eq!(deadline_after(now, Some(second)), Some(now + second));
+    }
 }

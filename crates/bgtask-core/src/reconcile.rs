@@ -4,20 +4,31 @@
 //! reason and ends whatever is left of its process tree.
 //!
 //! Owners are checked by identity (pid + start time + boot), never by a bare
-//! pid, so a recycled pid never keeps a dead task "running".
+//! pid, so a recycled pid never keeps a dead task "running". An owner that
+//! cannot be checked from here (it runs in another pid namespace) is left
+//! alone: not seeing a process is no proof that it died.
+//!
+//! A live owner of a task recorded `killing` is told again: the requester
+//! may have died between recording the kill and telling the monitor, and
+//! a monitor that already stops ignores the repetition.
 
 use crate::error::Result;
 use crate::monitor::now_ms;
 use crate::output::combined_tail;
-use crate::process::{self, Cgroup, SIGKILL};
+use crate::process::{self, Cgroup, Liveness, SIGKILL, SIGUSR1};
 use crate::store::{FinishRecord, LiveTask, Store};
-use crate::task::Outcome;
+use crate::task::{Outcome, Status};
 
 /// Checks one live task; if its owner is gone, records its end. Returns true
 /// if the task was ended here.
 pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
-    if task.owner.as_ref().is_some_and(|o| o.is_alive()) {
-        return Ok(false);
+    match task.owner.as_ref().map(|o| o.liveness()) {
+        Some(Liveness::Alive) => {
+            retell_kill(task);
+            return Ok(false);
+        }
+        Some(Liveness::Unknown) => return Ok(false),
+        Some(Liveness::Dead) | None => {}
     }
     // `task` may have been read before the owner's last change (say, its
     // shell was recorded and then it died): a dead owner changes nothing
@@ -70,15 +81,39 @@ pub fn reconcile_all(store: &mut Store) -> Result<usize> {
     Ok(ended)
 }
 
-/// Kills what remains of an orphaned task: its cgroup if it had one, and its
-/// process group unless the leader's pid now belongs to another process.
-fn end_leftovers(task: &LiveTask) {
-    if let Some(dir) = &task.cgroup {
-        let cgroup = Cgroup::at(dir);
-        let _ = cgroup.kill();
-        let _ = cgroup.remove();
+/// Tells the live monitor of a task recorded `killing` to carry the kill
+/// out (SIGUSR1: "read the store"). Only once the shell is recorded: the
+/// monitor installs its handler before that, and sees `killing` itself
+/// when it records the shell.
+fn retell_kill(task: &LiveTask) {
+    if task.status != Status::Killing || task.leader.is_none() {
+        return;
     }
-    if let Some(leader) = &task.leader {
-        let _ = process::signal_group_of(leader, SIGKILL);
+    if let Some(monitor) = task.owner.as_ref().and_then(|o| o.open()) {
+        let _ = monitor.signal(SIGUSR1);
+    }
+}
+
+/// Kills what remains of an orphaned task: its cgroup if it had one, and
+/// every process carrying the task's marker (each proven to be the task's
+/// before it is signalled). Never a process group or pid by number alone:
+/// with the monitor gone, the leader's pid and group may be someone else's.
+fn end_leftovers(task: &LiveTask) {
+    // Nothing of an earlier boot runs (and every live task of one is
+    // reconciled at once after a reboot: no search of /proc for each).
+    if task
+        .owner
+        .as_ref()
+        .is_some_and(|o| o.boot_id != process::boot_id())
+    {
+        return;
+    }
+    let cgroup = task.cgroup.as_ref().map(Cgroup::at);
+    if let Some(cgroup) = &cgroup {
+        let _ = cgroup.kill();
+    }
+    process::signal_marked(task.id.as_str(), SIGKILL);
+    if let Some(cgroup) = &cgroup {
+        let _ = cgroup.remove();
     }
 }

@@ -18,7 +18,7 @@ use crate::config::{Config, SpawnRequest};
 use crate::error::{Error, Result};
 use crate::monitor::{now_ms, TaskCommand, MONITOR_ARG};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
-use crate::process::{self, Detached, ProcessIdentity};
+use crate::process::{self, Detached, Liveness, ProcessIdentity};
 use crate::reconcile::{reconcile_all, reconcile_task};
 use crate::store::{CacheSize, NewTask, Store};
 use crate::task::{Completion, Status, Task, TaskId};
@@ -133,8 +133,10 @@ impl Service {
         };
         let task = self.insert(&new)?;
         process::fault::point("starter_after_insert");
-        // A monitor that died already is found by the next reconcile.
-        let _ = (&monitor.stdin).write_all(b"go\n");
+        // The task's variables go with "go", never into the monitor's own
+        // environment. A monitor that died already is found by the next
+        // reconcile.
+        let _ = (&monitor.stdin).write_all(&process::go_message(&req.env));
         Ok(task)
     }
 
@@ -245,13 +247,30 @@ impl Service {
         let grace_ms = grace_ms.min(MAX_DURATION_MS);
         {
             let mut store = self.store();
-            if store.live(id)?.is_none() {
+            let Some(live) = store.live(id)? else {
                 return store.get(id);
+            };
+            // A monitor that cannot be checked from here cannot be told
+            // either: a `killing` recorded now would be carried out by no
+            // one. The task is left as it is.
+            if let Some(owner) = live
+                .owner
+                .as_ref()
+                .filter(|o| o.liveness() == Liveness::Unknown)
+            {
+                return Err(Error::Unreachable(format!(
+                    "task {id} cannot be killed from here: its monitor (pid {}) runs in another pid namespace; run the kill there",
+                    owner.pid
+                )));
             }
             if !store.request_kill(id, grace_ms)? {
                 return store.get(id);
             }
             store.touch_events();
+            // A requester that dies here leaves `killing` recorded and the
+            // monitor not told: the next command that looks at the task
+            // tells it (see reconcile_task).
+            process::fault::point("kill_after_request");
             // Read after the request: if the monitor recorded the shell
             // before our request it must be signalled; if after, it saw
             // `killing` itself when it recorded the shell.
@@ -381,7 +400,7 @@ impl Launch {
             cwd: &cwd,
             command: &req.command,
         };
-        let monitor = start_monitor(config, &id, &task, &req.env)?;
+        let monitor = start_monitor(config, &id, &task)?;
         Ok(Launch {
             id,
             req: req.clone(),
@@ -458,12 +477,7 @@ fn check_free_space(home: &Path) -> Result<()> {
     }
 }
 
-fn start_monitor(
-    config: &Config,
-    id: &TaskId,
-    task: &TaskCommand<'_>,
-    env: &[(String, String)],
-) -> Result<Detached> {
+fn start_monitor(config: &Config, id: &TaskId, task: &TaskCommand<'_>) -> Result<Detached> {
     // Checked (and for a new store created) before anything is written
     // in it or started for it; `Store::open` checks again, cheaply.
     Store::prepare_home(&config.home)?;
@@ -481,7 +495,7 @@ fn start_monitor(
         task.cwd.as_os_str().to_owned(),
         task.command.into(),
     ];
-    process::spawn_detached(&config.monitor_exe, &args, env, log).map_err(|e| {
+    process::spawn_detached(&config.monitor_exe, &args, log).map_err(|e| {
         Error::SpawnFailed(format!(
             "cannot start monitor {}: {e}",
             config.monitor_exe.display()

@@ -62,13 +62,36 @@ pub fn fill_random(buf: &mut [u8]) {
 }
 
 /// A process as identified across time: pid plus start time (clock ticks
-/// since boot) plus the boot it belongs to. A recycled pid has another start
-/// time; a pid from an earlier boot has another boot id.
+/// since boot) plus the boot it belongs to, plus the pid namespace its pid
+/// is a number in. A recycled pid has another start time; a pid from an
+/// earlier boot has another boot id; a pid read in another pid namespace
+/// names another process here, or none (so it cannot be checked from here).
+///
+/// The start time is kept on the boot clock without any time namespace's
+/// offset: `/proc` shows start times shifted by the reader's boottime
+/// offset, which is taken back out, so readers in different time
+/// namespaces agree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessIdentity {
     pub pid: u32,
     pub start_ticks: u64,
     pub boot_id: String,
+    /// The pid namespace the pid was read in (`pid:[inode]`); empty when
+    /// unknown (records written before it was kept), then taken as ours.
+    pub pid_ns: String,
+}
+
+/// What a check of a recorded process can tell from here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// That exact process runs.
+    Alive,
+    /// It ended (or its pid now names another process).
+    Dead,
+    /// It cannot be checked from here: it was recorded in another pid
+    /// namespace, or this process's clocks cannot be mapped to the boot
+    /// clock. Never a reason to act as if it were dead.
+    Unknown,
 }
 
 impl ProcessIdentity {
@@ -77,27 +100,107 @@ impl ProcessIdentity {
     pub fn of_child(pid: u32) -> io::Result<Self> {
         let stat =
             read_stat(pid)?.ok_or_else(|| io::Error::other("child vanished before reaping"))?;
+        let offset = boottime_offset_ticks().ok_or_else(|| {
+            io::Error::other("this time namespace's boottime offset is not a whole clock tick")
+        })?;
         Ok(ProcessIdentity {
             pid,
-            start_ticks: stat.start_ticks,
+            start_ticks: unshift(stat.start_ticks, offset),
             boot_id: boot_id().to_owned(),
+            pid_ns: pid_namespace().to_owned(),
         })
     }
 
-    /// Whether this exact process still runs (zombies count as ended).
+    /// Whether this exact process still runs (zombies count as ended), as
+    /// far as the calling process can tell.
+    pub fn liveness(&self) -> Liveness {
+        if self.boot_id != boot_id() {
+            return Liveness::Dead;
+        }
+        let here = pid_namespace();
+        if !self.pid_ns.is_empty() && !here.is_empty() && self.pid_ns != here {
+            return Liveness::Unknown;
+        }
+        let Some(offset) = boottime_offset_ticks() else {
+            return Liveness::Unknown;
+        };
+        match read_stat(self.pid) {
+            Ok(Some(s)) if unshift(s.start_ticks, offset) == self.start_ticks && !s.is_dead() => {
+                Liveness::Alive
+            }
+            Ok(_) => Liveness::Dead,
+            // Unreadable (a restricted /proc, say): not evidence of death.
+            Err(_) => Liveness::Unknown,
+        }
+    }
+
+    /// Whether this exact process is known to run.
     pub fn is_alive(&self) -> bool {
-        self.boot_id == boot_id()
-            && matches!(read_stat(self.pid), Ok(Some(s)) if s.start_ticks == self.start_ticks && !s.is_dead())
+        self.liveness() == Liveness::Alive
+    }
+
+    /// Whether this exact process is known to have ended.
+    pub fn is_dead(&self) -> bool {
+        self.liveness() == Liveness::Dead
     }
 
     /// A pidfd for this process if it is still the same process. The pidfd
     /// is opened first and the identity checked after, so the fd cannot
     /// refer to a recycled pid.
     pub fn open(&self) -> Option<ProcessHandle> {
+        // A pid recorded in another namespace names another process here.
+        if self.liveness() == Liveness::Unknown {
+            return None;
+        }
         let pid = Pid::from_raw(i32::try_from(self.pid).ok()?)?;
         let fd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()?;
         self.is_alive().then_some(ProcessHandle { fd })
     }
+}
+
+/// The calling process's pid namespace (`pid:[inode]`), empty if unknown.
+pub fn pid_namespace() -> &'static str {
+    static NS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NS.get_or_init(|| {
+        std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .unwrap_or_default()
+    })
+}
+
+/// This time namespace's boottime offset in clock ticks (0 outside one, or
+/// on kernels without time namespaces); `None` if it is not a whole number
+/// of ticks, so start times read here cannot be mapped exactly.
+fn boottime_offset_ticks() -> Option<i64> {
+    static OFFSET: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let Ok(text) = std::fs::read_to_string("/proc/self/timens_offsets") else {
+            return Some(0);
+        };
+        let hz = i64::try_from(rustix::param::clock_ticks_per_second())
+            .ok()
+            .filter(|hz| *hz > 0)?;
+        parse_boottime_offset(&text, hz)
+    })
+}
+
+/// The boottime line of `/proc/self/timens_offsets` ("boottime SECS NANOS")
+/// in ticks of `hz`.
+fn parse_boottime_offset(text: &str, hz: i64) -> Option<i64> {
+    let Some(line) = text.lines().find(|l| l.starts_with("boottime")) else {
+        return Some(0);
+    };
+    let mut fields = line.split_ascii_whitespace().skip(1);
+    let secs: i64 = fields.next()?.parse().ok()?;
+    let nanos: i64 = fields.next().unwrap_or("0").parse().ok()?;
+    let tick_ns = 1_000_000_000 / hz;
+    (nanos % tick_ns == 0).then(|| secs.saturating_mul(hz).saturating_add(nanos / tick_ns))
+}
+
+/// A start time read here, on the boot clock of the initial time namespace.
+fn unshift(ticks: u64, offset: i64) -> u64 {
+    (i128::from(ticks) - i128::from(offset)).clamp(0, i128::from(u64::MAX)) as u64
 }
 
 /// An open pidfd of a verified process: it can be signalled and awaited
@@ -116,6 +219,16 @@ impl ProcessHandle {
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+
+    /// Whether the process has exited (its pidfd is readable then).
+    pub fn has_exited(&self) -> bool {
+        pidfd_has_exited(self.fd.as_fd())
+    }
+}
+
+/// Whether the process of a pidfd has exited (the pidfd is readable then).
+pub(super) fn pidfd_has_exited(pidfd: BorrowedFd<'_>) -> bool {
+    wait_readable(&[pidfd], Some(Duration::ZERO)).map_or(true, |ready| ready[0])
 }
 
 struct Stat {
@@ -168,12 +281,13 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
         .iter()
         .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
         .collect();
+    // A timeout too long to represent is no timeout.
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let spec = remaining.map(|r| rustix::event::Timespec {
-            tv_sec: r.as_secs() as i64,
-            tv_nsec: r.subsec_nanos() as i64,
+            tv_sec: i64::try_from(r.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(r.subsec_nanos()),
         });
         match poll(&mut pollfds, spec.as_ref()) {
             Ok(_) => break,
@@ -201,18 +315,64 @@ pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
     }
 }
 
-/// Signals the process group led (or once led) by `leader`, for a group
-/// that is not ours to reap. A pgid cannot be reused while any member of
-/// the group lives, so the group is the task's unless a *different* process
-/// now holds the leader's pid, in which case nothing is sent.
-pub fn signal_group_of(leader: &ProcessIdentity, sig: i32) -> io::Result<()> {
-    if leader.boot_id != boot_id() {
-        return Ok(());
+/// The environment variable that marks every process of a task: the
+/// monitor gives the task's shell `BGTASK_TASK_ID=<id>`, and every
+/// descendant inherits it, whatever its session, process group or parent.
+pub const TASK_MARKER: &str = "BGTASK_TASK_ID";
+
+/// Sends `sig` to every process (other than the caller) whose environment
+/// carries the marker of task `task_id`. Returns how many were signalled.
+///
+/// Each is proven to be the task's before it is signalled: a pidfd is
+/// opened first, then `/proc/PID/environ` is read, then the pidfd is
+/// checked to still refer to a running process. A pid cannot be reused
+/// while its process runs, so the environment read was that process's, and
+/// the signal goes through the pidfd, which cannot reach another one.
+/// Only processes whose environment this process may read are found (the
+/// same user, or any as root).
+pub fn signal_marked(task_id: &str, sig: i32) -> usize {
+    let Some(sig) = Signal::from_named_raw(sig) else {
+        return 0;
+    };
+    let marker = format!("{TASK_MARKER}={task_id}");
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut count = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|pid| *pid != me)
+        else {
+            continue;
+        };
+        let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            continue;
+        };
+        let Ok(fd) = rustix::process::pidfd_open(raw, PidfdFlags::empty()) else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes())
+        {
+            continue;
+        }
+        let handle = ProcessHandle { fd };
+        if handle.has_exited() {
+            continue;
+        }
+        if rustix::process::pidfd_send_signal(&handle.fd, sig).is_ok() {
+            count += 1;
+        }
     }
-    match read_stat(leader.pid)? {
-        Some(stat) if stat.start_ticks != leader.start_ticks => Ok(()),
-        _ => signal_group(leader.pid, sig),
-    }
+    count
 }
 
 /// Signals every current child of the calling process. The children are not
@@ -287,33 +447,23 @@ pub struct Detached {
     pub stdin: File,
 }
 
-/// Starts `exe args` in a session of its own with `env` added to the
+/// Starts `exe args` in a session of its own with this process's
 /// environment, stdin from a new pipe, stdout to /dev/null, stderr to `log`.
+/// (A task's own variables never go into its monitor's environment: they
+/// come through the pipe, see [`go_message`].)
 ///
 /// This is posix_spawn with `POSIX_SPAWN_SETSID`: the C library starts the
 /// child with vfork semantics (no copy of this process's page tables, none
 /// of the copy-on-write faults that follow a fork) and returns once it has
 /// exec'd, with the exec's error if it failed. setsid runs before exec, so
 /// there is no moment in which the child sits in the caller's process group.
-pub fn spawn_detached(
-    exe: &Path,
-    args: &[OsString],
-    env: &[(String, String)],
-    log: File,
-) -> io::Result<Detached> {
+pub fn spawn_detached(exe: &Path, args: &[OsString], log: File) -> io::Result<Detached> {
     use std::os::unix::ffi::OsStrExt;
     let program = cstring(exe.as_os_str().as_bytes())?;
     let args = std::iter::once(Ok(program.clone()))
         .chain(args.iter().map(|a| cstring(a.as_bytes())))
         .collect::<io::Result<Vec<CString>>>()?;
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !env.iter().any(|(key, _)| k.as_bytes() == key.as_bytes()))
-        .collect();
-    vars.extend(env.iter().map(|(k, v)| (k.into(), v.into())));
-    let vars = vars
-        .iter()
-        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
-        .collect::<io::Result<Vec<CString>>>()?;
+    let vars = environment(&[])?;
     let argv = null_terminated(&args);
     let envp = null_terminated(&vars);
     let (stdin_r, stdin_w) = pipe()?;
@@ -457,8 +607,9 @@ pub fn reap_if_exited(pid: u32) -> bool {
     }
 }
 
-/// Blocks until the starter says "go" on stdin (true) or closes it without
-/// saying so (false).
+/// Blocks until the starter says "go" on stdin and returns the task's
+/// environment variables that came with it, or `None` if the starter closed
+/// the pipe (or broke off) without saying so.
 ///
 /// Waits under `SCHED_BATCH`, back to `SCHED_OTHER` before returning (so
 /// the task's shell never inherits it). A pipe write wakes its reader
@@ -469,11 +620,112 @@ pub fn reap_if_exited(pid: u32) -> bool {
 /// monitor's whole start, about 1 ms. A batch task does not preempt on
 /// wake-up; it runs when the starter yields its CPU or the other one
 /// takes it.
-pub fn wait_for_go() -> bool {
+pub fn wait_for_go() -> Option<Vec<(String, String)>> {
     set_policy(libc::SCHED_BATCH);
-    let go = read_go();
+    let go = read_go(&mut io::stdin().lock());
     set_policy(libc::SCHED_OTHER);
     go
+}
+
+/// Most bytes of environment a go message may carry (far above what one
+/// exec accepts, which the shell's start reports as its own error).
+const MAX_GO_ENV_BYTES: usize = 64 << 20;
+
+/// What the starter writes on the monitor's stdin once the task is
+/// recorded: `go LEN\n`, then LEN bytes of `KEY=VALUE` entries, each ended
+/// by a NUL. The task's variables travel here, not in the monitor's own
+/// environment: there they would be visible in the monitor's
+/// `/proc/PID/environ` for the task's whole life, and they would change
+/// the monitor itself (its fault points, its switches).
+pub fn go_message(env: &[(String, String)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (key, value) in env {
+        block.extend_from_slice(key.as_bytes());
+        block.push(b'=');
+        block.extend_from_slice(value.as_bytes());
+        block.push(0);
+    }
+    let mut message = format!("go {}\n", block.len()).into_bytes();
+    message.extend_from_slice(&block);
+    message
+}
+
+/// Reads a [`go_message`]; `None` at end of file before it is complete or
+/// if it is malformed.
+fn read_go(input: &mut impl Read) -> Option<Vec<(String, String)>> {
+    let mut header = Vec::new();
+    let mut byte = [0u8; 1];
+    while header.len() < 24 {
+        match input.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => header.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let len: usize = std::str::from_utf8(header.strip_prefix(b"go ")?)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|len| *len <= MAX_GO_ENV_BYTES)?;
+    let mut block = vec![0u8; len];
+    input.read_exact(&mut block).ok()?;
+    let block = String::from_utf8(block).ok()?;
+    block
+        .split_terminator('\0')
+        .map(|entry| {
+            entry
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// This process's environment with `extra` added, as `KEY=VALUE` C strings
+/// for an exec: a variable of `extra` replaces one of the same name, and of
+/// two in `extra` with the same name the later one wins.
+pub fn environment(extra: &[(String, String)]) -> io::Result<Vec<CString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut entries = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        if !extra.iter().any(|(k, _)| k.as_bytes() == key.as_bytes()) {
+            entries.push(cstring(&[key.as_bytes(), b"=", value.as_bytes()].concat())?);
+        }
+    }
+    for (i, (key, value)) in extra.iter().enumerate() {
+        if !extra[i + 1..].iter().any(|(k, _)| k == key) {
+            entries.push(cstring(format!("{key}={value}").as_bytes())?);
+        }
+    }
+    Ok(entries)
+}
+
+/// Closes every file descriptor above stderr. A monitor calls it first:
+/// whatever its starter had open without close-on-exec (a harness's pipe,
+/// say) would otherwise stay open in the monitor and the task for the
+/// task's whole life.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; nothing in this process
+    // owns one above 2 yet when the monitor calls it.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if ret == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists (collected first, since
+    // reading the directory holds a descriptor of its own).
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; a descriptor that was the directory's is
+        // already closed, and closing it again fails harmlessly.
+        unsafe { libc::close(fd) };
+    }
 }
 
 /// Sets the calling thread's scheduling policy, one of the normal ones (no
@@ -490,21 +742,6 @@ fn set_policy(policy: libc::c_int) {
     // SAFETY: a valid sched_param that outlives the call; pid 0 is the
     // calling thread.
     unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, policy, &param) };
-}
-
-fn read_go() -> bool {
-    let mut buf = [0u8; 8];
-    let mut got = 0;
-    let mut stdin = io::stdin().lock();
-    while got < 3 {
-        match stdin.read(&mut buf[got..]) {
-            Ok(0) => return false,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    &buf[..3] == b"go\n"
 }
 
 /// A non-blocking pipe pair (read end, write end), close-on-exec.
@@ -630,14 +867,13 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn a_detached_child_gets_its_session_stdin_stderr_and_env() {
+    fn a_detached_child_gets_its_session_stdin_and_stderr() {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("log");
         let log = File::create(&log_path).unwrap();
-        let script = "read line; echo \"$line $EXTRA $(cut -d' ' -f6 /proc/$$/stat) $$\" >&2";
+        let script = "read line; echo \"$line added $(cut -d' ' -f6 /proc/$$/stat) $$\" >&2";
         let args: Vec<OsString> = vec!["-c".into(), script.into()];
-        let env = [("EXTRA".to_owned(), "added".to_owned())];
-        let mut child = spawn_detached(Path::new("/bin/sh"), &args, &env, log).unwrap();
+        let mut child = spawn_detached(Path::new("/bin/sh"), &args, log).unwrap();
         child.stdin.write_all(b"go\n").unwrap();
         drop(child.stdin);
         let pid = Pid::from_raw(child.pid as i32).unwrap();
@@ -658,7 +894,113 @@ mod tests {
     #[test]
     fn a_detached_child_that_cannot_exec_is_an_error() {
         let log = tempfile::tempfile().unwrap();
-        let err = spawn_detached(Path::new("/nonexistent/bgtask"), &[], &[], log).unwrap_err();
+        let err = spawn_detached(Path::new("/nonexistent/bgtask"), &[], log).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_go_message_carries_the_environment_and_a_broken_one_is_no_go() {
+        let env = vec![
+            ("A".to_owned(), "1=2\nthree".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ];
+        let message = go_message(&env);
+        assert_eq!(read_go(&mut &message[..]), Some(env));
+        assert_eq!(read_go(&mut &b"go 0\n"[..]), Some(vec![]));
+        for broken in [
+            &message[..message.len() - 1],
+            b"",
+            b"go\n",
+            b"go x\n",
+            b"no 0\n",
+        ] {
+            assert_eq!(read_go(&mut &broken[..]), None, "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn the_environment_adds_and_replaces_variables() {
+        let path = std::env::var("PATH").unwrap();
+        let extra = [
+            ("PATH".to_owned(), "first".to_owned()),
+            ("BGTASK_TEST_NEW".to_owned(), "x".to_owned()),
+            ("PATH".to_owned(), "second".to_owned()),
+        ];
+        let entries: Vec<String> = environment(&extra)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.into_string().unwrap())
+            .collect();
+        let paths: Vec<&String> = entries.iter().filter(|e| e.starts_with("PATH=")).collect();
+        assert_eq!(paths, ["PATH=second"], "replaced, not {path}");
+        assert!(entries.iter().any(|e| e == "BGTASK_TEST_NEW=x"));
+    }
+
+    #[test]
+    fn a_boottime_offset_is_read_in_ticks() {
+        assert_eq!(parse_boottime_offset("", 100), Some(0));
+        let text = "monotonic 0 0\nboottime 100000 0\n";
+        assert_eq!(parse_boottime_offset(text, 100), Some(10_000_000));
+        assert_eq!(parse_boottime_offset("boottime -5 0\n", 100), Some(-500));
+        assert_eq!(
+            parse_boottime_offset("boottime 1 20000000\n", 100),
+            Some(102)
+        );
+        // Not a whole tick: start times read here cannot be mapped.
+        assert_eq!(parse_boottime_offset("boottime 1 5\n", 100), None);
+        assert_eq!(unshift(10_000_500, 10_000_000), 500);
+        assert_eq!(unshift(5, 10), 0);
+    }
+
+    #[test]
+    fn an_identity_from_another_pid_namespace_is_unknown_not_dead() {
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        assert_eq!(me.liveness(), Liveness::Alive);
+        let elsewhere = ProcessIdentity {
+            pid_ns: "pid:[1]".into(),
+            ..me.clone()
+        };
+        assert_eq!(elsewhere.liveness(), Liveness::Unknown);
+        assert!(elsewhere.open().is_none());
+        let recycled = ProcessIdentity {
+            start_ticks: me.start_ticks + 1,
+            ..me.clone()
+        };
+        assert_eq!(recycled.liveness(), Liveness::Dead);
+        let old_record = ProcessIdentity {
+            pid_ns: String::new(),
+            ..me
+        };
+        assert_eq!(old_record.liveness(), Liveness::Alive);
+    }
+
+    #[test]
+    fn only_processes_carrying_the_marker_are_signalled() {
+        let id = format!("bg-marker-test-{}", std::process::id());
+        let spawn = |marker: Option<&str>| {
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("60");
+            if let Some(m) = marker {
+                cmd.env(TASK_MARKER, m);
+            }
+            cmd.spawn().unwrap()
+        };
+        let mut marked = spawn(Some(&id));
+        let mut other_task = spawn(Some(&format!("{id}0")));
+        let mut unmarked = spawn(None);
+        assert_eq!(signal_marked(&id, SIGKILL), 1);
+        let status = marked.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        for child in [&mut other_task, &mut unmarked] {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "an unmarked process was hit"
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Everything that talks to the operating system about processes: identity
-//! (pid + start time), signals through pidfds, process groups, the child
+//! (pid + start time + boot + pid namespace), the task marker in every task
+//! process's environment, signals through pidfds, process groups, the child
 //! subreaper, cgroups, spawning, and waiting for fds without polling.
 //!
 //! bgtask targets Linux; this folder is the only place with OS calls, so a

@@ -31,6 +31,10 @@ pub struct ShellCommand<'a> {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub cgroup: Option<&'a Cgroup>,
+    /// The shell's whole environment, `KEY=VALUE` (see
+    /// [`super::environment`]); prepared before the clone, which may not
+    /// allocate.
+    pub env: &'a [CString],
 }
 
 /// The started shell: a child of the calling process until reaped.
@@ -43,6 +47,11 @@ pub struct Shell {
 impl Shell {
     pub fn id(&self) -> u32 {
         self.pid.as_raw_nonzero().get() as u32
+    }
+
+    /// Whether the shell has been reaped (its pid may be reused since).
+    pub fn is_reaped(&self) -> bool {
+        self.status.is_some()
     }
 
     /// Reaps the shell if it has ended (never blocks).
@@ -128,9 +137,16 @@ fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<PendingShell> 
         command.as_ptr(),
         std::ptr::null(),
     ];
+    let envp: Vec<*const c_char> = spec
+        .env
+        .iter()
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let child = Prepared {
         program: &program,
         argv: &argv,
+        envp: &envp,
         cwd: cstring(spec.cwd.as_os_str().as_bytes())?,
         stdin: std::fs::File::open("/dev/null")?.into(),
         stdout: spec.stdout,
@@ -166,6 +182,7 @@ fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<PendingShell> 
 struct Prepared<'a> {
     program: &'a CString,
     argv: &'a [*const c_char; 4],
+    envp: &'a [*const c_char],
     cwd: CString,
     stdin: OwnedFd,
     stdout: OwnedFd,
@@ -191,9 +208,15 @@ impl Prepared<'_> {
     unsafe fn exec(&self, report: &OwnedFd) -> ! {
         let errno = match self.prepare() {
             Ok(()) => {
-                // SAFETY: the pointers come from live CStrings and a
-                // null-terminated array; `environ` is the process's own.
-                unsafe { execve(self.program.as_ptr(), self.argv.as_ptr(), environ) };
+                // SAFETY: the pointers come from live CStrings and
+                // null-terminated arrays.
+                unsafe {
+                    execve(
+                        self.program.as_ptr(),
+                        self.argv.as_ptr(),
+                        self.envp.as_ptr(),
+                    )
+                };
                 io::Error::last_os_error().raw_os_error().unwrap_or(0)
             }
             Err(e) => e.raw_os_error(),
@@ -218,6 +241,13 @@ impl Prepared<'_> {
         rustix::stdio::dup2_stdout(&self.stdout)?;
         rustix::stdio::dup2_stderr(&self.stderr)?;
         rustix::process::chdir(self.cwd.as_c_str())?;
+        // Nothing but stdin, stdout and stderr passes to the task: every
+        // other descriptor is closed by the exec (the exec-error report
+        // pipe too, which is how its end of file confirms the exec).
+        // Before Linux 5.11 this is refused; the monitor closed what it
+        // inherited at its start, and opens its own close-on-exec.
+        // SAFETY: a raw system call on descriptor numbers only.
+        unsafe { syscall(SYS_CLOSE_RANGE, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
         // Rust ignores SIGPIPE; the shell must get the default back, as
         // std::process::Command gives it.
         // SAFETY: signal() with SIG_DFL is a sigaction wrapper.
@@ -234,6 +264,9 @@ const SIGPIPE: c_int = 13;
 const SIG_DFL: usize = 0;
 /// clone3's number is the same on every architecture.
 const SYS_CLONE3: c_long = 435;
+/// close_range's number, the same on every architecture too.
+const SYS_CLOSE_RANGE: c_long = 436;
+const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const SIGCHLD: u64 = 17;
 
@@ -291,9 +324,8 @@ fn fork_and_exec(child: Prepared<'_>, report: &OwnedFd) -> io::Result<i32> {
     }
 }
 
-// The C library std already links; clone3, execve with the process's own
-// environment and _exit have no rustix equivalent outside its `runtime`
-// feature.
+// The C library std already links; clone3, close_range, execve and _exit
+// have no rustix equivalent outside its `runtime` feature.
 extern "C" {
     fn syscall(number: c_long, ...) -> c_long;
     fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char)
@@ -302,7 +334,6 @@ extern "C" {
     fn signal(signum: c_int, handler: usize) -> usize;
     #[link_name = "fork"]
     fn libc_fork() -> c_int;
-    static environ: *const *const c_char;
 }
 
 #[cfg(test)]
@@ -324,6 +355,7 @@ mod tests {
                 stdout: out_w,
                 stderr: err_w,
                 cgroup,
+                env: &super::super::environment(&[]).unwrap(),
             },
             born_inside,
         )?
@@ -370,6 +402,7 @@ mod tests {
             stdout: out_w,
             stderr: err_w,
             cgroup: None,
+            env: &[],
         })
         .unwrap()
         .confirm()
@@ -394,5 +427,37 @@ mod tests {
             let text = String::from_utf8_lossy(&buf[..n]);
             assert!(text.contains(&format!("bgtask-{name}")), "{text}");
         }
+    }
+
+    #[test]
+    fn the_shell_gets_the_given_environment_and_no_inherited_descriptors() {
+        let (out_r, out_w) = super::super::pipe().unwrap();
+        let (_, err_w) = super::super::pipe().unwrap();
+        // A descriptor this process holds without close-on-exec.
+        let (_leak_r, leak_w) = std::os::unix::net::UnixStream::pair().unwrap();
+        let leak = rustix::io::dup(&leak_w).unwrap();
+        let env = [CString::new("ONLY=this").unwrap()];
+        let mut shell = start_shell(ShellCommand {
+            shell: Path::new("/bin/sh"),
+            command: "echo \"$ONLY ${HOME:-nohome}\"; ls /proc/self/fd",
+            cwd: Path::new("/"),
+            stdout: out_w,
+            stderr: err_w,
+            cgroup: None,
+            env: &env,
+        })
+        .unwrap()
+        .confirm()
+        .unwrap();
+        assert_eq!(shell.wait().unwrap(), ExitStatus::Code(0));
+        let mut buf = [0u8; 4096];
+        let n = rustix::io::read(&out_r, &mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("this nohome"), "{text}");
+        // ls's own directory descriptor is 3; nothing of ours is open.
+        let fds: Vec<&str> = lines.collect();
+        assert_eq!(fds, ["0", "1", "2", "3"], "{text}");
+        drop(leak);
     }
 }

@@ -221,7 +221,7 @@ fn check_tasks(store: &mut Store, repair: bool, report: &mut DoctorReport) {
             .all_live()
             .map(|l| {
                 l.iter()
-                    .filter(|t| !t.owner.as_ref().is_some_and(|o| o.is_alive()))
+                    .filter(|t| t.owner.as_ref().is_none_or(|o| o.is_dead()))
                     .count()
             })
             .unwrap_or(0);

@@ -15,7 +15,11 @@ use crate::error::{Error, Result};
 
 /// Schema changes after version 1, oldest first: `MIGRATIONS[i]` takes a
 /// database from version `i + 1` to `i + 2`. Append, never edit a step.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[
+    // 2: the pid namespace the owner's and shell's pids were read in
+    // (`pid:[inode]`), so a check from another namespace is "unknown".
+    "ALTER TABLE tasks ADD COLUMN ns TEXT;",
+];
 
 /// The schema this build writes.
 pub(super) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;

@@ -98,8 +98,8 @@ impl Store {
             .query_row(
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
-                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -117,6 +117,10 @@ impl Store {
                 task.idle_timeout_ms.map(|v| v as i64),
                 task.max_output as i64,
                     task.notify,
+                    // The pid namespace both the monitor's and the shell's
+                    // pids are numbers in (the monitor records the shell from
+                    // the namespace it was started in).
+                    task.owner.pid_ns,
                 ],
                 |r| task_from_row(home, r),
             )
@@ -345,17 +349,19 @@ impl Store {
     fn live_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<LiveTask>> {
         let sql = format!(
             "SELECT task_id, status, owner_pid, owner_start, pid, pid_start, boot_id, cgroup, \
-             kill_grace_ms FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
+             kill_grace_ms, ns FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
         let rows = stmt
             .query_map(args, |r| {
                 let boot_id: Option<String> = r.get(6)?;
+                let pid_ns: Option<String> = r.get(9)?;
                 let identity = |pid: Option<u32>, start: Option<i64>| match (pid, start, &boot_id) {
                     (Some(pid), Some(start), Some(boot)) => Some(ProcessIdentity {
                         pid,
                         start_ticks: start as u64,
                         boot_id: boot.clone(),
+                        pid_ns: pid_ns.clone().unwrap_or_default(),
                     }),
                     _ => None,
                 };

@@ -14,7 +14,9 @@ mod fixture;
 mod client;
 mod crashes;
 mod disk;
+mod handoff;
 mod hostile;
+mod identity;
 mod races;
 
 /// How many times randomised faults repeat (`BGTASK_SOAK` multiplies).
