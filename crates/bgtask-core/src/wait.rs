@@ -78,22 +78,24 @@ impl EventWatch {
     }
 }
 
-/// An inotify watch on the events file and the identity (device, inode)
-/// of the file it watches. The file can be deleted or replaced (by hand,
-/// by a cleanup script), and a watch stays on the inode it was given, so
-/// a user checks [`EventsFileWatch::is_current`] before relying on it.
+/// An inotify watch on the events file, and the file itself, held open.
+/// The file can be deleted or replaced (by hand, by a cleanup script), and
+/// a watch stays on the inode it was given, so a user checks
+/// [`EventsFileWatch::is_current`] before relying on it. Holding the file
+/// open keeps its inode number from being reused by a new file at the same
+/// path, which would make a stale watch look current.
 struct EventsFileWatch {
     watch: FileWatch,
-    file: (u64, u64),
+    file: std::fs::File,
 }
 
 impl EventsFileWatch {
     /// Watches the events file at `path` (which must exist).
     fn new(path: &Path) -> std::io::Result<EventsFileWatch> {
-        // Identified before the watch is added: if the file is replaced in
+        // Opened before the watch is added: if the file is replaced in
         // between, the watch is on the newer file and the next check
         // re-arms, never the other way round.
-        let file = identity(path)?;
+        let file = std::fs::File::open(path)?;
         let watch = FileWatch::new()?;
         watch.add(path)?;
         Ok(EventsFileWatch { watch, file })
@@ -101,13 +103,11 @@ impl EventsFileWatch {
 
     /// Whether the file at `path` is still the one watched.
     fn is_current(&self, path: &Path) -> bool {
-        identity(path).is_ok_and(|file| file == self.file)
+        match (std::fs::metadata(path), self.file.metadata()) {
+            (Ok(now), Ok(watched)) => now.dev() == watched.dev() && now.ino() == watched.ino(),
+            _ => false,
+        }
     }
-}
-
-fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
-    let meta = std::fs::metadata(path)?;
-    Ok((meta.dev(), meta.ino()))
 }
 
 /// The events watches no wait is using, kept for the next waits.
