@@ -168,11 +168,19 @@ pub fn decode(line: &[u8]) -> Incoming {
         Incoming::Invalid(error_reply(&reply_id, &RpcError::new(code, message)))
     };
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return bad(INVALID_REQUEST, "invalid request: \"jsonrpc\" must be \"2.0\"");
+        return bad(
+            INVALID_REQUEST,
+            "invalid request: \"jsonrpc\" must be \"2.0\"",
+        );
     }
     let method = match obj.remove("method") {
         Some(Value::String(m)) => m,
-        _ => return bad(INVALID_REQUEST, "invalid request: \"method\" must be a string"),
+        _ => {
+            return bad(
+                INVALID_REQUEST,
+                "invalid request: \"method\" must be a string",
+            )
+        }
     };
     let params = match obj.remove("params") {
         None | Some(Value::Null) => Value::Object(Map::new()),

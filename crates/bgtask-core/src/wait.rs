@@ -215,7 +215,8 @@ impl Service {
                 (true, None) => Some(WATCHLESS_POLL),
                 (false, _) => remaining,
             };
-            process::wait_readable(&fds, sleep).map_err(|e| Error::io("cannot wait on", &events, e))?;
+            process::wait_readable(&fds, sleep)
+                .map_err(|e| Error::io("cannot wait on", &events, e))?;
         }
     }
 

@@ -225,9 +225,16 @@ fn retry_while_busy(attempt: i32) -> bool {
     let (waited_us, pause) = match attempt {
         0..=49 => (attempt * 100, Duration::from_micros(100)),
         50..=199 => (5_000 + (attempt - 50) * 1_000, Duration::from_millis(1)),
-        _ => (155_000 + (attempt - 200) * 10_000, Duration::from_millis(10)),
+        _ => (
+            155_000 + (attempt - 200) * 10_000,
+            Duration::from_millis(10),
+        ),
     };
-    if waited_us >= BUSY_TIMEOUT_MS.load(Ordering::Relaxed).saturating_mul(1_000) {
+    if waited_us
+        >= BUSY_TIMEOUT_MS
+            .load(Ordering::Relaxed)
+            .saturating_mul(1_000)
+    {
         return false;
     }
     std::thread::sleep(pause);

@@ -61,7 +61,8 @@ fn completions_are_still_pushed_after_a_store_error() {
     let monitor = parent_of(shell);
     let db = rusqlite::Connection::open(bg.home.join("bgtask.db")).expect("open the store");
     db.busy_timeout(PATIENCE).unwrap();
-    db.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    db.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
     // SAFETY: kill(2) on the monitor's pid, a process this test started.
     unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
     wait_until("the monitor to die", || !is_running(monitor));
@@ -102,7 +103,10 @@ fn hundreds_of_waits_do_not_delay_a_quick_request() {
     gate.open();
     for wait in waits {
         let reply = server.reply(wait);
-        assert_eq!(reply["result"]["tasks"][0]["status"], "completed", "{reply}");
+        assert_eq!(
+            reply["result"]["tasks"][0]["status"], "completed",
+            "{reply}"
+        );
     }
     assert_eq!(server.close().code(), Some(0));
 }
@@ -185,7 +189,10 @@ fn a_started_task_is_reported_with_its_id_without_inotify() {
     let Some(mut server) = serve_with_inotify_limit(&bg, 0) else {
         return;
     };
-    let reply = server.call("bash", json!({"command": "exec sleep 300", "background": true}));
+    let reply = server.call(
+        "bash",
+        json!({"command": "exec sleep 300", "background": true}),
+    );
     let id = task_id(&reply);
     assert_eq!(reply["status"], "running", "{reply}");
     let tasks = bg.list_all();
@@ -257,7 +264,11 @@ fn ids_are_echoed_exactly_as_sent() {
     for (n, id) in ids.iter().enumerate() {
         // The unknown method makes `null` distinguishable from the error
         // replies with a null id that other lines would get.
-        let method = if *id == "null" { "bash_nothing" } else { "bash_list" };
+        let method = if *id == "null" {
+            "bash_nothing"
+        } else {
+            "bash_list"
+        };
         server.send_raw(
             format!("{{\"jsonrpc\": \"2.0\", \"id\": {id}, \"method\": \"{method}\"}}\n")
                 .as_bytes(),
@@ -265,8 +276,17 @@ fn ids_are_echoed_exactly_as_sent() {
         let parsed: Value = serde_json::from_str(id).unwrap();
         server.reply(parsed);
         let echoed = format!("\"id\":{id},");
-        let found = server.seen_text().iter().filter(|t| t.contains(&echoed)).count();
-        assert_eq!(found, 1, "id {id} (#{n}) echoed verbatim: {:#?}", server.seen_text());
+        let found = server
+            .seen_text()
+            .iter()
+            .filter(|t| t.contains(&echoed))
+            .count();
+        assert_eq!(
+            found,
+            1,
+            "id {id} (#{n}) echoed verbatim: {:#?}",
+            server.seen_text()
+        );
     }
     // Ids JSON-RPC forbids are refused with a null id.
     for id in ["{\"a\": 1}", "[1]", "true"] {
@@ -316,7 +336,10 @@ fn a_bad_param_is_named_and_its_value_never_echoed() {
         let error = server.call_error("bash", params.clone());
         assert_eq!(error["code"], -32602, "{params} → {error}");
         let message = error["message"].as_str().unwrap();
-        assert!(!message.contains("tok-secret"), "a value is echoed: {message}");
+        assert!(
+            !message.contains("tok-secret"),
+            "a value is echoed: {message}"
+        );
         assert!(
             message.contains("env") || message.contains("cwd") || message.contains("command"),
             "the field is named: {message}"
@@ -324,7 +347,10 @@ fn a_bad_param_is_named_and_its_value_never_echoed() {
     }
     let error = server.call_error("bash_list", json!({"status": "tok-secret-eight"}));
     let message = error["message"].as_str().unwrap();
-    assert!(message.contains("status") && !message.contains("tok-secret"), "{message}");
+    assert!(
+        message.contains("status") && !message.contains("tok-secret"),
+        "{message}"
+    );
     assert!(bg.list_all().is_empty(), "no task was started");
     assert_eq!(server.close().code(), Some(0));
 }
@@ -338,7 +364,10 @@ fn absurd_time_limits_are_refused_and_start_nothing() {
         let error = server.call_error("bash", params);
         assert_eq!(error["code"], -32602, "{field}: {error}");
         let message = error["message"].as_str().unwrap();
-        assert!(message.contains(name), "{field}: the message names it: {message}");
+        assert!(
+            message.contains(name),
+            "{field}: the message names it: {message}"
+        );
     }
     assert!(bg.list_all().is_empty(), "no task was started");
     assert_eq!(server.close().code(), Some(0));
