@@ -35,10 +35,6 @@ pub type Outbox = mpsc::UnboundedSender<String>;
 /// limit. docs/protocol.md states it.
 const MAX_WAITING: usize = 512;
 
-/// Stack of a waiting request's thread: a wait needs little (SQLite reads,
-/// serde), and hundreds of them run at once.
-const WAIT_STACK_BYTES: usize = 512 << 10;
-
 /// State shared by request handlers and the push thread.
 pub struct Server {
     base: Config,
@@ -234,7 +230,6 @@ impl Request {
         let thread_server = Arc::clone(&server);
         let spawned = std::thread::Builder::new()
             .name("bgtask-wait".into())
-            .stack_size(WAIT_STACK_BYTES)
             .spawn(move || {
                 self.answer(&thread_server);
                 drop(place);
