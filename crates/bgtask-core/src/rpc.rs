@@ -307,3 +307,98 @@ pub fn error_reply(id: &Id, err: &RpcError) -> String {
 pub fn notification(method: &str, params: Value) -> String {
     json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_id(line: &str) -> String {
+        match decode(line.as_bytes()) {
+            Incoming::Request { id, .. } => id.get().to_owned(),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_keep_their_text() {
+        for id in [
+            "12345678901234567890123",
+            "-0",
+            "1e2",
+            "1.50",
+            "\"a\\u0041\"",
+            "null",
+        ] {
+            let line = format!("{{\"jsonrpc\":\"2.0\",\"id\": {id} ,\"method\":\"m\"}}");
+            assert_eq!(request_id(&line), id);
+            let reply = result_reply(
+                &match decode(line.as_bytes()) {
+                    Incoming::Request { id, .. } => id,
+                    other => panic!("{other:?}"),
+                },
+                json!(1),
+            );
+            assert_eq!(
+                reply,
+                format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":1}}")
+            );
+        }
+        assert!(matches!(
+            decode(br#"{"jsonrpc":"2.0","method":"m"}"#),
+            Incoming::Notification { .. }
+        ));
+        for line in [
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":[1],"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}"#,
+        ] {
+            match decode(line.as_bytes()) {
+                Incoming::Invalid(reply) => assert!(reply.contains("\"id\":null"), "{reply}"),
+                other => panic!("{line} decoded as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn params_errors_name_the_field_but_not_the_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[expect(dead_code, reason = "fields exist to be deserialised")]
+        struct P {
+            env: std::collections::HashMap<String, String>,
+            n: Option<u64>,
+        }
+        let cases = [
+            (
+                json!({"env": "tok-1"}),
+                "env: invalid type: string, expected a map",
+            ),
+            (
+                json!({"env": {"K": 7}}),
+                "env.K: invalid type: integer, expected a string",
+            ),
+            (
+                json!({"env": {}, "n": -4}),
+                "n: invalid value: integer, expected u64",
+            ),
+            (
+                json!({"env": {}, "n": 1.5}),
+                "n: invalid type: floating point, expected u64",
+            ),
+            (json!({}), "missing field `env`"),
+        ];
+        for (params, expected) in cases {
+            let err = super::params::<P>(params.clone()).unwrap_err();
+            assert_eq!(err.code, INVALID_PARAMS);
+            assert_eq!(
+                err.message,
+                format!("invalid params: {expected}"),
+                "{params}"
+            );
+        }
+        assert_eq!(
+            without_values("unknown variant `tok`, expected one of `a`, `b`"),
+            "unknown variant, expected one of `a`, `b`"
+        );
+        assert_eq!(without_values("something \"tok\" odd"), "invalid value");
+    }
+}
