@@ -68,7 +68,7 @@ fn completions_are_still_pushed_after_a_store_error() {
     wait_until("the monitor to die", || !is_running(monitor));
     touch(&bg.home.join("events"));
     wait_until("the push thread to hit the locked store", || {
-        server.stderr().contains("database is locked")
+        server.stderr().contains("completion push")
     });
     db.execute_batch("COMMIT").unwrap();
     drop(db);
