@@ -1,7 +1,7 @@
 //! Arbitrary bytes as one `bgtask serve` request line: decoding, decoding
 //! params into structs shaped like the server's, and serialising whatever
 //! reply results must never panic, and every reply must be a one-line
-//! JSON-RPC 2.0 message that parses back.
+//! JSON-RPC 2.0 message that parses back and echoes the id verbatim.
 
 #![no_main]
 
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
 
-use bgtask_core::rpc::{self, Incoming, RpcError};
+use bgtask_core::rpc::{self, Id, Incoming, RpcError};
 use bgtask_core::TaskId;
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
@@ -58,17 +58,19 @@ struct Empty {}
 fuzz_target!(|line: &[u8]| {
     match rpc::decode(line) {
         Incoming::Invalid(reply) => {
-            check_reply(&reply);
+            let parsed = check_reply(&reply);
             assert!(
-                reply.get("error").is_some(),
+                parsed.get("error").is_some(),
                 "invalid without error: {reply}"
             );
         }
         Incoming::Notification { .. } => {}
         Incoming::Request { id, method, params } => {
+            let parsed: Value = serde_json::from_str(id.get()).expect("an id is JSON");
             assert!(
-                matches!(id, Value::Null | Value::String(_) | Value::Number(_)),
-                "decoded an id JSON-RPC forbids: {id}"
+                matches!(parsed, Value::Null | Value::String(_) | Value::Number(_)),
+                "decoded an id JSON-RPC forbids: {}",
+                id.get()
             );
             assert!(params.is_object(), "params are always an object: {params}");
             let replies = [
@@ -85,6 +87,10 @@ fuzz_target!(|line: &[u8]| {
             ];
             for reply in &replies {
                 check_reply(reply);
+                assert!(
+                    reply.contains(&format!("\"id\":{},", id.get())),
+                    "the id is echoed verbatim: {reply}"
+                );
             }
         }
     }
@@ -106,18 +112,17 @@ fn wait(p: WaitParams) -> Result<Value, RpcError> {
     Ok(json!({ "ids": ids.len(), "timeout_ms": p.timeout_ms }))
 }
 
-fn reply(id: &Value, result: Result<Value, RpcError>) -> Value {
+fn reply(id: &Id, result: Result<Value, RpcError>) -> String {
     match result {
         Ok(value) => rpc::result_reply(id, value),
         Err(err) => rpc::error_reply(id, &err),
     }
 }
 
-fn check_reply(reply: &Value) {
-    assert_eq!(reply["jsonrpc"], "2.0", "{reply}");
-    let text = serde_json::to_string(reply).expect("a reply always serialises");
+/// Checks a reply line and returns it parsed.
+fn check_reply(text: &str) -> Value {
     assert!(!text.contains('\n'), "a reply is one line: {text}");
-    // Not compared with `reply`: serde_json's default float parsing may
-    // differ from the printed float in the last bit.
-    let _: Value = serde_json::from_str(&text).expect("a reply parses back");
+    let reply: Value = serde_json::from_str(text).expect("a reply parses back");
+    assert_eq!(reply["jsonrpc"], "2.0", "{reply}");
+    reply
 }

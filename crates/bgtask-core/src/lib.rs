@@ -29,6 +29,6 @@ pub use error::{Error, Result};
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
-pub use store::{doctor, DoctorReport, Finding};
+pub use store::{doctor, set_busy_timeout, DoctorReport, Finding};
 pub use task::{signal_name, Completion, Status, Task, TaskId};
 pub use wait::{EventWatch, WaitOutcome};

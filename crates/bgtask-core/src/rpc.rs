@@ -3,6 +3,8 @@
 //! tasks. Decoding never panics on any input (fuzzed: see docs/RELIABILITY.md).
 
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 pub const PARSE_ERROR: i64 = -32700;
@@ -20,14 +22,42 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 pub enum Incoming {
     /// A call that expects a reply.
     Request {
-        id: Value,
+        id: Id,
         method: String,
         params: Value,
     },
     /// A call without an id: handled, never answered.
     Notification { method: String },
-    /// Not a valid request; the reply to send.
-    Invalid(Value),
+    /// Not a valid request; the reply line to send.
+    Invalid(String),
+}
+
+/// A request's id exactly as the client wrote it (its JSON text), echoed
+/// verbatim: parsed and printed again, `1.50`, `1e2`, `-0` or an integer
+/// beyond 64 bits would come back changed, and a client matching replies
+/// by id would never see its own.
+#[derive(Debug, Clone)]
+pub struct Id(Option<Box<RawValue>>);
+
+impl Id {
+    /// The id of a reply to a request whose id could not be read.
+    pub fn null() -> Id {
+        Id(None)
+    }
+
+    /// The id's JSON text.
+    pub fn get(&self) -> &str {
+        self.0.as_deref().map_or("null", RawValue::get)
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(raw) => raw.serialize(s),
+            None => s.serialize_unit(),
+        }
+    }
 }
 
 /// An error reply's code, message and optional `data.kind`.
@@ -82,40 +112,49 @@ pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The request's `id` member as written, told apart from a missing one
+/// (`"id": null` is a request, no `id` a notification).
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Box<RawValue>>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
 /// Decodes one line (without its newline).
 pub fn decode(line: &[u8]) -> Incoming {
     if line.len() > MAX_LINE_BYTES {
-        return Incoming::Invalid(error_reply(
-            &Value::Null,
-            &RpcError::new(
-                INVALID_REQUEST,
-                format!("request line longer than {MAX_LINE_BYTES} bytes"),
-            ),
-        ));
+        return invalid(
+            INVALID_REQUEST,
+            format!("request line longer than {MAX_LINE_BYTES} bytes"),
+        );
     }
-    let value: Value = match std::str::from_utf8(line) {
-        Err(_) => return invalid(PARSE_ERROR, "parse error: the line is not valid UTF-8"),
-        Ok(text) => match serde_json::from_str(text) {
-            Ok(value) => value,
-            Err(e) => return invalid(PARSE_ERROR, format!("parse error: {e}")),
-        },
+    let Ok(text) = std::str::from_utf8(line) else {
+        return invalid(PARSE_ERROR, "parse error: the line is not valid UTF-8");
+    };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => return invalid(PARSE_ERROR, format!("parse error: {e}")),
     };
     let Value::Object(mut obj) = value else {
         return invalid(INVALID_REQUEST, "invalid request: expected a JSON object");
     };
-    let id = obj.remove("id");
-    let reply_id = id.clone().unwrap_or(Value::Null);
-    let bad = |message: &str| {
-        Incoming::Invalid(error_reply(
-            &reply_id,
-            &RpcError::new(INVALID_REQUEST, message),
-        ))
+    // The same text again, for the id's exact spelling. It parsed as an
+    // object above, so this fails only on a repeated member.
+    let raw_id = match serde_json::from_str::<Envelope>(text) {
+        Ok(envelope) => envelope.id.map(|raw| Id(Some(raw))),
+        Err(_) => {
+            return invalid(
+                INVALID_REQUEST,
+                "invalid request: \"id\" appears more than once",
+            )
+        }
     };
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return bad("invalid request: \"jsonrpc\" must be \"2.0\"");
-    }
     if !matches!(
-        &id,
+        obj.remove("id"),
         None | Some(Value::Null | Value::String(_) | Value::Number(_))
     ) {
         // An id we cannot echo is answered with a null id, as JSON-RPC asks.
@@ -124,35 +163,52 @@ pub fn decode(line: &[u8]) -> Incoming {
             "invalid request: \"id\" must be a string, a number or null",
         );
     }
+    let reply_id = raw_id.clone().unwrap_or_else(Id::null);
+    let bad = |code: i64, message: &str| {
+        Incoming::Invalid(error_reply(&reply_id, &RpcError::new(code, message)))
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return bad(
+            INVALID_REQUEST,
+            "invalid request: \"jsonrpc\" must be \"2.0\"",
+        );
+    }
     let method = match obj.remove("method") {
         Some(Value::String(m)) => m,
-        _ => return bad("invalid request: \"method\" must be a string"),
+        _ => {
+            return bad(
+                INVALID_REQUEST,
+                "invalid request: \"method\" must be a string",
+            )
+        }
     };
     let params = match obj.remove("params") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(p @ Value::Object(_)) => p,
         Some(_) => {
-            return Incoming::Invalid(error_reply(
-                &reply_id,
-                &RpcError::invalid_params("invalid params: \"params\" must be an object"),
-            ))
+            return bad(
+                INVALID_PARAMS,
+                "invalid params: \"params\" must be an object",
+            )
         }
     };
-    match id {
+    match raw_id {
         Some(id) => Incoming::Request { id, method, params },
         None => Incoming::Notification { method },
     }
 }
 
 fn invalid(code: i64, message: impl Into<String>) -> Incoming {
-    Incoming::Invalid(error_reply(&Value::Null, &RpcError::new(code, message)))
+    Incoming::Invalid(error_reply(&Id::null(), &RpcError::new(code, message)))
 }
 
-/// Decodes a method's params, naming the offending field on error.
+/// Decodes a method's params, naming the offending field on error. The
+/// message never holds a value the client sent (an `env` value may be a
+/// secret): serde's "invalid type: string \"…\"" keeps only the kind.
 pub fn params<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
     serde_path_to_error::deserialize(params).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let inner = without_values(&e.into_inner().to_string());
         if path == "." || path.is_empty() {
             RpcError::invalid_params(format!("invalid params: {inner}"))
         } else {
@@ -161,18 +217,188 @@ pub fn params<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
     })
 }
 
-pub fn result_reply(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
+/// serde's data-error message with the offending value left out:
+/// "invalid type: string \"x\", expected a map" becomes "invalid type:
+/// string, expected a map"; "unknown variant `x`, expected …" becomes
+/// "unknown variant, expected …". Messages that hold no value (missing
+/// field, invalid length) pass unchanged; anything unrecognised that holds
+/// a quote or backtick is reduced to a fixed text.
+fn without_values(message: &str) -> String {
+    for lead in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(lead) {
+            // The expected part comes from our own types, so the last
+            // separator is the real one even if the value contains it.
+            let (unexpected, expected) = rest.rsplit_once(", expected ").unwrap_or((rest, ""));
+            let kind = unexpected
+                .split(['`', '"'])
+                .next()
+                .unwrap_or_default()
+                .trim();
+            let mut text = format!("{lead}{kind}");
+            if !expected.is_empty() {
+                text.push_str(", expected ");
+                text.push_str(expected);
+            }
+            return text;
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        return match rest.split_once(", expected ") {
+            Some((_, expected)) => format!("unknown variant, expected {expected}"),
+            None => "unknown variant".to_owned(),
+        };
+    }
+    if message.starts_with("missing field ")
+        || message.starts_with("duplicate field ")
+        || message.starts_with("invalid length ")
+        || !message.contains(['`', '"'])
+    {
+        return message.to_owned();
+    }
+    "invalid value".to_owned()
 }
 
-pub fn error_reply(id: &Value, err: &RpcError) -> Value {
+/// The reply line to a request.
+#[derive(Serialize)]
+struct Reply<'a> {
+    // Members in sorted order, as the rest of the server's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    id: &'a Id,
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+}
+
+impl Reply<'_> {
+    fn line(&self) -> String {
+        // A struct of JSON values and raw JSON text always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The reply line (without newline) carrying `result`.
+pub fn result_reply(id: &Id, result: Value) -> String {
+    Reply {
+        error: None,
+        id,
+        jsonrpc: "2.0",
+        result: Some(result),
+    }
+    .line()
+}
+
+/// The reply line (without newline) carrying `err`.
+pub fn error_reply(id: &Id, err: &RpcError) -> String {
     let mut error = json!({"code": err.code, "message": err.message});
     if let Some(kind) = err.kind {
         error["data"] = json!({"kind": kind});
     }
-    json!({"jsonrpc": "2.0", "id": id, "error": error})
+    Reply {
+        error: Some(error),
+        id,
+        jsonrpc: "2.0",
+        result: None,
+    }
+    .line()
 }
 
-pub fn notification(method: &str, params: Value) -> Value {
-    json!({"jsonrpc": "2.0", "method": method, "params": params})
+/// A notification line (without newline).
+pub fn notification(method: &str, params: Value) -> String {
+    json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request_id(line: &str) -> String {
+        match decode(line.as_bytes()) {
+            Incoming::Request { id, .. } => id.get().to_owned(),
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_keep_their_text() {
+        for id in [
+            "12345678901234567890123",
+            "-0",
+            "1e2",
+            "1.50",
+            "\"a\\u0041\"",
+            "null",
+        ] {
+            let line = format!("{{\"jsonrpc\":\"2.0\",\"id\": {id} ,\"method\":\"m\"}}");
+            assert_eq!(request_id(&line), id);
+            let reply = result_reply(
+                &match decode(line.as_bytes()) {
+                    Incoming::Request { id, .. } => id,
+                    other => panic!("{other:?}"),
+                },
+                json!(1),
+            );
+            assert_eq!(
+                reply,
+                format!("{{\"id\":{id},\"jsonrpc\":\"2.0\",\"result\":1}}")
+            );
+        }
+        assert!(matches!(
+            decode(br#"{"jsonrpc":"2.0","method":"m"}"#),
+            Incoming::Notification { .. }
+        ));
+        for line in [
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":[1],"method":"m"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"m"}"#,
+        ] {
+            match decode(line.as_bytes()) {
+                Incoming::Invalid(reply) => assert!(reply.contains("\"id\":null"), "{reply}"),
+                other => panic!("{line} decoded as {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn params_errors_name_the_field_but_not_the_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[expect(dead_code, reason = "fields exist to be deserialised")]
+        struct P {
+            env: std::collections::HashMap<String, String>,
+            n: Option<u64>,
+        }
+        let cases = [
+            (
+                json!({"env": "tok-1"}),
+                "env: invalid type: string, expected a map",
+            ),
+            (
+                json!({"env": {"K": 7}}),
+                "env.K: invalid type: integer, expected a string",
+            ),
+            (
+                json!({"env": {}, "n": -4}),
+                "n: invalid value: integer, expected u64",
+            ),
+            (
+                json!({"env": {}, "n": 1.5}),
+                "n: invalid type: floating point, expected u64",
+            ),
+            (json!({}), "missing field `env`"),
+        ];
+        for (params, expected) in cases {
+            let err = super::params::<P>(params.clone()).unwrap_err();
+            assert_eq!(err.code, INVALID_PARAMS);
+            assert_eq!(
+                err.message,
+                format!("invalid params: {expected}"),
+                "{params}"
+            );
+        }
+        assert_eq!(
+            without_values("unknown variant `tok`, expected one of `a`, `b`"),
+            "unknown variant, expected one of `a`, `b`"
+        );
+        assert_eq!(without_values("something \"tok\" odd"), "invalid value");
+    }
 }

@@ -40,9 +40,9 @@ pub struct Service {
     store: Mutex<Store>,
     /// Monitors this process started and has not reaped yet.
     monitors: Mutex<Vec<u32>>,
-    /// Events watches no wait is using, kept for the next one (see
+    /// Events watches no wait is using, kept for the next ones (see
     /// `wait::WatchSlot`).
-    pub(crate) idle_watches: Mutex<Vec<process::FileWatch>>,
+    pub(crate) watches: crate::wait::WatchPool,
 }
 
 /// A task with the end of its output.
@@ -75,7 +75,7 @@ impl Service {
             config,
             store: Mutex::new(store),
             monitors: Mutex::new(Vec::new()),
-            idle_watches: Mutex::new(Vec::new()),
+            watches: crate::wait::WatchPool::default(),
         })
     }
 

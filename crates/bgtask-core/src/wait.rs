@@ -5,6 +5,9 @@
 //! re-reads the store only when one of them fires.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -28,20 +31,90 @@ enum Wake {
 /// How long [`Service::started`] waits for a monitor to start a shell.
 const START_PATIENCE_MS: u64 = 10_000;
 
+/// How often a waiter re-reads the store when the kernel refuses it an
+/// inotify instance (the user's instances are used up): slower than a
+/// watch, but a wait must not fail, nor report failure for a task that
+/// started, because another program hoards instances.
+const WATCHLESS_POLL: Duration = Duration::from_millis(100);
+
+/// Idle events watches a service keeps for later waits (see `WatchSlot`).
+/// A burst of concurrent waits makes one each; all but these are closed
+/// when their waits end, so a long-lived server holds a small, fixed
+/// number of inotify instances whatever its request history.
+const MAX_IDLE_WATCHES: usize = 2;
+
 /// Wakes its owner when any task in the store changes state (no polling).
+/// Survives the events file being deleted or replaced: it re-arms on the
+/// file now at the path, and reports that as an event so the owner
+/// re-reads the store. Without an inotify instance (the kernel refused
+/// one) it wakes every `WATCHLESS_POLL` and keeps trying to get one.
 pub struct EventWatch {
-    watch: FileWatch,
+    path: PathBuf,
+    armed: Mutex<Option<EventsFileWatch>>,
 }
 
 impl EventWatch {
     /// Sleeps until some task changes state or `timeout` passes; returns
-    /// whether an event arrived. Pending events are consumed.
+    /// whether an event arrived (or may have: a re-armed watch, or no
+    /// watch). Pending events are consumed.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let ready = process::wait_readable(&[self.watch.as_fd()], timeout)
-            .map_err(|e| Error::io("cannot wait on", "the events file", e))?;
-        self.watch.drain();
+        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        if !armed.as_ref().is_some_and(|w| w.is_current(&self.path)) {
+            // Dropped first: a stale watch may hold the last instance.
+            *armed = None;
+            *armed = EventsFileWatch::new(&self.path).ok();
+            if armed.is_some() {
+                // Changes between the replacement and now went unseen.
+                return Ok(true);
+            }
+        }
+        let Some(watch) = armed.as_ref() else {
+            std::thread::sleep(timeout.map_or(WATCHLESS_POLL, |t| t.min(WATCHLESS_POLL)));
+            return Ok(true);
+        };
+        let ready = process::wait_readable(&[watch.watch.as_fd()], timeout)
+            .map_err(|e| Error::io("cannot wait on", &self.path, e))?;
+        watch.watch.drain();
         Ok(ready[0])
     }
+}
+
+/// An inotify watch on the events file, and the file itself, held open.
+/// The file can be deleted or replaced (by hand, by a cleanup script), and
+/// a watch stays on the inode it was given, so a user checks
+/// [`EventsFileWatch::is_current`] before relying on it. Holding the file
+/// open keeps its inode number from being reused by a new file at the same
+/// path, which would make a stale watch look current.
+struct EventsFileWatch {
+    watch: FileWatch,
+    file: std::fs::File,
+}
+
+impl EventsFileWatch {
+    /// Watches the events file at `path` (which must exist).
+    fn new(path: &Path) -> std::io::Result<EventsFileWatch> {
+        // Opened before the watch is added: if the file is replaced in
+        // between, the watch is on the newer file and the next check
+        // re-arms, never the other way round.
+        let file = std::fs::File::open(path)?;
+        let watch = FileWatch::new()?;
+        watch.add(path)?;
+        Ok(EventsFileWatch { watch, file })
+    }
+
+    /// Whether the file at `path` is still the one watched.
+    fn is_current(&self, path: &Path) -> bool {
+        match (std::fs::metadata(path), self.file.metadata()) {
+            (Ok(now), Ok(watched)) => now.dev() == watched.dev() && now.ino() == watched.ino(),
+            _ => false,
+        }
+    }
+}
+
+/// The events watches no wait is using, kept for the next waits.
+#[derive(Default)]
+pub(crate) struct WatchPool {
+    idle: Mutex<Vec<EventsFileWatch>>,
 }
 
 /// The result of waiting for tasks.
@@ -95,10 +168,20 @@ impl Service {
             service: self,
             watch: None,
         };
+        let events = self.store().events_path();
+        // Whether the kernel refused a watch: then the store is re-read
+        // every `WATCHLESS_POLL` instead.
+        let mut watchless = false;
         loop {
+            if slot.watch.as_ref().is_some_and(|w| !w.is_current(&events)) {
+                // The events file was replaced: changes touch the new one.
+                slot.watch = None;
+                slot.watch = self.lend_watch(&events);
+                watchless = slot.watch.is_none();
+            }
             // Drain before reading, so a transition after the read wakes us.
             if let Some(watch) = &slot.watch {
-                watch.drain();
+                watch.watch.drain();
             }
             let tasks = ids
                 .iter()
@@ -123,14 +206,20 @@ impl Service {
             // monitor dead: waiting for an end, its pidfd is enough.
             let live = tasks.iter().filter(|t| !t.is_terminal()).count();
             let pidfds_suffice = wake == Wake::OwnerExit && owners.len() == live;
-            if !pidfds_suffice && slot.watch.is_none() {
-                slot.watch = Some(self.lend_watch()?);
+            if !pidfds_suffice && slot.watch.is_none() && !watchless {
+                slot.watch = self.lend_watch(&events);
+                watchless = slot.watch.is_none();
                 continue; // re-read: a change may have come before the watch
             }
-            let mut fds: Vec<_> = slot.watch.iter().map(FileWatch::as_fd).collect();
+            let mut fds: Vec<_> = slot.watch.iter().map(|w| w.watch.as_fd()).collect();
             fds.extend(owners.iter().map(ProcessHandle::as_fd));
-            process::wait_readable(&fds, remaining)
-                .map_err(|e| Error::io("cannot wait on", self.store().events_path(), e))?;
+            let sleep = match (watchless && !pidfds_suffice, remaining) {
+                (true, Some(left)) => Some(left.min(WATCHLESS_POLL)),
+                (true, None) => Some(WATCHLESS_POLL),
+                (false, _) => remaining,
+            };
+            process::wait_readable(&fds, sleep)
+                .map_err(|e| Error::io("cannot wait on", &events, e))?;
         }
     }
 
@@ -148,8 +237,16 @@ impl Service {
 
     /// A watch that wakes when any task in the store changes state.
     pub fn watch_events(&self) -> Result<EventWatch> {
+        let path = {
+            let store = self.store();
+            store.touch_events();
+            store.events_path()
+        };
+        // Without an instance now, it keeps trying on each wait.
+        let armed = EventsFileWatch::new(&path).ok();
         Ok(EventWatch {
-            watch: self.events_watch()?,
+            path,
+            armed: Mutex::new(armed),
         })
     }
 
@@ -164,17 +261,25 @@ impl Service {
         self.store().last_completion_seq()
     }
 
-    /// An events watch for one wait: an idle one of this service's, or a
-    /// new one.
-    fn lend_watch(&self) -> Result<FileWatch> {
-        let idle = self
-            .idle_watches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
-        match idle {
-            Some(watch) => Ok(watch),
-            None => self.events_watch(),
+    /// An events watch for one wait: an idle one of this service's that
+    /// still watches the file at `events`, or a new one; `None` when the
+    /// kernel refuses one.
+    fn lend_watch(&self, events: &Path) -> Option<EventsFileWatch> {
+        loop {
+            let idle = self
+                .watches
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            match idle {
+                Some(watch) if watch.is_current(events) => return Some(watch),
+                Some(_stale) => continue,
+                None => {
+                    self.store().touch_events();
+                    return EventsFileWatch::new(events).ok();
+                }
+            }
         }
     }
 
@@ -299,12 +404,13 @@ fn copy_stream(
 /// period (5–20 ms here), which a waiter that made its own would pay on
 /// every return: a `serve` or `mcp` process, which waits for each
 /// background task to start, paid it on every `bash` request. Kept by the
-/// service instead, a watch is closed once, when the service goes. A reused
-/// watch may hold events from an earlier wait; the waiter drains it before
-/// each read, so at worst it reads the store once more.
+/// service instead (up to `MAX_IDLE_WATCHES`), a watch is closed once, when
+/// the service goes. A reused watch may hold events from an earlier wait;
+/// the waiter drains it before each read, so at worst it reads the store
+/// once more.
 struct WatchSlot<'a> {
     service: &'a Service,
-    watch: Option<FileWatch>,
+    watch: Option<EventsFileWatch>,
 }
 
 impl Drop for WatchSlot<'_> {
@@ -312,10 +418,17 @@ impl Drop for WatchSlot<'_> {
         if let Some(watch) = self.watch.take() {
             let mut idle = self
                 .service
-                .idle_watches
+                .watches
+                .idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            idle.push(watch);
+            if idle.len() < MAX_IDLE_WATCHES {
+                idle.push(watch);
+                return;
+            }
+            // Closed outside the lock: closing waits for a grace period.
+            drop(idle);
+            drop(watch);
         }
     }
 }

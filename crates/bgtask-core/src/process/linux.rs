@@ -781,13 +781,19 @@ impl FileWatch {
         Ok(FileWatch { fd })
     }
 
-    /// Watches `path` for writes and attribute changes (touches).
+    /// Watches `path` for writes and attribute changes (touches), and for
+    /// being deleted or moved away (a watch stays on its inode, so whoever
+    /// relies on the path must wake up and re-arm).
     pub fn add(&self, path: &Path) -> io::Result<()> {
         use rustix::fs::inotify::{add_watch, WatchFlags};
         add_watch(
             &self.fd,
             path,
-            WatchFlags::MODIFY | WatchFlags::ATTRIB | WatchFlags::CLOSE_WRITE,
+            WatchFlags::MODIFY
+                | WatchFlags::ATTRIB
+                | WatchFlags::CLOSE_WRITE
+                | WatchFlags::DELETE_SELF
+                | WatchFlags::MOVE_SELF,
         )?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -201,20 +202,45 @@ extern "C" fn checkpoint_when_due(
     ffi::SQLITE_OK
 }
 
+/// How long a statement waits for another connection's lock before it
+/// fails with "database is locked", in milliseconds (see
+/// [`set_busy_timeout`]).
+static BUSY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(30_000);
+
+/// Sets how long this process's statements wait for another process's
+/// lock (30 s by default). Only whole processes that can retry on their
+/// own set it (`bgtask serve`, from `BGTASK_BUSY_TIMEOUT_MS`), never a
+/// monitor.
+pub fn set_busy_timeout(timeout: Duration) {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    BUSY_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
 /// SQLite's default busy handler sleeps in steps of up to 100 ms, which
 /// turns brief write contention (many monitors ending at once) into long
 /// stalls. Writers here hold the lock for well under a millisecond, so retry
-/// quickly at first, then back off; give up after about 30 seconds.
+/// quickly at first, then back off; give up after the busy timeout.
 fn retry_while_busy(attempt: i32) -> bool {
     if CHECKPOINTING.with(Cell::get) {
         return false;
     }
-    let pause = match attempt {
-        0..=49 => Duration::from_micros(100),
-        50..=199 => Duration::from_millis(1),
-        200..=3_200 => Duration::from_millis(10),
-        _ => return false,
+    // Time slept so far, in microseconds, and the next pause.
+    let attempt = u64::try_from(attempt).unwrap_or(0);
+    let (waited_us, pause) = match attempt {
+        0..=49 => (attempt * 100, Duration::from_micros(100)),
+        50..=199 => (5_000 + (attempt - 50) * 1_000, Duration::from_millis(1)),
+        _ => (
+            155_000 + (attempt - 200) * 10_000,
+            Duration::from_millis(10),
+        ),
     };
+    if waited_us
+        >= BUSY_TIMEOUT_MS
+            .load(Ordering::Relaxed)
+            .saturating_mul(1_000)
+    {
+        return false;
+    }
     std::thread::sleep(pause);
     true
 }

@@ -27,12 +27,32 @@ const MAX_CHUNK_BYTES: u64 = 4 << 20;
 
 type Reply = Result<Value, RpcError>;
 
-pub fn call(server: &Server, method: &str, params: Value) -> Reply {
-    let session = server.session();
+/// How a method is run (see the module docs of `serve`).
+pub enum Class {
+    /// Changes per-connection state: runs before the next line is read.
+    Barrier,
+    /// Returns after a few store reads or writes.
+    Quick,
+    /// May wait for tasks for as long as the client asks.
+    Waiting,
+}
+
+pub fn class(method: &str) -> Class {
+    match method {
+        "initialize" => Class::Barrier,
+        // `bash` waits for its task to start, and in the foreground for
+        // `wait_ms`; `bash_kill` for the end, up to its grace + 10 s.
+        "bash" | "bash_wait" | "bash_kill" => Class::Waiting,
+        _ => Class::Quick,
+    }
+}
+
+/// Runs one request for `session` (the session current when it was read).
+pub fn call(server: &Server, session: &Session, method: &str, params: Value) -> Reply {
     let service = &session.service;
     match method {
         "initialize" => initialize(server, rpc::params(params)?),
-        "bash" => bash(&session, rpc::params(params)?),
+        "bash" => bash(session, rpc::params(params)?),
         "bash_status" => status(service, rpc::params(params)?),
         "bash_output" => output(service, rpc::params(params)?),
         "bash_list" => list(service, rpc::params(params)?),

@@ -2,9 +2,13 @@
 //! agent plugins. A thin adapter over the core `Service`: it keeps no task
 //! state of its own beyond which completions it has already pushed.
 //!
-//! Requests run concurrently (each on a blocking worker), so a long
-//! `bash_wait` never delays other requests. stdout carries protocol lines
-//! only; one writer task owns it.
+//! Requests run concurrently, so a long `bash_wait` never delays other
+//! requests: quick ones on tokio's blocking pool, the ones that wait for
+//! tasks (`bash`, `bash_wait`, `bash_kill`) on threads of their own, under
+//! a separate limit, so waiting requests can never take every slot quick
+//! ones need. `initialize` is a barrier: it runs before the next line is
+//! read, and each request acts for the session current when its line was
+//! read. stdout carries protocol lines only; one writer task owns it.
 
 mod methods;
 mod push;
@@ -12,16 +16,24 @@ mod push;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Result;
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use bgtask_core::{Config, Service};
 
-use bgtask_core::rpc::{self, Incoming};
+use bgtask_core::rpc::{self, Incoming, RpcError};
 
-/// Where outgoing lines go (the single stdout writer).
-pub type Outbox = mpsc::UnboundedSender<Value>;
+use methods::Class;
+
+/// Where outgoing lines go (the single stdout writer), without newline.
+pub type Outbox = mpsc::UnboundedSender<String>;
+
+/// Waiting requests that run at once; more wait in line for one to end.
+/// Separate from tokio's blocking pool (512 threads), which serves the
+/// quick requests. Each waiting request holds a thread and one or two
+/// file descriptors, so this stays well inside the common 1024-descriptor
+/// limit. docs/protocol.md states it.
+const MAX_WAITING: usize = 512;
 
 /// State shared by request handlers and the push thread.
 pub struct Server {
@@ -63,7 +75,7 @@ impl Server {
         *current = session;
     }
 
-    fn send(&self, message: Value) {
+    fn send(&self, message: String) {
         // The writer only goes away when stdout is closed; then nobody is
         // listening and dropping the message is right.
         let _ = self.out.send(message);
@@ -72,6 +84,16 @@ impl Server {
 
 /// Runs the server until stdin ends.
 pub fn run(config: Config) -> Result<u8> {
+    // A server retries what fails (the push thread does, clients may), so
+    // it may choose to fail sooner than the 30 s a command waits for a
+    // store lock held by another process.
+    if let Some(ms) = std::env::var_os("BGTASK_BUSY_TIMEOUT_MS") {
+        let ms: u64 = ms
+            .to_str()
+            .and_then(|ms| ms.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("BGTASK_BUSY_TIMEOUT_MS: expected milliseconds"))?;
+        bgtask_core::set_busy_timeout(std::time::Duration::from_millis(ms));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,7 +109,7 @@ async fn serve(config: Config) -> Result<u8> {
     let service = Arc::new(Service::open(config.clone())?);
     // Read before the first request, so a task that ends after it is pushed.
     let pushed_after = service.last_completion_seq()?;
-    let (out, mut outgoing) = mpsc::unbounded_channel::<Value>();
+    let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
     let server = Arc::new(Server {
         base: config,
         current: RwLock::new(Session {
@@ -117,8 +139,7 @@ async fn serve(config: Config) -> Result<u8> {
                     outgoing.recv().await
                 }
             };
-            let Some(message) = message else { break };
-            let mut line = message.to_string();
+            let Some(mut line) = message else { break };
             line.push('\n');
             if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
                 break;
@@ -130,6 +151,7 @@ async fn serve(config: Config) -> Result<u8> {
     let mut stdin = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     let mut in_flight = tokio::task::JoinSet::new();
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
     loop {
         line.clear();
         let n = read_line(&mut stdin, &mut line).await?;
@@ -143,14 +165,30 @@ async fn serve(config: Config) -> Result<u8> {
             Incoming::Invalid(reply) => server.send(reply),
             Incoming::Notification { method } => tracing::debug!("ignoring notification {method}"),
             Incoming::Request { id, method, params } => {
+                // Taken now, in line order: a request acts for the session
+                // of the `initialize` calls before it, however long it waits.
+                let session = server.session();
                 let server = Arc::clone(&server);
-                in_flight.spawn_blocking(move || {
-                    let reply = match methods::call(&server, &method, params) {
-                        Ok(result) => rpc::result_reply(&id, result),
-                        Err(err) => rpc::error_reply(&id, &err),
-                    };
-                    server.send(reply);
-                });
+                let request = Request {
+                    id,
+                    method,
+                    params,
+                    session,
+                };
+                match methods::class(&request.method) {
+                    Class::Barrier => {
+                        // Changes what later lines act for: finish it before
+                        // reading them.
+                        let _ = tokio::task::spawn_blocking(move || request.answer(&server)).await;
+                    }
+                    Class::Quick => {
+                        in_flight.spawn_blocking(move || request.answer(&server));
+                    }
+                    Class::Waiting => {
+                        let waiting = Arc::clone(&waiting);
+                        in_flight.spawn(request.answer_on_own_thread(server, waiting));
+                    }
+                }
             }
         }
         // Forget finished handlers so the set does not grow without bound.
@@ -161,6 +199,55 @@ async fn serve(config: Config) -> Result<u8> {
     let _ = stop.send(());
     let _ = writer.await;
     Ok(0)
+}
+
+/// One request, with the session it acts for.
+struct Request {
+    id: rpc::Id,
+    method: String,
+    params: serde_json::Value,
+    session: Session,
+}
+
+impl Request {
+    fn answer(self, server: &Server) {
+        let reply = match methods::call(server, &self.session, &self.method, self.params) {
+            Ok(result) => rpc::result_reply(&self.id, result),
+            Err(err) => rpc::error_reply(&self.id, &err),
+        };
+        server.send(reply);
+    }
+
+    /// Answers on a thread of its own once one of the `MAX_WAITING`
+    /// places is free (in arrival order); resolves when answered.
+    async fn answer_on_own_thread(self, server: Arc<Server>, waiting: Arc<Semaphore>) {
+        // The semaphore is never closed.
+        let Ok(place) = waiting.acquire_owned().await else {
+            return;
+        };
+        let id = self.id.clone();
+        let (answered, done) = tokio::sync::oneshot::channel::<()>();
+        let thread_server = Arc::clone(&server);
+        let spawned = std::thread::Builder::new()
+            .name("bgtask-wait".into())
+            .spawn(move || {
+                self.answer(&thread_server);
+                drop(place);
+                let _ = answered.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = done.await;
+            }
+            Err(e) => {
+                let err = RpcError::new(
+                    rpc::APPLICATION_ERROR,
+                    format!("cannot start a thread for the request: {e}"),
+                );
+                server.send(rpc::error_reply(&id, &err));
+            }
+        }
+    }
 }
 
 /// Reads one line (without the newline) into `buf`, refusing to buffer

@@ -5,6 +5,12 @@
 //! state transition, with a timeout only when a reminder is due: no polling
 //! tick. Each completion is pushed once per server (tracked by outbox
 //! sequence number); pushing never acknowledges.
+//!
+//! The thread never gives up: a store error (the database locked by
+//! another process for longer than the busy handler waits, a full disk
+//! during a reconcile) is logged and the step retried after a pause that
+//! doubles up to `MAX_BACKOFF`, keeping what was already pushed, so every
+//! completion recorded meanwhile is still pushed once the store answers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,46 +21,90 @@ use serde_json::json;
 use bgtask_core::compact::compact;
 use bgtask_core::monitor::now_ms;
 use bgtask_core::output::str_tail;
-use bgtask_core::{ListRequest, Status, TaskId};
+use bgtask_core::{EventWatch, ListRequest, Status, TaskId};
 
 use super::Server;
-use bgtask_core::rpc::notification;
+use bgtask_core::rpc::{self, notification};
 
 /// Largest preview in a `bash_completed` frame.
 const PREVIEW_BYTES: usize = 1024;
 
+/// First pause after a failed step, and the longest.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 pub fn start(server: Arc<Server>) {
     let spawned = std::thread::Builder::new()
         .name("bgtask-push".into())
-        .spawn(move || {
-            if let Err(e) = run(&server) {
-                tracing::error!("completion push stopped: {e}");
-            }
-        });
+        .spawn(move || run(&server));
     if let Err(e) = spawned {
         tracing::error!("cannot start the completion push thread: {e}");
     }
 }
 
-fn run(server: &Server) -> bgtask_core::Result<()> {
-    let mut session = server.session();
-    let watch = session.service.watch_events()?;
-    let mut last_seq = session.pushed_after;
-    let mut due: HashMap<TaskId, Instant> = HashMap::new();
+/// What the push thread keeps between steps.
+struct Pusher {
+    session: super::Session,
+    /// The newest outbox sequence number pushed (or skipped) so far.
+    last_seq: i64,
+    /// When each running task's next reminder is due.
+    due: HashMap<TaskId, Instant>,
+}
+
+fn run(server: &Server) {
+    let session = server.session();
+    let mut pusher = Pusher {
+        last_seq: session.pushed_after,
+        session,
+        due: HashMap::new(),
+    };
+    let mut watch = None;
+    let mut backoff = FIRST_BACKOFF;
+    let mut failing = false;
     loop {
+        let stepped = match &watch {
+            Some(watch) => pusher.step(server, watch),
+            None => pusher.session.service.watch_events().map(|w| {
+                watch = Some(w);
+            }),
+        };
+        match stepped {
+            Ok(()) => {
+                if failing {
+                    tracing::warn!("completion push: the store answers again");
+                }
+                failing = false;
+                backoff = FIRST_BACKOFF;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "completion push: {}; retrying in {} ms",
+                    rpc::error_text(&e),
+                    backoff.as_millis()
+                );
+                failing = true;
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+impl Pusher {
+    /// Pushes what is new, sends due reminders, then sleeps until the
+    /// store changes or the next reminder is due.
+    fn step(&mut self, server: &Server, watch: &EventWatch) -> bgtask_core::Result<()> {
         let current = server.session();
-        if current.generation != session.generation {
+        if current.generation != self.session.generation {
             // Another session: its completions since it became current. The
             // same session again: carry on, so none is skipped or repeated.
-            if current.service.session() != session.service.session() {
-                last_seq = current.pushed_after;
+            if current.service.session() != self.session.service.session() {
+                self.last_seq = current.pushed_after;
             }
-            session = current;
-            due.clear();
+            self.session = current;
+            self.due.clear();
         }
-        for (seq, c) in session.service.completions_after(last_seq)? {
-            last_seq = seq;
-            due.remove(&c.task_id);
+        for (seq, c) in self.session.service.completions_after(self.last_seq)? {
             let preview = compact(&c.output_preview);
             server.send(notification(
                 "bash_completed",
@@ -73,9 +123,14 @@ fn run(server: &Server) -> bgtask_core::Result<()> {
                     "stderr_path": c.stderr_path.to_string_lossy(),
                 }),
             ));
+            // Advanced only once sent: an error in this loop is retried
+            // from here, never skipping a completion.
+            self.last_seq = seq;
+            self.due.remove(&c.task_id);
         }
-        let timeout = remind(server, &session, &mut due)?;
+        let timeout = remind(server, &self.session, &mut self.due)?;
         watch.wait(timeout)?;
+        Ok(())
     }
 }
 

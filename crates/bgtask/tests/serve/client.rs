@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 
 use crate::fixture::{Bg, PATIENCE};
 
-/// One line the server wrote: a JSON value, or the text that was not one.
-type Line = Result<Value, String>;
+/// One line the server wrote: a JSON value with its text, or the text that
+/// was not one.
+type Line = Result<(Value, String), String>;
 
 pub struct Server {
     child: Child,
@@ -27,6 +28,8 @@ pub struct Server {
     reader: Option<JoinHandle<()>>,
     /// Every frame taken from the server so far, in arrival order.
     seen: Vec<Value>,
+    /// The same frames as the server wrote them (without newline).
+    seen_text: Vec<String>,
     /// Frames seen but not yet claimed by a wait.
     unclaimed: Vec<Value>,
     next_id: i64,
@@ -62,8 +65,11 @@ impl Bg {
                 match stdout.read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
-                        let frame = serde_json::from_slice(&line)
-                            .map_err(|_| String::from_utf8_lossy(&line).into_owned());
+                        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                        let frame = match serde_json::from_slice(&line) {
+                            Ok(value) => Ok((value, text)),
+                            Err(_) => Err(text),
+                        };
                         if send.send(frame).is_err() {
                             return;
                         }
@@ -78,6 +84,7 @@ impl Bg {
             lines,
             reader: Some(reader),
             seen: Vec::new(),
+            seen_text: Vec::new(),
             unclaimed: Vec::new(),
             next_id: 1,
             exit: None,
@@ -86,6 +93,11 @@ impl Bg {
 }
 
 impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes raw bytes to the server's stdin.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
@@ -184,6 +196,11 @@ impl Server {
         &self.seen
     }
 
+    /// Every frame seen so far as the server wrote it, in arrival order.
+    pub fn seen_text(&self) -> &[String] {
+        &self.seen_text
+    }
+
     /// Closes stdin (end of input) without waiting for the server.
     pub fn close_stdin(&mut self) {
         self.stdin = None;
@@ -235,7 +252,10 @@ impl Server {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let frame = match self.lines.recv_timeout(left) {
-                Ok(Ok(frame)) => frame,
+                Ok(Ok((frame, text))) => {
+                    self.seen_text.push(text);
+                    frame
+                }
                 Ok(Err(text)) => panic!("the server wrote a line that is not JSON: {text:?}"),
                 Err(RecvTimeoutError::Timeout) => panic!(
                     "timed out waiting for {what}; frames so far: {:#?}",

@@ -6,6 +6,7 @@ mod fixture;
 
 mod completions;
 mod errors;
+mod hardening;
 mod lifecycle;
 mod output;
 mod requests;
