@@ -15,7 +15,16 @@ use crate::error::{Error, Result};
 
 /// Schema changes after version 1, oldest first: `MIGRATIONS[i]` takes a
 /// database from version `i + 1` to `i + 2`. Append, never edit a step.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[
+    // Completion claims (store/outbox.rs): who holds a task's future
+    // completion, and who claimed a completion for showing.
+    "ALTER TABLE tasks ADD COLUMN hold_pid INTEGER;
+     ALTER TABLE tasks ADD COLUMN hold_start INTEGER;
+     ALTER TABLE tasks ADD COLUMN hold_boot TEXT;
+     ALTER TABLE completions ADD COLUMN claim_pid INTEGER;
+     ALTER TABLE completions ADD COLUMN claim_start INTEGER;
+     ALTER TABLE completions ADD COLUMN claim_boot TEXT;",
+];
 
 /// The schema this build writes.
 pub(super) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;

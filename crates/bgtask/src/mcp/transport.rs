@@ -1,0 +1,307 @@
+//! The MCP server's stdio transport: rmcp's line transport, with two
+//! things added around it.
+//!
+//! - **Receipts.** Completions shown in a tool result are acknowledged
+//!   only on evidence that the client received the result: a message from
+//!   the client read after the result was written and flushed. The tool
+//!   registers what a result showed under its request id
+//!   ([`Receipts::shown`]); `send` marks it written once the response is
+//!   flushed; `receive` confirms everything written before the message it
+//!   returns, and a settler thread acknowledges it in the store. Until
+//!   then the completions stay claimed by this process (see
+//!   bgtask-core's `store/outbox.rs`), so if this process dies they are
+//!   shown again: twice at worst, never lost.
+//! - **Oversized requests.** rmcp drops a line longer than its limit
+//!   without a reply. Stdin is read here first: a line over the limit is
+//!   replaced by a small marker, and the transport answers it with an
+//!   Invalid Request error carrying the request's id when the id can be
+//!   read from the start of the line (else without an id).
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+
+use rmcp::model::{ClientNotification, ErrorData, JsonRpcMessage, RequestId};
+use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::transport::async_rw::{AsyncRwTransport, DEFAULT_MAX_LINE_LENGTH};
+use rmcp::transport::Transport;
+use rmcp::RoleServer;
+use serde::de::IgnoredAny;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, DuplexStream};
+
+use bgtask_core::{Service, TaskId};
+
+/// Longest request line passed on (without its newline), so rmcp never
+/// meets a line it would drop.
+const MAX_REQUEST_BYTES: usize = DEFAULT_MAX_LINE_LENGTH - 1;
+/// How much of an oversized line is kept to find its id in.
+const ID_SEARCH_BYTES: usize = 64 * 1024;
+/// The method of the marker that replaces an oversized line.
+const OVERSIZED: &str = "bgtask/oversized_request";
+
+/// Which completions each result showed, and which results have reached
+/// the client's pipe.
+pub struct Receipts {
+    state: Mutex<ReceiptState>,
+    settle: Mutex<mpsc::Sender<Vec<TaskId>>>,
+}
+
+#[derive(Default)]
+struct ReceiptState {
+    /// Shown in the result to a request whose response is not written yet.
+    shown: HashMap<RequestId, Vec<TaskId>>,
+    /// Shown in results already written and flushed.
+    written: Vec<TaskId>,
+}
+
+impl Receipts {
+    /// Starts the settler thread, which acknowledges confirmed completions.
+    pub fn start(service: Arc<Service>) -> anyhow::Result<Arc<Receipts>> {
+        let (tx, rx) = mpsc::channel::<Vec<TaskId>>();
+        std::thread::Builder::new()
+            .name("bgtask-mcp-settle".into())
+            .spawn(move || {
+                for ids in rx {
+                    // On failure they stay claimed by this process: shown
+                    // again by the next server if this one dies, else
+                    // acknowledged with the next confirmation.
+                    if let Err(e) = service.settle(&ids) {
+                        tracing::warn!("cannot acknowledge delivered completions: {e}");
+                    }
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot start the acknowledging thread: {e}"))?;
+        Ok(Arc::new(Receipts {
+            state: Mutex::new(ReceiptState::default()),
+            settle: Mutex::new(tx),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ReceiptState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what the result to `request` shows (before it is sent).
+    pub fn shown(&self, request: RequestId, ids: Vec<TaskId>) {
+        if !ids.is_empty() {
+            self.state().shown.entry(request).or_default().extend(ids);
+        }
+    }
+
+    /// The response to `request` is written and flushed.
+    fn written(&self, request: &RequestId) {
+        let mut state = self.state();
+        if let Some(ids) = state.shown.remove(request) {
+            state.written.extend(ids);
+        }
+    }
+
+    /// A message from the client was read: it was sent after everything
+    /// written so far reached its pipe.
+    fn confirmed(&self) {
+        let ids = std::mem::take(&mut self.state().written);
+        if !ids.is_empty() {
+            let _ = self
+                .settle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(ids);
+        }
+    }
+}
+
+/// rmcp's transport over stdin (as filtered by [`bound_lines`]) and stdout,
+/// with receipts and oversized-request errors.
+pub struct StdioTransport {
+    inner: AsyncRwTransport<RoleServer, DuplexStream, tokio::io::Stdout>,
+    receipts: Arc<Receipts>,
+}
+
+impl StdioTransport {
+    /// Must be called inside the runtime (it starts the stdin reader).
+    pub fn new(receipts: Arc<Receipts>) -> StdioTransport {
+        let (filtered, feed) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            if let Err(e) = bound_lines(tokio::io::stdin(), feed).await {
+                tracing::debug!("stdin reader stopped: {e}");
+            }
+        });
+        StdioTransport {
+            inner: AsyncRwTransport::new(filtered, tokio::io::stdout()),
+            receipts,
+        }
+    }
+}
+
+impl Transport<RoleServer> for StdioTransport {
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleServer>,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let id = match &item {
+            JsonRpcMessage::Response(r) => Some(r.id.clone()),
+            JsonRpcMessage::Error(e) => e.id.clone(),
+            _ => None,
+        };
+        let sending = self.inner.send(item);
+        let receipts = Arc::clone(&self.receipts);
+        async move {
+            // rmcp's send returns once the frame is flushed to stdout.
+            sending.await?;
+            if let Some(id) = id {
+                receipts.written(&id);
+            }
+            Ok(())
+        }
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
+        loop {
+            let message = self.inner.receive().await?;
+            self.receipts.confirmed();
+            let JsonRpcMessage::Notification(n) = &message else {
+                return Some(message);
+            };
+            let ClientNotification::CustomNotification(custom) = &n.notification else {
+                return Some(message);
+            };
+            if custom.method != OVERSIZED {
+                return Some(message);
+            }
+            let params = custom.params.clone().unwrap_or(Value::Null);
+            let id = serde_json::from_value::<RequestId>(params["id"].clone()).ok();
+            let error = ErrorData::invalid_request(
+                format!(
+                    "request too large: {} bytes; the limit is {MAX_REQUEST_BYTES} bytes per line",
+                    params["bytes"]
+                ),
+                None,
+            );
+            // Spawned: `receive` may be cancelled, the reply must not be.
+            tokio::spawn(self.inner.send(JsonRpcMessage::error(error, id)));
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.inner.close().await
+    }
+}
+
+/// Copies lines from `input` to `output`, replacing each line longer than
+/// `MAX_REQUEST_BYTES` by an `OVERSIZED` marker naming its size and, when
+/// it can be read from the line's start, its id.
+async fn bound_lines(
+    input: impl AsyncRead + Unpin,
+    mut output: DuplexStream,
+) -> std::io::Result<()> {
+    let mut input = BufReader::with_capacity(64 * 1024, input);
+    let mut line: Vec<u8> = Vec::new();
+    // Length of the current line once it is known to be too long.
+    let mut oversized: Option<usize> = None;
+    loop {
+        let available = input.fill_buf().await?;
+        if available.is_empty() {
+            // End of input: pass on a final unterminated line as it is.
+            output.write_all(&line).await?;
+            return output.shutdown().await;
+        }
+        let newline = available.iter().position(|b| *b == b'\n');
+        let take = newline.map_or(available.len(), |i| i + 1);
+        let content = newline.map_or(take, |i| i);
+        match oversized.as_mut() {
+            Some(len) => *len += content,
+            None if line.len() + content > MAX_REQUEST_BYTES => {
+                let keep = ID_SEARCH_BYTES.saturating_sub(line.len()).min(content);
+                line.extend_from_slice(&available[..keep]);
+                oversized = Some(line.len() - keep + content);
+                line.truncate(ID_SEARCH_BYTES);
+                line.shrink_to(ID_SEARCH_BYTES);
+            }
+            None => line.extend_from_slice(&available[..take]),
+        }
+        input.consume(take);
+        if newline.is_none() {
+            continue;
+        }
+        if let Some(bytes) = oversized.take() {
+            let marker = json!({
+                "jsonrpc": "2.0",
+                "method": OVERSIZED,
+                "params": { "id": recover_id(&line), "bytes": bytes },
+            });
+            line = marker.to_string().into_bytes();
+            line.push(b'\n');
+        }
+        output.write_all(&line).await?;
+        line.clear();
+    }
+}
+
+/// The `id` member of a JSON-RPC request from the start of its line, if
+/// it is a number or a string found at the top level before the text is
+/// cut off.
+fn recover_id(start: &[u8]) -> Value {
+    fn skip_ws(text: &[u8], mut i: usize) -> usize {
+        while text.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    }
+    /// Parses one JSON value at `i`; the value and the index after it.
+    fn value_at<T: serde::de::DeserializeOwned>(text: &[u8], i: usize) -> Option<(T, usize)> {
+        let mut values = serde_json::Deserializer::from_slice(text.get(i..)?).into_iter::<T>();
+        let value = values.next()?.ok()?;
+        Some((value, i + values.byte_offset()))
+    }
+    let find = || -> Option<Value> {
+        let mut i = skip_ws(start, 0);
+        if start.get(i) != Some(&b'{') {
+            return None;
+        }
+        i += 1;
+        loop {
+            i = skip_ws(start, i);
+            let (key, next) = value_at::<String>(start, i)?;
+            i = skip_ws(start, next);
+            if start.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(start, i + 1);
+            if key == "id" {
+                let (id, _) = value_at::<Value>(start, i)?;
+                return (id.is_number() || id.is_string()).then_some(id);
+            }
+            let (_, next) = value_at::<IgnoredAny>(start, i)?;
+            i = skip_ws(start, next);
+            if start.get(i) != Some(&b',') {
+                return None;
+            }
+            i += 1;
+        }
+    };
+    find().unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recover_id;
+    use serde_json::json;
+
+    #[test]
+    fn the_id_is_found_at_the_top_level_of_a_cut_off_request() {
+        let cases = [
+            (&br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"a":"xxxx"#[..], json!(7)),
+            (br#"{ "id" : "abc", "params": {"#, json!("abc")),
+            (br#"{"params":{"id":3},"id":4,"method":"x"#, json!(4)),
+            (br#"{"params":{"id":3,"text":"cut off"#, json!(null)),
+            (br#"{"id":{"object":1}}"#, json!(null)),
+            (br#"[1,2]"#, json!(null)),
+            (b"\xff\xfe", json!(null)),
+        ];
+        for (text, id) in cases {
+            assert_eq!(recover_id(text), id, "{}", String::from_utf8_lossy(text));
+        }
+    }
+}
