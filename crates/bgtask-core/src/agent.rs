@@ -7,8 +7,9 @@
 //! its end exactly once when all goes well, and at least once whatever
 //! dies: a foreground task is recorded as notifying from its start, with
 //! its completion held by this process (see `store/outbox.rs`). Returned
-//! inline, the completion is acknowledged (`bash`) or left to the caller to
-//! acknowledge once its client has the result (`bash_held`); promoted to
+//! inline, the completion is settled (removed, the task no longer
+//! notifying) at once (`bash`) or by the caller once its client has the
+//! result (`bash_held`); promoted to
 //! the background, the hold is released and the completion is reported
 //! like any other; if this process dies, the hold is void and the
 //! completion becomes visible to the session.
@@ -113,9 +114,12 @@ impl Service {
     fn foreground(&self, task: Task, req: &BashRequest) -> Result<BashOutcome> {
         let waited = self.wait(std::slice::from_ref(&task.task_id), Some(req.wait_ms))?;
         let task = waited.tasks.into_iter().next().unwrap_or(task);
-        let task = self.started(task)?;
+        let mut task = self.started(task)?;
         if task.is_terminal() {
             let output = self.shaped_output(&task, req.shape)?;
+            // Its result is delivered here, not as a notification (the
+            // completion it recorded is only a safety net; see above).
+            task.notify = false;
             return Ok(BashOutcome::Finished { task, output });
         }
         Ok(BashOutcome::Background { task })

@@ -12,8 +12,10 @@
 //!   return inline: the task row *holds* its future completion
 //!   (`tasks.hold_*`, set by `hold_completion` before the task can start)
 //!   and the completion is inserted already claimed by the holder. When
-//!   the result is returned inline the holder settles it; when the task
-//!   outlives the window the holder releases it (`release_hold`).
+//!   the result is returned inline the holder settles it (the completion
+//!   is removed and the task marked not notifying, as if it never had
+//!   been); when the task outlives the window the holder releases it
+//!   (`release_hold`).
 //!
 //! The invariant every reader keeps (`unacked_completions`,
 //! `completions_after`, `claim_completions`):
@@ -205,9 +207,12 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Acknowledges the named completions if `claimer` claims them (what a
-    /// server does once its client has evidently received them); others
-    /// are left alone. Returns how many were acknowledged.
+    /// Settles the named completions `claimer` claims, now that its client
+    /// evidently has them; others are left alone. A completion the claimer
+    /// still *holds* (a foreground task whose result went back inline) is
+    /// removed and the task marked not notifying, as if it never notified:
+    /// its result was delivered, and a later `promote` records a fresh
+    /// completion. Any other is acknowledged. Returns how many were settled.
     pub fn settle_claimed(
         &mut self,
         ids: &[TaskId],
@@ -223,9 +228,34 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let mut acked = 0;
+        let mut settled = 0;
         for id in ids {
-            acked += tx
+            let who = params![
+                id.as_str(),
+                claimer.pid,
+                claimer.start_ticks as i64,
+                claimer.boot_id
+            ];
+            let inline = tx
+                .execute(
+                    "DELETE FROM completions WHERE task_id = ?1 AND acked_at IS NULL \
+                     AND claim_pid = ?2 AND claim_start = ?3 AND claim_boot = ?4 \
+                     AND EXISTS (SELECT 1 FROM tasks WHERE task_id = ?1 \
+                       AND hold_pid = ?2 AND hold_start = ?3 AND hold_boot = ?4)",
+                    who,
+                )
+                .map_err(err)?;
+            if inline > 0 {
+                tx.execute(
+                    "UPDATE tasks SET notify = 0, hold_pid = NULL, hold_start = NULL, \
+                     hold_boot = NULL WHERE task_id = ?1",
+                    params![id.as_str()],
+                )
+                .map_err(err)?;
+                settled += inline;
+                continue;
+            }
+            settled += tx
                 .execute(
                     "UPDATE completions SET acked_at = ?5 WHERE task_id = ?1 AND acked_at IS NULL \
                      AND claim_pid = ?2 AND claim_start = ?3 AND claim_boot = ?4",
@@ -240,7 +270,7 @@ impl Store {
                 .map_err(err)?;
         }
         tx.commit().map_err(err)?;
-        Ok(acked)
+        Ok(settled)
     }
 
     /// Makes `holder` the holder of a task's completion: when the task

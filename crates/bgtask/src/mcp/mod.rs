@@ -208,7 +208,9 @@ impl ServerHandler for BgMcp {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        resources::parse_uri(&request.uri)?;
+        let service = Arc::clone(&self.service);
+        let uri = request.uri.clone();
+        blocking(move || resources::check_subscribable(&service, &uri)).await?;
         self.subscriptions.add(request.uri, context.peer);
         Ok(())
     }
@@ -226,7 +228,7 @@ impl ServerHandler for BgMcp {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        Some(resources::accepted(requested))
+        Some(resources::accepted(&self.service, requested))
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
