@@ -283,25 +283,3 @@ fn recover_id(start: &[u8]) -> Value {
     };
     find().unwrap_or(Value::Null)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::recover_id;
-    use serde_json::json;
-
-    #[test]
-    fn the_id_is_found_at_the_top_level_of_a_cut_off_request() {
-        let cases = [
-            (&br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"a":"xxxx"#[..], json!(7)),
-            (br#"{ "id" : "abc", "params": {"#, json!("abc")),
-            (br#"{"params":{"id":3},"id":4,"method":"x"#, json!(4)),
-            (br#"{"params":{"id":3,"text":"cut off"#, json!(null)),
-            (br#"{"id":{"object":1}}"#, json!(null)),
-            (br#"[1,2]"#, json!(null)),
-            (b"\xff\xfe", json!(null)),
-        ];
-        for (text, id) in cases {
-            assert_eq!(recover_id(text), id, "{}", String::from_utf8_lossy(text));
-        }
-    }
-}
