@@ -84,9 +84,7 @@ impl Service {
     /// process dies first, the completion is reported to the session.
     pub fn bash_held(&self, req: &BashRequest) -> Result<(BashOutcome, Option<TaskId>)> {
         let notify = req.notify_on_completion.unwrap_or(true);
-        let holder = (!req.background && notify)
-            .then(this_process)
-            .flatten();
+        let holder = (!req.background && notify).then(this_process).flatten();
         let mut spawn = req.spawn.clone();
         // Without an identity to hold it, a foreground task notifies only
         // once promoted (its end is lost if this process dies meanwhile).
@@ -154,6 +152,15 @@ impl Service {
             return Ok(0);
         };
         self.store().settle_claimed(ids, me, now_ms())
+    }
+
+    /// Gives up this process's claims on completions it could not show
+    /// after all (see `store/outbox.rs`); they are shown again later.
+    pub fn unclaim(&self, ids: &[TaskId]) -> Result<()> {
+        match this_process() {
+            Some(me) => self.store().unclaim(ids, me),
+            None => Ok(()),
+        }
     }
 
     /// A task's stdout and stderr shaped to `opts.budget` bytes in total:

@@ -92,7 +92,13 @@ pub(super) fn insert(
         "INSERT OR IGNORE INTO completions (task_id, session, output_preview, output_truncated, \
          created_at, claim_pid, claim_start, claim_boot) \
          SELECT ?1, ?2, ?3, ?4, ?5, hold_pid, hold_start, hold_boot FROM tasks WHERE task_id = ?1",
-        params![id.as_str(), session, entry.preview, entry.truncated, entry.recorded_at],
+        params![
+            id.as_str(),
+            session,
+            entry.preview,
+            entry.truncated,
+            entry.recorded_at
+        ],
     )?;
     Ok(())
 }
@@ -271,6 +277,27 @@ impl Store {
         }
         tx.commit().map_err(err)?;
         Ok(settled)
+    }
+
+    /// Gives up `claimer`'s claims on the named completions (a result that
+    /// showed them was never sent): each is re-inserted unclaimed with a new
+    /// sequence number, to be shown again.
+    pub fn unclaim(&mut self, ids: &[TaskId], claimer: &ProcessIdentity) -> Result<()> {
+        let path = self.db_path.clone();
+        let err = |source| Error::Store {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        for id in ids {
+            requeue(&tx, id.as_str(), claimer).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        self.touch_events();
+        Ok(())
     }
 
     /// Makes `holder` the holder of a task's completion: when the task

@@ -174,7 +174,9 @@ impl Subscriptions {
                         Ok(tasks) => {
                             let changed: Vec<String> = tasks
                                 .into_iter()
-                                .filter(|t| known.insert(t.task_id.clone(), t.status) != Some(t.status))
+                                .filter(|t| {
+                                    known.insert(t.task_id.clone(), t.status) != Some(t.status)
+                                })
                                 .map(|t| uri_of(&t.task_id))
                                 .collect();
                             watcher.mark_dirty(&changed);

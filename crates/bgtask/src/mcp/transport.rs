@@ -17,7 +17,7 @@
 //!   Invalid Request error carrying the request's id when the id can be
 //!   read from the start of the line (else without an id).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rmcp::model::{ClientNotification, ErrorData, JsonRpcMessage, RequestId};
@@ -36,6 +36,8 @@ use bgtask_core::{Service, TaskId};
 const MAX_REQUEST_BYTES: usize = DEFAULT_MAX_LINE_LENGTH - 1;
 /// How much of an oversized line is kept to find its id in.
 const ID_SEARCH_BYTES: usize = 64 * 1024;
+/// Cancelled requests remembered at most.
+const MAX_CANCELLED: usize = 1024;
 /// The method of the marker that replaces an oversized line.
 const OVERSIZED: &str = "bgtask/oversized_request";
 
@@ -43,7 +45,15 @@ const OVERSIZED: &str = "bgtask/oversized_request";
 /// the client's pipe.
 pub struct Receipts {
     state: Mutex<ReceiptState>,
-    settle: Mutex<mpsc::Sender<Vec<TaskId>>>,
+    settle: Mutex<mpsc::Sender<Settle>>,
+}
+
+/// What the settler thread does with completions.
+enum Settle {
+    /// The client has them: acknowledge.
+    Delivered(Vec<TaskId>),
+    /// Their result was never sent (request cancelled): show them again.
+    Unsent(Vec<TaskId>),
 }
 
 #[derive(Default)]
@@ -52,21 +62,26 @@ struct ReceiptState {
     shown: HashMap<RequestId, Vec<TaskId>>,
     /// Shown in results already written and flushed.
     written: Vec<TaskId>,
+    /// Requests the client cancelled (their results may never be sent).
+    cancelled: HashSet<RequestId>,
 }
 
 impl Receipts {
     /// Starts the settler thread, which acknowledges confirmed completions.
     pub fn start(service: Arc<Service>) -> anyhow::Result<Arc<Receipts>> {
-        let (tx, rx) = mpsc::channel::<Vec<TaskId>>();
+        let (tx, rx) = mpsc::channel::<Settle>();
         std::thread::Builder::new()
             .name("bgtask-mcp-settle".into())
             .spawn(move || {
-                for ids in rx {
-                    // On failure they stay claimed by this process: shown
-                    // again by the next server if this one dies, else
-                    // acknowledged with the next confirmation.
-                    if let Err(e) = service.settle(&ids) {
-                        tracing::warn!("cannot acknowledge delivered completions: {e}");
+                // On failure they stay claimed by this process, and are
+                // shown again once it exits.
+                for work in rx {
+                    let done = match &work {
+                        Settle::Delivered(ids) => service.settle(ids).map(|_| ()),
+                        Settle::Unsent(ids) => service.unclaim(ids),
+                    };
+                    if let Err(e) = done {
+                        tracing::warn!("cannot settle shown completions: {e}");
                     }
                 }
             })
@@ -81,10 +96,47 @@ impl Receipts {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn settle(&self, work: Settle) {
+        let _ = self
+            .settle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(work);
+    }
+
     /// Records what the result to `request` shows (before it is sent).
     pub fn shown(&self, request: RequestId, ids: Vec<TaskId>) {
+        let mut state = self.state();
+        if state.cancelled.remove(&request) {
+            drop(state);
+            if !ids.is_empty() {
+                self.settle(Settle::Unsent(ids));
+            }
+            return;
+        }
         if !ids.is_empty() {
-            self.state().shown.entry(request).or_default().extend(ids);
+            state.shown.entry(request).or_default().extend(ids);
+        }
+    }
+
+    /// The client cancelled `request`: what its result would have shown
+    /// is shown again later (twice at worst, if the result goes out anyway).
+    fn cancelled(&self, request: RequestId) {
+        let mut state = self.state();
+        match state.shown.remove(&request) {
+            Some(ids) => {
+                drop(state);
+                self.settle(Settle::Unsent(ids));
+            }
+            // Still running (its ids are released when it registers them),
+            // or answered already. Kept bounded: a cancel forgotten here only
+            // keeps its completions claimed until this server exits.
+            None => {
+                if state.cancelled.len() >= MAX_CANCELLED {
+                    state.cancelled.clear();
+                }
+                state.cancelled.insert(request);
+            }
         }
     }
 
@@ -101,11 +153,7 @@ impl Receipts {
     fn confirmed(&self) {
         let ids = std::mem::take(&mut self.state().written);
         if !ids.is_empty() {
-            let _ = self
-                .settle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .send(ids);
+            self.settle(Settle::Delivered(ids));
         }
     }
 }
@@ -164,8 +212,15 @@ impl Transport<RoleServer> for StdioTransport {
             let JsonRpcMessage::Notification(n) = &message else {
                 return Some(message);
             };
-            let ClientNotification::CustomNotification(custom) = &n.notification else {
-                return Some(message);
+            let custom = match &n.notification {
+                ClientNotification::CustomNotification(custom) => custom,
+                ClientNotification::CancelledNotification(c) => {
+                    if let Some(id) = &c.params.request_id {
+                        self.receipts.cancelled(id.clone());
+                    }
+                    return Some(message);
+                }
+                _ => return Some(message),
             };
             if custom.method != OVERSIZED {
                 return Some(message);

@@ -98,7 +98,10 @@ fn an_mcp_completion_stays_pending_until_the_client_shows_it_received_it() {
     // evidence that it received the result, and acknowledges it.
     let mut second = mcp(&bg, session);
     assert_eq!(shown(&tool(&mut second, "bash_list", json!({}))), ids);
-    assert_eq!(shown(&tool(&mut second, "bash_list", json!({}))), Vec::<String>::new());
+    assert_eq!(
+        shown(&tool(&mut second, "bash_list", json!({}))),
+        Vec::<String>::new()
+    );
     wait_until("the completion to be acknowledged", || {
         pending(&bg, session).is_empty()
     });
@@ -117,7 +120,10 @@ fn two_mcp_servers_of_one_session_show_each_completion_once() {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut both_at_once = |a: &mut Serve, b: &mut Serve| {
         let call = json!({"name": "bash_list", "arguments": {}});
-        let (ia, ib) = (a.send("tools/call", call.clone()), b.send("tools/call", call));
+        let (ia, ib) = (
+            a.send("tools/call", call.clone()),
+            b.send("tools/call", call),
+        );
         for result in [a.reply(ia), b.reply(ib)] {
             for id in shown(&result["result"]) {
                 *seen.entry(id).or_default() += 1;
@@ -191,14 +197,20 @@ fn a_server_that_returns_a_result_inline_leaves_no_completion() {
     assert_eq!(result["structuredContent"]["status"], "completed");
     // The next request is the evidence the result arrived.
     tool(&mut server, "bash_list", json!({}));
-    let id = result["structuredContent"]["task_id"].as_str().unwrap().to_owned();
+    let id = result["structuredContent"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_until("the held completion to be settled", || {
         let task = bg.status(&id);
         task["notify"] == false
     });
     assert_eq!(pending(&bg, session), Vec::<String>::new());
     let mut other = mcp(&bg, session);
-    assert_eq!(shown(&tool(&mut other, "bash_list", json!({}))), Vec::<String>::new());
+    assert_eq!(
+        shown(&tool(&mut other, "bash_list", json!({}))),
+        Vec::<String>::new()
+    );
     other.close();
     server.close();
 }
@@ -208,7 +220,12 @@ fn mcp_results_stay_small_when_many_completions_wait() {
     let bg = Bg::new();
     let session = "many";
     let n = 60;
-    let ids = finished_tasks(&bg, session, "seq 1 40; echo 'a long line of output' >&2", n);
+    let ids = finished_tasks(
+        &bg,
+        session,
+        "seq 1 40; echo 'a long line of output' >&2",
+        n,
+    );
     let mut server = mcp(&bg, session);
     let mut seen = Vec::new();
     let mut largest = 0;
@@ -265,7 +282,10 @@ fn completions_of_newer_records_are_never_shown_or_acknowledged() {
     assert_ne!(ack.code, 0, "{ack:?}");
     assert!(ack.stderr.contains("newer bgtask"), "{ack:?}");
     let mut server = mcp(&bg, session);
-    assert_eq!(shown(&tool(&mut server, "bash_list", json!({}))), Vec::<String>::new());
+    assert_eq!(
+        shown(&tool(&mut server, "bash_list", json!({}))),
+        Vec::<String>::new()
+    );
     tool(&mut server, "bash_list", json!({}));
     server.close();
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -287,22 +307,30 @@ fn mcp_answers_a_request_over_16_mib_with_an_error() {
     let cases = [
         (
             json!(4242),
-            format!(r#"{{"jsonrpc":"2.0","id":4242,"method":"tools/call","params":{{"name":"bash","arguments":{{"command":"echo {filler}"}}}}}}"#),
+            format!(
+                r#"{{"jsonrpc":"2.0","id":4242,"method":"tools/call","params":{{"name":"bash","arguments":{{"command":"echo {filler}"}}}}}}"#
+            ),
         ),
         (
             json!("text-id"),
-            format!(r#"{{ "id" : "text-id", "jsonrpc":"2.0","method":"tools/call","params":{{"x":"{filler}"}}}}"#),
+            format!(
+                r#"{{ "id" : "text-id", "jsonrpc":"2.0","method":"tools/call","params":{{"x":"{filler}"}}}}"#
+            ),
         ),
         // The id comes after the cut-off: answered without one.
         (
             Value::Null,
-            format!(r#"{{"jsonrpc":"2.0","params":{{"x":"{filler}"}},"id":4343,"method":"tools/call"}}"#),
+            format!(
+                r#"{{"jsonrpc":"2.0","params":{{"x":"{filler}"}},"id":4343,"method":"tools/call"}}"#
+            ),
         ),
     ];
     for (id, line) in &cases {
         server.send_raw(line.as_bytes());
         let reply = server
-            .next_matching(|v| v.get("error").is_some() && v.get("id").cloned().unwrap_or(Value::Null) == *id)
+            .next_matching(|v| {
+                v.get("error").is_some() && v.get("id").cloned().unwrap_or(Value::Null) == *id
+            })
             .unwrap_or_else(|| panic!("no error reply for the oversized request with id {id}"));
         assert_eq!(reply["error"]["code"], -32600, "{reply}");
         let message = reply["error"]["message"].as_str().unwrap();
@@ -387,12 +415,16 @@ fn resource_updates_reach_a_stalled_client_in_full() {
             return line;
         }
     };
-    send(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"burst","version":"0"}}}));
+    send(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"burst","version":"0"}}}),
+    );
     read_until_id(&mut lines, 1);
     send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
     for (i, id) in ids.iter().enumerate() {
         let request = 100 + i as u64;
-        send(json!({"jsonrpc":"2.0","id":request,"method":"resources/subscribe","params":{"uri":format!("bgtask://tasks/{id}")}}));
+        send(
+            json!({"jsonrpc":"2.0","id":request,"method":"resources/subscribe","params":{"uri":format!("bgtask://tasks/{id}")}}),
+        );
         let reply = read_until_id(&mut lines, request);
         assert!(reply.get("result").is_some(), "{reply}");
     }
@@ -402,9 +434,8 @@ fn resource_updates_reach_a_stalled_client_in_full() {
     for id in &ids {
         bg.wait(id);
     }
-    let script = format!(
-        "for i in $(seq {quick}); do {BIN} run -- true >/dev/null || exit 1; done"
-    );
+    let script =
+        format!("for i in $(seq {quick}); do {BIN} run -- true >/dev/null || exit 1; done");
     let status = Command::new("sh")
         .args(["-c", &script])
         .env("BGTASK_HOME", &bg.home)
@@ -415,7 +446,9 @@ fn resource_updates_reach_a_stalled_client_in_full() {
     assert!(status.success());
     // Reading again: every subscribed task's update arrives.
     let done = 99_999;
-    send(json!({"jsonrpc":"2.0","id":done,"method":"tools/call","params":{"name":"bash_wait","arguments":{"timeout_ms": 1}}}));
+    send(
+        json!({"jsonrpc":"2.0","id":done,"method":"tools/call","params":{"name":"bash_wait","arguments":{"timeout_ms": 1}}}),
+    );
     let (tx, rx) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
         for line in lines {
@@ -445,7 +478,10 @@ fn resource_updates_reach_a_stalled_client_in_full() {
     let _ = child.kill();
     let _ = child.wait();
     let missing = wanted.difference(&updated).count();
-    assert_eq!(missing, 0, "{missing} of {subscribed} subscribed tasks never got an update");
+    assert_eq!(
+        missing, 0,
+        "{missing} of {subscribed} subscribed tasks never got an update"
+    );
     println!("fault report: mcp client stalled while {subscribed} subscribed and {quick} other tasks ended: all {subscribed} updates arrived");
 }
 
@@ -460,5 +496,40 @@ fn subscribing_to_another_sessions_task_is_refused() {
     );
     let message = reply["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("another session"), "{reply}");
+    server.close();
+}
+
+#[test]
+fn completions_of_a_cancelled_tool_call_are_shown_again() {
+    let bg = Bg::new();
+    let session = "cancelled";
+    let done = finished_tasks(&bg, session, "true", 1);
+    let gate = bg.path("gate");
+    let command = format!("while [ ! -e {} ]; do sleep 0.02; done", gate.display());
+    let run = bg.run_with(bg.cmd_in(session).args(["run", "--", &command]));
+    let gated = run.ok().stdout.trim().to_owned();
+    let mut server = mcp(&bg, session);
+    let request = server.send(
+        "tools/call",
+        json!({"name": "bash_wait", "arguments": {"task_ids": [gated], "timeout_ms": 60_000}}),
+    );
+    server.send_raw(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request}})
+            .to_string()
+            .as_bytes(),
+    );
+    std::fs::write(&gate, "").unwrap();
+    bg.wait(&gated);
+    // The cancelled call's result (with both completions) never reaches
+    // the client, so they must not stay claimed by the server.
+    wait_until("the completions to be pending again", || {
+        let pending = pending(&bg, session);
+        pending.contains(&done[0]) && pending.contains(&gated)
+    });
+    let mut ids = shown(&tool(&mut server, "bash_list", json!({})));
+    ids.sort();
+    let mut expected = vec![done[0].clone(), gated];
+    expected.sort();
+    assert_eq!(ids, expected);
     server.close();
 }
