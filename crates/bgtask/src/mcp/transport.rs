@@ -10,7 +10,11 @@
 //!   returns, and a settler thread acknowledges it in the store. Until
 //!   then the completions stay claimed by this process (see
 //!   bgtask-core's `store/outbox.rs`), so if this process dies they are
-//!   shown again: twice at worst, never lost.
+//!   shown again: twice at worst, never lost. A message read while the
+//!   result was still being written is not counted (it may have been sent
+//!   before the client read the result); the next one is. A request the
+//!   client pipelined before reading a result, read after that result was
+//!   written, is counted: nothing on the wire can tell it apart.
 //! - **Oversized requests.** rmcp drops a line longer than its limit
 //!   without a reply. Stdin is read here first: a line over the limit is
 //!   replaced by a small marker, and the transport answers it with an

@@ -43,6 +43,14 @@ fn tool(server: &mut Serve, name: &str, args: Value) -> Value {
         .unwrap_or_else(|| panic!("{name} failed: {reply}"))
 }
 
+/// Sends the client's next message. A message read before the previous
+/// result was fully written is not taken as evidence of its receipt, so
+/// tests that wait for an acknowledgement keep talking, as clients do.
+fn ping(server: &mut Serve) {
+    let reply = server.call("ping", json!({}));
+    assert!(reply.get("result").is_some(), "{reply}");
+}
+
 /// The task ids of the completions a tool result showed.
 fn shown(result: &Value) -> Vec<String> {
     result["structuredContent"]["completions"]
@@ -103,6 +111,7 @@ fn an_mcp_completion_stays_pending_until_the_client_shows_it_received_it() {
         Vec::<String>::new()
     );
     wait_until("the completion to be acknowledged", || {
+        ping(&mut second);
         pending(&bg, session).is_empty()
     });
     second.close();
@@ -202,8 +211,8 @@ fn a_server_that_returns_a_result_inline_leaves_no_completion() {
         .unwrap()
         .to_owned();
     wait_until("the held completion to be settled", || {
-        let task = bg.status(&id);
-        task["notify"] == false
+        ping(&mut server);
+        bg.status(&id)["notify"] == false
     });
     assert_eq!(pending(&bg, session), Vec::<String>::new());
     let mut other = mcp(&bg, session);
@@ -256,6 +265,7 @@ fn mcp_results_stay_small_when_many_completions_wait() {
     expected.sort();
     assert_eq!(sorted, expected, "not every completion was shown");
     wait_until("every shown completion to be acknowledged", || {
+        ping(&mut server);
         pending(&bg, session).is_empty()
     });
     server.close();
