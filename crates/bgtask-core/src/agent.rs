@@ -84,11 +84,16 @@ impl Service {
     /// process dies first, the completion is reported to the session.
     pub fn bash_held(&self, req: &BashRequest) -> Result<(BashOutcome, Option<TaskId>)> {
         let notify = req.notify_on_completion.unwrap_or(true);
-        let holder = (!req.background && notify).then(this_process).flatten();
+        // By default an inline result stands in for the completion, which
+        // is held meanwhile; asked for explicitly, both are produced.
+        let holder = (!req.background && req.notify_on_completion.is_none())
+            .then(this_process)
+            .flatten();
         let mut spawn = req.spawn.clone();
         // Without an identity to hold it, a foreground task notifies only
         // once promoted (its end is lost if this process dies meanwhile).
-        spawn.notify = notify && (req.background || holder.is_some());
+        spawn.notify = notify
+            && (req.background || holder.is_some() || req.notify_on_completion.is_some());
         let launch = Launch::start(self.config(), &spawn)?;
         let task = self.record_held(launch, holder)?;
         if req.background {
@@ -102,7 +107,9 @@ impl Service {
             (Ok(BashOutcome::Finished { .. }), Some(_)) => {}
             // Reported in the background (or not at all): no longer held.
             (_, Some(me)) => self.store().release_hold(&id, me)?,
-            (Ok(BashOutcome::Background { .. }), None) if notify => self.promote(&id)?,
+            (Ok(BashOutcome::Background { .. }), None) if notify && !spawn.notify => {
+                self.promote(&id)?
+            }
             (_, None) => {}
         }
         Ok((outcome?, holder.map(|_| id)))
@@ -115,9 +122,9 @@ impl Service {
         let mut task = self.started(task)?;
         if task.is_terminal() {
             let output = self.shaped_output(&task, req.shape)?;
-            // Its result is delivered here, not as a notification (the
-            // completion it recorded is only a safety net; see above).
-            task.notify = false;
+            // Unless asked for both, its result is delivered here, not as
+            // a notification (a held completion is only a safety net).
+            task.notify = req.notify_on_completion == Some(true);
             return Ok(BashOutcome::Finished { task, output });
         }
         Ok(BashOutcome::Background { task })

@@ -222,6 +222,19 @@ fn a_server_that_returns_a_result_inline_leaves_no_completion() {
     );
     other.close();
     server.close();
+
+    // serve: settled at once; asked for explicitly, a completion as well.
+    let mut serve = Serve::start(bg.cmd_in("inline-serve"));
+    let plain = serve.call("bash", json!({"command": "true", "wait_ms": 60_000}));
+    assert_eq!(plain["result"]["notify"], false, "{plain}");
+    let both = serve.call(
+        "bash",
+        json!({"command": "true", "wait_ms": 60_000, "notify_on_completion": true}),
+    );
+    assert_eq!(both["result"]["notify"], true, "{both}");
+    let both = both["result"]["task_id"].as_str().unwrap().to_owned();
+    assert_eq!(pending(&bg, "inline-serve"), vec![both]);
+    serve.close();
 }
 
 #[test]
