@@ -73,7 +73,10 @@ impl Service {
     pub fn bash(&self, req: &BashRequest) -> Result<BashOutcome> {
         let (outcome, held) = self.bash_held(req)?;
         if let Some(id) = held {
-            self.settle(std::slice::from_ref(&id))?;
+            // The task ran: never answer with an error now. Unsettled, its
+            // completion stays held until this process exits, and is then
+            // reported (twice at worst).
+            let _ = self.settle(std::slice::from_ref(&id));
         }
         Ok(outcome)
     }
@@ -92,8 +95,8 @@ impl Service {
         let mut spawn = req.spawn.clone();
         // Without an identity to hold it, a foreground task notifies only
         // once promoted (its end is lost if this process dies meanwhile).
-        spawn.notify = notify
-            && (req.background || holder.is_some() || req.notify_on_completion.is_some());
+        spawn.notify =
+            notify && (req.background || holder.is_some() || req.notify_on_completion.is_some());
         let launch = Launch::start(self.config(), &spawn)?;
         let task = self.record_held(launch, holder)?;
         if req.background {
@@ -106,7 +109,11 @@ impl Service {
         match (&outcome, holder) {
             (Ok(BashOutcome::Finished { .. }), Some(_)) => {}
             // Reported in the background (or not at all): no longer held.
-            (_, Some(me)) => self.store().release_hold(&id, me)?,
+            // On failure the completion is held until this process exits
+            // (late, never lost); the caller is still told what ran.
+            (_, Some(me)) => {
+                let _ = self.store().release_hold(&id, me);
+            }
             (Ok(BashOutcome::Background { .. }), None) if notify && !spawn.notify => {
                 self.promote(&id)?
             }

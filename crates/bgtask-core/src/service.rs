@@ -295,7 +295,8 @@ impl Service {
         self.store().touch_events();
     }
 
-    /// This session's unacknowledged completions, oldest first.
+    /// This session's unacknowledged completions, oldest first, except
+    /// those a live process is delivering (claimed; see `store/outbox.rs`).
     pub fn completions(&self) -> Result<Vec<Completion>> {
         // A task whose monitor died gets its completion from whoever
         // notices: make sure that includes the reader of completions. Only

@@ -169,6 +169,17 @@ impl Store {
         claimer: &ProcessIdentity,
         mut fits: impl FnMut(&Completion) -> bool,
     ) -> Result<Claimed> {
+        // Most results have nothing to show: skip the write transaction.
+        let any: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL)",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![session], |r| r.get(0)))
+            .map_err(|e| self.db_err(e))?;
+        if !any {
+            return Ok(Claimed::default());
+        }
         let path = self.db_path.clone();
         let home = self.home.clone();
         let err = |source| Error::Store {
@@ -358,10 +369,12 @@ impl Store {
         let claimed: Vec<(String, ProcessIdentity)> = {
             let mut stmt = self
                 .conn
-                .prepare_cached(
-                    "SELECT task_id, claim_pid, claim_start, claim_boot FROM completions \
-                     WHERE session = ?1 AND acked_at IS NULL AND claim_pid IS NOT NULL",
-                )
+                .prepare_cached(&format!(
+                    "SELECT c.task_id, c.claim_pid, c.claim_start, c.claim_boot \
+                     FROM completions c JOIN tasks t ON t.task_id = c.task_id \
+                     WHERE c.session = ?1 AND c.acked_at IS NULL AND c.claim_pid IS NOT NULL \
+                     AND t.record_version <= {RECORD_VERSION}"
+                ))
                 .map_err(|e| self.db_err(e))?;
             let rows = stmt
                 .query_map(params![session], |r| Ok((r.get(0)?, claim_at(r, 1)?)))

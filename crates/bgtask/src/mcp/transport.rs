@@ -295,6 +295,8 @@ async fn bound_lines(
         }
         output.write_all(&line).await?;
         line.clear();
+        // Do not keep a huge line's buffer for the rest of the session.
+        line.shrink_to(ID_SEARCH_BYTES);
     }
 }
 
