@@ -210,8 +210,8 @@ impl ServerHandler for BgMcp {
     ) -> Result<(), McpError> {
         let service = Arc::clone(&self.service);
         let uri = request.uri.clone();
-        blocking(move || resources::check_subscribable(&service, &uri)).await?;
-        self.subscriptions.add(request.uri, context.peer);
+        let status = blocking(move || resources::check_subscribable(&service, &uri)).await?;
+        self.subscriptions.add(request.uri, status, context.peer);
         Ok(())
     }
 
@@ -228,7 +228,11 @@ impl ServerHandler for BgMcp {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        Some(resources::accepted(&self.service, requested))
+        Some(resources::accepted(
+            &self.service,
+            &self.subscriptions,
+            requested,
+        ))
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {

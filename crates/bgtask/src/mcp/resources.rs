@@ -3,9 +3,9 @@
 //! (legacy `resources/subscribe` and the newer `subscriptions/listen`)
 //! whenever the task changes state.
 //!
-//! One thread sleeps on the store's events watch (no polling tick) and
-//! marks the URIs of subscribed tasks whose status changed *dirty*, in one
-//! set per subscriber; each subscriber's sender takes its whole set when
+//! One thread sleeps on the store's events watch (no polling tick), looks
+//! up the subscribed tasks that may still change, and marks the URIs of
+//! those whose status changed *dirty*, in one set per subscriber; each subscriber's sender takes its whole set when
 //! woken. A set cannot overflow (it holds each subscribed URI at most
 //! once), so a slow client gets every update, late and coalesced if it
 //! must, never none. Only this session's tasks are watched, so subscribing
@@ -92,11 +92,21 @@ pub fn read(service: &Service, uri: &str) -> Result<ReadResourceResponse, McpErr
 
 /// The part of a `subscriptions/listen` filter we serve: this session's
 /// task resources.
-pub fn accepted(service: &Service, requested: &SubscriptionFilter) -> SubscriptionFilter {
+pub fn accepted(
+    service: &Service,
+    subscriptions: &Subscriptions,
+    requested: &SubscriptionFilter,
+) -> SubscriptionFilter {
     let mut filter = SubscriptionFilter::new();
     filter.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
         uris.iter()
-            .filter(|u| check_subscribable(service, u).is_ok())
+            .filter(|u| match check_subscribable(service, u) {
+                Ok(status) => {
+                    subscriptions.watch(u, status);
+                    true
+                }
+                Err(_) => false,
+            })
             .cloned()
             .collect()
     });
@@ -108,8 +118,9 @@ fn store_error(e: bgtask_core::Error) -> McpError {
 }
 
 /// Checks that `uri` names a task this server watches: one of its
-/// session's (a task of another session is refused, clearly).
-pub fn check_subscribable(service: &Service, uri: &str) -> Result<(), McpError> {
+/// session's (a task of another session is refused, clearly). Returns the
+/// task's status.
+pub fn check_subscribable(service: &Service, uri: &str) -> Result<Status, McpError> {
     let id = parse_uri(uri)?;
     let task = service.get(&id).map_err(|e| match e.kind() {
         "task_not_found" => McpError::resource_not_found(e.to_string(), None),
@@ -126,7 +137,7 @@ pub fn check_subscribable(service: &Service, uri: &str) -> Result<(), McpError> 
             None,
         ));
     }
-    Ok(())
+    Ok(task.status)
 }
 
 /// The URIs one subscriber wants and those changed since it last sent.
@@ -143,6 +154,8 @@ struct Subscriber {
 struct Registry {
     subscribers: HashMap<u64, Subscriber>,
     next: u64,
+    /// The last status seen of each watched URI's task.
+    watched: HashMap<String, Status>,
 }
 
 /// Subscribers and the watcher that marks their URIs dirty.
@@ -160,6 +173,7 @@ impl Subscriptions {
             registry: Mutex::new(Registry {
                 subscribers: HashMap::from([(LEGACY, Subscriber::default())]),
                 next: LEGACY + 1,
+                watched: HashMap::new(),
             }),
             legacy_peer: Mutex::new(None),
         });
@@ -168,20 +182,15 @@ impl Subscriptions {
         std::thread::Builder::new()
             .name("bgtask-mcp-watch".into())
             .spawn(move || {
-                let mut known: HashMap<TaskId, Status> = HashMap::new();
+                // Only subscribed tasks still live can change: a wake costs
+                // one lookup per such task, whatever the session's size.
                 loop {
-                    match service.list(&ListRequest::default()) {
-                        Ok(tasks) => {
-                            let changed: Vec<String> = tasks
-                                .into_iter()
-                                .filter(|t| {
-                                    known.insert(t.task_id.clone(), t.status) != Some(t.status)
-                                })
-                                .map(|t| uri_of(&t.task_id))
-                                .collect();
-                            watcher.mark_dirty(&changed);
+                    for (uri, id) in watcher.live_watched() {
+                        match service.get(&id) {
+                            Ok(task) => watcher.seen(&uri, task.status),
+                            Err(e) if e.kind() == "task_not_found" => {}
+                            Err(e) => tracing::warn!("cannot read {id} for resource updates: {e}"),
                         }
-                        Err(e) => tracing::warn!("cannot list tasks for resource updates: {e}"),
                     }
                     if watch.wait(None).is_err() {
                         return;
@@ -214,15 +223,45 @@ impl Subscriptions {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks `changed` URIs dirty for every subscriber that wants them.
-    fn mark_dirty(&self, changed: &[String]) {
+    /// Starts watching `uri`, whose task was just seen in `status` (a
+    /// URI already watched keeps its last seen status).
+    pub fn watch(&self, uri: &str, status: Status) {
+        self.registry()
+            .watched
+            .entry(uri.to_owned())
+            .or_insert(status);
+    }
+
+    /// The watched URIs whose task may still change.
+    fn live_watched(&self) -> Vec<(String, TaskId)> {
+        self.registry()
+            .watched
+            .iter()
+            .filter(|(_, status)| !status.is_terminal())
+            .filter_map(|(uri, _)| Some((uri.clone(), parse_uri(uri).ok()?)))
+            .collect()
+    }
+
+    /// Stops watching URIs no subscriber wants any more.
+    fn forget_unwanted(registry: &mut Registry) {
+        let Registry {
+            subscribers,
+            watched,
+            ..
+        } = registry;
+        watched.retain(|uri, _| subscribers.values().any(|s| s.wanted.contains(uri)));
+    }
+
+    /// Records a watched task's status; if it changed, marks the URI dirty
+    /// for every subscriber that wants it.
+    fn seen(&self, uri: &str, status: Status) {
         let mut registry = self.registry();
+        match registry.watched.get_mut(uri) {
+            Some(last) if *last != status => *last = status,
+            _ => return,
+        }
         for subscriber in registry.subscribers.values_mut() {
-            let before = subscriber.dirty.len();
-            for uri in changed.iter().filter(|u| subscriber.wanted.contains(*u)) {
-                subscriber.dirty.insert(uri.clone());
-            }
-            if subscriber.dirty.len() > before {
+            if subscriber.wanted.contains(uri) && subscriber.dirty.insert(uri.to_owned()) {
                 subscriber.wake.notify_one();
             }
         }
@@ -241,18 +280,21 @@ impl Subscriptions {
             .collect()
     }
 
-    /// A legacy `resources/subscribe` (the URI was checked).
-    pub fn add(&self, uri: String, peer: Peer<RoleServer>) {
+    /// A legacy `resources/subscribe` of a task seen in `status`.
+    pub fn add(&self, uri: String, status: Status, peer: Peer<RoleServer>) {
         *self.legacy_peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
+        self.watch(&uri, status);
         if let Some(legacy) = self.registry().subscribers.get_mut(&LEGACY) {
             legacy.wanted.insert(uri);
         }
     }
 
     pub fn remove(&self, uri: &str) {
-        if let Some(legacy) = self.registry().subscribers.get_mut(&LEGACY) {
+        let mut registry = self.registry();
+        if let Some(legacy) = registry.subscribers.get_mut(&LEGACY) {
             legacy.wanted.remove(uri);
         }
+        Self::forget_unwanted(&mut registry);
     }
 
     /// Serves one `subscriptions/listen` until the client cancels it.
@@ -297,6 +339,8 @@ impl Subscriptions {
                 }
             }
         }
-        self.registry().subscribers.remove(&key);
+        let mut registry = self.registry();
+        registry.subscribers.remove(&key);
+        Self::forget_unwanted(&mut registry);
     }
 }
