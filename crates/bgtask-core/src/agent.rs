@@ -41,8 +41,9 @@ pub struct BashRequest {
     pub background: bool,
     /// How long to wait for the task before it continues in the background.
     pub wait_ms: u64,
-    /// Whether a task that continues in the background produces a
-    /// completion (default true).
+    /// Whether the task's end produces a completion. `None`: a task that
+    /// continues in the background does, an inline result stands in for
+    /// it; `Some(true)`: always, inline too; `Some(false)`: never.
     pub notify_on_completion: Option<bool>,
     /// Output shaping for the inline result.
     pub shape: ShapeOptions,

@@ -123,6 +123,15 @@ impl Receipts {
         }
     }
 
+    /// The reply to `request` showed the client nothing: what its result
+    /// was to show is shown again later.
+    fn undelivered(&self, request: &RequestId) {
+        let ids = self.state().shown.remove(request);
+        if let Some(ids) = ids {
+            self.settle(Settle::Unsent(ids));
+        }
+    }
+
     /// The client cancelled `request`: what its result would have shown
     /// is shown again later (twice at worst, if the result goes out anyway).
     fn cancelled(&self, request: RequestId) {
@@ -192,20 +201,24 @@ impl Transport<RoleServer> for StdioTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let id = match &item {
-            JsonRpcMessage::Response(r) => Some(r.id.clone()),
-            JsonRpcMessage::Error(e) => e.id.clone(),
-            _ => None,
+        let (id, is_result) = match &item {
+            JsonRpcMessage::Response(r) => (Some(r.id.clone()), true),
+            JsonRpcMessage::Error(e) => (e.id.clone(), false),
+            _ => (None, false),
         };
         let sending = self.inner.send(item);
         let receipts = Arc::clone(&self.receipts);
         async move {
             // rmcp's send returns once the frame is flushed to stdout.
-            sending.await?;
-            if let Some(id) = id {
-                receipts.written(&id);
+            let sent = sending.await;
+            match id {
+                Some(id) if is_result && sent.is_ok() => receipts.written(&id),
+                // An error reply, or a reply that could not be written,
+                // showed the client nothing.
+                Some(id) => receipts.undelivered(&id),
+                None => {}
             }
-            Ok(())
+            sent
         }
     }
 
