@@ -320,6 +320,7 @@ fn completions_of_newer_records_are_never_shown_or_acknowledged() {
         )
         .unwrap();
     assert_eq!((acked, claimed), (None, None), "a newer record was changed");
+    println!("fault report: completion of a newer record: not listed, ack refused, not shown by mcp, row unchanged");
 }
 
 #[test]
@@ -392,6 +393,9 @@ fn mcp_sessions_of_non_utf8_directories_never_collide() {
     unique.dedup();
     assert_eq!(unique.len(), sessions.len(), "{sessions:?}");
     assert!(sessions[0].ends_with("proj\\xff"), "{sessions:?}");
+    println!(
+        "fault report: mcp in proj\\xff, proj\\xfe and a literal proj\\\\xff: 3 distinct sessions"
+    );
 }
 
 #[test]
@@ -525,6 +529,7 @@ fn subscribing_to_another_sessions_task_is_refused() {
     let message = reply["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("another session"), "{reply}");
     server.close();
+    println!("fault report: mcp subscription to another session's task refused with a clear error");
 }
 
 #[test]
@@ -560,4 +565,5 @@ fn completions_of_a_cancelled_tool_call_are_shown_again() {
     expected.sort();
     assert_eq!(ids, expected);
     server.close();
+    println!("fault report: mcp tool call cancelled while it waited: its 2 completions pending again and shown by the next call");
 }
