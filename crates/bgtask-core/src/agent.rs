@@ -3,16 +3,17 @@
 //! it outlives its window, the claiming of completions for showing, and
 //! task output shaped to a byte budget.
 //!
-//! Invariant: every task a caller does not opt out of hears about delivers
-//! its end exactly once when all goes well, and at least once whatever
-//! dies: a foreground task is recorded as notifying from its start, with
-//! its completion held by this process (see `store/outbox.rs`). Returned
-//! inline, the completion is settled (removed, the task no longer
-//! notifying) at once (`bash`) or by the caller once its client has the
-//! result (`bash_held`); promoted to
-//! the background, the hold is released and the completion is reported
-//! like any other; if this process dies, the hold is void and the
-//! completion becomes visible to the session.
+//! Invariant: a task whose end the caller did not opt out of hearing about
+//! is delivered exactly once when all goes well, and at least once whatever
+//! dies. A foreground task notifies from its start, with its completion
+//! held by this process (see `store/outbox.rs`):
+//! - returned inline, the completion is settled (removed, the task no
+//!   longer notifying), at once by `bash`, or by the caller of `bash_held`
+//!   once its client has the result;
+//! - continuing in the background, the hold is released and the completion
+//!   is reported like any other;
+//! - if this process dies, the hold is void and the completion becomes
+//!   visible to the session.
 
 use std::sync::OnceLock;
 
@@ -70,7 +71,7 @@ pub(crate) fn this_process() -> Option<&'static ProcessIdentity> {
 impl Service {
     /// Runs a command for an agent: waits up to `wait_ms` (unless
     /// background) and returns its shaped output, or lets it continue in
-    /// the background. A result returned inline is acknowledged at once.
+    /// the background. A result returned inline is settled at once.
     pub fn bash(&self, req: &BashRequest) -> Result<BashOutcome> {
         let (outcome, held) = self.bash_held(req)?;
         if let Some(id) = held {
