@@ -1,16 +1,32 @@
 //! What agent-facing servers share: a `bash` call that runs in the
-//! foreground for a while and is promoted to a notifying background task if
-//! it outlives its window, and task output shaped to a byte budget.
+//! foreground for a while and continues as a notifying background task if
+//! it outlives its window, the claiming of completions for showing, and
+//! task output shaped to a byte budget.
 //!
-//! Invariant: a task that the caller is told is in the background always
-//! delivers a completion (unless the caller opted out); a task whose result
-//! was returned inline does not produce one.
+//! Invariant: a task whose end the caller did not opt out of hearing about
+//! is delivered exactly once when all goes well, and at least once whatever
+//! dies. A foreground task notifies from its start, with its completion
+//! held by this process (see `store/outbox.rs`):
+//! - returned inline, the completion is settled (removed, the task no
+//!   longer notifying), at once by `bash`, or by the caller of `bash_held`
+//!   once its client has the result;
+//! - continuing in the background, the hold is released and the completion
+//!   is reported like any other;
+//! - if this process dies, the hold is void and the completion becomes
+//!   visible to the session.
+
+use std::sync::OnceLock;
 
 use crate::compact::{shape_file, ShapeOptions, Shaped};
 use crate::config::SpawnRequest;
 use crate::error::{Error, Result};
-use crate::service::Service;
-use crate::task::Task;
+use crate::monitor::now_ms;
+use crate::process::ProcessIdentity;
+use crate::reconcile::reconcile_task;
+use crate::service::{Launch, Service};
+use crate::task::{Completion, Task, TaskId};
+
+pub use crate::store::Claimed;
 
 /// Default byte budget for output returned inline.
 pub const DEFAULT_OUTPUT_BUDGET: usize = 30_000;
@@ -24,9 +40,11 @@ pub struct BashRequest {
     pub spawn: SpawnRequest,
     /// Return at once instead of waiting for the task.
     pub background: bool,
-    /// How long to wait for the task before promoting it.
+    /// How long to wait for the task before it continues in the background.
     pub wait_ms: u64,
-    /// Overrides whether a completion is produced (see module docs).
+    /// Whether the task's end produces a completion. `None`: a task that
+    /// continues in the background does, an inline result stands in for
+    /// it; `Some(true)`: always, inline too; `Some(false)`: never.
     pub notify_on_completion: Option<bool>,
     /// Output shaping for the inline result.
     pub shape: ShapeOptions,
@@ -42,33 +60,123 @@ pub enum BashOutcome {
     Background { task: Task },
 }
 
+/// This process's identity, as claims record it (`None` if /proc cannot
+/// tell, in which case nothing is claimed or held).
+pub(crate) fn this_process() -> Option<&'static ProcessIdentity> {
+    static ME: OnceLock<Option<ProcessIdentity>> = OnceLock::new();
+    ME.get_or_init(|| ProcessIdentity::of_child(std::process::id()).ok())
+        .as_ref()
+}
+
 impl Service {
     /// Runs a command for an agent: waits up to `wait_ms` (unless
-    /// background) and returns its shaped output, or promotes it.
+    /// background) and returns its shaped output, or lets it continue in
+    /// the background. A result returned inline is settled at once.
     pub fn bash(&self, req: &BashRequest) -> Result<BashOutcome> {
+        let (outcome, held) = self.bash_held(req)?;
+        if let Some(id) = held {
+            // The task ran: never answer with an error now. Unsettled, its
+            // completion stays held until this process exits, and is then
+            // reported (twice at worst).
+            let _ = self.settle(std::slice::from_ref(&id));
+        }
+        Ok(outcome)
+    }
+
+    /// [`Service::bash`], except that a result returned inline keeps its
+    /// completion claimed by this process: the id returned with it must be
+    /// passed to [`Service::settle`] once the client has the result. If this
+    /// process dies first, the completion is reported to the session.
+    pub fn bash_held(&self, req: &BashRequest) -> Result<(BashOutcome, Option<TaskId>)> {
+        let notify = req.notify_on_completion.unwrap_or(true);
+        // By default an inline result stands in for the completion, which
+        // is held meanwhile; asked for explicitly, both are produced.
+        let holder = (!req.background && req.notify_on_completion.is_none())
+            .then(this_process)
+            .flatten();
         let mut spawn = req.spawn.clone();
-        spawn.notify = if req.background {
-            req.notify_on_completion.unwrap_or(true)
-        } else {
-            req.notify_on_completion.unwrap_or(false)
-        };
-        let task = self.spawn(&spawn)?;
+        // Without an identity to hold it, a foreground task notifies only
+        // once promoted (its end is lost if this process dies meanwhile).
+        spawn.notify =
+            notify && (req.background || holder.is_some() || req.notify_on_completion.is_some());
+        let launch = Launch::start(self.config(), &spawn)?;
+        let task = self.record_held(launch, holder)?;
         if req.background {
             // An agent is told the task runs (with its pid), or why not.
             let task = self.started(task)?;
-            return Ok(BashOutcome::Background { task });
+            return Ok((BashOutcome::Background { task }, None));
         }
+        let id = task.task_id.clone();
+        let outcome = self.foreground(task, req);
+        match (&outcome, holder) {
+            (Ok(BashOutcome::Finished { .. }), Some(_)) => {}
+            // Reported in the background (or not at all): no longer held.
+            // On failure the completion is held until this process exits
+            // (late, never lost); the caller is still told what ran.
+            (_, Some(me)) => {
+                let _ = self.store().release_hold(&id, me);
+            }
+            (Ok(BashOutcome::Background { .. }), None) if notify && !spawn.notify => {
+                self.promote(&id)?
+            }
+            (_, None) => {}
+        }
+        Ok((outcome?, holder.map(|_| id)))
+    }
+
+    /// Waits for a foreground task up to its window; its inline result.
+    fn foreground(&self, task: Task, req: &BashRequest) -> Result<BashOutcome> {
         let waited = self.wait(std::slice::from_ref(&task.task_id), Some(req.wait_ms))?;
         let task = waited.tasks.into_iter().next().unwrap_or(task);
-        let task = self.started(task)?;
+        let mut task = self.started(task)?;
         if task.is_terminal() {
             let output = self.shaped_output(&task, req.shape)?;
+            // Unless asked for both, its result is delivered here, not as
+            // a notification (a held completion is only a safety net).
+            task.notify = req.notify_on_completion == Some(true);
             return Ok(BashOutcome::Finished { task, output });
         }
-        if req.notify_on_completion.unwrap_or(true) {
-            self.promote(&task.task_id)?;
-        }
         Ok(BashOutcome::Background { task })
+    }
+
+    /// Claims for this process this session's completions that nobody is
+    /// delivering, oldest first, while `fits` accepts them (see
+    /// `store/outbox.rs`). The caller shows them, then [`Service::settle`]s
+    /// them once the client evidently has them; if this process dies first,
+    /// they are shown again by whoever reads next.
+    pub fn claim_completions(&self, fits: impl FnMut(&Completion) -> bool) -> Result<Claimed> {
+        let Some(me) = this_process() else {
+            return Err(Error::io(
+                "cannot identify this process in",
+                "/proc/self/stat",
+                std::io::Error::other("unreadable"),
+            ));
+        };
+        // As in `completions`: a task whose monitor died is recorded ended
+        // (with its completion) by whoever notices.
+        let mut store = self.store();
+        for live in store.live_in_session(self.session())? {
+            reconcile_task(&mut store, &live)?;
+        }
+        store.claim_completions(self.session(), me, fits)
+    }
+
+    /// Acknowledges completions this process claimed or held (others are
+    /// left alone). Returns how many were acknowledged.
+    pub fn settle(&self, ids: &[TaskId]) -> Result<usize> {
+        let Some(me) = this_process() else {
+            return Ok(0);
+        };
+        self.store().settle_claimed(ids, me, now_ms())
+    }
+
+    /// Gives up this process's claims on completions it could not show
+    /// after all (see `store/outbox.rs`); they are shown again later.
+    pub fn unclaim(&self, ids: &[TaskId]) -> Result<()> {
+        match this_process() {
+            Some(me) => self.store().unclaim(ids, me),
+            None => Ok(()),
+        }
     }
 
     /// A task's stdout and stderr shaped to `opts.budget` bytes in total:

@@ -20,7 +20,7 @@ mod task;
 pub mod units;
 mod wait;
 
-pub use agent::{BashOutcome, BashRequest, DEFAULT_OUTPUT_BUDGET};
+pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
 pub use config::{
     Config, SpawnRequest, StreamChoice, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING, DEFAULT_SESSION,
     DEFAULT_TIMEOUT_MS,

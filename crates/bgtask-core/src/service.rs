@@ -105,6 +105,17 @@ impl Service {
     /// The second half of a start: records the launched task, owned by its
     /// monitor, and tells the monitor to go ahead.
     pub fn record(&self, launch: Launch) -> Result<Task> {
+        self.record_held(launch, None)
+    }
+
+    /// [`Service::record`], and if `holder` is given, the task's future
+    /// completion is held by that process (see `store/outbox.rs`), set
+    /// before the monitor may start the task.
+    pub(crate) fn record_held(
+        &self,
+        launch: Launch,
+        holder: Option<&ProcessIdentity>,
+    ) -> Result<Task> {
         let Launch {
             id,
             req,
@@ -132,6 +143,11 @@ impl Service {
             created_at: now_ms(),
         };
         let task = self.insert(&new)?;
+        if let Some(holder) = holder {
+            // Not held only means the result may be reported twice (inline
+            // and as a completion), never lost.
+            let _ = self.store().hold_completion(&task.task_id, holder);
+        }
         process::fault::point("starter_after_insert");
         // The task's variables go with "go", never into the monitor's own
         // environment. A monitor that died already is found by the next
@@ -300,7 +316,8 @@ impl Service {
         self.store().touch_events();
     }
 
-    /// This session's unacknowledged completions, oldest first.
+    /// This session's unacknowledged completions, oldest first, except
+    /// those a live process is delivering (claimed; see `store/outbox.rs`).
     pub fn completions(&self) -> Result<Vec<Completion>> {
         // A task whose monitor died gets its completion from whoever
         // notices: make sure that includes the reader of completions. Only
@@ -328,6 +345,11 @@ impl Service {
         self.get(id)?;
         let mut store = self.store();
         store.set_notify(id)?;
+        // A promoted task reports its end as a completion, even if a
+        // foreground `bash` of this process held it.
+        if let Some(me) = crate::agent::this_process() {
+            store.release_hold(id, me)?;
+        }
         store.touch_events();
         Ok(())
     }

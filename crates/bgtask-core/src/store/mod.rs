@@ -25,6 +25,7 @@ use crate::task::TaskId;
 
 pub use doctor::{doctor, DoctorReport, Finding};
 pub use schema::set_busy_timeout;
+pub use outbox::Claimed;
 pub use tasks::{FinishRecord, LiveTask, NewTask};
 
 /// An open store at a home directory.

@@ -20,6 +20,14 @@ const MIGRATIONS: &[&str] = &[
     // 2: the pid namespace the owner's and shell's pids were read in
     // (`pid:[inode]`), so a check from another namespace is "unknown".
     "ALTER TABLE tasks ADD COLUMN ns TEXT;",
+    // 3: completion claims (store/outbox.rs): who holds a task's future
+    // completion, and who claimed a completion for showing.
+    "ALTER TABLE tasks ADD COLUMN hold_pid INTEGER;
+     ALTER TABLE tasks ADD COLUMN hold_start INTEGER;
+     ALTER TABLE tasks ADD COLUMN hold_boot TEXT;
+     ALTER TABLE completions ADD COLUMN claim_pid INTEGER;
+     ALTER TABLE completions ADD COLUMN claim_start INTEGER;
+     ALTER TABLE completions ADD COLUMN claim_boot TEXT;",
 ];
 
 /// The schema this build writes.

@@ -8,21 +8,22 @@ use bgtask_core::{Completion, Task};
 
 /// Lines of output shown per completion in the block.
 const PREVIEW_LINES: usize = 5;
+/// Longest preview line and reason shown in the block.
+const LINE_CHARS: usize = 200;
+/// Bytes the completion block may take in one result, text and JSON
+/// together; each entry is bounded (command, reason and preview lines are
+/// cut), so at least one always fits.
+pub const BLOCK_BUDGET: usize = 8 * 1024;
 
-/// The block that opens a result when background tasks have finished.
-pub fn completions_block(completions: &[Completion]) -> String {
-    let mut text = String::new();
-    let noun = if completions.len() == 1 {
-        "task"
-    } else {
-        "tasks"
-    };
-    let _ = writeln!(
-        text,
-        "[bgtask] {} background {noun} finished:",
-        completions.len()
-    );
-    for c in completions {
+/// One completion as the block shows it: its text and its JSON.
+pub struct BlockEntry {
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+impl BlockEntry {
+    pub fn of(c: &Completion) -> BlockEntry {
+        let mut text = String::new();
         let _ = writeln!(
             text,
             "- {} {} ({}{}) after {}: {}",
@@ -36,12 +37,21 @@ pub fn completions_block(completions: &[Completion]) -> String {
             c.duration_ms.map_or("?".to_owned(), format_duration_ms),
             one_line(&c.command),
         );
-        if let Some(reason) = &c.reason {
+        let reason = c.reason.as_deref().map(|r| cut(r, LINE_CHARS));
+        if let Some(reason) = &reason {
             let _ = writeln!(text, "  reason: {reason}");
         }
         let preview = bgtask_core::compact::compact(&c.output_preview);
-        let lines: Vec<&str> = preview.lines().collect();
-        for line in &lines[lines.len().saturating_sub(PREVIEW_LINES)..] {
+        let lines: Vec<String> = preview
+            .lines()
+            .rev()
+            .take(PREVIEW_LINES)
+            .map(|l| cut(l, LINE_CHARS))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        for line in &lines {
             let _ = writeln!(text, "  | {line}");
         }
         let _ = writeln!(
@@ -49,6 +59,53 @@ pub fn completions_block(completions: &[Completion]) -> String {
             "  output: {} (stdout), {} (stderr)",
             c.stdout_path.display(),
             c.stderr_path.display()
+        );
+        let json = serde_json::json!({
+            "task_id": c.task_id,
+            "session": c.session,
+            "status": c.status,
+            "exit_code": c.exit_code,
+            "signal": c.signal,
+            "reason": reason,
+            "command": one_line(&c.command),
+            "duration_ms": c.duration_ms,
+            "finished_at": c.finished_at,
+            "output_preview": lines.join("\n"),
+            "output_truncated": c.output_truncated,
+            "stdout_path": c.stdout_path,
+            "stderr_path": c.stderr_path,
+        });
+        BlockEntry { text, json }
+    }
+
+    /// Bytes this entry adds to a result.
+    pub fn cost(&self) -> usize {
+        self.text.len() + self.json.to_string().len()
+    }
+}
+
+/// The block that opens a result when background tasks have finished:
+/// the entries that fit, and a line for the `left` that did not.
+pub fn completions_block(entries: &[BlockEntry], left: usize) -> String {
+    let mut text = String::new();
+    let noun = |n: usize| if n == 1 { "task" } else { "tasks" };
+    if !entries.is_empty() {
+        let _ = writeln!(
+            text,
+            "[bgtask] {} background {} finished:",
+            entries.len(),
+            noun(entries.len())
+        );
+    }
+    for entry in entries {
+        text.push_str(&entry.text);
+    }
+    if left > 0 {
+        let _ = writeln!(
+            text,
+            "[bgtask] and {left} more background {} finished, not shown here for room: \
+             they open the next results; call bash_wait or see `bgtask completions`.",
+            noun(left)
         );
     }
     text.push('\n');
@@ -118,6 +175,14 @@ pub fn finished_text(task: &Task, output: &bgtask_core::compact::Shaped) -> Stri
         );
     }
     text
+}
+
+/// At most `max` characters of `text`, with an ellipsis if cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 fn one_line(command: &str) -> String {

@@ -1,8 +1,14 @@
 //! `bgtask mcp`: an MCP server on stdio (official `rmcp` SDK) over the
 //! core `Service`. Tools run and inspect tasks; every tool result opens with
-//! the session's completions not yet shown (acknowledged once included);
-//! each task is a resource `bgtask://tasks/{task_id}` whose subscribers are
-//! told when it changes state.
+//! the session's completions nobody has shown yet, within a byte budget
+//! (`format::BLOCK_BUDGET`; the rest is counted and shown by later
+//! results). A completion is claimed in the store when it is put in a
+//! result, so concurrent servers of one session show it once, and
+//! acknowledged only when the client evidently received the result
+//! (`transport.rs`); if this server dies first, the claim is void and the
+//! completion is shown again. Each task is a resource
+//! `bgtask://tasks/{task_id}` whose subscribers are told when it changes
+//! state.
 //!
 //! The default session is derived from the canonical working directory, so
 //! an agent restarted in the same project receives the completions of the
@@ -11,9 +17,10 @@
 mod format;
 mod resources;
 mod tools;
+mod transport;
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Result;
 use rmcp::model::{
@@ -23,12 +30,13 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{tool_handler, ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
-use serde_json::json;
 
 use bgtask_core::{Config, Service};
 
+use format::{BlockEntry, BLOCK_BUDGET};
 use resources::Subscriptions;
-use tools::{into_result, Answer};
+use tools::{into_result, Answer, Block};
+use transport::{Receipts, StdioTransport};
 
 /// The MCP server's state; cheap to clone (handlers get a clone each).
 #[derive(Clone)]
@@ -36,18 +44,37 @@ pub struct BgMcp {
     service: Arc<Service>,
     /// Default working directory of `bash`.
     cwd: Option<PathBuf>,
-    /// Serialises "read completions, include, acknowledge" so concurrent
-    /// tool calls never show the same completion twice.
-    delivering: Arc<Mutex<()>>,
+    /// What each result showed, acknowledged once the client has it.
+    receipts: Arc<Receipts>,
     subscriptions: Arc<Subscriptions>,
 }
 
 /// The session `bgtask mcp` uses when none is given: one per project
-/// directory.
+/// directory, see [`session_of_dir`].
 pub fn default_session() -> Result<String> {
     let cwd = std::env::current_dir()?;
     let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
-    Ok(format!("dir:{}", cwd.display()))
+    Ok(session_of_dir(&cwd))
+}
+
+/// `dir:<path>` for a path that is valid UTF-8 (as always). Any other path
+/// gives `dir-bytes:<path>` with each byte that is not part of valid UTF-8
+/// written `\xNN` and each backslash doubled, so two directories never
+/// share a session (the prefixes keep the two forms apart).
+fn session_of_dir(dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = dir.as_os_str().as_bytes();
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return format!("dir:{text}");
+    }
+    let mut session = String::from("dir-bytes:");
+    for chunk in bytes.utf8_chunks() {
+        session.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            session.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    session
 }
 
 /// Runs the MCP server until the client disconnects.
@@ -59,13 +86,14 @@ pub fn run(config: Config) -> Result<u8> {
     let code = runtime.block_on(async move {
         let service = Arc::new(Service::open(config)?);
         let subscriptions = Subscriptions::start(Arc::clone(&service))?;
+        let receipts = Receipts::start(Arc::clone(&service))?;
         let server = BgMcp {
             service,
             cwd: std::env::current_dir().ok(),
-            delivering: Arc::new(Mutex::new(())),
+            receipts: Arc::clone(&receipts),
             subscriptions,
         };
-        let running = server.serve(rmcp::transport::stdio()).await?;
+        let running = server.serve(StdioTransport::new(receipts)).await?;
         running.waiting().await?;
         anyhow::Ok(0)
     });
@@ -77,37 +105,57 @@ pub fn run(config: Config) -> Result<u8> {
 
 impl BgMcp {
     /// Runs `work` on a blocking worker and wraps its answer in a tool
-    /// result that opens with any completions not yet shown.
-    async fn answer<F>(&self, work: F) -> Result<CallToolResult, McpError>
+    /// result that opens with completions nobody has shown yet; what the
+    /// result shows is acknowledged once the client evidently received it.
+    async fn answer<F>(
+        &self,
+        request: rmcp::model::RequestId,
+        work: F,
+    ) -> Result<CallToolResult, McpError>
     where
         F: FnOnce(&BgMcp) -> Result<Answer, bgtask_core::Error> + Send + 'static,
     {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let answer = work(&me).unwrap_or_else(|e| Answer::failed(&e));
-            let block = me.deliver_completions();
+            let block = me.claim_block();
+            let mut shown: Vec<_> = block.ids.clone();
+            shown.extend(answer.held.clone());
+            me.receipts.shown(request, shown);
             into_result(block, answer)
         })
         .await
         .map_err(|e| McpError::internal_error(format!("tool failed: {e}"), None))
     }
 
-    /// The completions block and its JSON, acknowledging what it includes.
-    fn deliver_completions(&self) -> Option<(String, serde_json::Value)> {
-        let _guard = self.delivering.lock().unwrap_or_else(|e| e.into_inner());
-        let completions = match self.service.completions() {
-            Ok(c) if !c.is_empty() => c,
-            Ok(_) => return None,
+    /// Claims the completions that fit the block's budget and renders them.
+    fn claim_block(&self) -> Block {
+        let mut entries = Vec::new();
+        let mut room = BLOCK_BUDGET;
+        let claimed = self.service.claim_completions(|c| {
+            let entry = BlockEntry::of(c);
+            let cost = entry.cost();
+            // The first always fits: entries are bounded well below the budget.
+            if cost > room && !entries.is_empty() {
+                return false;
+            }
+            room = room.saturating_sub(cost);
+            entries.push(entry);
+            true
+        });
+        match claimed {
+            Ok(claimed) => Block {
+                ids: claimed.completions.into_iter().map(|c| c.task_id).collect(),
+                text: (!entries.is_empty() || claimed.left > 0)
+                    .then(|| format::completions_block(&entries, claimed.left)),
+                json: entries.into_iter().map(|e| e.json).collect(),
+                left: claimed.left,
+            },
             Err(e) => {
                 tracing::warn!("cannot read completions: {e}");
-                return None;
+                Block::default()
             }
-        };
-        let ids: Vec<_> = completions.iter().map(|c| c.task_id.clone()).collect();
-        if let Err(e) = self.service.ack(&ids) {
-            tracing::warn!("cannot acknowledge completions: {e}");
         }
-        Some((format::completions_block(&completions), json!(completions)))
     }
 }
 
@@ -160,8 +208,10 @@ impl ServerHandler for BgMcp {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        resources::parse_uri(&request.uri)?;
-        self.subscriptions.add(request.uri, context.peer);
+        let service = Arc::clone(&self.service);
+        let uri = request.uri.clone();
+        let status = blocking(move || resources::check_subscribable(&service, &uri)).await?;
+        self.subscriptions.add(request.uri, status, context.peer);
         Ok(())
     }
 
@@ -178,7 +228,11 @@ impl ServerHandler for BgMcp {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        Some(resources::accepted(requested))
+        Some(resources::accepted(
+            &self.service,
+            &self.subscriptions,
+            requested,
+        ))
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock};
-use rmcp::{tool, tool_router, ErrorData as McpError};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_router, ErrorData as McpError, RoleServer};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -76,6 +77,22 @@ pub struct Answer {
     pub text: String,
     pub structured: Value,
     pub is_error: bool,
+    /// A task returned inline whose completion this server holds until
+    /// the client has the result.
+    pub held: Option<TaskId>,
+}
+
+/// The completions that open a result.
+#[derive(Default)]
+pub struct Block {
+    /// The block's text, if there is anything to say.
+    pub text: Option<String>,
+    /// The completions shown, as JSON.
+    pub json: Vec<Value>,
+    /// Their ids (claimed by this server).
+    pub ids: Vec<TaskId>,
+    /// Completions that did not fit and wait for later results.
+    pub left: usize,
 }
 
 impl Answer {
@@ -84,6 +101,7 @@ impl Answer {
             text,
             structured,
             is_error: false,
+            held: None,
         }
     }
 
@@ -93,6 +111,7 @@ impl Answer {
             text: format!("Error: {message}"),
             structured: json!({ "error": { "kind": err.kind(), "message": message } }),
             is_error: true,
+            held: None,
         }
     }
 }
@@ -105,16 +124,18 @@ impl BgMcp {
     async fn bash(
         &self,
         Parameters(args): Parameters<BashArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(move |me| me.run_bash(args)).await
+        self.answer(context.id, move |me| me.run_bash(args)).await
     }
 
     #[tool(description = "Show a task's status, exit code and the last 4 KiB of its output.")]
     async fn bash_status(
         &self,
         Parameters(args): Parameters<TaskArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(move |me| {
+        self.answer(context.id, move |me| {
             let id = parse_id(&args.task_id)?;
             let status = me.service.status(&id, STATUS_TAIL)?;
             let mut text = format::task_line(&status.task);
@@ -133,8 +154,9 @@ impl BgMcp {
     async fn bash_output(
         &self,
         Parameters(args): Parameters<OutputArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(move |me| {
+        self.answer(context.id, move |me| {
             let id = parse_id(&args.task_id)?;
             let file = match args.stream.as_deref() {
                 None | Some("stdout") => OutputFile::Stdout,
@@ -178,8 +200,9 @@ impl BgMcp {
     async fn bash_kill(
         &self,
         Parameters(args): Parameters<TaskArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(move |me| {
+        self.answer(context.id, move |me| {
             let id = parse_id(&args.task_id)?;
             let task = me.service.kill(&id, 2_000)?;
             Ok(Answer::ok(format::task_line(&task), json!(task)))
@@ -191,8 +214,9 @@ impl BgMcp {
     async fn bash_list(
         &self,
         Parameters(_args): Parameters<ListArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(move |me| {
+        self.answer(context.id, move |me| {
             let tasks = me.service.list(&ListRequest::default())?;
             let mut text = if tasks.is_empty() {
                 "No tasks in this session.".to_owned()
@@ -214,8 +238,9 @@ impl BgMcp {
     async fn bash_wait(
         &self,
         Parameters(args): Parameters<WaitArgs>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(move |me| {
+        self.answer(context.id, move |me| {
             let timeout = args
                 .timeout_ms
                 .unwrap_or(DEFAULT_BLOCK_MS)
@@ -288,7 +313,8 @@ impl BgMcp {
                 compress: true,
             },
         };
-        Ok(match self.service.bash(&request)? {
+        let (outcome, held) = self.service.bash_held(&request)?;
+        Ok(match outcome {
             BashOutcome::Finished { task, output } => {
                 let mut structured = json!(task);
                 structured["output"] = json!(output.text);
@@ -298,6 +324,7 @@ impl BgMcp {
                     is_error: task.exit_code != Some(0),
                     text: format::finished_text(&task, &output),
                     structured,
+                    held,
                 }
             }
             BashOutcome::Background { task } => {
@@ -314,13 +341,15 @@ fn parse_id(text: &str) -> Result<TaskId, bgtask_core::Error> {
 }
 
 /// Puts the completion block (if any) before the tool's own text.
-pub fn into_result(block: Option<(String, Value)>, answer: Answer) -> CallToolResult {
+pub fn into_result(block: Block, answer: Answer) -> CallToolResult {
     let mut structured = answer.structured;
-    let mut text = String::new();
-    if let Some((block_text, completions)) = block {
-        text.push_str(&block_text);
-        if let Value::Object(map) = &mut structured {
-            map.insert("completions".into(), completions);
+    let mut text = block.text.unwrap_or_default();
+    if let Value::Object(map) = &mut structured {
+        if !block.json.is_empty() {
+            map.insert("completions".into(), Value::Array(block.json));
+        }
+        if block.left > 0 {
+            map.insert("completions_pending".into(), json!(block.left));
         }
     }
     text.push_str(&answer.text);

@@ -13,6 +13,7 @@ mod fixture;
 
 mod client;
 mod crashes;
+mod delivery;
 mod disk;
 mod handoff;
 mod hostile;
