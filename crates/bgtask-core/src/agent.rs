@@ -51,13 +51,17 @@ pub struct BashRequest {
 }
 
 /// How a `bash` call ended.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub enum BashOutcome {
     /// The task ended inside the window.
     Finished { task: Task, output: Shaped },
     /// The task runs in the background and will produce a completion
     /// (unless `notify_on_completion` was false).
     Background { task: Task },
+    /// The task started, but a step after the start failed (waiting for
+    /// it, reading its output, promoting it). A caller is never told only
+    /// an error about a task that runs: it gets the task and the error.
+    Interrupted { task: Task, error: Error },
 }
 
 /// This process's identity, as claims record it (`None` if /proc cannot
@@ -101,13 +105,17 @@ impl Service {
             notify && (req.background || holder.is_some() || req.notify_on_completion.is_some());
         let launch = Launch::start(self.config(), &spawn)?;
         let task = self.record_held(launch, holder)?;
+        // From here on the task runs: whatever fails is reported with it.
         if req.background {
             // An agent is told the task runs (with its pid), or why not.
-            let task = self.started(task)?;
-            return Ok((BashOutcome::Background { task }, None));
+            let outcome = match self.started(task.clone()) {
+                Ok(task) => BashOutcome::Background { task },
+                Err(error) => BashOutcome::Interrupted { task, error },
+            };
+            return Ok((outcome, None));
         }
         let id = task.task_id.clone();
-        let outcome = self.foreground(task, req);
+        let outcome = self.foreground(task.clone(), req);
         match (&outcome, holder) {
             (Ok(BashOutcome::Finished { .. }), Some(_)) => {}
             // Reported in the background (or not at all): no longer held.
@@ -117,11 +125,16 @@ impl Service {
                 let _ = self.store().release_hold(&id, me);
             }
             (Ok(BashOutcome::Background { .. }), None) if notify && !spawn.notify => {
-                self.promote(&id)?
+                if let Err(error) = self.promote(&id) {
+                    return Ok((BashOutcome::Interrupted { task, error }, None));
+                }
             }
             (_, None) => {}
         }
-        Ok((outcome?, holder.map(|_| id)))
+        match outcome {
+            Ok(outcome) => Ok((outcome, holder.map(|_| id))),
+            Err(error) => Ok((BashOutcome::Interrupted { task, error }, None)),
+        }
     }
 
     /// Waits for a foreground task up to its window; its inline result.

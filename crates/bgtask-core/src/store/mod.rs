@@ -24,8 +24,8 @@ use crate::error::{Error, Result};
 use crate::task::TaskId;
 
 pub use doctor::{doctor, DoctorReport, Finding};
-pub use schema::set_busy_timeout;
 pub use outbox::Claimed;
+pub use schema::set_busy_timeout;
 pub use tasks::{FinishRecord, LiveTask, NewTask};
 
 /// An open store at a home directory.

@@ -332,6 +332,19 @@ impl BgMcp {
                 structured["background"] = json!(true);
                 Answer::ok(format::background_text(&task, true), structured)
             }
+            BashOutcome::Interrupted { task, error } => {
+                // The task runs: the model gets its id with the error.
+                let failed = Answer::failed(&error);
+                let mut structured = json!(task);
+                structured["background"] = json!(true);
+                structured["error"] = failed.structured["error"].clone();
+                Answer {
+                    text: format!("{}\n{}", failed.text, format::background_text(&task, true)),
+                    is_error: true,
+                    structured,
+                    held: None,
+                }
+            }
         })
     }
 }

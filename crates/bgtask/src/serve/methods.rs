@@ -173,19 +173,33 @@ fn bash(session: &Session, p: BashParams) -> Reply {
             value["background"] = json!(false);
             Ok(value)
         }
-        BashOutcome::Background { task } => Ok(json!({
-            "task_id": task.task_id,
-            "status": task.status,
-            "background": true,
-            "session": task.session,
-            "command": task.command,
-            "pid": task.pid,
-            "started_at": task.started_at,
-            "stdout_path": task.stdout_path.to_string_lossy(),
-            "stderr_path": task.stderr_path.to_string_lossy(),
-            "notify_on_completion": request.notify_on_completion.unwrap_or(true),
-        })),
+        BashOutcome::Background { task } => Ok(background_reply(&task, &request)),
+        BashOutcome::Interrupted { task, error } => {
+            // The task runs: the reply carries its id, and says what failed.
+            let err = RpcError::from(error);
+            let mut value = background_reply(&task, &request);
+            value["error"] = json!({
+                "code": err.code, "message": err.message, "data": {"kind": err.kind}
+            });
+            Ok(value)
+        }
     }
+}
+
+/// The reply for a task that continues in the background.
+fn background_reply(task: &bgtask_core::Task, request: &BashRequest) -> Value {
+    json!({
+        "task_id": task.task_id,
+        "status": task.status,
+        "background": true,
+        "session": task.session,
+        "command": task.command,
+        "pid": task.pid,
+        "started_at": task.started_at,
+        "stdout_path": task.stdout_path.to_string_lossy(),
+        "stderr_path": task.stderr_path.to_string_lossy(),
+        "notify_on_completion": request.notify_on_completion.unwrap_or(true),
+    })
 }
 
 fn add_output(value: &mut Value, output: &Shaped) {

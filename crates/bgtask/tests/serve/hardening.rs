@@ -372,3 +372,30 @@ fn absurd_time_limits_are_refused_and_start_nothing() {
     assert!(bg.list_all().is_empty(), "no task was started");
     assert_eq!(server.close().code(), Some(0));
 }
+
+#[test]
+fn a_step_that_fails_after_the_start_is_reported_with_the_tasks_id() {
+    let bg = Bg::new();
+    let mut server = bg.serve();
+    // The task makes its own output unreadable by path (a directory in
+    // its place) and ends: reading the inline result fails after the
+    // task ran.
+    let command =
+        r#"out="$BGTASK_HOME/out/$BGTASK_TASK_ID.out"; rm "$out" && mkdir "$out"; echo done"#;
+    let reply = server.call("bash", json!({"command": command}));
+    let id = task_id(&reply);
+    assert_eq!(reply["error"]["data"]["kind"], "store_error", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read output"),
+        "{reply}"
+    );
+    // The id is the task that ran, and its end is still reported.
+    let tasks = bg.list_all();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["task_id"], id.as_str());
+    assert_eq!(server.completion(&id)["status"], "completed");
+    assert_eq!(server.close().code(), Some(0));
+}
