@@ -30,6 +30,8 @@ const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
 const MIN_FREE_BYTES: u64 = 1 << 20;
 /// How often, at most, commands collect old tasks on their own.
 const AUTO_GC_INTERVAL_MS: i64 = 3_600_000;
+/// Tasks gc deletes in one transaction.
+const GC_BATCH: u32 = 200;
 /// Age after which finished, acknowledged tasks are collected by default.
 pub const DEFAULT_GC_AGE_MS: u64 = 24 * 3_600_000;
 
@@ -171,6 +173,9 @@ impl Service {
         let task = self.get(id)?;
         let tail = combined_tail(&task.stdout_path, &task.stderr_path, tail_bytes)
             .map_err(|e| Error::io("cannot read output", &task.stdout_path, e))?;
+        if tail.text.is_empty() {
+            self.confirm_exists(id)?;
+        }
         Ok(TaskStatus {
             output_truncated: tail.truncated || task.output_dropped_bytes > 0,
             output_tail: tail.text,
@@ -217,14 +222,31 @@ impl Service {
         max: u64,
     ) -> Result<Chunk> {
         let path = self.output_path(id, path_of)?;
-        output::read_range(&path, offset, max)
-            .map_err(|e| Error::io("cannot read output", &path, e))
+        let chunk = output::read_range(&path, offset, max)
+            .map_err(|e| Error::io("cannot read output", &path, e))?;
+        if chunk.data.is_empty() {
+            self.confirm_exists(id)?;
+        }
+        Ok(chunk)
     }
 
     /// The last ≤ `max` bytes of one output stream.
     pub fn read_tail(&self, id: &TaskId, path_of: OutputFile, max: u64) -> Result<Chunk> {
         let path = self.output_path(id, path_of)?;
-        output::read_tail(&path, max).map_err(|e| Error::io("cannot read output", &path, e))
+        let chunk =
+            output::read_tail(&path, max).map_err(|e| Error::io("cannot read output", &path, e))?;
+        if chunk.data.is_empty() {
+            self.confirm_exists(id)?;
+        }
+        Ok(chunk)
+    }
+
+    /// After a read found no output: fails with `TaskNotFound` if gc
+    /// collected the task meanwhile. gc removes output files only after the
+    /// record, so output read before this check belongs to a task that
+    /// existed; an empty read is only trusted once the record is seen again.
+    fn confirm_exists(&self, id: &TaskId) -> Result<()> {
+        self.store().get(id).map(drop)
     }
 
     /// The path of one of a task's output files (the task must exist).
@@ -318,10 +340,22 @@ impl Service {
         reconcile_all(&mut store)?;
         let cutoff = now_ms().saturating_sub(older_than_ms.min(i64::MAX as u64) as i64);
         let mut report = GcReport::default();
-        for id in store.collectable(cutoff)? {
-            if store.delete_terminal(&id)? {
-                store.remove_output_files(&id)?;
-                report.removed.push(id);
+        // In batches, so that no one transaction holds the write lock long.
+        loop {
+            let ids = store.collect_batch(cutoff, GC_BATCH)?;
+            // Files go only after their record: a reader that still finds
+            // the task finds its output.
+            // Every batch's files are removed even if one fails (the
+            // records are gone already); the first failure is reported.
+            let removed = ids
+                .iter()
+                .map(|id| store.remove_output_files(id))
+                .fold(Ok(()), Result::and);
+            let done = ids.len() < GC_BATCH as usize;
+            report.removed.extend(ids);
+            removed?;
+            if done {
+                break;
             }
         }
         store.set_meta("last_gc_at", &now_ms().to_string())?;

@@ -16,6 +16,7 @@ mod crashes;
 mod disk;
 mod hostile;
 mod races;
+mod store;
 
 /// How many times randomised faults repeat (`BGTASK_SOAK` multiplies).
 pub fn rounds(base: usize) -> usize {
