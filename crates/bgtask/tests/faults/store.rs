@@ -101,3 +101,75 @@ fn gc_never_collects_a_task_promoted_beside_it() {
         assert_eq!(bg.run(&["logs", id]).ok().stdout, "kept\n", "output kept");
     }
 }
+
+/// The uid the unprivileged cases run as.
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// `bgtask ARGS` run as `nobody` (root drops to it; its groups go too).
+fn as_nobody(bg: &Bg, args: &[&str]) -> Run {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = bg.cmd();
+    cmd.uid(NOBODY).gid(NOBODY).args(args);
+    bg.run_with(&mut cmd)
+}
+
+fn chown(path: &std::path::Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// A healthy database doctor cannot open (no read permission, or owned by
+/// another user) is reported and left where it is: only a database proven
+/// corrupt is moved aside. Run as `nobody`, since root reads any file.
+#[test]
+fn doctor_repair_leaves_a_healthy_database_it_cannot_open_in_place() {
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() {
+        println!("skipping: needs root to act as another user");
+        return;
+    }
+    for case in ["mode 000", "owned by another user"] {
+        let bg = Bg::new();
+        // nobody must reach the home inside the test's private temp dir.
+        std::fs::set_permissions(bg.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(&bg.home).unwrap();
+        std::fs::set_permissions(&bg.home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        chown(&bg.home, NOBODY);
+        let run = as_nobody(&bg, &["run", "--wait", "30s", "--json", "--", "echo kept"]).ok();
+        let id = run.json()["task_id"].as_str().unwrap().to_owned();
+        let db = bg.home.join("bgtask.db");
+        match case {
+            "mode 000" => {
+                std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o000)).unwrap()
+            }
+            _ => chown(&db, 0),
+        }
+        let check = as_nobody(&bg, &["doctor"]);
+        let repair = as_nobody(&bg, &["doctor", "--repair"]);
+        let moved: Vec<_> = std::fs::read_dir(&bg.home)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+            .map(|e| e.file_name())
+            .collect();
+        assert!(moved.is_empty(), "{case}: moved aside: {moved:?} {repair:?}");
+        assert_eq!(check.code, 1, "{case}: {check:?}");
+        assert_eq!(repair.code, 1, "{case}: the problem remains: {repair:?}");
+        assert!(
+            repair.stdout.contains("cannot open") && repair.stdout.contains("left in place"),
+            "{case}: doctor says what it did not do: {repair:?}"
+        );
+        // Permissions restored: every task is still there.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chown(&db, NOBODY);
+        let listed = as_nobody(&bg, &["list", "--json"]).ok().json();
+        assert_eq!(listed[0]["task_id"], id.as_str(), "{case}: {listed}");
+        println!(
+            "fault report: database {case} (doctor as nobody): doctor exit {}, --repair exit {}, database left in place, task still listed after the fix",
+            check.code, repair.code
+        );
+    }
+}
