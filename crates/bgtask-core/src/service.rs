@@ -71,13 +71,28 @@ pub struct GcReport {
 impl Service {
     /// Opens the store at `config.home` (creating it if needed).
     pub fn open(config: Config) -> Result<Service> {
+        let config = with_absolute_home(config)?;
         let store = Store::open(&config.home, CacheSize::Default)?;
-        Ok(Service {
+        Ok(Service::over(config, store))
+    }
+
+    /// Opens the store at `config.home` without creating one: for commands
+    /// that only read, or change existing tasks. Without a store, the
+    /// service answers as for an empty one and writes nothing (see
+    /// `Store::open_existing`); starting a task needs [`Service::open`].
+    pub fn open_existing(config: Config) -> Result<Service> {
+        let config = with_absolute_home(config)?;
+        let store = Store::open_existing(&config.home, CacheSize::Default)?;
+        Ok(Service::over(config, store))
+    }
+
+    fn over(config: Config, store: Store) -> Service {
+        Service {
             config,
             store: Mutex::new(store),
             monitors: Mutex::new(Vec::new()),
             idle_watches: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -473,16 +488,32 @@ fn check_free_space(home: &Path) -> Result<()> {
     }
 }
 
+/// The config with its home made absolute, resolved against the current
+/// directory once: monitors, output paths and servers never depend on the
+/// directory they happen to run in.
+fn with_absolute_home(mut config: Config) -> Result<Config> {
+    config.home = absolute_home(&config.home)?;
+    Ok(config)
+}
+
+fn absolute_home(home: &Path) -> Result<PathBuf> {
+    if home.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument("the store directory is empty".into()));
+    }
+    std::path::absolute(home).map_err(|e| Error::io("cannot resolve", home, e))
+}
+
 fn start_monitor(
     config: &Config,
     id: &TaskId,
     task: &TaskCommand<'_>,
     env: &[(String, String)],
 ) -> Result<Detached> {
+    let home = absolute_home(&config.home)?;
     // Checked (and for a new store created) before anything is written
     // in it or started for it; `Store::open` checks again, cheaply.
-    Store::prepare_home(&config.home)?;
-    let log_path = config.home.join(crate::monitor::MONITOR_LOG);
+    Store::prepare_home(&home)?;
+    let log_path = home.join(crate::monitor::MONITOR_LOG);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -491,7 +522,7 @@ fn start_monitor(
         .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
     let args: Vec<OsString> = vec![
         MONITOR_ARG.into(),
-        config.home.clone().into_os_string(),
+        home.into_os_string(),
         id.as_str().into(),
         task.cwd.as_os_str().to_owned(),
         task.command.into(),

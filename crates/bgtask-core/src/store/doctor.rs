@@ -63,7 +63,14 @@ pub fn doctor(home: &Path, repair: bool) -> DoctorReport {
         Database::Healthy => true,
         Database::MovedAside => false,
     };
-    match Store::open(home, CacheSize::Default) {
+    // Without --repair nothing is written: a home without a database stays
+    // without one (and a folder that is not a store is never made one).
+    let store = if repair {
+        Store::open(home, CacheSize::Default)
+    } else {
+        Store::open_existing(home, CacheSize::Default)
+    };
+    match store {
         Ok(mut store) => check_tasks(&mut store, repair && healthy, &mut report),
         Err(e) => report.add("store", false, false, format!("cannot open: {e}")),
     }

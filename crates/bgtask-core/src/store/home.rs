@@ -8,15 +8,27 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// The database's file name in the home.
+pub(super) const DB_NAME: &str = "bgtask.db";
+
 /// Creates `home` and `home/out` (0700) if missing and checks they are safe.
+/// An existing directory becomes a store only if it is empty or holds
+/// nothing but what bgtask itself creates (a store being created, perhaps
+/// by another process right now): `--home` pointed at a folder of other
+/// files is refused before anything is written there.
 pub(super) fn prepare(home: &Path) -> Result<()> {
     let out = home.join("out");
-    // Fast path: both exist (every command after the first).
-    if let Ok(meta) = std::fs::metadata(home) {
-        check_safe(home, &meta)?;
-        if out.is_dir() {
-            return Ok(());
+    match std::fs::metadata(home) {
+        Ok(meta) => {
+            check_safe(home, &meta)?;
+            // Fast path: a store (every command after the first).
+            if home.join(DB_NAME).exists() && out.is_dir() {
+                return Ok(());
+            }
+            check_store_or_empty(home)?;
         }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("cannot read", home, e)),
     }
     DirBuilder::new()
         .recursive(true)
@@ -26,6 +38,48 @@ pub(super) fn prepare(home: &Path) -> Result<()> {
     let meta = std::fs::metadata(home).map_err(|e| Error::io("cannot read", home, e))?;
     check_safe(home, &meta)?;
     ensure_ballast(home);
+    Ok(())
+}
+
+/// Whether `home` holds a store: its database exists. Checks the home's
+/// safety first when it exists. Writes nothing.
+pub(super) fn is_store(home: &Path) -> Result<bool> {
+    match std::fs::metadata(home) {
+        Ok(meta) => {
+            check_safe(home, &meta)?;
+            Ok(home.join(DB_NAME).exists())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("cannot read", home, e)),
+    }
+}
+
+/// Whether a name in the home is one bgtask creates there.
+fn is_store_entry(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    matches!(name, b"out" | b"events" | b"monitor.log")
+        || name.starts_with(b"bgtask.")
+        || name
+            .strip_prefix(b"ballast.")
+            .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+/// Refuses a directory that holds anything bgtask did not create.
+fn check_store_or_empty(home: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(home).map_err(|e| Error::io("cannot read", home, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("cannot read", home, e))?;
+        let name = entry.file_name();
+        if !is_store_entry(&name) {
+            return Err(Error::UnsafeHome {
+                path: home.to_owned(),
+                why: format!(
+                    "it is not a bgtask store and not empty (it holds {:?}); pass a new or empty directory",
+                    name.to_string_lossy()
+                ),
+            });
+        }
+    }
     Ok(())
 }
 

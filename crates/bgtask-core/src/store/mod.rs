@@ -31,6 +31,9 @@ pub struct Store {
     home: PathBuf,
     db_path: PathBuf,
     conn: Connection,
+    /// No store exists at `home`: this one is empty, in memory, and never
+    /// writes a file (see `open_existing`).
+    absent: bool,
 }
 
 /// How much memory SQLite may cache; the monitor (one per task) keeps it small.
@@ -49,7 +52,7 @@ impl Store {
     /// Opens (creating if needed) the store in `home`.
     pub fn open(home: &Path, cache: CacheSize) -> Result<Store> {
         home::prepare(home)?;
-        let db_path = home.join("bgtask.db");
+        let db_path = home.join(home::DB_NAME);
         // Opening may need room for the WAL index; on a full disk, use the
         // ballast so that reading and recording ends keep working.
         let conn = match schema::open(&db_path, cache) {
@@ -64,7 +67,35 @@ impl Store {
             home: home.to_owned(),
             db_path,
             conn,
+            absent: false,
         })
+    }
+
+    /// Opens the store in `home` for a command that has nothing to write
+    /// to a store that does not exist (list, status, logs, completions…).
+    /// If there is no store, nothing is created: the result is an empty
+    /// store in memory that writes no file, so reads answer as for an
+    /// empty store (no tasks, unknown task ids, no completions).
+    pub fn open_existing(home: &Path, cache: CacheSize) -> Result<Store> {
+        if home::is_store(home)? {
+            return Store::open(home, cache);
+        }
+        let db_path = home.join(home::DB_NAME);
+        let conn = schema::open_empty().map_err(|source| Error::Store {
+            path: db_path.clone(),
+            source,
+        })?;
+        Ok(Store {
+            home: home.to_owned(),
+            db_path,
+            conn,
+            absent: true,
+        })
+    }
+
+    /// False when no store exists at the home (see `open_existing`).
+    pub fn exists(&self) -> bool {
+        !self.absent
     }
 
     pub fn stdout_path(&self, id: &TaskId) -> PathBuf {
@@ -87,16 +118,23 @@ impl Store {
 
     /// Re-creates the disk-space reserve if it was used up.
     pub fn ensure_ballast(&self) {
-        home::ensure_ballast(&self.home);
+        if !self.absent {
+            home::ensure_ballast(&self.home);
+        }
     }
 
     /// Tells watchers that some task changed state.
     pub fn touch_events(&self) {
-        home::touch(&self.events_path());
+        if !self.absent {
+            home::touch(&self.events_path());
+        }
     }
 
     /// Removes a task's output files (missing files are fine).
     pub fn remove_output_files(&self, id: &TaskId) -> Result<()> {
+        if self.absent {
+            return Ok(());
+        }
         for path in [self.stdout_path(id), self.stderr_path(id)] {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

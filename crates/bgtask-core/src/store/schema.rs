@@ -132,6 +132,15 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     Ok(conn)
 }
 
+/// An empty database in memory with the current schema: what a read of a
+/// store that does not exist sees.
+pub(super) fn open_empty() -> rusqlite::Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    create_schema(&conn)?;
+    Ok(conn)
+}
+
 thread_local! {
     /// Set while `checkpoint_when_due` runs: it must not wait for readers.
     static CHECKPOINTING: Cell<bool> = const { Cell::new(false) };
@@ -218,6 +227,11 @@ fn retry_while_busy(attempt: i32) -> bool {
 fn create(conn: &Connection) -> rusqlite::Result<()> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     debug_assert_eq!(mode, "wal");
+    create_schema(conn)
+}
+
+/// Creates or upgrades the tables, in one transaction.
+fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     // Another process may have created the schema while we waited.
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

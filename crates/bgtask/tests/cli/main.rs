@@ -6,5 +6,6 @@ mod bad_input;
 mod basics;
 mod completions;
 mod durability;
+mod home;
 mod output;
 mod supervision;
