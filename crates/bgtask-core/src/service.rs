@@ -26,8 +26,6 @@ use crate::task::{Completion, Status, Task, TaskId};
 /// Longest command line: the kernel's limit on one exec argument
 /// (MAX_ARG_STRLEN), minus room for the terminating NUL.
 const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
-/// Free disk space below which no task is started.
-const MIN_FREE_BYTES: u64 = 1 << 20;
 /// How often, at most, commands collect old tasks on their own.
 const AUTO_GC_INTERVAL_MS: i64 = 3_600_000;
 /// Tasks gc deletes in one transaction.
@@ -475,13 +473,23 @@ fn validate(req: &SpawnRequest) -> Result<PathBuf> {
 /// output could not be kept. Without this, whether a start fails would
 /// depend on whether the record happens to fit in WAL space that SQLite
 /// already allocated. Running tasks still end recorded (the ballast).
+///
+/// The free space needed is 1 MiB, less on a small disk (1/16 of it, the
+/// same share the ballast takes), so the two never fill the disk between
+/// them and block every start.
 fn check_free_space(home: &Path) -> Result<()> {
-    match process::free_bytes(home) {
-        Ok(free) if free < MIN_FREE_BYTES => Err(Error::SpawnFailed(format!(
+    // A new store's home does not exist yet: its parent's disk counts.
+    let probe = home
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let needed = crate::store::disk_share(probe);
+    match process::free_bytes(probe) {
+        Ok(free) if free < needed => Err(Error::SpawnFailed(format!(
             "the disk holding {} is full ({} KiB free; starting a task needs {} KiB)",
             home.display(),
             free >> 10,
-            MIN_FREE_BYTES >> 10
+            needed >> 10
         ))),
         // Not knowing is no reason to refuse.
         _ => Ok(()),

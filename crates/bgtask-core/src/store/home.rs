@@ -105,15 +105,31 @@ fn check_safe(home: &Path, meta: &std::fs::Metadata) -> Result<()> {
 /// The ballast: disk space reserved in slices, each enough for many
 /// terminal transitions, released one at a time when the disk is full.
 const BALLAST_SLICES: usize = 8;
-const BALLAST_SLICE_BYTES: usize = 128 << 10;
+const BALLAST_SLICE_BYTES: u64 = 128 << 10;
 
 fn ballast_slice(home: &Path, i: usize) -> std::path::PathBuf {
     home.join(format!("ballast.{i}"))
 }
 
+/// The share of a disk that the reserve, or the free space a start needs,
+/// may take: 1/16 of it, at most 1 MiB. On a disk of 16 MiB or more both
+/// are 1 MiB. On a smaller one, a fixed 1 MiB reserve plus 1 MiB of free
+/// space to start a task took a 2 MiB disk whole, and only one task ever
+/// started: the reserve blocked the very work it exists to protect.
+pub fn disk_share(home: &Path) -> u64 {
+    const FULL: u64 = 1 << 20;
+    match crate::process::disk_size(home) {
+        Ok(size) if size > 0 => (size / 16).clamp(16 << 10, FULL),
+        _ => FULL,
+    }
+}
+
 /// Reserves disk space in the home (files of real, non-sparse blocks) so
 /// that when the disk fills up, tasks that end can still be recorded.
 pub(super) fn ensure_ballast(home: &Path) {
+    let slice = (disk_share(home) / BALLAST_SLICES as u64).min(BALLAST_SLICE_BYTES);
+    // Whole pages: a partial page costs a full one on disk anyway.
+    let slice = (slice & !4095).max(4096) as usize;
     for i in 0..BALLAST_SLICES {
         let path = ballast_slice(home, i);
         if path.exists() {
@@ -124,7 +140,7 @@ pub(super) fn ensure_ballast(home: &Path) {
             .create_new(true)
             .mode(0o600)
             .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, &vec![0u8; BALLAST_SLICE_BYTES]));
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &vec![0u8; slice]));
         if written.is_err() {
             // No room: better a missing slice than a partial one posing as one.
             let _ = std::fs::remove_file(&path);

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::task::TaskId;
 
 pub use doctor::{doctor, DoctorReport, Finding};
+pub use home::disk_share;
 pub use tasks::{FinishRecord, LiveTask, NewTask};
 
 /// An open store at a home directory.

@@ -173,3 +173,36 @@ fn doctor_repair_leaves_a_healthy_database_it_cannot_open_in_place() {
         );
     }
 }
+
+/// On a 2 MiB disk the disk-space reserve (the ballast) and the free space
+/// a start needs must not add up to the whole disk: task after task starts
+/// and ends recorded, and the reserve is still there.
+#[test]
+fn a_small_disk_keeps_starting_tasks_beside_its_reserve() {
+    let bg = Bg::new();
+    let Some(_disk) = crate::disk::SmallDisk::mount(&bg.home, "2m") else {
+        return;
+    };
+    let tasks = 10;
+    let mut started = 0;
+    for i in 0..tasks {
+        let run = bg.run(&["run", "--wait", "30s", "--json", "--", &format!("echo {i}")]);
+        assert_eq!(run.code, 0, "task {i} of {tasks} refused: {run:?}");
+        assert_eq!(run.json()["status"], "completed", "{run:?}");
+        started += 1;
+    }
+    let ballast = (0..8)
+        .filter(|i| bg.home.join(format!("ballast.{i}")).exists())
+        .count();
+    assert!(ballast > 0, "the reserve is kept");
+    // Once the disk is really full, starts are still refused clearly.
+    let _ = std::fs::write(bg.home.join("out/padding"), vec![0u8; 4 << 20]);
+    let full = bg.run(&["run", "--", "true"]);
+    assert_eq!(full.code, 1, "{full:?}");
+    assert!(full.stderr.contains("full"), "{full:?}");
+    let _ = std::fs::remove_file(bg.home.join("out/padding"));
+    println!("fault report: 2 MiB tmpfs: {started}/{tasks} tasks started and completed, {ballast} ballast slices kept, a start on the then full disk refused clearly");
+    for line in bg.run(&["completions", "--json"]).ok().json().as_array().unwrap() {
+        bg.run(&["ack", line["task_id"].as_str().unwrap()]).ok();
+    }
+}
