@@ -5,6 +5,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -181,8 +182,21 @@ pub(super) fn ensure_private_db(path: &Path) -> Result<()> {
     }
 }
 
+/// Longest wait for the store's open lock. Its holder only creates or
+/// upgrades the database (milliseconds), so a wait this long means the
+/// holder is stuck.
+const OPEN_LOCK_PATIENCE: Duration = Duration::from_secs(10);
+/// A holder seen stopped for this long is not waited for any more: a
+/// stopped process releases nothing until someone resumes it.
+const STOPPED_HOLDER_PATIENCE: Duration = Duration::from_millis(500);
+
 /// Takes the store's open lock (an exclusive flock on `<db>.lock`); it is
 /// released when the returned file is dropped.
+///
+/// The wait is bounded: after `OPEN_LOCK_PATIENCE`, or as soon as its
+/// holder has been seen stopped for `STOPPED_HOLDER_PATIENCE`, it fails
+/// with an error naming the holder (from `/proc/locks`). A blocking flock
+/// made every command wait forever behind one stopped process.
 pub(super) fn lock_for_open(db: &Path) -> Result<File> {
     let path = db.with_extension("lock");
     let file = OpenOptions::new()
@@ -192,9 +206,66 @@ pub(super) fn lock_for_open(db: &Path) -> Result<File> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| Error::io("cannot open lock file", &path, e))?;
-    file.lock()
-        .map_err(|e| Error::io("cannot lock", &path, e))?;
-    Ok(file)
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    let mut next_look = started + STOPPED_HOLDER_PATIENCE / 2;
+    let mut stopped_since: Option<Instant> = None;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("cannot lock", &path, e))
+            }
+        }
+        let now = Instant::now();
+        let waited = now - started;
+        let mut holders = Vec::new();
+        if now >= next_look {
+            next_look = now + STOPPED_HOLDER_PATIENCE / 4;
+            holders = super::holders::write_holders(&path, None);
+            if !holders.is_empty() && holders.iter().all(|h| h.stopped) {
+                let since = *stopped_since.get_or_insert(now);
+                if now - since >= STOPPED_HOLDER_PATIENCE {
+                    return Err(open_lock_busy(&path, waited, &holders));
+                }
+            } else {
+                stopped_since = None;
+            }
+        }
+        if waited >= OPEN_LOCK_PATIENCE {
+            if holders.is_empty() {
+                holders = super::holders::write_holders(&path, None);
+            }
+            return Err(open_lock_busy(&path, waited, &holders));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+fn open_lock_busy(path: &Path, waited: Duration, holders: &[super::holders::Holder]) -> Error {
+    let who = if holders.is_empty() {
+        "another process".to_owned()
+    } else {
+        super::holders::list(holders)
+    };
+    let advice = if holders.iter().any(|h| h.stopped) {
+        "; resume it (kill -CONT) or end it"
+    } else {
+        ""
+    };
+    Error::io(
+        "cannot lock",
+        path,
+        std::io::Error::new(
+            ErrorKind::WouldBlock,
+            format!(
+                "the store is being opened by {who}, which has held this lock for {:.1} s{advice}",
+                waited.as_secs_f64()
+            ),
+        ),
+    )
 }
 
 /// Bumps the modification time of the events file (creating it if needed);

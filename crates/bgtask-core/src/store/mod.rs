@@ -11,6 +11,7 @@
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
 mod doctor;
+mod holders;
 mod home;
 mod outbox;
 mod schema;
@@ -94,10 +95,6 @@ impl Store {
         })
     }
 
-    /// False when no store exists at the home (see `open_existing`).
-    pub fn exists(&self) -> bool {
-        !self.absent
-    }
 
     pub fn stdout_path(&self, id: &TaskId) -> PathBuf {
         stdout_path(&self.home, id)
@@ -148,10 +145,39 @@ impl Store {
     }
 
     fn db_err(&self, source: rusqlite::Error) -> Error {
-        Error::Store {
-            path: self.db_path.clone(),
-            source,
+        store_error(&self.db_path, source)
+    }
+}
+
+/// A database error of the store at `db`. "Database is locked" names the
+/// processes holding the write lock (from `/proc/locks`) and says when
+/// they are stopped, so the user knows what to resume or end.
+pub(crate) fn store_error(db: &Path, source: rusqlite::Error) -> Error {
+    let source = match &source {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DatabaseBusy => {
+            let holders = holders::db_writers(db);
+            if holders.is_empty() {
+                source
+            } else {
+                let advice = if holders.iter().any(|h| h.stopped) {
+                    "; resume it (kill -CONT) or end it"
+                } else {
+                    ""
+                };
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(e.extended_code),
+                    Some(format!(
+                        "database is locked by {}{advice}",
+                        holders::list(&holders)
+                    )),
+                )
+            }
         }
+        _ => source,
+    };
+    Error::Store {
+        path: db.to_owned(),
+        source,
     }
 }
 

@@ -75,14 +75,12 @@ impl Store {
     pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<Task> {
         let env_keys = serde_json::to_string(&task.env_keys).unwrap_or_else(|_| "[]".into());
         let path = self.db_path.clone();
-        let err = |source| Error::Store {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| super::store_error(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
+        crate::process::fault::stop_point("stop_in_write");
         let live: u32 = tx
             .query_row(
                 &format!("SELECT count(*) FROM tasks WHERE status IN {LIVE}"),
@@ -195,10 +193,7 @@ impl Store {
 
     fn try_finish(&mut self, id: &TaskId, record: &FinishRecord) -> Result<bool> {
         let path = self.db_path.clone();
-        let err = |source| Error::Store {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| super::store_error(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -254,10 +249,7 @@ impl Store {
     pub fn set_notify(&mut self, id: &TaskId) -> Result<()> {
         let (out, err_path) = (self.stdout_path(id), self.stderr_path(id));
         let path = self.db_path.clone();
-        let err = |source| Error::Store {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| super::store_error(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -206,3 +206,139 @@ fn a_small_disk_keeps_starting_tasks_beside_its_reserve() {
         bg.run(&["ack", line["task_id"].as_str().unwrap()]).ok();
     }
 }
+
+/// The state letter of a process (`T` when stopped), if it exists.
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status();
+}
+
+/// Runs `bgtask ARGS`, timed.
+fn timed(bg: &Bg, args: &[&str]) -> (Run, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let run = bg.run(args);
+    (run, started.elapsed())
+}
+
+/// A `bgtask` process stopped (SIGSTOP) while it holds the lock under
+/// which a new store is created: every other command fails within seconds
+/// with one line naming it, instead of hanging; resumed, it finishes and
+/// the store works.
+#[test]
+fn a_stopped_process_holding_the_open_lock_is_named_not_waited_for() {
+    let bg = Bg::new();
+    // `serve` creates the store when it starts; the fault point stops it
+    // inside the open lock.
+    let mut cmd = bg.cmd();
+    cmd.env("BGTASK_FAULT", "stop_in_open_lock")
+        .stdin(std::process::Stdio::piped());
+    let mut serve = Serve::start(cmd);
+    let pid = serve.child.id();
+    wait_until("serve to stop inside the open lock", || {
+        state_of(pid) == Some('T')
+    });
+    let mut outcomes = Vec::new();
+    for args in [&["run", "--", "echo refused"][..], &["list"], &["status", "bg-0123456789abcdef"]] {
+        let (run, took) = timed(&bg, args);
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {run:?}");
+        assert!(
+            run.stderr.contains(&format!("pid {pid} (bgtask, stopped)")),
+            "{args:?}: the holder is named: {run:?}"
+        );
+        assert!(took.as_secs() < 5, "{args:?} took {took:?}");
+        outcomes.push(format!("{} in {:.1} s", args[0], took.as_secs_f64()));
+    }
+    signal(pid, "-CONT");
+    let reply = serve.call("bash_list", json!({}));
+    assert!(reply["result"]["tasks"].is_array(), "{reply}");
+    serve.close();
+    let task = bg
+        .run(&["run", "--wait", "30s", "--json", "--", "echo after"])
+        .ok()
+        .json();
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(bg.list_all().len(), 1, "the refused start left no task");
+    println!(
+        "fault report: bgtask stopped (SIGSTOP) inside the store's open lock: run, list and status each failed with one line naming pid (bgtask, stopped) ({}); after SIGCONT the store works",
+        outcomes.join(", ")
+    );
+}
+
+/// Opening a store that exists needs no lock: a stopped process holding
+/// the open lock file delays nobody.
+#[test]
+fn an_existing_store_opens_beside_a_stopped_lock_holder() {
+    let bg = Bg::new();
+    bg.run(&["run", "--wait", "30s", "--", "true"]).ok();
+    let mut holder = std::process::Command::new("flock")
+        .arg(bg.home.join("bgtask.lock"))
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id();
+    wait_until("flock to take the lock", || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(&format!(" {pid} ")) && !l.contains("->"))
+    });
+    signal(pid, "-STOP");
+    let (run, took) = timed(&bg, &["run", "--wait", "30s", "--json", "--", "echo ok"]);
+    let task = run.ok().json();
+    assert_eq!(task["status"], "completed", "{task}");
+    let (list, list_took) = timed(&bg, &["list"]);
+    list.ok();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(took.as_secs() < 5 && list_took.as_secs() < 5, "{took:?} {list_took:?}");
+    println!("fault report: open lock of an existing store held by a stopped process: run --wait took {:.2} s, list {:.2} s (no lock needed)", took.as_secs_f64(), list_took.as_secs_f64());
+}
+
+/// A `bgtask run` stopped inside its write transaction holds SQLite's
+/// write lock: readers go on, and writers give up within seconds (not the
+/// 30 s a live holder gets) with one line naming the stopped process.
+#[test]
+fn a_stopped_process_holding_the_write_lock_is_named() {
+    let bg = Bg::new();
+    bg.run(&["run", "--wait", "30s", "--", "true"]).ok();
+    let mut stuck = bg.cmd();
+    stuck
+        .env("BGTASK_FAULT", "stop_in_write")
+        .args(["run", "--", "echo never"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut stuck = stuck.spawn().unwrap();
+    let pid = stuck.id();
+    wait_until("run to stop inside its transaction", || {
+        state_of(pid) == Some('T')
+    });
+    let (list, list_took) = timed(&bg, &["list", "--json"]);
+    assert_eq!(list.ok().json().as_array().unwrap().len(), 1, "readers go on");
+    let (run, took) = timed(&bg, &["run", "--", "echo blocked"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("database is locked by pid {pid} (bgtask, stopped)")),
+        "the holder is named: {run:?}"
+    );
+    assert!(took.as_secs() < 5, "gave up after {took:?}");
+    let _ = stuck.kill();
+    let _ = stuck.wait();
+    let task = bg
+        .run(&["run", "--wait", "30s", "--json", "--", "echo after"])
+        .ok()
+        .json();
+    assert_eq!(task["status"], "completed", "{task}");
+    println!(
+        "fault report: bgtask stopped (SIGSTOP) holding SQLite's write lock: list answered in {:.2} s; run failed in {:.1} s with one line naming pid (bgtask, stopped); after SIGKILL of the holder the store works",
+        list_took.as_secs_f64(),
+        took.as_secs_f64()
+    );
+}
