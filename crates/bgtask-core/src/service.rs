@@ -506,7 +506,9 @@ fn with_absolute_home(mut config: Config) -> Result<Config> {
 
 fn absolute_home(home: &Path) -> Result<PathBuf> {
     if home.as_os_str().is_empty() {
-        return Err(Error::InvalidArgument("the store directory is empty".into()));
+        return Err(Error::InvalidArgument(
+            "the store directory is empty".into(),
+        ));
     }
     std::path::absolute(home).map_err(|e| Error::io("cannot resolve", home, e))
 }

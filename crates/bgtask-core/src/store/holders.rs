@@ -127,6 +127,23 @@ pub(super) fn list(holders: &[Holder]) -> String {
         .join(", ")
 }
 
+/// What to do about stopped holders: "; resume it (kill -CONT 12) or end it".
+pub(super) fn advice(holders: &[Holder]) -> String {
+    let stopped: Vec<String> = holders
+        .iter()
+        .filter(|h| h.stopped)
+        .map(|h| h.pid.to_string())
+        .collect();
+    match stopped.len() {
+        0 => String::new(),
+        1 => format!("; resume it (kill -CONT {}) or end it", stopped[0]),
+        _ => format!(
+            "; resume them (kill -CONT {}) or end them",
+            stopped.join(" ")
+        ),
+    }
+}
+
 /// Byte offsets of SQLite's WAL locks in the `-shm` file: the write lock,
 /// the checkpoint lock and the recovery lock (see SQLite's wal.c,
 /// `WAL_WRITE_LOCK` at 120). A process holding one of them exclusively
@@ -156,11 +173,18 @@ mod tests {
     fn parses_granted_locks_and_skips_waiters() {
         let l = parse("1: POSIX  ADVISORY  WRITE 4242 08:01:131 120 120").unwrap();
         assert!(l.write);
-        assert_eq!((l.pid, l.dev, l.ino, l.start, l.end), (4242, (8, 1), 131, 120, Some(120)));
+        assert_eq!(
+            (l.pid, l.dev, l.ino, l.start, l.end),
+            (4242, (8, 1), 131, 120, Some(120))
+        );
         let l = parse("2: FLOCK  ADVISORY  WRITE 77 00:2f:9 0 EOF").unwrap();
         assert_eq!((l.dev, l.end), ((0, 0x2f), None));
         assert!(parse("2: -> FLOCK  ADVISORY  WRITE 78 00:2f:9 0 EOF").is_none());
-        assert!(!parse("3: POSIX  ADVISORY  READ 5 08:01:131 128 128").unwrap().write);
+        assert!(
+            !parse("3: POSIX  ADVISORY  READ 5 08:01:131 128 128")
+                .unwrap()
+                .write
+        );
     }
 
     #[test]

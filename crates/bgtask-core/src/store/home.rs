@@ -214,9 +214,7 @@ pub(super) fn lock_for_open(db: &Path) -> Result<File> {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(Error::io("cannot lock", &path, e))
-            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", &path, e)),
         }
         let now = Instant::now();
         let waited = now - started;
@@ -250,19 +248,15 @@ fn open_lock_busy(path: &Path, waited: Duration, holders: &[super::holders::Hold
     } else {
         super::holders::list(holders)
     };
-    let advice = if holders.iter().any(|h| h.stopped) {
-        "; resume it (kill -CONT) or end it"
-    } else {
-        ""
-    };
     Error::io(
         "cannot lock",
         path,
         std::io::Error::new(
             ErrorKind::WouldBlock,
             format!(
-                "the store is being opened by {who}, which has held this lock for {:.1} s{advice}",
-                waited.as_secs_f64()
+                "held by {who} while it opens the store; gave up after {:.1} s{}",
+                waited.as_secs_f64(),
+                super::holders::advice(holders)
             ),
         ),
     )

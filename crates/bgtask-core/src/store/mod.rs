@@ -95,7 +95,6 @@ impl Store {
         })
     }
 
-
     pub fn stdout_path(&self, id: &TaskId) -> PathBuf {
         stdout_path(&self.home, id)
     }
@@ -159,16 +158,12 @@ pub(crate) fn store_error(db: &Path, source: rusqlite::Error) -> Error {
             if holders.is_empty() {
                 source
             } else {
-                let advice = if holders.iter().any(|h| h.stopped) {
-                    "; resume it (kill -CONT) or end it"
-                } else {
-                    ""
-                };
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(e.extended_code),
                     Some(format!(
-                        "database is locked by {}{advice}",
-                        holders::list(&holders)
+                        "database is locked by {}{}",
+                        holders::list(&holders),
+                        holders::advice(&holders)
                     )),
                 )
             }

@@ -238,8 +238,9 @@ fn is_ready(path: &Path) -> bool {
         && header.starts_with(b"SQLite format 3\0")
         && header[18] == 2
         && header[19] == 2
-        && i64::from(u32::from_be_bytes([header[60], header[61], header[62], header[63]]))
-            == SCHEMA_VERSION
+        && i64::from(u32::from_be_bytes([
+            header[60], header[61], header[62], header[63],
+        ])) == SCHEMA_VERSION
 }
 
 thread_local! {

@@ -47,14 +47,26 @@ fn a_folder_with_other_files_is_never_turned_into_a_store() {
         "{run:?}"
     );
     assert_eq!(entries(&folder), before, "run wrote into the folder");
-    let repair = bg.run_with(bg.cmd().arg("--home").arg(home).args(["doctor", "--repair"]));
-    assert_eq!(entries(&folder), before, "doctor --repair wrote: {repair:?}");
+    let repair = bg.run_with(
+        bg.cmd()
+            .arg("--home")
+            .arg(home)
+            .args(["doctor", "--repair"]),
+    );
+    assert_eq!(
+        entries(&folder),
+        before,
+        "doctor --repair wrote: {repair:?}"
+    );
 }
 
 #[test]
 fn read_only_commands_on_a_missing_store_answer_as_for_an_empty_one() {
     let bg = Bg::new();
-    assert_eq!(bg.run(&["list", "--json"]).ok().json(), serde_json::json!([]));
+    assert_eq!(
+        bg.run(&["list", "--json"]).ok().json(),
+        serde_json::json!([])
+    );
     assert_eq!(bg.run(&["list"]).ok().stdout.trim(), "no tasks");
     assert_eq!(
         bg.run(&["completions", "--json"]).ok().json(),
@@ -69,7 +81,10 @@ fn read_only_commands_on_a_missing_store_answer_as_for_an_empty_one() {
     // An empty folder (e.g. from mktemp -d) becomes a store on first run.
     std::fs::create_dir(&bg.home).unwrap();
     bg.run(&["list"]).ok();
-    assert!(entries(&bg.home).is_empty(), "list wrote into the empty home");
+    assert!(
+        entries(&bg.home).is_empty(),
+        "list wrote into the empty home"
+    );
     bg.run(&["run", "--wait", "30s", "--", "true"]).ok();
     assert!(bg.home.join("bgtask.db").exists());
 }
@@ -81,7 +96,15 @@ fn a_relative_home_is_made_absolute_for_the_task_and_its_monitor() {
         .run_with(
             bg.cmd()
                 .env_remove("BGTASK_HOME")
-                .args(["--home", "rel/store", "run", "--json", "--wait", "30s", "--"])
+                .args([
+                    "--home",
+                    "rel/store",
+                    "run",
+                    "--json",
+                    "--wait",
+                    "30s",
+                    "--",
+                ])
                 .arg("cd / && echo from-root"),
         )
         .ok()

@@ -155,7 +155,10 @@ fn doctor_repair_leaves_a_healthy_database_it_cannot_open_in_place() {
             .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
             .map(|e| e.file_name())
             .collect();
-        assert!(moved.is_empty(), "{case}: moved aside: {moved:?} {repair:?}");
+        assert!(
+            moved.is_empty(),
+            "{case}: moved aside: {moved:?} {repair:?}"
+        );
         assert_eq!(check.code, 1, "{case}: {check:?}");
         assert_eq!(repair.code, 1, "{case}: the problem remains: {repair:?}");
         assert!(
@@ -202,7 +205,13 @@ fn a_small_disk_keeps_starting_tasks_beside_its_reserve() {
     assert!(full.stderr.contains("full"), "{full:?}");
     let _ = std::fs::remove_file(bg.home.join("out/padding"));
     println!("fault report: 2 MiB tmpfs: {started}/{tasks} tasks started and completed, {ballast} ballast slices kept, a start on the then full disk refused clearly");
-    for line in bg.run(&["completions", "--json"]).ok().json().as_array().unwrap() {
+    for line in bg
+        .run(&["completions", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+    {
         bg.run(&["ack", line["task_id"].as_str().unwrap()]).ok();
     }
 }
@@ -244,7 +253,11 @@ fn a_stopped_process_holding_the_open_lock_is_named_not_waited_for() {
         state_of(pid) == Some('T')
     });
     let mut outcomes = Vec::new();
-    for args in [&["run", "--", "echo refused"][..], &["list"], &["status", "bg-0123456789abcdef"]] {
+    for args in [
+        &["run", "--", "echo refused"][..],
+        &["list"],
+        &["status", "bg-0123456789abcdef"],
+    ] {
         let (run, took) = timed(&bg, args);
         assert_eq!(run.code, 1, "{args:?}: {run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {run:?}");
@@ -297,7 +310,10 @@ fn an_existing_store_opens_beside_a_stopped_lock_holder() {
     list.ok();
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(took.as_secs() < 5 && list_took.as_secs() < 5, "{took:?} {list_took:?}");
+    assert!(
+        took.as_secs() < 5 && list_took.as_secs() < 5,
+        "{took:?} {list_took:?}"
+    );
     println!("fault report: open lock of an existing store held by a stopped process: run --wait took {:.2} s, list {:.2} s (no lock needed)", took.as_secs_f64(), list_took.as_secs_f64());
 }
 
@@ -320,12 +336,18 @@ fn a_stopped_process_holding_the_write_lock_is_named() {
         state_of(pid) == Some('T')
     });
     let (list, list_took) = timed(&bg, &["list", "--json"]);
-    assert_eq!(list.ok().json().as_array().unwrap().len(), 1, "readers go on");
+    assert_eq!(
+        list.ok().json().as_array().unwrap().len(),
+        1,
+        "readers go on"
+    );
     let (run, took) = timed(&bg, &["run", "--", "echo blocked"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     assert!(
-        run.stderr.contains(&format!("database is locked by pid {pid} (bgtask, stopped)")),
+        run.stderr.contains(&format!(
+            "database is locked by pid {pid} (bgtask, stopped)"
+        )),
         "the holder is named: {run:?}"
     );
     assert!(took.as_secs() < 5, "gave up after {took:?}");
