@@ -193,6 +193,7 @@ mod tests {
         let path = dir.path().join("lock");
         std::fs::write(&path, "").unwrap();
         let mut child = std::process::Command::new("flock")
+            .arg("--no-fork")
             .arg(&path)
             .args(["sleep", "30"])
             .spawn()

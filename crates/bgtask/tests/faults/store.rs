@@ -291,6 +291,7 @@ fn an_existing_store_opens_beside_a_stopped_lock_holder() {
     let bg = Bg::new();
     bg.run(&["run", "--wait", "30s", "--", "true"]).ok();
     let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
         .arg(bg.home.join("bgtask.lock"))
         .args(["sleep", "600"])
         .spawn()
