@@ -83,7 +83,7 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     // makes that race-free. A database already in WAL mode at this
     // schema needs neither, so its opens take no lock at all: no process,
     // even a stopped one, can then keep the others from opening the store.
-    let _open_lock = if is_ready(path) {
+    let open_lock = if is_ready(path) {
         None
     } else {
         let lock = super::home::lock_for_open(path)?;
@@ -149,8 +149,20 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     }
     if version < SCHEMA_VERSION {
         create(&conn).map_err(err)?;
+    } else if open_lock.is_some() {
+        // Current, but its header lags behind the WAL (a store whose WAL
+        // has not been checkpointed since its creation or upgrade): bring
+        // the header up to date, once, so later opens skip the lock.
+        checkpoint_header(&conn);
     }
     Ok(conn)
+}
+
+/// Copies the WAL into the database file, so that its header shows the
+/// schema (`is_ready`). Passive: it waits for nobody (the open lock may be
+/// held). Best effort: otherwise a later commit's checkpoint does it.
+fn checkpoint_header(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
 /// An empty database in memory with the current schema: what a read of a
@@ -320,10 +332,30 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
     conn.execute_batch("COMMIT")?;
-    // Into the database file, so its header shows the schema and later
-    // opens need no lock (`is_ready`). Best effort: otherwise a later
-    // commit's checkpoint does it.
-    // Passive: it waits for no reader (the open lock is held here).
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    checkpoint_header(conn);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_is_ready_so_later_opens_take_no_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("bgtask.db");
+        assert!(!is_ready(&db));
+        let conn = open(&db, CacheSize::Small).unwrap();
+        assert!(is_ready(&db), "the header shows WAL mode and the schema");
+        drop(conn);
+        // A database at an older schema is upgraded under the lock by the
+        // next open, and its header brought up to date.
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA user_version = 0").unwrap();
+        drop(conn);
+        assert!(!is_ready(&db));
+        let conn = open(&db, CacheSize::Small).unwrap();
+        assert!(is_ready(&db));
+        drop(conn);
+    }
 }

@@ -228,6 +228,17 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
+/// A child killed (SIGKILL works on a stopped process too) and reaped when
+/// the test ends, even if it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `bgtask ARGS`, timed.
 fn timed(bg: &Bg, args: &[&str]) -> (Run, std::time::Duration) {
     let started = std::time::Instant::now();
@@ -290,13 +301,15 @@ fn a_stopped_process_holding_the_open_lock_is_named_not_waited_for() {
 fn an_existing_store_opens_beside_a_stopped_lock_holder() {
     let bg = Bg::new();
     bg.run(&["run", "--wait", "30s", "--", "true"]).ok();
-    let mut holder = std::process::Command::new("flock")
-        .arg("--no-fork")
-        .arg(bg.home.join("bgtask.lock"))
-        .args(["sleep", "600"])
-        .spawn()
-        .unwrap();
-    let pid = holder.id();
+    let holder = KillOnDrop(
+        std::process::Command::new("flock")
+            .arg("--no-fork")
+            .arg(bg.home.join("bgtask.lock"))
+            .args(["sleep", "600"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = holder.0.id();
     wait_until("flock to take the lock", || {
         std::fs::read_to_string("/proc/locks")
             .unwrap_or_default()
@@ -309,8 +322,7 @@ fn an_existing_store_opens_beside_a_stopped_lock_holder() {
     assert_eq!(task["status"], "completed", "{task}");
     let (list, list_took) = timed(&bg, &["list"]);
     list.ok();
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert!(
         took.as_secs() < 5 && list_took.as_secs() < 5,
         "{took:?} {list_took:?}"
@@ -331,8 +343,8 @@ fn a_stopped_process_holding_the_write_lock_is_named() {
         .args(["run", "--", "echo never"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let mut stuck = stuck.spawn().unwrap();
-    let pid = stuck.id();
+    let stuck = KillOnDrop(stuck.spawn().unwrap());
+    let pid = stuck.0.id();
     wait_until("run to stop inside its transaction", || {
         state_of(pid) == Some('T')
     });
@@ -352,8 +364,7 @@ fn a_stopped_process_holding_the_write_lock_is_named() {
         "the holder is named: {run:?}"
     );
     assert!(took.as_secs() < 5, "gave up after {took:?}");
-    let _ = stuck.kill();
-    let _ = stuck.wait();
+    drop(stuck);
     let task = bg
         .run(&["run", "--wait", "30s", "--json", "--", "echo after"])
         .ok()
