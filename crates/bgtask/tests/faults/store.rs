@@ -376,3 +376,58 @@ fn a_stopped_process_holding_the_write_lock_is_named() {
         took.as_secs_f64()
     );
 }
+
+/// Output read while gc collects the task: the reader gets the output or
+/// learns the task is gone, never an empty output for a task it was told
+/// exists (gc removes the files only after the record, and a read that
+/// finds no file looks at the record again).
+#[test]
+fn output_read_beside_gc_is_complete_or_task_not_found() {
+    let bg = Bg::new();
+    let tasks = 150 * rounds(1);
+    let mut ids = Vec::new();
+    for _ in 0..tasks {
+        let run = bg.run(&["run", "--no-notify", "--", "echo kept"]).ok();
+        ids.push(run.stdout.trim().to_owned());
+    }
+    for id in &ids {
+        bg.wait(id);
+    }
+    let mut serve = Serve::start(bg.cmd());
+    serve.call("initialize", json!({}));
+    let mut gc = bg.cmd();
+    gc.args(["gc", "--older-than", "0ms"])
+        .stdout(std::process::Stdio::null());
+    let mut gc = Some(gc);
+    let mut running = None;
+    let mut sent = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        // gc starts while the reads are under way.
+        if i == tasks / 10 {
+            running = gc.take().map(|mut gc| gc.spawn().unwrap());
+        }
+        sent.push(serve.send("bash_output", json!({ "task_id": id })));
+        sent.push(serve.send("bash_status", json!({ "task_id": id })));
+    }
+    let mut gc = running.unwrap();
+    let (mut complete, mut gone, mut empty) = (0, 0, Vec::new());
+    for request in sent {
+        let reply = serve.reply(request);
+        let result = &reply["result"];
+        if reply["error"]["data"]["kind"] == "task_not_found" {
+            gone += 1;
+        } else if result["data"] == "kept\n" || result["output_tail"] == "kept\n" {
+            complete += 1;
+        } else {
+            empty.push(reply);
+        }
+    }
+    assert!(gc.wait().unwrap().success());
+    serve.close();
+    println!(
+        "fault report: {} output/status reads of {tasks} tasks beside a gc collecting them: {complete} complete, {gone} task_not_found, {} empty",
+        2 * tasks,
+        empty.len()
+    );
+    assert!(empty.is_empty(), "empty reads: {empty:?}");
+}
