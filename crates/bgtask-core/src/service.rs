@@ -27,10 +27,10 @@ use crate::units::{MAX_DURATION_MS, MAX_SIZE};
 /// Longest command line: the kernel's limit on one exec argument
 /// (MAX_ARG_STRLEN), minus room for the terminating NUL.
 const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
-/// Free disk space below which no task is started.
-const MIN_FREE_BYTES: u64 = 1 << 20;
 /// How often, at most, commands collect old tasks on their own.
 const AUTO_GC_INTERVAL_MS: i64 = 3_600_000;
+/// Tasks gc deletes in one transaction.
+const GC_BATCH: u32 = 200;
 /// Age after which finished, acknowledged tasks are collected by default.
 pub const DEFAULT_GC_AGE_MS: u64 = 24 * 3_600_000;
 
@@ -70,13 +70,28 @@ pub struct GcReport {
 impl Service {
     /// Opens the store at `config.home` (creating it if needed).
     pub fn open(config: Config) -> Result<Service> {
+        let config = with_absolute_home(config)?;
         let store = Store::open(&config.home, CacheSize::Default)?;
-        Ok(Service {
+        Ok(Service::over(config, store))
+    }
+
+    /// Opens the store at `config.home` without creating one: for commands
+    /// that only read, or change existing tasks. Without a store, the
+    /// service answers as for an empty one and writes nothing (see
+    /// `Store::open_existing`); starting a task needs [`Service::open`].
+    pub fn open_existing(config: Config) -> Result<Service> {
+        let config = with_absolute_home(config)?;
+        let store = Store::open_existing(&config.home, CacheSize::Default)?;
+        Ok(Service::over(config, store))
+    }
+
+    fn over(config: Config, store: Store) -> Service {
+        Service {
             config,
             store: Mutex::new(store),
             monitors: Mutex::new(Vec::new()),
             watches: crate::wait::WatchPool::default(),
-        })
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -190,6 +205,9 @@ impl Service {
         let task = self.get(id)?;
         let tail = combined_tail(&task.stdout_path, &task.stderr_path, tail_bytes)
             .map_err(|e| Error::io("cannot read output", &task.stdout_path, e))?;
+        if tail.text.is_empty() {
+            self.confirm_exists(id)?;
+        }
         Ok(TaskStatus {
             output_truncated: tail.truncated || task.output_dropped_bytes > 0,
             output_tail: tail.text,
@@ -236,14 +254,31 @@ impl Service {
         max: u64,
     ) -> Result<Chunk> {
         let path = self.output_path(id, path_of)?;
-        output::read_range(&path, offset, max)
-            .map_err(|e| Error::io("cannot read output", &path, e))
+        let chunk = output::read_range(&path, offset, max)
+            .map_err(|e| Error::io("cannot read output", &path, e))?;
+        if chunk.data.is_empty() {
+            self.confirm_exists(id)?;
+        }
+        Ok(chunk)
     }
 
     /// The last ≤ `max` bytes of one output stream.
     pub fn read_tail(&self, id: &TaskId, path_of: OutputFile, max: u64) -> Result<Chunk> {
         let path = self.output_path(id, path_of)?;
-        output::read_tail(&path, max).map_err(|e| Error::io("cannot read output", &path, e))
+        let chunk =
+            output::read_tail(&path, max).map_err(|e| Error::io("cannot read output", &path, e))?;
+        if chunk.data.is_empty() {
+            self.confirm_exists(id)?;
+        }
+        Ok(chunk)
+    }
+
+    /// After a read found no output: fails with `TaskNotFound` if gc
+    /// collected the task meanwhile. gc removes output files only after the
+    /// record, so output read before this check belongs to a task that
+    /// existed; an empty read is only trusted once the record is seen again.
+    fn confirm_exists(&self, id: &TaskId) -> Result<()> {
+        self.store().get(id).map(drop)
     }
 
     /// The path of one of a task's output files (the task must exist).
@@ -361,10 +396,22 @@ impl Service {
         reconcile_all(&mut store)?;
         let cutoff = now_ms().saturating_sub(older_than_ms.min(i64::MAX as u64) as i64);
         let mut report = GcReport::default();
-        for id in store.collectable(cutoff)? {
-            if store.delete_terminal(&id)? {
-                store.remove_output_files(&id)?;
-                report.removed.push(id);
+        // In batches, so that no one transaction holds the write lock long.
+        loop {
+            let ids = store.collect_batch(cutoff, GC_BATCH)?;
+            // Files go only after their record: a reader that still finds
+            // the task finds its output.
+            // Every batch's files are removed even if one fails (the
+            // records are gone already); the first failure is reported.
+            let removed = ids
+                .iter()
+                .map(|id| store.remove_output_files(id))
+                .fold(Ok(()), Result::and);
+            let done = ids.len() < GC_BATCH as usize;
+            report.removed.extend(ids);
+            removed?;
+            if done {
+                break;
             }
         }
         store.set_meta("last_gc_at", &now_ms().to_string())?;
@@ -486,24 +533,52 @@ fn validate(req: &SpawnRequest) -> Result<PathBuf> {
 /// output could not be kept. Without this, whether a start fails would
 /// depend on whether the record happens to fit in WAL space that SQLite
 /// already allocated. Running tasks still end recorded (the ballast).
+///
+/// The free space needed is 1 MiB, less on a small disk (1/16 of it, the
+/// same share the ballast takes), so the two never fill the disk between
+/// them and block every start.
 fn check_free_space(home: &Path) -> Result<()> {
-    match process::free_bytes(home) {
-        Ok(free) if free < MIN_FREE_BYTES => Err(Error::SpawnFailed(format!(
+    // A new store's home does not exist yet: its parent's disk counts.
+    let probe = home
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let needed = crate::store::disk_share(probe);
+    match process::free_bytes(probe) {
+        Ok(free) if free < needed => Err(Error::SpawnFailed(format!(
             "the disk holding {} is full ({} KiB free; starting a task needs {} KiB)",
             home.display(),
             free >> 10,
-            MIN_FREE_BYTES >> 10
+            needed >> 10
         ))),
         // Not knowing is no reason to refuse.
         _ => Ok(()),
     }
 }
 
+/// The config with its home made absolute, resolved against the current
+/// directory once: monitors, output paths and servers never depend on the
+/// directory they happen to run in.
+fn with_absolute_home(mut config: Config) -> Result<Config> {
+    config.home = absolute_home(&config.home)?;
+    Ok(config)
+}
+
+fn absolute_home(home: &Path) -> Result<PathBuf> {
+    if home.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument(
+            "the store directory is empty".into(),
+        ));
+    }
+    std::path::absolute(home).map_err(|e| Error::io("cannot resolve", home, e))
+}
+
 fn start_monitor(config: &Config, id: &TaskId, task: &TaskCommand<'_>) -> Result<Detached> {
+    let home = absolute_home(&config.home)?;
     // Checked (and for a new store created) before anything is written
     // in it or started for it; `Store::open` checks again, cheaply.
-    Store::prepare_home(&config.home)?;
-    let log_path = config.home.join(crate::monitor::MONITOR_LOG);
+    Store::prepare_home(&home)?;
+    let log_path = home.join(crate::monitor::MONITOR_LOG);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -512,7 +587,7 @@ fn start_monitor(config: &Config, id: &TaskId, task: &TaskCommand<'_>) -> Result
         .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
     let args: Vec<OsString> = vec![
         MONITOR_ARG.into(),
-        config.home.clone().into_os_string(),
+        home.into_os_string(),
         id.as_str().into(),
         task.cwd.as_os_str().to_owned(),
         task.command.into(),

@@ -121,8 +121,10 @@ pub enum Command {
     Serve,
     /// Check the store and, with --repair, fix what can be fixed
     Doctor {
-        /// Repair: chmod the home, move a corrupt database aside, record
-        /// tasks whose monitor died, remove output files without a task
+        /// Repair: chmod the home to 0700, move a database proven corrupt
+        /// aside, record tasks whose monitor died. Never deletes a task
+        /// record or an output file (output files without a task are only
+        /// reported)
         #[arg(long)]
         repair: bool,
     },

@@ -24,7 +24,13 @@ pub fn run(cli: Cli) -> Result<u8> {
     if let Command::Run(args) = cli.command {
         return run_task(config, args, json);
     }
-    let service = open(config)?;
+    // Only the servers start tasks here: every other command works on the
+    // tasks a store already has, and without a store creates none.
+    let service = if matches!(cli.command, Command::Serve | Command::Mcp) {
+        open(config)?
+    } else {
+        auto_gc(Service::open_existing(config)?)
+    };
     match cli.command {
         Command::Run(_) => unreachable!("handled above"),
         Command::Status { task_id, tail } => {
@@ -101,11 +107,14 @@ pub fn run(cli: Cli) -> Result<u8> {
 
 /// Opens the store; every few hours also collects old finished tasks.
 fn open(config: Config) -> Result<Service> {
-    let service = Service::open(config)?;
+    Ok(auto_gc(Service::open(config)?))
+}
+
+fn auto_gc(service: Service) -> Service {
     if let Err(e) = service.auto_gc() {
         eprintln!("bgtask: warning: automatic gc failed: {e}");
     }
-    Ok(service)
+    service
 }
 
 fn config(cli: &Cli) -> Result<Config> {

@@ -32,6 +32,12 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// Size of the filesystem holding `path`, in bytes.
+pub fn disk_size(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_blocks.saturating_mul(stat.f_frsize))
+}
+
 /// The calling process's effective user id.
 pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()

@@ -64,7 +64,14 @@ pub fn doctor(home: &Path, repair: bool) -> DoctorReport {
         Database::Healthy => true,
         Database::MovedAside => false,
     };
-    match Store::open(home, CacheSize::Default) {
+    // Without --repair nothing is written: a home without a database stays
+    // without one (and a folder that is not a store is never made one).
+    let store = if repair {
+        Store::open(home, CacheSize::Default)
+    } else {
+        Store::open_existing(home, CacheSize::Default)
+    };
+    match store {
         Ok(mut store) => check_tasks(&mut store, repair && healthy, &mut report),
         Err(e) => report.add("store", false, false, format!("cannot open: {e}")),
     }
@@ -137,9 +144,47 @@ enum Database {
 }
 
 fn check_database(db: &Path, repair: bool, report: &mut DoctorReport) -> Database {
-    if !db.exists() {
-        report.add("database", true, false, "not created yet");
-        return Database::Healthy;
+    let meta = match std::fs::symlink_metadata(db) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            report.add("database", true, false, "not created yet");
+            return Database::Healthy;
+        }
+        Err(e) => {
+            report.add(
+                "database",
+                false,
+                false,
+                format!("cannot open: {e}; left in place"),
+            );
+            return Database::Unusable;
+        }
+    };
+    // Only a database that opened, was read and was found corrupt is moved
+    // aside. One that cannot be opened (permissions, another owner, not a
+    // file) may hold every task: left where it is, for its owner to fix.
+    let cannot_open = |report: &mut DoctorReport, why: String| {
+        report.add(
+            "database",
+            false,
+            false,
+            format!("cannot open: {why}; left in place (not moved aside: it is not known to be corrupt)"),
+        );
+        Database::Unusable
+    };
+    if !meta.is_file() {
+        return cannot_open(report, format!("{} is not a regular file", db.display()));
+    }
+    let euid = crate::process::effective_uid();
+    if meta.uid() != euid {
+        return cannot_open(
+            report,
+            format!(
+                "{} is owned by uid {}, not by this user (uid {euid}); chown it back",
+                db.display(),
+                meta.uid()
+            ),
+        );
     }
     let verdict =
         Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).and_then(|conn| {
@@ -162,7 +207,15 @@ fn check_database(db: &Path, repair: bool, report: &mut DoctorReport) -> Databas
             return Database::Healthy;
         }
         Ok((_, check)) => format!("integrity check failed: {check}"),
-        Err(e) => format!("cannot read: {e}"),
+        Err(e) if is_corrupt(&e) => format!("corrupt: {e}"),
+        Err(e) => {
+            let hint = if std::fs::File::open(db).is_err() {
+                " (check its permissions)"
+            } else {
+                ""
+            };
+            return cannot_open(report, format!("{e}{hint}"));
+        }
     };
     if !repair {
         report.add(
@@ -196,6 +249,14 @@ fn check_database(db: &Path, repair: bool, report: &mut DoctorReport) -> Databas
             Database::Unusable
         }
     }
+}
+
+/// Whether SQLite read the file and found it is not an intact database.
+fn is_corrupt(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
 }
 
 fn check_tasks(store: &mut Store, repair: bool, report: &mut DoctorReport) {

@@ -11,6 +11,7 @@
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
 mod doctor;
+mod holders;
 mod home;
 mod outbox;
 mod schema;
@@ -24,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::task::TaskId;
 
 pub use doctor::{doctor, DoctorReport, Finding};
+pub use home::disk_share;
 pub use outbox::Claimed;
 pub use schema::set_busy_timeout;
 pub use tasks::{FinishRecord, LiveTask, NewTask};
@@ -33,6 +35,9 @@ pub struct Store {
     home: PathBuf,
     db_path: PathBuf,
     conn: Connection,
+    /// No store exists at `home`: this one is empty, in memory, and never
+    /// writes a file (see `open_existing`).
+    absent: bool,
 }
 
 /// How much memory SQLite may cache; the monitor (one per task) keeps it small.
@@ -51,7 +56,7 @@ impl Store {
     /// Opens (creating if needed) the store in `home`.
     pub fn open(home: &Path, cache: CacheSize) -> Result<Store> {
         home::prepare(home)?;
-        let db_path = home.join("bgtask.db");
+        let db_path = home.join(home::DB_NAME);
         // Opening may need room for the WAL index; on a full disk, use the
         // ballast so that reading and recording ends keep working.
         let conn = match schema::open(&db_path, cache) {
@@ -66,6 +71,29 @@ impl Store {
             home: home.to_owned(),
             db_path,
             conn,
+            absent: false,
+        })
+    }
+
+    /// Opens the store in `home` for a command that has nothing to write
+    /// to a store that does not exist (list, status, logs, completions…).
+    /// If there is no store, nothing is created: the result is an empty
+    /// store in memory that writes no file, so reads answer as for an
+    /// empty store (no tasks, unknown task ids, no completions).
+    pub fn open_existing(home: &Path, cache: CacheSize) -> Result<Store> {
+        if home::is_store(home)? {
+            return Store::open(home, cache);
+        }
+        let db_path = home.join(home::DB_NAME);
+        let conn = schema::open_empty().map_err(|source| Error::Store {
+            path: db_path.clone(),
+            source,
+        })?;
+        Ok(Store {
+            home: home.to_owned(),
+            db_path,
+            conn,
+            absent: true,
         })
     }
 
@@ -89,16 +117,23 @@ impl Store {
 
     /// Re-creates the disk-space reserve if it was used up.
     pub fn ensure_ballast(&self) {
-        home::ensure_ballast(&self.home);
+        if !self.absent {
+            home::ensure_ballast(&self.home);
+        }
     }
 
     /// Tells watchers that some task changed state.
     pub fn touch_events(&self) {
-        home::touch(&self.events_path());
+        if !self.absent {
+            home::touch(&self.events_path());
+        }
     }
 
     /// Removes a task's output files (missing files are fine).
     pub fn remove_output_files(&self, id: &TaskId) -> Result<()> {
+        if self.absent {
+            return Ok(());
+        }
         for path in [self.stdout_path(id), self.stderr_path(id)] {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -111,10 +146,35 @@ impl Store {
     }
 
     fn db_err(&self, source: rusqlite::Error) -> Error {
-        Error::Store {
-            path: self.db_path.clone(),
-            source,
+        store_error(&self.db_path, source)
+    }
+}
+
+/// A database error of the store at `db`. "Database is locked" names the
+/// processes holding the write lock (from `/proc/locks`) and says when
+/// they are stopped, so the user knows what to resume or end.
+pub(crate) fn store_error(db: &Path, source: rusqlite::Error) -> Error {
+    let source = match &source {
+        rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DatabaseBusy => {
+            let holders = holders::db_writers(db);
+            if holders.is_empty() {
+                source
+            } else {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(e.extended_code),
+                    Some(format!(
+                        "database is locked by {}{}",
+                        holders::list(&holders),
+                        holders::advice(&holders)
+                    )),
+                )
+            }
         }
+        _ => source,
+    };
+    Error::Store {
+        path: db.to_owned(),
+        source,
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -87,21 +89,40 @@ const WAL_CHECKPOINT_PAGES: i32 = 100;
 
 /// Opens the database, creating or upgrading the schema as needed.
 pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
-    let err = |source| Error::Store {
-        path: path.to_owned(),
-        source,
-    };
+    let err = |source| super::store_error(path, source);
     // SQLite answers "database is locked" at once (no busy wait) to a
     // connection that reads while another switches a new database to WAL.
-    // Opening under an exclusive file lock makes creation race-free; it is
-    // held only for the open, never while the store is used.
-    let _open_lock = super::home::lock_for_open(path)?;
-    super::home::ensure_private_db(path)?;
+    // Creating or upgrading the database under an exclusive file lock
+    // makes that race-free. A database already in WAL mode at this
+    // schema needs neither, so its opens take no lock at all: no process,
+    // even a stopped one, can then keep the others from opening the store.
+    let open_lock = if is_ready(path) {
+        None
+    } else {
+        let lock = super::home::lock_for_open(path)?;
+        super::home::ensure_private_db(path)?;
+        crate::process::fault::stop_point("stop_in_open_lock");
+        Some(lock)
+    };
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(err)?;
-    conn.busy_handler(Some(retry_while_busy)).map_err(err)?;
+    // SAFETY: a valid connection handle; the handler's argument is that
+    // same handle, which outlives every call SQLite makes to the handler.
+    let rc = unsafe {
+        ffi::sqlite3_busy_handler(
+            conn.handle(),
+            Some(retry_while_busy),
+            conn.handle().cast::<std::ffi::c_void>(),
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(rc),
+            None,
+        )));
+    }
     let cache_kib = match cache {
         CacheSize::Small => 64,
         CacheSize::Default => 2048,
@@ -141,7 +162,28 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     }
     if version < SCHEMA_VERSION {
         create(&conn).map_err(err)?;
+    } else if open_lock.is_some() {
+        // Current, but its header lags behind the WAL (a store whose WAL
+        // has not been checkpointed since its creation or upgrade): bring
+        // the header up to date, once, so later opens skip the lock.
+        checkpoint_header(&conn);
     }
+    Ok(conn)
+}
+
+/// Copies the WAL into the database file, so that its header shows the
+/// schema (`is_ready`). Passive: it waits for nobody (the open lock may be
+/// held). Best effort: otherwise a later commit's checkpoint does it.
+fn checkpoint_header(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
+/// An empty database in memory with the current schema: what a read of a
+/// store that does not exist sees.
+pub(super) fn open_empty() -> rusqlite::Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    create_schema(&conn)?;
     Ok(conn)
 }
 
@@ -224,13 +266,47 @@ pub fn set_busy_timeout(timeout: Duration) {
     BUSY_TIMEOUT_MS.store(ms, Ordering::Relaxed);
 }
 
+/// Whether the database at `path` is in WAL mode at this build's schema,
+/// read from its header (format bytes 18-19 are 2 in WAL mode; the user
+/// version is at offset 60). The header on disk may lag behind the WAL;
+/// then the database merely looks not ready and is opened under the lock.
+fn is_ready(path: &Path) -> bool {
+    let mut header = [0u8; 100];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
+    read.is_ok()
+        && header.starts_with(b"SQLite format 3\0")
+        && header[18] == 2
+        && header[19] == 2
+        && i64::from(u32::from_be_bytes([
+            header[60], header[61], header[62], header[63],
+        ])) == SCHEMA_VERSION
+}
+
+thread_local! {
+    /// Consecutive looks that found the write lock held only by stopped
+    /// processes, during the current busy wait.
+    static STOPPED_LOOKS: Cell<u32> = const { Cell::new(0) };
+}
+
 /// SQLite's default busy handler sleeps in steps of up to 100 ms, which
 /// turns brief write contention (many monitors ending at once) into long
 /// stalls. Writers here hold the lock for well under a millisecond, so retry
-/// quickly at first, then back off; give up after the busy timeout.
-fn retry_while_busy(attempt: i32) -> bool {
+/// quickly at first, then back off; give up after the busy timeout (30 s
+/// unless `set_busy_timeout` changed it).
+///
+/// 30 s is kept as the bound for a live holder: 1000 monitors recording
+/// their ends at once keep writers waiting for seconds, and a monitor
+/// retries its final write anyway. But a process that holds the lock while
+/// stopped (SIGSTOP, ^Z, a debugger) releases nothing until resumed: from
+/// about 0.7 s on, every 0.5 s, the handler looks at who holds the write
+/// lock (`/proc/locks`), and gives up once it has seen only stopped holders
+/// twice in a row. The error then names them (`store_error`).
+extern "C" fn retry_while_busy(db: *mut std::ffi::c_void, attempt: c_int) -> c_int {
     if CHECKPOINTING.with(Cell::get) {
-        return false;
+        return 0;
+    }
+    if attempt == 0 {
+        STOPPED_LOOKS.with(|c| c.set(0));
     }
     // Time slept so far, in microseconds, and the next pause.
     let attempt = u64::try_from(attempt).unwrap_or(0);
@@ -247,15 +323,40 @@ fn retry_while_busy(attempt: i32) -> bool {
             .load(Ordering::Relaxed)
             .saturating_mul(1_000)
     {
-        return false;
+        return 0;
+    }
+    if attempt >= 250 && attempt % 50 == 0 {
+        // SAFETY: `db` is the connection handle registered with this
+        // handler, valid while SQLite calls it; the name it returns lives
+        // as long as the connection and is only read here.
+        let name = unsafe { ffi::sqlite3_db_filename(db.cast(), c"main".as_ptr()) };
+        if !name.is_null() {
+            // SAFETY: a NUL-terminated string owned by SQLite (see above).
+            let name = unsafe { std::ffi::CStr::from_ptr(name) };
+            let path = Path::new(std::ffi::OsStr::from_bytes(name.to_bytes()));
+            let holders = super::holders::db_writers(path);
+            let stopped = !holders.is_empty() && holders.iter().all(|h| h.stopped);
+            let looks = STOPPED_LOOKS.with(|c| {
+                c.set(if stopped { c.get() + 1 } else { 0 });
+                c.get()
+            });
+            if looks >= 2 {
+                return 0;
+            }
+        }
     }
     std::thread::sleep(pause);
-    true
+    1
 }
 
 fn create(conn: &Connection) -> rusqlite::Result<()> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     debug_assert_eq!(mode, "wal");
+    create_schema(conn)
+}
+
+/// Creates or upgrades the tables, in one transaction.
+fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     // Another process may have created the schema while we waited.
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -269,5 +370,31 @@ fn create(conn: &Connection) -> rusqlite::Result<()> {
         }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
-    conn.execute_batch("COMMIT")
+    conn.execute_batch("COMMIT")?;
+    checkpoint_header(conn);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_is_ready_so_later_opens_take_no_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("bgtask.db");
+        assert!(!is_ready(&db));
+        let conn = open(&db, CacheSize::Small).unwrap();
+        assert!(is_ready(&db), "the header shows WAL mode and the schema");
+        drop(conn);
+        // A database at an older schema is upgraded under the lock by the
+        // next open, and its header brought up to date.
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA user_version = 0").unwrap();
+        drop(conn);
+        assert!(!is_ready(&db));
+        let conn = open(&db, CacheSize::Small).unwrap();
+        assert!(is_ready(&db));
+        drop(conn);
+    }
 }

@@ -75,14 +75,12 @@ impl Store {
     pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<Task> {
         let env_keys = serde_json::to_string(&task.env_keys).unwrap_or_else(|_| "[]".into());
         let path = self.db_path.clone();
-        let err = |source| Error::Store {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| super::store_error(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
+        crate::process::fault::stop_point("stop_in_write");
         let live: u32 = tx
             .query_row(
                 &format!("SELECT count(*) FROM tasks WHERE status IN {LIVE}"),
@@ -199,10 +197,7 @@ impl Store {
 
     fn try_finish(&mut self, id: &TaskId, record: &FinishRecord) -> Result<bool> {
         let path = self.db_path.clone();
-        let err = |source| Error::Store {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| super::store_error(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -258,10 +253,7 @@ impl Store {
     pub fn set_notify(&mut self, id: &TaskId) -> Result<()> {
         let (out, err_path) = (self.stdout_path(id), self.stderr_path(id));
         let path = self.db_path.clone();
-        let err = |source| Error::Store {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| super::store_error(&path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -387,36 +379,36 @@ impl Store {
             .map_err(|e| self.db_err(e))
     }
 
-    /// Terminal tasks finished before `cutoff` whose completion was
-    /// acknowledged (or that never notify).
-    pub fn collectable(&self, cutoff: i64) -> Result<Vec<TaskId>> {
+    /// Deletes up to `batch` terminal tasks that finished before `cutoff`
+    /// and have no unacknowledged completion (their acknowledged completion
+    /// goes with them). Returns the ids deleted; their output files are
+    /// the caller's to remove, now that no record points to them.
+    ///
+    /// "Is it collectable" and the delete are one statement, so one atomic
+    /// step: a promotion that records an unacknowledged completion is
+    /// either committed before (and the task is kept) or finds the task
+    /// gone (and answers that it does not exist). Checking first and
+    /// deleting later lost the completions promoted in between.
+    pub fn collect_batch(&self, cutoff: i64, batch: u32) -> Result<Vec<TaskId>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT t.task_id FROM tasks t LEFT JOIN completions c ON c.task_id = t.task_id \
+                "DELETE FROM tasks WHERE task_id IN ( \
+                 SELECT t.task_id FROM tasks t \
                  WHERE t.status NOT IN {LIVE} AND t.record_version <= {RECORD_VERSION} \
                  AND t.finished_at IS NOT NULL AND t.finished_at < ?1 \
-                 AND (c.task_id IS NULL OR c.acked_at IS NOT NULL)"
+                 AND NOT EXISTS (SELECT 1 FROM completions c \
+                                 WHERE c.task_id = t.task_id AND c.acked_at IS NULL) \
+                 LIMIT ?2) \
+                 RETURNING task_id"
             ))
             .map_err(|e| self.db_err(e))?;
         let ids = stmt
-            .query_map(params![cutoff], |r| r.get::<_, String>(0))
+            .query_map(params![cutoff, batch], |r| r.get::<_, String>(0))
             .map_err(|e| self.db_err(e))?
-            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
-            .collect();
-        Ok(ids)
-    }
-
-    /// Deletes a terminal task's record (its completion goes with it).
-    pub fn delete_terminal(&self, id: &TaskId) -> Result<bool> {
-        let n = self
-            .conn
-            .execute(
-                &format!("DELETE FROM tasks WHERE task_id = ?1 AND status NOT IN {LIVE}"),
-                params![id.as_str()],
-            )
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.db_err(e))?;
-        Ok(n == 1)
+        Ok(ids.into_iter().filter_map(|s| s.parse().ok()).collect())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {

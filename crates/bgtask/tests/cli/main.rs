@@ -6,6 +6,7 @@ mod bad_input;
 mod basics;
 mod completions;
 mod durability;
+mod home;
 mod output;
 mod paths;
 mod secrets;

@@ -8,14 +8,14 @@ use std::process::Command;
 use crate::fixture::*;
 
 /// A small tmpfs mounted for one test; unmounted on drop.
-struct SmallDisk {
+pub(crate) struct SmallDisk {
     dir: std::path::PathBuf,
 }
 
 impl SmallDisk {
     /// Mounts a tmpfs of `size` at `dir`, or `None` (with a message) when
     /// this user cannot mount.
-    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
+    pub(crate) fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount")
             .args([

@@ -19,6 +19,7 @@ mod handoff;
 mod hostile;
 mod identity;
 mod races;
+mod store;
 
 /// How many times randomised faults repeat (`BGTASK_SOAK` multiplies).
 pub fn rounds(base: usize) -> usize {
