@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::ffi::c_int;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,26 +87,82 @@ CREATE TABLE IF NOT EXISTS meta (
 const WAL_CHECKPOINT_PAGES: i32 = 100;
 
 /// Opens the database, creating or upgrading the schema as needed.
+///
+/// SQLite answers "database is locked" at once (no busy wait) to a
+/// connection that reads while another switches a new database to WAL.
+/// Creating or upgrading the database under an exclusive file lock makes
+/// that race-free. A database already in WAL mode at this schema needs
+/// neither, so its opens take no lock at all: no process, even a stopped
+/// one, can then keep the others from opening the store.
+///
+/// Whether it is ready is asked of SQLite itself, never read from the file
+/// with a descriptor of our own: closing any descriptor of the database
+/// drops every POSIX lock this process holds on it, including those of
+/// SQLite connections already open here, and another process closing its
+/// connection then takes itself for the last one and deletes the WAL that
+/// ours still write to.
 pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
+    if path.exists() {
+        if let Some(conn) = open_ready(path, cache)? {
+            return Ok(conn);
+        }
+    }
+    let _open_lock = super::home::lock_for_open(path)?;
+    super::home::ensure_private_db(path)?;
+    crate::process::fault::stop_point("stop_in_open_lock");
+    let conn = connect(path, cache)?;
     let err = |source| super::store_error(path, source);
-    // SQLite answers "database is locked" at once (no busy wait) to a
-    // connection that reads while another switches a new database to WAL.
-    // Creating or upgrading the database under an exclusive file lock
-    // makes that race-free. A database already in WAL mode at this
-    // schema needs neither, so its opens take no lock at all: no process,
-    // even a stopped one, can then keep the others from opening the store.
-    let open_lock = if is_ready(path) {
-        None
-    } else {
-        let lock = super::home::lock_for_open(path)?;
-        super::home::ensure_private_db(path)?;
-        crate::process::fault::stop_point("stop_in_open_lock");
-        Some(lock)
-    };
+    let version = schema_version(&conn).map_err(err)?;
+    refuse_newer(path, version)?;
+    if version < SCHEMA_VERSION {
+        create(&conn).map_err(err)?;
+    }
+    Ok(conn)
+}
+
+/// A store from a newer bgtask is refused untouched.
+fn refuse_newer(path: &Path, version: i64) -> Result<()> {
+    if version > SCHEMA_VERSION {
+        return Err(Error::NewerStore {
+            path: path.to_owned(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// The connection if the database is in WAL mode at this schema; `None` if
+/// it must be created or upgraded (or is being switched to WAL right now).
+fn open_ready(path: &Path, cache: CacheSize) -> Result<Option<Connection>> {
+    let conn = connect(path, cache)?;
+    let ready = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+        .and_then(|mode| Ok((mode, schema_version(&conn)?)));
+    match ready {
+        Ok((mode, version)) if mode == "wal" && version == SCHEMA_VERSION => Ok(Some(conn)),
+        Ok((_, version)) => refuse_newer(path, version).map(|()| None),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(super::store_error(path, e)),
+    }
+}
+
+/// The schema version; a database from a newer bgtask is refused.
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// A configured connection (busy handler, pragmas, WAL checkpoints).
+fn connect(path: &Path, cache: CacheSize) -> Result<Connection> {
+    let err = |source| super::store_error(path, source);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
     // SAFETY: a valid connection handle; the handler's argument is that
     // same handle, which outlives every call SQLite makes to the handler.
     let rc = unsafe {
@@ -137,7 +192,7 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     // connections skip the checkpoint on close, and the WAL stays; a
     // committing writer checkpoints it instead (`checkpoint_when_due`).
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-        .map_err(err)?;
+        .map_err(&err)?;
     // SAFETY: a valid connection handle; the hook keeps no pointer.
     unsafe {
         ffi::sqlite3_wal_hook(
@@ -149,33 +204,8 @@ pub(super) fn open(path: &Path, cache: CacheSize) -> Result<Connection> {
     conn.execute_batch(&format!(
         "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -{cache_kib};"
     ))
-    .map_err(err)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(err)?;
-    if version > SCHEMA_VERSION {
-        return Err(Error::NewerStore {
-            path: path.to_owned(),
-            found: version,
-            known: SCHEMA_VERSION,
-        });
-    }
-    if version < SCHEMA_VERSION {
-        create(&conn).map_err(err)?;
-    } else if open_lock.is_some() {
-        // Current, but its header lags behind the WAL (a store whose WAL
-        // has not been checkpointed since its creation or upgrade): bring
-        // the header up to date, once, so later opens skip the lock.
-        checkpoint_header(&conn);
-    }
+    .map_err(&err)?;
     Ok(conn)
-}
-
-/// Copies the WAL into the database file, so that its header shows the
-/// schema (`is_ready`). Passive: it waits for nobody (the open lock may be
-/// held). Best effort: otherwise a later commit's checkpoint does it.
-fn checkpoint_header(conn: &Connection) {
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
 /// An empty database in memory with the current schema: what a read of a
@@ -266,22 +296,6 @@ pub fn set_busy_timeout(timeout: Duration) {
     BUSY_TIMEOUT_MS.store(ms, Ordering::Relaxed);
 }
 
-/// Whether the database at `path` is in WAL mode at this build's schema,
-/// read from its header (format bytes 18-19 are 2 in WAL mode; the user
-/// version is at offset 60). The header on disk may lag behind the WAL;
-/// then the database merely looks not ready and is opened under the lock.
-fn is_ready(path: &Path) -> bool {
-    let mut header = [0u8; 100];
-    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut header));
-    read.is_ok()
-        && header.starts_with(b"SQLite format 3\0")
-        && header[18] == 2
-        && header[19] == 2
-        && i64::from(u32::from_be_bytes([
-            header[60], header[61], header[62], header[63],
-        ])) == SCHEMA_VERSION
-}
-
 thread_local! {
     /// Consecutive looks that found the write lock held only by stopped
     /// processes, during the current busy wait.
@@ -370,9 +384,7 @@ fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
         }
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
-    conn.execute_batch("COMMIT")?;
-    checkpoint_header(conn);
-    Ok(())
+    conn.execute_batch("COMMIT")
 }
 
 #[cfg(test)]
@@ -383,18 +395,28 @@ mod tests {
     fn a_new_store_is_ready_so_later_opens_take_no_lock() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("bgtask.db");
-        assert!(!is_ready(&db));
         let conn = open(&db, CacheSize::Small).unwrap();
-        assert!(is_ready(&db), "the header shows WAL mode and the schema");
+        assert!(open_ready(&db, CacheSize::Small).unwrap().is_some());
         drop(conn);
-        // A database at an older schema is upgraded under the lock by the
-        // next open, and its header brought up to date.
-        let conn = Connection::open(&db).unwrap();
-        conn.execute_batch("PRAGMA user_version = 0").unwrap();
+        // A store of the first schema is upgraded under the lock by the
+        // next open (every migration step).
+        let old = dir.path().join("old.db");
+        let conn = Connection::open(&old).unwrap();
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
         drop(conn);
-        assert!(!is_ready(&db));
-        let conn = open(&db, CacheSize::Small).unwrap();
-        assert!(is_ready(&db));
+        assert!(open_ready(&old, CacheSize::Small).unwrap().is_none());
+        let conn = open(&old, CacheSize::Small).unwrap();
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        conn.query_row("SELECT ns, hold_pid FROM tasks LIMIT 1", [], |_| Ok(()))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                e => Err(e),
+            })
+            .unwrap();
         drop(conn);
+        assert!(open_ready(&old, CacheSize::Small).unwrap().is_some());
     }
 }
