@@ -12,8 +12,8 @@
 //! may have died between recording the kill and telling the monitor, and
 //! a monitor that already stops ignores the repetition.
 
+use crate::clock::now_ms;
 use crate::error::Result;
-use crate::monitor::now_ms;
 use crate::output::combined_tail;
 use crate::process::{self, Cgroup, Liveness, SIGKILL, SIGUSR1};
 use crate::store::{FinishRecord, LiveTask, Store};
@@ -53,7 +53,7 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     let tail = combined_tail(
         &store.stdout_path(&task.id),
         &store.stderr_path(&task.id),
-        crate::monitor::PREVIEW_BYTES,
+        crate::store::PREVIEW_BYTES,
     )
     .unwrap_or_default();
     let record = FinishRecord {

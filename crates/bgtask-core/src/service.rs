@@ -10,13 +10,14 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde::Serialize;
 
+use crate::clock::now_ms;
 use crate::config::{Config, SpawnRequest};
 use crate::error::{Error, Result};
-use crate::monitor::{now_ms, TaskCommand, MONITOR_ARG};
+use crate::monitor::{TaskCommand, MONITOR_ARG};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
 use crate::process::{self, Detached, Liveness, ProcessIdentity};
 use crate::reconcile::{reconcile_all, reconcile_task};
@@ -382,7 +383,7 @@ impl Service {
         store.set_notify(id)?;
         // A promoted task reports its end as a completion, even if a
         // foreground `bash` of this process held it.
-        if let Some(me) = crate::agent::this_process() {
+        if let Some(me) = this_process() {
             store.release_hold(id, me)?;
         }
         store.touch_events();
@@ -434,6 +435,14 @@ impl Service {
         }
         self.gc(DEFAULT_GC_AGE_MS).map(Some)
     }
+}
+
+/// This process's identity, as claims record it (`None` if /proc cannot
+/// tell, in which case nothing is claimed or held).
+pub(crate) fn this_process() -> Option<&'static ProcessIdentity> {
+    static ME: OnceLock<Option<ProcessIdentity>> = OnceLock::new();
+    ME.get_or_init(|| ProcessIdentity::of_child(std::process::id()).ok())
+        .as_ref()
 }
 
 /// One of a task's two output files.
@@ -578,7 +587,7 @@ fn start_monitor(config: &Config, id: &TaskId, task: &TaskCommand<'_>) -> Result
     // Checked (and for a new store created) before anything is written
     // in it or started for it; `Store::open` checks again, cheaply.
     Store::prepare_home(&home)?;
-    let log_path = home.join(crate::monitor::MONITOR_LOG);
+    let log_path = crate::store::monitor_log_path(&home);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

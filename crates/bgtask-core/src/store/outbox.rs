@@ -49,6 +49,11 @@ use crate::error::{Error, Result};
 use crate::process::ProcessIdentity;
 use crate::task::{Completion, TaskId};
 
+/// Bytes of a task's output kept with its completion (the end of its
+/// combined stdout and stderr): here, where completions are made, so the
+/// monitor, reconcile and `set_notify` record previews of one size.
+pub const PREVIEW_BYTES: u64 = 1024;
+
 const COMPLETION_COLUMNS: &str = "c.seq, c.task_id, c.session, t.status, t.exit_code, t.signal, \
     t.reason, t.command, t.started_at, t.finished_at, c.output_preview, c.output_truncated, \
     c.claim_pid, c.claim_start, c.claim_boot";
@@ -527,7 +532,7 @@ fn completion_from_row(home: &std::path::Path, r: &Row<'_>) -> rusqlite::Result<
             stderr_path: super::stderr_path(home, &task_id),
             task_id,
             session: r.get(2)?,
-            status: status.parse().unwrap_or(crate::task::Status::Failed),
+            status: crate::task::Status::from_stored(&status),
             exit_code: r.get(4)?,
             signal: r.get(5)?,
             reason: r.get(6)?,
