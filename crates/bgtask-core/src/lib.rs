@@ -11,6 +11,7 @@ pub mod compact;
 mod config;
 mod doctor;
 mod error;
+mod executor;
 pub mod monitor;
 pub mod output;
 mod process;
