@@ -22,6 +22,7 @@ mod store;
 mod task;
 pub mod units;
 mod wait;
+mod waiter;
 
 pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
 pub use clock::now_ms;
@@ -36,4 +37,5 @@ pub use service::{
 };
 pub use store::set_busy_timeout;
 pub use task::{signal_name, Completion, Status, Task, TaskId};
-pub use wait::{EventWatch, WaitOutcome};
+pub use wait::WaitOutcome;
+pub use waiter::EventWatch;

@@ -37,8 +37,8 @@ pub struct Service {
     config: Config,
     store: Mutex<Store>,
     /// Events watches no wait is using, kept for the next ones (see
-    /// `wait::WatchSlot`).
-    pub(crate) watches: crate::wait::WatchPool,
+    /// `waiter::WatchPool`).
+    pub(crate) watches: crate::waiter::WatchPool,
 }
 
 /// A task with the end of its output.
@@ -85,7 +85,7 @@ impl Service {
         Service {
             config,
             store: Mutex::new(store),
-            watches: crate::wait::WatchPool::default(),
+            watches: crate::waiter::WatchPool::default(),
         }
     }
 

@@ -36,7 +36,9 @@ impl Executor for LocalExecutor {
 
     fn liveness(&self, task: &LiveTask) -> Liveness {
         // No owner recorded: no one can record this task's end.
-        task.owner.as_ref().map_or(Liveness::Dead, ProcessIdentity::liveness)
+        task.owner
+            .as_ref()
+            .map_or(Liveness::Dead, ProcessIdentity::liveness)
     }
 
     fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle> {
