@@ -308,3 +308,80 @@ impl WatchPool {
         drop(watch);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap();
+        file.set_modified(std::time::SystemTime::now()).unwrap();
+    }
+
+    fn events_file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events");
+        touch(&path);
+        (dir, path)
+    }
+
+    #[test]
+    fn a_change_after_the_read_wakes_the_next_sleep_and_none_before_it() {
+        let (_dir, events) = events_file();
+        let mut waiter = Waiter::owning(events.clone());
+        assert!(waiter.is_watching());
+        // A change before the read is drained by it: the read saw it.
+        touch(&events);
+        waiter.before_read();
+        waiter.deadline = Some(Instant::now() + Duration::from_millis(50));
+        assert_eq!(waiter.sleep(&[], true).unwrap(), Woke::Deadline);
+        // A change after the read wakes the sleep at once.
+        waiter.before_read();
+        touch(&events);
+        waiter.deadline = Some(Instant::now() + Duration::from_secs(60));
+        assert_eq!(waiter.sleep(&[], true).unwrap(), Woke::Change);
+    }
+
+    #[test]
+    fn a_replaced_events_file_is_watched_anew_before_any_sleep() {
+        let (dir, events) = events_file();
+        let mut waiter = Waiter::owning(events.clone());
+        let newer = dir.path().join("events.new");
+        touch(&newer);
+        std::fs::rename(&newer, &events).unwrap();
+        waiter.deadline = Some(Instant::now() + Duration::from_secs(60));
+        assert_eq!(waiter.sleep(&[], true).unwrap(), Woke::Armed);
+        waiter.before_read();
+        touch(&events);
+        assert_eq!(waiter.sleep(&[], true).unwrap(), Woke::Change);
+    }
+
+    #[test]
+    fn a_lending_waiter_borrows_only_when_a_change_matters_and_gives_the_watch_back() {
+        let (_dir, events) = events_file();
+        let pool = WatchPool::default();
+        let touch_events = || touch(&events);
+        {
+            let lender = Lender {
+                pool: &pool,
+                touch: &touch_events,
+            };
+            let mut waiter =
+                Waiter::lending(lender, events.clone(), Some(Duration::from_millis(20)));
+            // Waiting on end handles alone takes no watch.
+            assert_eq!(waiter.sleep(&[], false).unwrap(), Woke::Deadline);
+            assert!(!waiter.is_watching());
+            waiter.deadline = Some(Instant::now() + Duration::from_secs(60));
+            assert_eq!(waiter.sleep(&[], true).unwrap(), Woke::Armed);
+            assert!(waiter.is_watching());
+            // A lent watch watches nothing but the events file.
+            assert!(waiter.watch_also(&events).is_err());
+        }
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+    }
+}

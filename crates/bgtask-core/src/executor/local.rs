@@ -164,3 +164,46 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskId;
+
+    fn live(status: Status, owner: Option<ProcessIdentity>) -> LiveTask {
+        LiveTask {
+            id: TaskId::random(),
+            status,
+            leader: None,
+            owner,
+            cgroup: None,
+            kill_grace_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_task_without_an_owner_is_dead_and_one_with_a_running_owner_alive() {
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        let engine: &dyn Executor = &LocalExecutor;
+        assert_eq!(
+            engine.liveness(&live(Status::Running, None)),
+            Liveness::Dead
+        );
+        let ours = live(Status::Running, Some(me));
+        assert_eq!(engine.liveness(&ours), Liveness::Alive);
+        assert!(engine.end_handle(&ours).is_some());
+        assert!(engine.end_handle(&live(Status::Running, None)).is_none());
+    }
+
+    #[test]
+    fn a_kill_is_told_only_to_a_monitor_that_recorded_its_shell() {
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        let engine: &dyn Executor = &LocalExecutor;
+        // Not `killing`: nothing to tell. No shell yet: the monitor sees
+        // `killing` itself when it records the shell. (Either way this
+        // process, the "monitor" here, is not signalled.)
+        assert!(!engine.tell_kill(&live(Status::Running, Some(me.clone()))));
+        assert!(!engine.tell_kill(&live(Status::Killing, Some(me))));
+        assert!(!engine.tell_kill(&live(Status::Killing, None)));
+    }
+}

@@ -43,7 +43,6 @@ use std::collections::HashMap;
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::schema::RECORD_VERSION;
-use super::tasks::FinishRecord;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::process::ProcessIdentity;
@@ -63,16 +62,6 @@ pub(super) struct Entry<'a> {
     pub preview: &'a str,
     pub truncated: bool,
     pub recorded_at: i64,
-}
-
-impl<'a> From<&'a FinishRecord> for Entry<'a> {
-    fn from(record: &'a FinishRecord) -> Self {
-        Entry {
-            preview: &record.preview,
-            truncated: record.output_truncated,
-            recorded_at: record.finished_at,
-        }
-    }
 }
 
 /// Completions claimed for showing, and how many others wait.

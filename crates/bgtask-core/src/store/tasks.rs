@@ -81,6 +81,16 @@ pub struct FinishRecord {
     pub dropped_bytes: u64,
 }
 
+impl<'a> From<&'a FinishRecord> for super::outbox::Entry<'a> {
+    fn from(record: &'a FinishRecord) -> Self {
+        super::outbox::Entry {
+            preview: &record.preview,
+            truncated: record.output_truncated,
+            recorded_at: record.finished_at,
+        }
+    }
+}
+
 impl Store {
     /// Records a new task in `starting`, unless `limit` live tasks exist.
     /// The count and the insert are one immediate transaction, so the limit
