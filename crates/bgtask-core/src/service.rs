@@ -283,14 +283,10 @@ impl Service {
             // either: a `killing` recorded now would be carried out by no
             // one. The task is left as it is.
             let engine = executor::of(&live);
-            if let Some(owner) = live
-                .owner
-                .as_ref()
-                .filter(|_| engine.liveness(&live) == Liveness::Unknown)
-            {
+            if engine.liveness(&live) == Liveness::Unknown {
                 return Err(Error::Unreachable(format!(
-                    "task {id} cannot be killed from here: its monitor (pid {}) runs in another pid namespace; run the kill there",
-                    owner.pid
+                    "task {id} cannot be killed from here: {}",
+                    engine.why_unreachable(&live)
                 )));
             }
             if !store.request_kill(id, grace_ms)? {

@@ -168,11 +168,11 @@ impl<'a> Waiter<'a> {
 
     /// Re-arms a watch whose events file was replaced; returns whether it did.
     fn rearm_if_replaced(&mut self) -> bool {
-        if !self
+        let replaced = self
             .watch
             .as_ref()
-            .is_some_and(|w| !w.is_current(&self.events))
-        {
+            .is_some_and(|w| !w.is_current(&self.events));
+        if !replaced {
             return false;
         }
         // Dropped first: a stale watch may hold the last instance.

@@ -41,6 +41,11 @@ impl Executor for LocalExecutor {
             .map_or(Liveness::Dead, ProcessIdentity::liveness)
     }
 
+    fn why_unreachable(&self, task: &LiveTask) -> String {
+        let pid = task.owner.as_ref().map_or(0, |o| o.pid);
+        format!("its monitor (pid {pid}) runs in another pid namespace; run the kill there")
+    }
+
     fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle> {
         task.owner.as_ref().and_then(ProcessIdentity::open)
     }

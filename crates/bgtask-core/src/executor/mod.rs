@@ -47,6 +47,10 @@ pub trait Executor: Sync {
     /// alone (not seeing it is no proof that it ended).
     fn liveness(&self, task: &LiveTask) -> Liveness;
 
+    /// Why a task whose owner is `Unknown` cannot be told anything from
+    /// here, and where it can be (for the error a kill gets).
+    fn why_unreachable(&self, task: &LiveTask) -> String;
+
     /// What a waiter polls to learn that the task's end was recorded: it
     /// becomes readable when the supervisor exits (which it does right
     /// after recording the end, or by dying). `None`: nothing here can
