@@ -1,6 +1,7 @@
 //! The `Service`: the single entry point the CLI and the servers call, one
-//! method per request. It validates requests, records tasks, starts their
-//! monitors, reads output with byte budgets and reconciles dead owners.
+//! method per request. It validates requests, records tasks, starts them
+//! through their executor (`executor/`), reads output with byte budgets and
+//! reconciles dead owners.
 //!
 //! Locking rule: the store mutex is held only for single store operations,
 //! never across a wait, a kill grace or a write to a client.
