@@ -35,7 +35,7 @@ fn seed(home: &Home, n: usize) -> Result<()> {
     let mut conn = rusqlite::Connection::open(home.path().join("bgtask.db"))?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     let tx = conn.transaction()?;
-    let now = bgtask_core::monitor::now_ms();
+    let now = bgtask_core::now_ms();
     let cwd = home.scratch().to_string_lossy().into_owned();
     for i in 0..n {
         let id = format!("bg-{:016x}", 0x5eed_0000_0000_0000u64 + i as u64);

@@ -15,15 +15,12 @@
 //! - if this process dies, the hold is void and the completion becomes
 //!   visible to the session.
 
-use std::sync::OnceLock;
-
+use crate::clock::now_ms;
 use crate::compact::{shape_file, ShapeOptions, Shaped};
 use crate::config::SpawnRequest;
 use crate::error::{Error, Result};
-use crate::monitor::now_ms;
-use crate::process::ProcessIdentity;
 use crate::reconcile::reconcile_task;
-use crate::service::{Launch, Service};
+use crate::service::{this_process, Launch, Service};
 use crate::task::{Completion, Task, TaskId};
 
 pub use crate::store::Claimed;
@@ -62,14 +59,6 @@ pub enum BashOutcome {
     /// it, reading its output, promoting it). A caller is never told only
     /// an error about a task that runs: it gets the task and the error.
     Interrupted { task: Task, error: Error },
-}
-
-/// This process's identity, as claims record it (`None` if /proc cannot
-/// tell, in which case nothing is claimed or held).
-pub(crate) fn this_process() -> Option<&'static ProcessIdentity> {
-    static ME: OnceLock<Option<ProcessIdentity>> = OnceLock::new();
-    ME.get_or_init(|| ProcessIdentity::of_child(std::process::id()).ok())
-        .as_ref()
 }
 
 impl Service {

@@ -6,9 +6,12 @@
 //! goes through [`Service`]; see ARCHITECTURE.md for the data flow.
 
 pub mod agent;
+mod clock;
 pub mod compact;
 mod config;
+mod doctor;
 mod error;
+mod executor;
 pub mod monitor;
 pub mod output;
 mod process;
@@ -19,16 +22,20 @@ mod store;
 mod task;
 pub mod units;
 mod wait;
+mod waiter;
 
 pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
+pub use clock::now_ms;
 pub use config::{
     Config, SpawnRequest, StreamChoice, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING, DEFAULT_SESSION,
     DEFAULT_TIMEOUT_MS,
 };
+pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, Result};
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
-pub use store::{doctor, set_busy_timeout, DoctorReport, Finding};
+pub use store::set_busy_timeout;
 pub use task::{signal_name, Completion, Status, Task, TaskId};
-pub use wait::{EventWatch, WaitOutcome};
+pub use wait::WaitOutcome;
+pub use waiter::EventWatch;

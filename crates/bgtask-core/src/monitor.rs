@@ -15,22 +15,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::output::{combined_tail, CappedWriter};
 use crate::process::{
     self, Cgroup, ExitStatus, ProcessIdentity, ShellCommand, SIGKILL, SIGTERM, SIGUSR1,
 };
-use crate::store::{self, CacheSize, FinishRecord, LiveTask, Store};
+use crate::store::{self, CacheSize, FinishRecord, LiveTask, Store, PREVIEW_BYTES};
 use crate::task::{Outcome, Status, TaskId};
 
 /// Hidden first argument that runs the binary as a monitor.
 pub const MONITOR_ARG: &str = "__monitor";
-/// The monitors' diagnostics file in the home directory.
-pub const MONITOR_LOG: &str = "monitor.log";
 /// Grace used for timeouts and for a SIGTERM sent to the monitor itself.
 pub const DEFAULT_GRACE_MS: u64 = 2_000;
-/// Preview stored with each completion.
-pub const PREVIEW_BYTES: u64 = 1024;
 
 /// What a monitor runs: given on its command line by the starter, from
 /// the same values it records in the store.
@@ -673,14 +670,6 @@ fn log(message: &str) {
     // One write per line, so lines of concurrent monitors never interleave.
     let line = format!("bgtask monitor {message}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

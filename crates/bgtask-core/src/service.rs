@@ -1,24 +1,23 @@
 //! The `Service`: the single entry point the CLI and the servers call, one
-//! method per request. It validates requests, records tasks, starts their
-//! monitors, reads output with byte budgets and reconciles dead owners.
+//! method per request. It validates requests, records tasks, starts them
+//! through their executor (`executor/`), reads output with byte budgets and
+//! reconciles dead owners.
 //!
 //! Locking rule: the store mutex is held only for single store operations,
 //! never across a wait, a kill grace or a write to a client.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use serde::Serialize;
 
+use crate::clock::now_ms;
 use crate::config::{Config, SpawnRequest};
 use crate::error::{Error, Result};
-use crate::monitor::{now_ms, TaskCommand, MONITOR_ARG};
+use crate::executor::{self, Job, Launched};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
-use crate::process::{self, Detached, Liveness, ProcessIdentity};
+use crate::process::{self, Liveness, ProcessIdentity};
 use crate::reconcile::{reconcile_all, reconcile_task};
 use crate::store::{CacheSize, NewTask, Store};
 use crate::task::{Completion, Status, Task, TaskId};
@@ -38,11 +37,9 @@ pub const DEFAULT_GC_AGE_MS: u64 = 24 * 3_600_000;
 pub struct Service {
     config: Config,
     store: Mutex<Store>,
-    /// Monitors this process started and has not reaped yet.
-    monitors: Mutex<Vec<u32>>,
     /// Events watches no wait is using, kept for the next ones (see
-    /// `wait::WatchSlot`).
-    pub(crate) watches: crate::wait::WatchPool,
+    /// `waiter::WatchPool`).
+    pub(crate) watches: crate::waiter::WatchPool,
 }
 
 /// A task with the end of its output.
@@ -89,8 +86,7 @@ impl Service {
         Service {
             config,
             store: Mutex::new(store),
-            monitors: Mutex::new(Vec::new()),
-            watches: crate::wait::WatchPool::default(),
+            watches: crate::waiter::WatchPool::default(),
         }
     }
 
@@ -135,15 +131,9 @@ impl Service {
             id,
             req,
             cwd,
-            monitor,
+            launched,
         } = launch;
-        // Read only now: the first read of a process's /proc stat waits
-        // until its exec has finished (measured: 0.3 ms right after
-        // posix_spawn returns, nothing after the store is open).
-        let owner = ProcessIdentity::of_child(monitor.pid);
-        self.keep_for_reaping(monitor.pid);
-        let owner = owner
-            .map_err(|e| Error::SpawnFailed(format!("cannot identify the task's monitor: {e}")))?;
+        let owner = launched.owner()?;
         let new = NewTask {
             id,
             session: self.config.session.clone(),
@@ -164,10 +154,7 @@ impl Service {
             let _ = self.store().hold_completion(&task.task_id, holder);
         }
         process::fault::point("starter_after_insert");
-        // The task's variables go with "go", never into the monitor's own
-        // environment. A monitor that died already is found by the next
-        // reconcile.
-        let _ = (&monitor.stdin).write_all(&process::go_message(&req.env));
+        launched.go(&req.env);
         Ok(task)
     }
 
@@ -181,14 +168,6 @@ impl Service {
             }
             other => other,
         }
-    }
-
-    /// Remembers a monitor so it is reaped (long-lived servers would
-    /// otherwise collect zombies); reaps the ones that already ended.
-    fn keep_for_reaping(&self, pid: u32) {
-        let mut monitors = self.monitors.lock().unwrap_or_else(|e| e.into_inner());
-        monitors.retain(|pid| !process::reap_if_exited(*pid));
-        monitors.push(pid);
     }
 
     /// A task by id (any session), after checking its owner is alive.
@@ -304,14 +283,11 @@ impl Service {
             // A monitor that cannot be checked from here cannot be told
             // either: a `killing` recorded now would be carried out by no
             // one. The task is left as it is.
-            if let Some(owner) = live
-                .owner
-                .as_ref()
-                .filter(|o| o.liveness() == Liveness::Unknown)
-            {
+            let engine = executor::of(&live);
+            if engine.liveness(&live) == Liveness::Unknown {
                 return Err(Error::Unreachable(format!(
-                    "task {id} cannot be killed from here: its monitor (pid {}) runs in another pid namespace; run the kill there",
-                    owner.pid
+                    "task {id} cannot be killed from here: {}",
+                    engine.why_unreachable(&live)
                 )));
             }
             if !store.request_kill(id, grace_ms)? {
@@ -326,14 +302,8 @@ impl Service {
             // before our request it must be signalled; if after, it saw
             // `killing` itself when it recorded the shell.
             if let Some(live) = store.live(id)? {
-                let monitor = live.owner.as_ref().filter(|_| live.leader.is_some());
-                match monitor.and_then(ProcessIdentity::open) {
-                    Some(handle) => {
-                        let _ = handle.signal(process::SIGUSR1);
-                    }
-                    None => {
-                        reconcile_task(&mut store, &live)?;
-                    }
+                if !executor::of(&live).tell_kill(&live) {
+                    reconcile_task(&mut store, &live)?;
                 }
             }
         }
@@ -382,7 +352,7 @@ impl Service {
         store.set_notify(id)?;
         // A promoted task reports its end as a completion, even if a
         // foreground `bash` of this process held it.
-        if let Some(me) = crate::agent::this_process() {
+        if let Some(me) = this_process() {
             store.release_hold(id, me)?;
         }
         store.touch_events();
@@ -436,6 +406,14 @@ impl Service {
     }
 }
 
+/// This process's identity, as claims record it (`None` if /proc cannot
+/// tell, in which case nothing is claimed or held).
+pub(crate) fn this_process() -> Option<&'static ProcessIdentity> {
+    static ME: OnceLock<Option<ProcessIdentity>> = OnceLock::new();
+    ME.get_or_init(|| ProcessIdentity::of_child(std::process::id()).ok())
+        .as_ref()
+}
+
 /// One of a task's two output files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputFile {
@@ -451,7 +429,7 @@ pub struct Launch {
     id: TaskId,
     req: SpawnRequest,
     cwd: PathBuf,
-    monitor: Detached,
+    launched: Box<dyn Launched>,
 }
 
 impl Launch {
@@ -465,16 +443,18 @@ impl Launch {
         // a starter that may exit the instant it prints the id. Until it
         // reads "go" on its stdin the monitor does nothing; end of file
         // without "go" (this process failed or died) makes it give up.
-        let task = TaskCommand {
+        let config = with_absolute_home(config.clone())?;
+        let job = Job {
+            id: &id,
             cwd: &cwd,
             command: &req.command,
         };
-        let monitor = start_monitor(config, &id, &task)?;
+        let launched = executor::for_new_task().launch(&config, &job)?;
         Ok(Launch {
             id,
             req: req.clone(),
             cwd,
-            monitor,
+            launched,
         })
     }
 }
@@ -571,33 +551,6 @@ fn absolute_home(home: &Path) -> Result<PathBuf> {
         ));
     }
     std::path::absolute(home).map_err(|e| Error::io("cannot resolve", home, e))
-}
-
-fn start_monitor(config: &Config, id: &TaskId, task: &TaskCommand<'_>) -> Result<Detached> {
-    let home = absolute_home(&config.home)?;
-    // Checked (and for a new store created) before anything is written
-    // in it or started for it; `Store::open` checks again, cheaply.
-    Store::prepare_home(&home)?;
-    let log_path = home.join(crate::monitor::MONITOR_LOG);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
-    let args: Vec<OsString> = vec![
-        MONITOR_ARG.into(),
-        home.into_os_string(),
-        id.as_str().into(),
-        task.cwd.as_os_str().to_owned(),
-        task.command.into(),
-    ];
-    process::spawn_detached(&config.monitor_exe, &args, log).map_err(|e| {
-        Error::SpawnFailed(format!(
-            "cannot start monitor {}: {e}",
-            config.monitor_exe.display()
-        ))
-    })
 }
 
 fn validate_env(key: &str, value: &str) -> Result<()> {

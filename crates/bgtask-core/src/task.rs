@@ -104,6 +104,22 @@ impl Status {
         )
     }
 
+    /// Whether a task in this status still has (or is about to have) a
+    /// process: every status that is not terminal.
+    pub fn is_live(self) -> bool {
+        !self.is_terminal()
+    }
+
+    /// A status read back from the database. A row of a newer format is
+    /// skipped before its status is read (`record_version`), so a status
+    /// this build does not know is a damaged record; it reads as `failed`,
+    /// the one fallback: a terminal status, so no waiter waits on it for
+    /// ever, nothing is signalled on its behalf and it holds no slot of the
+    /// running limit, and the record itself is left as it is.
+    pub(crate) fn from_stored(text: &str) -> Status {
+        text.parse().unwrap_or(Status::Failed)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Starting => "starting",
@@ -316,6 +332,17 @@ mod tests {
         ] {
             assert!(bad.parse::<TaskId>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn live_is_what_is_not_terminal_and_unknown_stored_statuses_read_as_failed() {
+        let live: Vec<_> = Status::ALL.into_iter().filter(|s| s.is_live()).collect();
+        assert_eq!(live, [Status::Starting, Status::Running, Status::Killing]);
+        for status in Status::ALL {
+            assert_eq!(Status::from_stored(status.as_str()), status);
+        }
+        assert_eq!(Status::from_stored("queued"), Status::Failed);
+        assert_eq!(Status::from_stored(""), Status::Failed);
     }
 
     #[test]

@@ -1,23 +1,20 @@
-//! Waiting without polling: for tasks to end (`wait`, `kill`) and for new
-//! output (`logs --follow`). A waiter sleeps in poll(2) on the pidfds of
-//! the tasks' owners (a dead monitor wakes it at once) and on an inotify
-//! watch of the store's events file (touched after every transition), and
-//! re-reads the store only when one of them fires.
+//! Waiting for tasks: `wait`, `wait_any` and `started` (for states) and
+//! `follow` (for new output), all on the one waiter (`waiter.rs`): they
+//! read the store, and sleep on what tells them it may have changed.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::StreamChoice;
 use crate::error::{Error, Result};
+use crate::executor;
 use crate::output::Snapshot;
-use crate::process::{self, FileWatch, ProcessHandle};
+use crate::process::ProcessHandle;
 use crate::service::Service;
 use crate::task::{Completion, Status, Task, TaskId};
+use crate::waiter::{EventWatch, Lender, Waiter};
 
 /// What wakes a waiter.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -30,92 +27,6 @@ enum Wake {
 
 /// How long [`Service::started`] waits for a monitor to start a shell.
 const START_PATIENCE_MS: u64 = 10_000;
-
-/// How often a waiter re-reads the store when the kernel refuses it an
-/// inotify instance (the user's instances are used up): slower than a
-/// watch, but a wait must not fail, nor report failure for a task that
-/// started, because another program hoards instances.
-const WATCHLESS_POLL: Duration = Duration::from_millis(100);
-
-/// Idle events watches a service keeps for later waits (see `WatchSlot`).
-/// A burst of concurrent waits makes one each; all but these are closed
-/// when their waits end, so a long-lived server holds a small, fixed
-/// number of inotify instances whatever its request history.
-const MAX_IDLE_WATCHES: usize = 2;
-
-/// Wakes its owner when any task in the store changes state (no polling).
-/// Survives the events file being deleted or replaced: it re-arms on the
-/// file now at the path, and reports that as an event so the owner
-/// re-reads the store. Without an inotify instance (the kernel refused
-/// one) it wakes every `WATCHLESS_POLL` and keeps trying to get one.
-pub struct EventWatch {
-    path: PathBuf,
-    armed: Mutex<Option<EventsFileWatch>>,
-}
-
-impl EventWatch {
-    /// Sleeps until some task changes state or `timeout` passes; returns
-    /// whether an event arrived (or may have: a re-armed watch, or no
-    /// watch). Pending events are consumed.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
-        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-        if !armed.as_ref().is_some_and(|w| w.is_current(&self.path)) {
-            // Dropped first: a stale watch may hold the last instance.
-            *armed = None;
-            *armed = EventsFileWatch::new(&self.path).ok();
-            if armed.is_some() {
-                // Changes between the replacement and now went unseen.
-                return Ok(true);
-            }
-        }
-        let Some(watch) = armed.as_ref() else {
-            std::thread::sleep(timeout.map_or(WATCHLESS_POLL, |t| t.min(WATCHLESS_POLL)));
-            return Ok(true);
-        };
-        let ready = process::wait_readable(&[watch.watch.as_fd()], timeout)
-            .map_err(|e| Error::io("cannot wait on", &self.path, e))?;
-        watch.watch.drain();
-        Ok(ready[0])
-    }
-}
-
-/// An inotify watch on the events file, and the file itself, held open.
-/// The file can be deleted or replaced (by hand, by a cleanup script), and
-/// a watch stays on the inode it was given, so a user checks
-/// [`EventsFileWatch::is_current`] before relying on it. Holding the file
-/// open keeps its inode number from being reused by a new file at the same
-/// path, which would make a stale watch look current.
-struct EventsFileWatch {
-    watch: FileWatch,
-    file: std::fs::File,
-}
-
-impl EventsFileWatch {
-    /// Watches the events file at `path` (which must exist).
-    fn new(path: &Path) -> std::io::Result<EventsFileWatch> {
-        // Opened before the watch is added: if the file is replaced in
-        // between, the watch is on the newer file and the next check
-        // re-arms, never the other way round.
-        let file = std::fs::File::open(path)?;
-        let watch = FileWatch::new()?;
-        watch.add(path)?;
-        Ok(EventsFileWatch { watch, file })
-    }
-
-    /// Whether the file at `path` is still the one watched.
-    fn is_current(&self, path: &Path) -> bool {
-        match (std::fs::metadata(path), self.file.metadata()) {
-            (Ok(now), Ok(watched)) => now.dev() == watched.dev() && now.ino() == watched.ino(),
-            _ => false,
-        }
-    }
-}
-
-/// The events watches no wait is using, kept for the next waits.
-#[derive(Default)]
-pub(crate) struct WatchPool {
-    idle: Mutex<Vec<EventsFileWatch>>,
-}
 
 /// The result of waiting for tasks.
 #[derive(Clone, Debug, Serialize)]
@@ -159,30 +70,15 @@ impl Service {
         wake: Wake,
         done: impl Fn(&[Task]) -> bool,
     ) -> Result<WaitOutcome> {
-        // A deadline past what the clock can hold is no deadline.
-        let deadline =
-            timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        // The events watch is taken only when the owners' pidfds do not
-        // suffice, and is lent rather than made (see `WatchSlot`).
-        let mut slot = WatchSlot {
-            service: self,
-            watch: None,
+        let touch = || self.touch_events();
+        let lender = Lender {
+            pool: &self.watches,
+            touch: &touch,
         };
         let events = self.store().events_path();
-        // Whether the kernel refused a watch: then the store is re-read
-        // every `WATCHLESS_POLL` instead.
-        let mut watchless = false;
+        let mut waiter = Waiter::lending(lender, events, timeout_ms.map(Duration::from_millis));
         loop {
-            if slot.watch.as_ref().is_some_and(|w| !w.is_current(&events)) {
-                // The events file was replaced: changes touch the new one.
-                slot.watch = None;
-                slot.watch = self.lend_watch(&events);
-                watchless = slot.watch.is_none();
-            }
-            // Drain before reading, so a transition after the read wakes us.
-            if let Some(watch) = &slot.watch {
-                watch.watch.drain();
-            }
+            waiter.before_read();
             let tasks = ids
                 .iter()
                 .map(|id| self.get(id))
@@ -193,43 +89,30 @@ impl Service {
                     timed_out: false,
                 });
             }
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if remaining == Some(Duration::ZERO) {
+            if waiter.remaining() == Some(Duration::ZERO) {
                 return Ok(WaitOutcome {
                     tasks,
                     timed_out: true,
                 });
             }
-            let owners = self.owner_handles(&tasks)?;
+            let owners = self.end_handles(&tasks)?;
             // A task's end is recorded by its monitor (its owner from the
             // start), which exits right after, or by whoever finds the
             // monitor dead: waiting for an end, its pidfd is enough.
             let live = tasks.iter().filter(|t| !t.is_terminal()).count();
             let pidfds_suffice = wake == Wake::OwnerExit && owners.len() == live;
-            if !pidfds_suffice && slot.watch.is_none() && !watchless {
-                slot.watch = self.lend_watch(&events);
-                watchless = slot.watch.is_none();
-                continue; // re-read: a change may have come before the watch
-            }
-            let mut fds: Vec<_> = slot.watch.iter().map(|w| w.watch.as_fd()).collect();
-            fds.extend(owners.iter().map(ProcessHandle::as_fd));
-            let sleep = match (watchless && !pidfds_suffice, remaining) {
-                (true, Some(left)) => Some(left.min(WATCHLESS_POLL)),
-                (true, None) => Some(WATCHLESS_POLL),
-                (false, _) => remaining,
-            };
-            process::wait_readable(&fds, sleep)
-                .map_err(|e| Error::io("cannot wait on", &events, e))?;
+            waiter.sleep(&owners, !pidfds_suffice)?;
         }
     }
 
-    /// pidfds of the owners of the live tasks among `tasks`.
-    fn owner_handles(&self, tasks: &[Task]) -> Result<Vec<ProcessHandle>> {
+    /// What tells the end of each live task among `tasks` (its owner's
+    /// pidfd, for a local task), where the task's engine has one.
+    fn end_handles(&self, tasks: &[Task]) -> Result<Vec<ProcessHandle>> {
         let store = self.store();
         let mut handles = Vec::new();
         for task in tasks.iter().filter(|t| !t.is_terminal()) {
-            if let Some(owner) = store.live(&task.task_id)?.and_then(|l| l.owner) {
-                handles.extend(owner.open());
+            if let Some(live) = store.live(&task.task_id)? {
+                handles.extend(executor::of(&live).end_handle(&live));
             }
         }
         Ok(handles)
@@ -243,11 +126,7 @@ impl Service {
             store.events_path()
         };
         // Without an instance now, it keeps trying on each wait.
-        let armed = EventsFileWatch::new(&path).ok();
-        Ok(EventWatch {
-            path,
-            armed: Mutex::new(armed),
-        })
+        Ok(EventWatch::new(path))
     }
 
     /// Completions of this session recorded after outbox sequence `after`,
@@ -259,41 +138,6 @@ impl Service {
     /// The newest outbox sequence number in the store.
     pub fn last_completion_seq(&self) -> Result<i64> {
         self.store().last_completion_seq()
-    }
-
-    /// An events watch for one wait: an idle one of this service's that
-    /// still watches the file at `events`, or a new one; `None` when the
-    /// kernel refuses one.
-    fn lend_watch(&self, events: &Path) -> Option<EventsFileWatch> {
-        loop {
-            let idle = self
-                .watches
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
-            match idle {
-                Some(watch) if watch.is_current(events) => return Some(watch),
-                Some(_stale) => continue,
-                None => {
-                    self.store().touch_events();
-                    return EventsFileWatch::new(events).ok();
-                }
-            }
-        }
-    }
-
-    fn events_watch(&self) -> Result<FileWatch> {
-        let path = {
-            let store = self.store();
-            store.touch_events();
-            store.events_path()
-        };
-        let watch = FileWatch::new().map_err(|e| Error::io("cannot watch", &path, e))?;
-        watch
-            .add(&path)
-            .map_err(|e| Error::io("cannot watch", &path, e))?;
-        Ok(watch)
     }
 
     /// Writes a task's output to `sink` as it is produced, until the task
@@ -328,13 +172,22 @@ impl Service {
             };
             positions.push(start);
         }
-        let watch = self.events_watch()?;
+        let events = {
+            let store = self.store();
+            store.touch_events();
+            store.events_path()
+        };
+        let mut waiter = Waiter::owning(events);
+        if !waiter.is_watching() {
+            let e = std::io::Error::other("the kernel refused an inotify instance");
+            return Err(Error::io("cannot watch", self.store().events_path(), e));
+        }
         loop {
-            watch.drain();
+            waiter.before_read();
             // Compaction replaces a file: watch whichever file is there now
             // (the watch of a replaced one fires as its link count drops).
             for path in &paths {
-                match watch.add(path) {
+                match waiter.watch_also(path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(Error::io("cannot watch", path, e))
                     }
@@ -350,11 +203,8 @@ impl Service {
             if ended {
                 return Ok(());
             }
-            let owners = self.owner_handles(&[self.get(id)?])?;
-            let mut fds = vec![watch.as_fd()];
-            fds.extend(owners.iter().map(ProcessHandle::as_fd));
-            process::wait_readable(&fds, None)
-                .map_err(|e| Error::io("cannot wait on", self.store().events_path(), e))?;
+            let owners = self.end_handles(&[self.get(id)?])?;
+            waiter.sleep(&owners, true)?;
         }
     }
 }
@@ -396,39 +246,5 @@ fn copy_stream(
         }
         write(sink, &read.data)?;
         pos = read.next;
-    }
-}
-
-/// The events watch of one wait, if it took one; given back to the service
-/// when the wait ends. Closing an inotify instance waits for an SRCU grace
-/// period (5–20 ms here), which a waiter that made its own would pay on
-/// every return: a `serve` or `mcp` process, which waits for each
-/// background task to start, paid it on every `bash` request. Kept by the
-/// service instead (up to `MAX_IDLE_WATCHES`), a watch is closed once, when
-/// the service goes. A reused watch may hold events from an earlier wait;
-/// the waiter drains it before each read, so at worst it reads the store
-/// once more.
-struct WatchSlot<'a> {
-    service: &'a Service,
-    watch: Option<EventsFileWatch>,
-}
-
-impl Drop for WatchSlot<'_> {
-    fn drop(&mut self) {
-        if let Some(watch) = self.watch.take() {
-            let mut idle = self
-                .service
-                .watches
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE_WATCHES {
-                idle.push(watch);
-                return;
-            }
-            // Closed outside the lock: closing waits for a grace period.
-            drop(idle);
-            drop(watch);
-        }
     }
 }

@@ -241,7 +241,7 @@ fn age_or_duration(task: &Task) -> String {
     match (task.duration_ms, task.started_at) {
         (Some(d), _) => format_duration_ms(d),
         (None, Some(started)) => {
-            let now = bgtask_core::monitor::now_ms();
+            let now = bgtask_core::now_ms();
             format!("{} ago", format_duration_ms((now - started).max(0) as u64))
         }
         _ => "-".into(),

@@ -10,7 +10,6 @@
 //!   transition, at most one per task;
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
-mod doctor;
 mod holders;
 mod home;
 mod outbox;
@@ -24,11 +23,20 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 use crate::task::TaskId;
 
-pub use doctor::{doctor, DoctorReport, Finding};
 pub use home::disk_share;
-pub use outbox::Claimed;
+pub use outbox::{Claimed, PREVIEW_BYTES};
 pub use schema::set_busy_timeout;
+pub(crate) use schema::SCHEMA_VERSION;
 pub use tasks::{FinishRecord, LiveTask, NewTask};
+
+/// The monitors' diagnostics file in the home directory (their stderr).
+const MONITOR_LOG: &str = "monitor.log";
+
+/// Where monitors write their own diagnostics, for a home that may not be
+/// open as a store yet (a starter opens it before the store).
+pub fn monitor_log_path(home: &Path) -> PathBuf {
+    home.join(MONITOR_LOG)
+}
 
 /// An open store at a home directory.
 pub struct Store {
@@ -110,9 +118,14 @@ impl Store {
         self.home.join("events")
     }
 
+    /// The directory of the tasks' output files.
+    pub fn output_dir(&self) -> PathBuf {
+        output_dir(&self.home)
+    }
+
     /// Where monitors write their own diagnostics.
     pub fn monitor_log_path(&self) -> PathBuf {
-        self.home.join(crate::monitor::MONITOR_LOG)
+        monitor_log_path(&self.home)
     }
 
     /// Re-creates the disk-space reserve if it was used up.
@@ -178,14 +191,19 @@ pub(crate) fn store_error(db: &Path, source: rusqlite::Error) -> Error {
     }
 }
 
+/// The directory of the tasks' output files in the store at `home`.
+pub fn output_dir(home: &Path) -> PathBuf {
+    home.join("out")
+}
+
 /// Where a task's stdout is kept in the store at `home`.
 pub fn stdout_path(home: &Path, id: &TaskId) -> PathBuf {
-    home.join("out").join(format!("{id}.out"))
+    output_dir(home).join(format!("{id}.out"))
 }
 
 /// Where a task's stderr is kept in the store at `home`.
 pub fn stderr_path(home: &Path, id: &TaskId) -> PathBuf {
-    home.join("out").join(format!("{id}.err"))
+    output_dir(home).join(format!("{id}.err"))
 }
 
 /// Creates a task's two output files (0600, must not exist yet) in the

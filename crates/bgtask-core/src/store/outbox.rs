@@ -43,11 +43,15 @@ use std::collections::HashMap;
 use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 
 use super::schema::RECORD_VERSION;
-use super::tasks::FinishRecord;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::process::ProcessIdentity;
 use crate::task::{Completion, TaskId};
+
+/// Bytes of a task's output kept with its completion (the end of its
+/// combined stdout and stderr): here, where completions are made, so the
+/// monitor, reconcile and `set_notify` record previews of one size.
+pub const PREVIEW_BYTES: u64 = 1024;
 
 const COMPLETION_COLUMNS: &str = "c.seq, c.task_id, c.session, t.status, t.exit_code, t.signal, \
     t.reason, t.command, t.started_at, t.finished_at, c.output_preview, c.output_truncated, \
@@ -58,16 +62,6 @@ pub(super) struct Entry<'a> {
     pub preview: &'a str,
     pub truncated: bool,
     pub recorded_at: i64,
-}
-
-impl<'a> From<&'a FinishRecord> for Entry<'a> {
-    fn from(record: &'a FinishRecord) -> Self {
-        Entry {
-            preview: &record.preview,
-            truncated: record.output_truncated,
-            recorded_at: record.finished_at,
-        }
-    }
 }
 
 /// Completions claimed for showing, and how many others wait.
@@ -527,7 +521,7 @@ fn completion_from_row(home: &std::path::Path, r: &Row<'_>) -> rusqlite::Result<
             stderr_path: super::stderr_path(home, &task_id),
             task_id,
             session: r.get(2)?,
-            status: status.parse().unwrap_or(crate::task::Status::Failed),
+            status: crate::task::Status::from_stored(&status),
             exit_code: r.get(4)?,
             signal: r.get(5)?,
             reason: r.get(6)?,

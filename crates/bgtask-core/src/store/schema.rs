@@ -32,7 +32,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The schema this build writes.
-pub(super) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 /// The per-row format this build writes; rows with a larger one are skipped.
 pub(crate) const RECORD_VERSION: i64 = 1;
 

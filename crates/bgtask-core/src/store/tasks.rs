@@ -10,8 +10,22 @@ use crate::error::{Error, Result};
 use crate::process::ProcessIdentity;
 use crate::task::{End, Status, Task, TaskId};
 
-/// The statuses in which a task still has (or is about to have) a process.
-const LIVE: &str = "('starting','running','killing')";
+/// The live statuses as an SQL set, `('starting','running',…)`: written
+/// from `Status::is_live`, so the store and the code agree on what is live.
+const LIVE: LiveSet = LiveSet;
+
+struct LiveSet;
+
+impl std::fmt::Display for LiveSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sep = "(";
+        for status in Status::ALL.into_iter().filter(|s| s.is_live()) {
+            write!(f, "{sep}'{status}'")?;
+            sep = ",";
+        }
+        f.write_str(")")
+    }
+}
 
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
@@ -65,6 +79,16 @@ pub struct FinishRecord {
     pub preview: String,
     pub output_truncated: bool,
     pub dropped_bytes: u64,
+}
+
+impl<'a> From<&'a FinishRecord> for super::outbox::Entry<'a> {
+    fn from(record: &'a FinishRecord) -> Self {
+        super::outbox::Entry {
+            preview: &record.preview,
+            truncated: record.output_truncated,
+            recorded_at: record.finished_at,
+        }
+    }
 }
 
 impl Store {
@@ -153,7 +177,7 @@ impl Store {
                 ],
                 |r| {
                     Ok(StartedTask {
-                        status: r.get::<_, String>(0)?.parse().unwrap_or(Status::Killing),
+                        status: Status::from_stored(&r.get::<_, String>(0)?),
                         max_output: r.get::<_, i64>(1)?.max(0) as u64,
                         timeout_ms: opt_u64(r.get(2)?),
                         idle_timeout_ms: opt_u64(r.get(3)?),
@@ -271,12 +295,12 @@ impl Store {
             return Err(Error::TaskNotFound(id.to_string()));
         };
         if status.parse::<Status>().is_ok_and(Status::is_terminal) {
-            let tail = crate::output::combined_tail(&out, &err_path, crate::monitor::PREVIEW_BYTES)
+            let tail = crate::output::combined_tail(&out, &err_path, super::PREVIEW_BYTES)
                 .unwrap_or_default();
             let entry = super::outbox::Entry {
                 preview: &tail.text,
                 truncated: tail.truncated || dropped > 0,
-                recorded_at: finished_at.unwrap_or_else(crate::monitor::now_ms),
+                recorded_at: finished_at.unwrap_or_else(crate::clock::now_ms),
             };
             super::outbox::insert(&tx, id, &session, entry).map_err(err)?;
         }
@@ -367,7 +391,7 @@ impl Store {
                             Box::new(e),
                         )
                     })?,
-                    status: status.parse().unwrap_or(Status::Running),
+                    status: Status::from_stored(&status),
                     owner: identity(r.get(2)?, r.get(3)?),
                     leader: identity(r.get(4)?, r.get(5)?),
                     cgroup: r.get::<_, Option<String>>(7)?.map(PathBuf::from),
@@ -456,7 +480,7 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         session: r.get(2)?,
         command: r.get(3)?,
         cwd: PathBuf::from(r.get::<_, String>(4)?),
-        status: status.parse().unwrap_or(Status::Failed),
+        status: Status::from_stored(&status),
         exit_code: r.get(7)?,
         signal: r.get(8)?,
         reason: r.get(9)?,
@@ -489,4 +513,14 @@ pub(super) fn is_disk_full(err: &rusqlite::Error) -> bool {
 
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sql_set_of_live_statuses_is_written_from_status() {
+        assert_eq!(LIVE.to_string(), "('starting','running','killing')");
+    }
 }

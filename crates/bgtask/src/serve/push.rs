@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use bgtask_core::compact::compact;
-use bgtask_core::monitor::now_ms;
+use bgtask_core::now_ms;
 use bgtask_core::output::str_tail;
 use bgtask_core::{EventWatch, ListRequest, Status, TaskId};
 

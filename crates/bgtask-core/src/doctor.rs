@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use super::{CacheSize, Store};
-use crate::monitor::now_ms;
+use crate::clock::now_ms;
 use crate::reconcile::reconcile_all;
+use crate::store::{CacheSize, Store, SCHEMA_VERSION};
 
 /// One check and what came of it.
 #[derive(Clone, Debug, Serialize)]
@@ -193,7 +193,7 @@ fn check_database(db: &Path, repair: bool, report: &mut DoctorReport) -> Databas
             Ok((version, check))
         });
     let problem = match verdict {
-        Ok((version, _)) if version > super::schema::SCHEMA_VERSION => {
+        Ok((version, _)) if version > SCHEMA_VERSION => {
             report.add(
                 "database",
                 false,
@@ -297,7 +297,7 @@ fn check_tasks(store: &mut Store, repair: bool, report: &mut DoctorReport) {
         .list(None, None)
         .map(|tasks| tasks.into_iter().map(|t| t.task_id.to_string()).collect())
         .unwrap_or_default();
-    let out_dir = store.home.join("out");
+    let out_dir = store.output_dir();
     let mut orphans = Vec::new();
     for entry in std::fs::read_dir(&out_dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -1,0 +1,96 @@
+//! Where a task runs: the seam between the engine-neutral core (the store,
+//! the service, the waiter, reconcile) and an engine that runs a task and
+//! records its end. Today's engine is the local monitor (`local.rs`);
+//! a remote one (a Slurm job, a Kubernetes Job, a Ray job) is a second
+//! implementation of [`Executor`] and leaves the store, the service and the
+//! servers as they are (see ARCHITECTURE.md).
+//!
+//! Every engine keeps the same promises: a task is recorded before the
+//! engine may start it, its end is recorded once (by the engine's
+//! supervisor, or by reconcile when that supervisor is known to be gone),
+//! and a kill is a recorded request that the engine is then told to carry
+//! out.
+
+mod local;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::process::{Liveness, ProcessHandle, ProcessIdentity};
+use crate::store::{LiveTask, Store};
+use crate::task::TaskId;
+
+pub use local::LocalExecutor;
+
+/// What an engine is asked to run: the values the starter records.
+pub struct Job<'a> {
+    pub id: &'a TaskId,
+    pub cwd: &'a std::path::Path,
+    pub command: &'a str,
+}
+
+/// One engine that runs tasks.
+pub trait Executor: Sync {
+    /// The engine's name, as a task row will record it.
+    #[expect(
+        dead_code,
+        reason = "read once rows record their engine (a second executor)"
+    )]
+    fn name(&self) -> &'static str;
+
+    /// The first half of a start: starts the engine's side of a task,
+    /// which waits until the task is recorded (see [`Launched`]). Nothing
+    /// of the task is in the store yet.
+    fn launch(&self, config: &Config, job: &Job<'_>) -> Result<Box<dyn Launched>>;
+
+    /// Whether the supervisor recorded as the task's owner still runs:
+    /// `Dead` lets reconcile record the end, `Unknown` leaves the task
+    /// alone (not seeing it is no proof that it ended).
+    fn liveness(&self, task: &LiveTask) -> Liveness;
+
+    /// Why a task whose owner is `Unknown` cannot be told anything from
+    /// here, and where it can be (for the error a kill gets).
+    fn why_unreachable(&self, task: &LiveTask) -> String;
+
+    /// What a waiter polls to learn that the task's end was recorded: it
+    /// becomes readable when the supervisor exits (which it does right
+    /// after recording the end, or by dying). `None`: nothing here can
+    /// tell, and the waiter watches the store's events instead.
+    fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle>;
+
+    /// Tells the supervisor of a task recorded `killing` to carry the kill
+    /// out. False when it cannot be told now (not ready for it yet, or
+    /// gone): the caller then reconciles.
+    fn tell_kill(&self, task: &LiveTask) -> bool;
+
+    /// Why a task whose supervisor is gone ended, for its record.
+    fn lost_reason(&self, store: &Store, task: &LiveTask) -> String;
+
+    /// Ends whatever is left of a task whose supervisor is gone. Runs
+    /// before the end is recorded.
+    fn clean_up(&self, task: &LiveTask);
+}
+
+/// A task whose engine side is started and waits for its record.
+/// Dropped without [`Launched::go`], the engine side gives up unused.
+pub trait Launched {
+    /// Who owns the task once it is recorded: the process whose death
+    /// means its end will not be recorded by the engine. Read only when
+    /// the record is about to be written (see `local.rs`).
+    fn owner(&self) -> Result<ProcessIdentity>;
+
+    /// The task is recorded: let the engine go ahead, with the task's
+    /// environment (sent along, never stored). An engine side that died
+    /// meanwhile is found by the next reconcile.
+    fn go(self: Box<Self>, env: &[(String, String)]);
+}
+
+/// The engine that runs new tasks.
+pub fn for_new_task() -> &'static dyn Executor {
+    &LocalExecutor
+}
+
+/// The engine that runs a recorded task. Every row is local today; a row
+/// will name its engine when a second one exists.
+pub fn of(_task: &LiveTask) -> &'static dyn Executor {
+    &LocalExecutor
+}
