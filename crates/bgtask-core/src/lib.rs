@@ -12,8 +12,8 @@ mod error;
 pub mod monitor;
 pub mod output;
 mod process;
+pub mod protocol;
 mod reconcile;
-pub mod rpc;
 mod service;
 mod store;
 mod task;
@@ -25,7 +25,7 @@ pub use config::{
     Config, SpawnRequest, StreamChoice, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING, DEFAULT_SESSION,
     DEFAULT_TIMEOUT_MS,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
