@@ -360,7 +360,8 @@ mod tests {
         let err = rpc::params::<TaskParams>(json!({"task_id": "nope"})).unwrap_err();
         assert_eq!(err.code, rpc::INVALID_PARAMS);
         assert!(
-            err.message.starts_with("invalid params: task_id: invalid task id"),
+            err.message
+                .starts_with("invalid params: task_id: invalid task id"),
             "{}",
             err.message
         );

@@ -75,9 +75,7 @@ pub fn templates() -> ListResourceTemplatesResult {
 
 pub fn read(service: &Service, uri: &str) -> Result<ReadResourceResponse, McpError> {
     let id = parse_uri(uri)?;
-    let status = service
-        .status(&id, TAIL_BYTES)
-        .map_err(lookup_error)?;
+    let status = service.status(&id, TAIL_BYTES).map_err(lookup_error)?;
     let text = serde_json::to_string_pretty(&status)
         .map_err(|e| McpError::internal_error(e.to_string(), None))?;
     let mut contents = ResourceContents::text(text, uri);

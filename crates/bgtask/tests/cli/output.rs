@@ -158,7 +158,10 @@ fn follow_of_a_fast_capped_writer_gets_everything_kept_and_counts_every_gap() {
     let bg = Bg::new();
     let stream: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
     for round in 0..8 {
-        let id = bg.run_id(bg.cmd().args(["run", "--max-output", "64KiB", "--", "seq 1 200000"]));
+        let id = bg.run_id(
+            bg.cmd()
+                .args(["run", "--max-output", "64KiB", "--", "seq 1 200000"]),
+        );
         let tail = if round % 2 == 0 {
             &[][..]
         } else {

@@ -77,9 +77,7 @@ fn pending(bg: &Bg, session: &str) -> Vec<String> {
 /// them to end.
 fn finished_tasks(bg: &Bg, session: &str, command: &str, n: usize) -> Vec<String> {
     let ids: Vec<String> = (0..n)
-        .map(|_| {
-            bg.run_id(bg.cmd_in(session).args(["run", "--", command]))
-        })
+        .map(|_| bg.run_id(bg.cmd_in(session).args(["run", "--", command])))
         .collect();
     for id in &ids {
         bg.wait(id);

@@ -56,7 +56,10 @@ fn venv_with_sdk(dir: &Path, pip_env: &[(&str, &str)]) -> Result<PathBuf, String
     if !installed.status.success() {
         let why = String::from_utf8_lossy(&installed.stderr);
         let why = why.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(format!("cannot install {MCP_SDK} (offline?): {}", why.trim()));
+        return Err(format!(
+            "cannot install {MCP_SDK} (offline?): {}",
+            why.trim()
+        ));
     }
     std::fs::write(&ready, MCP_SDK).unwrap();
     Ok(python)
@@ -68,7 +71,9 @@ fn an_sdk_that_cannot_be_installed_is_a_reason_to_skip() {
     // An index pip may not use stands for a machine without a network.
     let why = venv_with_sdk(&dir.path().join("venv"), &[("PIP_NO_INDEX", "1")]).unwrap_err();
     assert!(
-        why.contains("cannot install") || why.contains("cannot create a venv") || why.contains("cannot run"),
+        why.contains("cannot install")
+            || why.contains("cannot create a venv")
+            || why.contains("cannot run"),
         "{why}"
     );
     assert!(!dir.path().join("venv/.installed").exists());
