@@ -32,6 +32,12 @@ pub enum Error {
     InvalidEnv(String, &'static str),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("cannot read --env-file {path}")]
+    EnvFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("too many running tasks: the limit is {limit} (set BGTASK_MAX_RUNNING to change it)")]
     LimitExceeded { limit: u32 },
     #[error("could not start the task: {0}")]
@@ -120,7 +126,8 @@ impl Error {
             Error::InvalidTaskId(_)
             | Error::EmptyCommand
             | Error::InvalidEnv(..)
-            | Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            | Error::InvalidArgument(_)
+            | Error::EnvFile { .. } => ErrorKind::InvalidArgument,
             Error::InvalidCwd { .. } | Error::CwdNotADirectory(_) => ErrorKind::InvalidCwd,
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Error::SpawnFailed(_) => ErrorKind::SpawnFailed,
@@ -149,5 +156,46 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_keep_their_protocol_names() {
+        let cases = [
+            (Error::TaskNotFound("x".into()), "task_not_found"),
+            (Error::InvalidTaskId("x".into()), "invalid_argument"),
+            (Error::CwdNotADirectory("/x".into()), "invalid_cwd"),
+            (Error::LimitExceeded { limit: 1 }, "limit_exceeded"),
+            (Error::SpawnFailed("x".into()), "spawn_failed"),
+            (Error::NewerRecord("bg-00000000000000ff".parse().unwrap()), "store_error"),
+            (Error::Timeout("x".into()), "timeout"),
+            (Error::Unreachable("x".into()), "unreachable"),
+        ];
+        for (err, name) in cases {
+            assert_eq!(err.kind().as_str(), name, "{err:?}");
+            assert_eq!(serde_json::to_value(err.kind()).unwrap(), name);
+        }
+    }
+
+    #[test]
+    fn only_sqlite_damage_is_a_damaged_store() {
+        let store = |code| Error::Store {
+            path: "/x/bgtask.db".into(),
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        };
+        assert!(store(rusqlite::ffi::SQLITE_CORRUPT).is_damaged_store());
+        assert!(store(rusqlite::ffi::SQLITE_NOTADB).is_damaged_store());
+        assert!(!store(rusqlite::ffi::SQLITE_BUSY).is_damaged_store());
+        // Text alone decides nothing (it once did: "malformed /proc stat").
+        let io = Error::io(
+            "cannot read",
+            "/proc/1/stat",
+            io::Error::other("malformed /proc stat"),
+        );
+        assert!(!io.is_damaged_store());
     }
 }

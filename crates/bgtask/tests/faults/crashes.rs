@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::client::Server;
 use crate::fixture::*;
 use crate::{rounds, Rng};
 

@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-use crate::client::Server;
 use crate::fixture::*;
 
 /// Bad lines for `serve`, with the error code each must get.

@@ -5,7 +5,6 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::client::Server;
 use crate::crashes::verify_store;
 use crate::fixture::*;
 use crate::{rounds, Rng};

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::client::Server;
 use crate::fixture::*;
 use crate::rounds;
 
@@ -52,7 +51,7 @@ fn gc_never_collects_a_task_promoted_beside_it() {
         })
     };
     // Pipelined, so that promotions land while a gc run is deleting.
-    let sent: Vec<u64> = ids
+    let sent: Vec<i64> = ids
         .iter()
         .map(|id| serve.request("bash_promote", json!({ "task_id": id })))
         .collect();
