@@ -171,7 +171,10 @@ mod tests {
             (Error::CwdNotADirectory("/x".into()), "invalid_cwd"),
             (Error::LimitExceeded { limit: 1 }, "limit_exceeded"),
             (Error::SpawnFailed("x".into()), "spawn_failed"),
-            (Error::NewerRecord("bg-00000000000000ff".parse().unwrap()), "store_error"),
+            (
+                Error::NewerRecord("bg-00000000000000ff".parse().unwrap()),
+                "store_error",
+            ),
             (Error::Timeout("x".into()), "timeout"),
             (Error::Unreachable("x".into()), "unreachable"),
         ];
