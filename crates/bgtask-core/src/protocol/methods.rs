@@ -82,6 +82,30 @@ pub struct InitializeParams {
     pub long_running_interval_ms: Option<u64>,
 }
 
+/// The protocol's version, as `initialize` reports it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The result of `initialize`.
+#[derive(Debug, Serialize)]
+pub struct InitializeResult {
+    pub server: &'static str,
+    pub version: &'static str,
+    pub protocol_version: u32,
+    /// The session the server now acts for.
+    pub session: String,
+}
+
+impl InitializeResult {
+    pub fn new(session: String) -> Self {
+        InitializeResult {
+            server: "bgtask",
+            version: env!("CARGO_PKG_VERSION"),
+            protocol_version: PROTOCOL_VERSION,
+            session,
+        }
+    }
+}
+
 /// `bash`.
 #[derive(Debug, Default, Deserialize)]
 pub struct BashParams {

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use bgtask_core::protocol::rpc::{self, RpcError, METHOD_NOT_FOUND};
 use bgtask_core::protocol::{
     finished_result, AckParams, AckResult, BashParams, CompletionsResult, Defaults, Empty,
-    InitializeParams, KillParams, ListParams, ListResult, OutputParams, PromoteResult,
-    StatusParams, TaskParams, WaitParams,
+    InitializeParams, InitializeResult, KillParams, ListParams, ListResult, OutputParams,
+    PromoteResult, StatusParams, TaskParams, WaitParams,
 };
 use bgtask_core::{BashOutcome, BashRequest, Config, ListRequest, Service};
 
@@ -102,12 +102,7 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
     // The push thread may be asleep until a far-off reminder: wake it so
     // it picks up the new session and interval now.
     server.session().service.touch_events();
-    Ok(json!({
-        "server": "bgtask",
-        "version": env!("CARGO_PKG_VERSION"),
-        "protocol_version": 1,
-        "session": session,
-    }))
+    result(&InitializeResult::new(session))
 }
 
 fn bash(session: &Session, p: BashParams) -> Reply {
