@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use bgtask_core::protocol::{
-    finished_result, BashParams, Defaults, KillParams, ListResult, OutputParams, WaitParams,
+    finished_result, BashParams, Defaults, ListResult, OutputParams, WaitParams, KILL_GRACE_MS,
 };
 use bgtask_core::{BashOutcome, ListRequest, TaskId};
 
@@ -206,11 +206,8 @@ impl BgMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         self.answer(context.id, move |me| {
-            let params = KillParams {
-                task_id: parse_id(&args.task_id)?,
-                grace_ms: None,
-            };
-            let task = me.service.kill(&params.task_id, params.grace_ms())?;
+            let id = parse_id(&args.task_id)?;
+            let task = me.service.kill(&id, KILL_GRACE_MS)?;
             Ok(Answer::ok(format::task_line(&task), json!(task)))
         })
         .await
