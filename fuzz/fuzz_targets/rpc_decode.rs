@@ -1,59 +1,21 @@
 //! Arbitrary bytes as one `bgtask serve` request line: decoding, decoding
-//! params into structs shaped like the server's, and serialising whatever
+//! params into every method's params (`bgtask_core::protocol`, the types
+//! the servers use), and serialising whatever
 //! reply results must never panic, and every reply must be a one-line
 //! JSON-RPC 2.0 message that parses back and echoes the id verbatim.
 
 #![no_main]
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::path::PathBuf;
 
-use bgtask_core::rpc::{self, Id, Incoming, RpcError};
-use bgtask_core::TaskId;
+use bgtask_core::protocol::rpc::{self, Id, Incoming, RpcError};
+use bgtask_core::protocol::{
+    AckParams, BashParams, Defaults, Empty, InitializeParams, KillParams, ListParams, OutputParams,
+    StatusParams, TaskParams, WaitParams,
+};
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-
-/// Mirrors the server's `bash` params (crates/bgtask/src/serve/methods.rs).
-#[derive(Debug, Deserialize)]
-#[expect(dead_code, reason = "fields exist to be deserialised")]
-struct BashParams {
-    command: String,
-    cwd: Option<PathBuf>,
-    #[serde(default)]
-    env: HashMap<String, String>,
-    timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    max_output_bytes: Option<u64>,
-    #[serde(default)]
-    background: bool,
-    wait_ms: Option<u64>,
-    notify_on_completion: Option<bool>,
-    compressed: Option<bool>,
-    output_bytes: Option<usize>,
-}
-
-/// Mirrors the server's `bash_wait` params.
-#[derive(Debug, Deserialize)]
-struct WaitParams {
-    task_ids: Vec<String>,
-    timeout_ms: Option<u64>,
-}
-
-/// Mirrors the server's `bash_output` params.
-#[derive(Debug, Deserialize)]
-#[expect(dead_code, reason = "fields exist to be deserialised")]
-struct OutputParams {
-    task_id: String,
-    stream: Option<String>,
-    offset: Option<u64>,
-    max_bytes: Option<u64>,
-}
-
-/// Mirrors the server's params-less methods (`bash_drain_completions`).
-#[derive(Debug, Deserialize)]
-struct Empty {}
 
 fuzz_target!(|line: &[u8]| {
     match rpc::decode(line) {
@@ -73,16 +35,24 @@ fuzz_target!(|line: &[u8]| {
                 id.get()
             );
             assert!(params.is_object(), "params are always an object: {params}");
+            // Every method's params, as the servers decode them.
             let replies = [
-                reply(&id, rpc::params::<BashParams>(params.clone()).map(as_text)),
+                reply(&id, decoded::<InitializeParams>(&params)),
                 reply(
                     &id,
-                    rpc::params::<WaitParams>(params.clone()).and_then(wait),
+                    rpc::params::<BashParams>(params.clone())
+                        .map(|p| as_text(p.into_request(&Defaults::SERVE, None))),
                 ),
+                reply(&id, decoded::<StatusParams>(&params)),
+                reply(&id, decoded::<OutputParams>(&params)),
+                reply(&id, decoded::<ListParams>(&params)),
                 reply(
                     &id,
-                    rpc::params::<OutputParams>(params.clone()).map(as_text),
+                    rpc::params::<KillParams>(params.clone()).map(|p| json!(p.grace_ms())),
                 ),
+                reply(&id, decoded::<TaskParams>(&params)),
+                reply(&id, rpc::params::<WaitParams>(params.clone()).map(wait)),
+                reply(&id, decoded::<AckParams>(&params)),
                 reply(&id, rpc::params::<Empty>(params).map(|_| json!(method))),
             ];
             for reply in &replies {
@@ -101,15 +71,18 @@ fn as_text(params: impl Debug) -> Value {
     json!(format!("{params:?}"))
 }
 
-/// What the server does with `bash_wait`'s ids before calling the service.
-fn wait(p: WaitParams) -> Result<Value, RpcError> {
-    let ids = p
-        .task_ids
-        .iter()
-        .map(|t| t.parse::<TaskId>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RpcError::invalid_params(format!("invalid params: task_id: {e}")))?;
-    Ok(json!({ "ids": ids.len(), "timeout_ms": p.timeout_ms }))
+/// Params decoded as `T`, shown as text.
+fn decoded<T: DeserializeOwned + Debug>(params: &Value) -> Result<Value, RpcError> {
+    rpc::params::<T>(params.clone()).map(as_text)
+}
+
+/// What both servers compute from `bash_wait`'s params.
+fn wait(p: WaitParams) -> Value {
+    json!({
+        "ids": p.task_ids,
+        "serve": p.timeout_ms(&Defaults::SERVE),
+        "mcp": p.timeout_ms(&Defaults::MCP),
+    })
 }
 
 fn reply(id: &Id, result: Result<Value, RpcError>) -> String {

@@ -9,8 +9,7 @@ use crate::task::TaskId;
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What can go wrong in bgtask. `kind()` gives the stable machine name used by
-/// the CLI's exit codes and the servers' error codes.
+/// What can go wrong in bgtask. `kind()` classifies it (see [`ErrorKind`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no task with id {0}")]
@@ -33,6 +32,12 @@ pub enum Error {
     InvalidEnv(String, &'static str),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("cannot read --env-file {path}")]
+    EnvFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("too many running tasks: the limit is {limit} (set BGTASK_MAX_RUNNING to change it)")]
     LimitExceeded { limit: u32 },
     #[error("could not start the task: {0}")]
@@ -68,23 +73,81 @@ pub enum Error {
     Unreachable(String),
 }
 
-impl Error {
-    /// Stable, machine-readable name of the error's kind.
-    pub fn kind(&self) -> &'static str {
+/// The class of an error, as clients see it. `as_str` gives the stable
+/// names the servers send as `data.kind` (part of the protocol: see
+/// docs/protocol.md); the CLI's exit codes and the servers' error codes are
+/// chosen from it in one place each (`crates/bgtask/src/main.rs`,
+/// `protocol::rpc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    TaskNotFound,
+    InvalidArgument,
+    InvalidCwd,
+    LimitExceeded,
+    SpawnFailed,
+    StoreError,
+    Timeout,
+    Unreachable,
+}
+
+impl ErrorKind {
+    /// The kind's stable machine name.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Error::TaskNotFound(_) | Error::CompletionNotFound { .. } => "task_not_found",
+            ErrorKind::TaskNotFound => "task_not_found",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::InvalidCwd => "invalid_cwd",
+            ErrorKind::LimitExceeded => "limit_exceeded",
+            ErrorKind::SpawnFailed => "spawn_failed",
+            ErrorKind::StoreError => "store_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// The error's class. A new variant is added here, in this one match.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::TaskNotFound(_) | Error::CompletionNotFound { .. } => ErrorKind::TaskNotFound,
             Error::InvalidTaskId(_)
             | Error::EmptyCommand
             | Error::InvalidEnv(..)
-            | Error::InvalidArgument(_) => "invalid_argument",
-            Error::InvalidCwd { .. } | Error::CwdNotADirectory(_) => "invalid_cwd",
-            Error::LimitExceeded { .. } => "limit_exceeded",
-            Error::SpawnFailed(_) => "spawn_failed",
-            Error::Io { .. } | Error::Store { .. } | Error::NewerRecord(_) => "store_error",
-            Error::NewerStore { .. } | Error::UnsafeHome { .. } => "store_error",
-            Error::Timeout(_) => "timeout",
-            Error::Unreachable(_) => "unreachable",
+            | Error::InvalidArgument(_)
+            | Error::EnvFile { .. } => ErrorKind::InvalidArgument,
+            Error::InvalidCwd { .. } | Error::CwdNotADirectory(_) => ErrorKind::InvalidCwd,
+            Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            Error::SpawnFailed(_) => ErrorKind::SpawnFailed,
+            Error::Io { .. } | Error::Store { .. } | Error::NewerRecord(_) => ErrorKind::StoreError,
+            Error::NewerStore { .. } | Error::UnsafeHome { .. } => ErrorKind::StoreError,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Unreachable(_) => ErrorKind::Unreachable,
         }
+    }
+
+    /// Whether SQLite found the store's database damaged or not a
+    /// database at all: `bgtask doctor` is the way back.
+    pub fn is_damaged_store(&self) -> bool {
+        let Error::Store { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
     }
 
     pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -93,5 +156,49 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_keep_their_protocol_names() {
+        let cases = [
+            (Error::TaskNotFound("x".into()), "task_not_found"),
+            (Error::InvalidTaskId("x".into()), "invalid_argument"),
+            (Error::CwdNotADirectory("/x".into()), "invalid_cwd"),
+            (Error::LimitExceeded { limit: 1 }, "limit_exceeded"),
+            (Error::SpawnFailed("x".into()), "spawn_failed"),
+            (
+                Error::NewerRecord("bg-00000000000000ff".parse().unwrap()),
+                "store_error",
+            ),
+            (Error::Timeout("x".into()), "timeout"),
+            (Error::Unreachable("x".into()), "unreachable"),
+        ];
+        for (err, name) in cases {
+            assert_eq!(err.kind().as_str(), name, "{err:?}");
+            assert_eq!(serde_json::to_value(err.kind()).unwrap(), name);
+        }
+    }
+
+    #[test]
+    fn only_sqlite_damage_is_a_damaged_store() {
+        let store = |code| Error::Store {
+            path: "/x/bgtask.db".into(),
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        };
+        assert!(store(rusqlite::ffi::SQLITE_CORRUPT).is_damaged_store());
+        assert!(store(rusqlite::ffi::SQLITE_NOTADB).is_damaged_store());
+        assert!(!store(rusqlite::ffi::SQLITE_BUSY).is_damaged_store());
+        // Text alone decides nothing (it once did: "malformed /proc stat").
+        let io = Error::io(
+            "cannot read",
+            "/proc/1/stat",
+            io::Error::other("malformed /proc stat"),
+        );
+        assert!(!io.is_damaged_store());
     }
 }

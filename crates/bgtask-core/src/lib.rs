@@ -15,8 +15,8 @@ mod executor;
 pub mod monitor;
 pub mod output;
 mod process;
+pub mod protocol;
 mod reconcile;
-pub mod rpc;
 mod service;
 mod store;
 mod task;
@@ -31,7 +31,7 @@ pub use config::{
     DEFAULT_TIMEOUT_MS,
 };
 pub use doctor::{doctor, DoctorReport, Finding};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };

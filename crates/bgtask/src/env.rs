@@ -17,8 +17,10 @@ pub fn task_env(files: &[impl AsRef<Path>], flags: &[String]) -> Result<Vec<(Str
     };
     for file in files {
         let file = file.as_ref();
-        let text = std::fs::read(file)
-            .map_err(|e| Error::InvalidArgument(format!("--env-file {}: {e}", file.display())))?;
+        let text = std::fs::read(file).map_err(|source| Error::EnvFile {
+            path: file.to_owned(),
+            source,
+        })?;
         for (number, line) in text.split(|b| *b == b'\n').enumerate() {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) || line.starts_with(b"#") {

@@ -19,6 +19,8 @@ use bgtask_core::monitor::{self, MONITOR_ARG};
 const EXIT_USAGE: u8 = 2;
 /// Exit code for an unknown task id.
 const EXIT_UNKNOWN_TASK: u8 = 3;
+/// Exit code when a wait ran out (as timeout(1) uses).
+const EXIT_TIMEOUT: u8 = 124;
 
 /// The process entry point, called by the C library.
 ///
@@ -137,7 +139,7 @@ fn run(args: Vec<std::ffi::OsString>) -> u8 {
                 return 0;
             }
             let mut line = one_line(&err);
-            if line.contains("malformed") || line.contains("not a database") {
+            if core_error(&err).is_some_and(bgtask_core::Error::is_damaged_store) {
                 line.push_str(" (run `bgtask doctor` to check and repair the store)");
             }
             eprintln!("bgtask: {}", render::printable(&line, false));
@@ -208,20 +210,31 @@ fn one_line(err: &anyhow::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// The library's error in `err`'s chain, if there is one.
+fn core_error(err: &anyhow::Error) -> Option<&bgtask_core::Error> {
+    err.chain().find_map(|cause| cause.downcast_ref())
+}
+
+/// The exit code for an error: the one place that chooses it.
 fn exit_code_for(err: &anyhow::Error) -> u8 {
-    match err.downcast_ref::<bgtask_core::Error>() {
-        Some(e) => match e.kind() {
-            "task_not_found" => EXIT_UNKNOWN_TASK,
-            "invalid_argument" | "invalid_cwd"
-                if !matches!(e, bgtask_core::Error::InvalidTaskId(_)) =>
-            {
-                EXIT_USAGE
-            }
-            "invalid_argument" => EXIT_UNKNOWN_TASK,
-            "timeout" => 124,
-            _ => 1,
-        },
-        None => 1,
+    use bgtask_core::ErrorKind;
+    let Some(e) = core_error(err) else {
+        return 1;
+    };
+    match (e, e.kind()) {
+        // A malformed id names no task, as an unknown one does.
+        (bgtask_core::Error::InvalidTaskId(_), _) | (_, ErrorKind::TaskNotFound) => {
+            EXIT_UNKNOWN_TASK
+        }
+        (_, ErrorKind::InvalidArgument | ErrorKind::InvalidCwd) => EXIT_USAGE,
+        (_, ErrorKind::Timeout) => EXIT_TIMEOUT,
+        (
+            _,
+            ErrorKind::LimitExceeded
+            | ErrorKind::SpawnFailed
+            | ErrorKind::StoreError
+            | ErrorKind::Unreachable,
+        ) => 1,
     }
 }
 

@@ -23,7 +23,7 @@ use rmcp::service::SubscriptionContext;
 use rmcp::{ErrorData as McpError, Peer, RoleServer};
 use tokio::sync::Notify;
 
-use bgtask_core::{ListRequest, Service, Status, TaskId};
+use bgtask_core::{ErrorKind, ListRequest, Service, Status, TaskId};
 
 const PREFIX: &str = "bgtask://tasks/";
 const TAIL_BYTES: u64 = 4_096;
@@ -75,12 +75,7 @@ pub fn templates() -> ListResourceTemplatesResult {
 
 pub fn read(service: &Service, uri: &str) -> Result<ReadResourceResponse, McpError> {
     let id = parse_uri(uri)?;
-    let status = service
-        .status(&id, TAIL_BYTES)
-        .map_err(|e| match e.kind() {
-            "task_not_found" => McpError::resource_not_found(e.to_string(), None),
-            _ => store_error(e),
-        })?;
+    let status = service.status(&id, TAIL_BYTES).map_err(lookup_error)?;
     let text = serde_json::to_string_pretty(&status)
         .map_err(|e| McpError::internal_error(e.to_string(), None))?;
     let mut contents = ResourceContents::text(text, uri);
@@ -113,6 +108,15 @@ pub fn accepted(
     filter
 }
 
+/// A failed lookup of a resource's task: an unknown task is "resource not
+/// found", anything else a store error.
+fn lookup_error(e: bgtask_core::Error) -> McpError {
+    match e.kind() {
+        ErrorKind::TaskNotFound => McpError::resource_not_found(e.to_string(), None),
+        _ => store_error(e),
+    }
+}
+
 fn store_error(e: bgtask_core::Error) -> McpError {
     McpError::internal_error(e.to_string(), None)
 }
@@ -122,10 +126,7 @@ fn store_error(e: bgtask_core::Error) -> McpError {
 /// task's status.
 pub fn check_subscribable(service: &Service, uri: &str) -> Result<Status, McpError> {
     let id = parse_uri(uri)?;
-    let task = service.get(&id).map_err(|e| match e.kind() {
-        "task_not_found" => McpError::resource_not_found(e.to_string(), None),
-        _ => store_error(e),
-    })?;
+    let task = service.get(&id).map_err(lookup_error)?;
     if task.session != service.session() {
         return Err(McpError::invalid_params(
             format!(
@@ -188,7 +189,7 @@ impl Subscriptions {
                     for (uri, id) in watcher.live_watched() {
                         match service.get(&id) {
                             Ok(task) => watcher.seen(&uri, task.status),
-                            Err(e) if e.kind() == "task_not_found" => {}
+                            Err(e) if e.kind() == ErrorKind::TaskNotFound => {}
                             Err(e) => tracing::warn!("cannot read {id} for resource updates: {e}"),
                         }
                     }

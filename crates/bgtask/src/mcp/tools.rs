@@ -13,21 +13,20 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use bgtask_core::compact::ShapeOptions;
-use bgtask_core::{
-    BashOutcome, BashRequest, ListRequest, OutputFile, SpawnRequest, TaskId, DEFAULT_OUTPUT_BUDGET,
+use bgtask_core::protocol::{
+    finished_result, BashParams, Defaults, ListResult, OutputParams, WaitParams, KILL_GRACE_MS,
 };
+use bgtask_core::{BashOutcome, ListRequest, TaskId};
 
 use super::{format, BgMcp};
 
-/// Default foreground window of the `bash` tool.
-const DEFAULT_WAIT_MS: u64 = 10_000;
-/// Default and longest block of `bash_wait`.
-const DEFAULT_BLOCK_MS: u64 = 30_000;
-const MAX_BLOCK_MS: u64 = 60_000;
-const DEFAULT_CHUNK: u64 = 16_384;
-const MAX_CHUNK: u64 = 1 << 20;
-const STATUS_TAIL: u64 = 4_096;
+/// MCP's side of each setting where it and serve differ.
+const DEFAULTS: Defaults = Defaults::MCP;
+
+// The argument structs below are what a model sees (their doc comments are
+// the schema's descriptions), so they stay plain: ids are strings, and a
+// malformed one is a tool error the model can read, not a protocol error.
+// Each converts into the protocol's params, where the request logic is.
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct BashArgs {
@@ -59,6 +58,30 @@ pub struct OutputArgs {
     pub max_bytes: Option<u64>,
     /// "stdout" (default) or "stderr".
     pub stream: Option<String>,
+}
+
+impl BashArgs {
+    fn into_params(self) -> BashParams {
+        BashParams {
+            command: self.command,
+            cwd: self.cwd,
+            timeout_ms: self.timeout_ms,
+            background: self.background.unwrap_or(false),
+            wait_ms: self.wait_ms,
+            ..BashParams::default()
+        }
+    }
+}
+
+impl OutputArgs {
+    fn into_params(self) -> Result<OutputParams, bgtask_core::Error> {
+        Ok(OutputParams {
+            task_id: self.task_id.parse()?,
+            stream: self.stream.as_deref().unwrap_or("stdout").parse()?,
+            offset: self.offset,
+            max_bytes: self.max_bytes,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -106,7 +129,7 @@ impl Answer {
     }
 
     pub fn failed(err: &bgtask_core::Error) -> Self {
-        let message = bgtask_core::rpc::error_text(err);
+        let message = bgtask_core::protocol::rpc::error_text(err);
         Answer {
             text: format!("Error: {message}"),
             structured: json!({ "error": { "kind": err.kind(), "message": message } }),
@@ -137,7 +160,7 @@ impl BgMcp {
     ) -> Result<CallToolResult, McpError> {
         self.answer(context.id, move |me| {
             let id = parse_id(&args.task_id)?;
-            let status = me.service.status(&id, STATUS_TAIL)?;
+            let status = me.service.status(&id, DEFAULTS.status_tail_bytes)?;
             let mut text = format::task_line(&status.task);
             if !status.output_tail.is_empty() {
                 text.push_str("\nLast output:\n");
@@ -157,39 +180,19 @@ impl BgMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         self.answer(context.id, move |me| {
-            let id = parse_id(&args.task_id)?;
-            let file = match args.stream.as_deref() {
-                None | Some("stdout") => OutputFile::Stdout,
-                Some("stderr") => OutputFile::Stderr,
-                Some(other) => {
-                    return Err(bgtask_core::Error::InvalidArgument(format!(
-                        "stream must be \"stdout\" or \"stderr\", not {other:?}"
-                    )))
-                }
-            };
-            let task = me.service.get(&id)?;
-            let max = args.max_bytes.unwrap_or(DEFAULT_CHUNK).clamp(1, MAX_CHUNK);
-            let chunk = me
-                .service
-                .read_range(&id, file, args.offset.unwrap_or(0), max)?;
-            let next_offset = chunk.offset + chunk.data.len() as u64;
-            let eof = task.is_terminal() && next_offset >= chunk.file_len;
-            let data = String::from_utf8_lossy(&chunk.data).into_owned();
+            let params = args.into_params()?;
+            let chunk = params.read(&me.service, &DEFAULTS)?;
             let text = format!(
-                "Task {id} {}: bytes {}..{} of {}{}\n{data}",
-                args.stream.as_deref().unwrap_or("stdout"),
+                "Task {} {}: bytes {}..{} of {}{}\n{}",
+                chunk.task_id,
+                params.stream.as_str(),
                 chunk.offset,
-                next_offset,
+                chunk.next_offset,
                 chunk.file_len,
-                if eof { " (end of output)" } else { "" },
+                if chunk.eof { " (end of output)" } else { "" },
+                chunk.data,
             );
-            Ok(Answer::ok(
-                text,
-                json!({
-                    "task_id": id, "data": data, "offset": chunk.offset, "next_offset": next_offset,
-                    "eof": eof, "truncated": next_offset < chunk.file_len,
-                }),
-            ))
+            Ok(Answer::ok(text, json!(chunk)))
         })
         .await
     }
@@ -204,7 +207,7 @@ impl BgMcp {
     ) -> Result<CallToolResult, McpError> {
         self.answer(context.id, move |me| {
             let id = parse_id(&args.task_id)?;
-            let task = me.service.kill(&id, 2_000)?;
+            let task = me.service.kill(&id, KILL_GRACE_MS)?;
             Ok(Answer::ok(format::task_line(&task), json!(task)))
         })
         .await
@@ -227,7 +230,7 @@ impl BgMcp {
                 text.push_str("\n- ");
                 text.push_str(&format::task_line(task));
             }
-            Ok(Answer::ok(text, json!({ "tasks": tasks })))
+            Ok(Answer::ok(text, json!(ListResult { tasks })))
         })
         .await
     }
@@ -241,12 +244,16 @@ impl BgMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         self.answer(context.id, move |me| {
-            let timeout = args
-                .timeout_ms
-                .unwrap_or(DEFAULT_BLOCK_MS)
-                .min(MAX_BLOCK_MS);
-            let named = args.task_ids.unwrap_or_default();
-            let outcome = if named.is_empty() {
+            let params = WaitParams {
+                task_ids: (args.task_ids.unwrap_or_default().iter())
+                    .map(|s| parse_id(s))
+                    .collect::<Result<_, _>>()?,
+                timeout_ms: args.timeout_ms,
+            };
+            let timeout = params.timeout_ms(&DEFAULTS);
+            let outcome = if params.task_ids.is_empty() {
+                // Unlike serve, MCP waits for any task of the session when
+                // none is named: a model rarely has the ids at hand.
                 let live: Vec<TaskId> = me
                     .service
                     .list(&ListRequest::default())?
@@ -260,16 +267,12 @@ impl BgMcp {
                         json!({ "tasks": [], "timed_out": false }),
                     ));
                 }
-                me.service.wait_any(&live, Some(timeout))?
+                me.service.wait_any(&live, timeout)?
             } else {
-                let ids = named
-                    .iter()
-                    .map(|s| parse_id(s))
-                    .collect::<Result<Vec<_>, _>>()?;
-                me.service.wait(&ids, Some(timeout))?
+                me.service.wait(&params.task_ids, timeout)?
             };
             let mut text = if outcome.timed_out {
-                format!("Still running after {timeout} ms:")
+                format!("Still running after {} ms:", timeout.unwrap_or_default())
             } else {
                 "Done:".to_owned()
             };
@@ -277,10 +280,7 @@ impl BgMcp {
                 text.push_str("\n- ");
                 text.push_str(&format::task_line(task));
             }
-            Ok(Answer::ok(
-                text,
-                json!({ "tasks": outcome.tasks, "timed_out": outcome.timed_out }),
-            ))
+            Ok(Answer::ok(text, json!(outcome)))
         })
         .await
     }
@@ -288,38 +288,11 @@ impl BgMcp {
 
 impl BgMcp {
     fn run_bash(&self, args: BashArgs) -> Result<Answer, bgtask_core::Error> {
-        let defaults = SpawnRequest::default();
-        let background = args.background.unwrap_or(false);
-        let request = BashRequest {
-            spawn: SpawnRequest {
-                command: args.command,
-                cwd: args.cwd.or_else(|| self.cwd.clone()),
-                timeout_ms: match args.timeout_ms {
-                    Some(0) => None,
-                    Some(ms) => Some(ms),
-                    None => defaults.timeout_ms,
-                },
-                ..defaults
-            },
-            background,
-            wait_ms: if background {
-                0
-            } else {
-                args.wait_ms.unwrap_or(DEFAULT_WAIT_MS)
-            },
-            notify_on_completion: None,
-            shape: ShapeOptions {
-                budget: DEFAULT_OUTPUT_BUDGET,
-                compress: true,
-            },
-        };
+        let request = args.into_params().into_request(&DEFAULTS, self.cwd.clone());
         let (outcome, held) = self.service.bash_held(&request)?;
         Ok(match outcome {
             BashOutcome::Finished { task, output } => {
-                let mut structured = json!(task);
-                structured["output"] = json!(output.text);
-                structured["output_truncated"] = json!(output.truncated);
-                structured["background"] = json!(false);
+                let structured = finished_result(&task, &output);
                 Answer {
                     is_error: task.exit_code != Some(0),
                     text: format::finished_text(&task, &output),

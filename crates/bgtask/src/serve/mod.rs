@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use bgtask_core::{Config, Service};
 
-use bgtask_core::rpc::{self, Incoming, RpcError};
+use bgtask_core::protocol::rpc::{self, Incoming, RpcError};
 
 use methods::Class;
 

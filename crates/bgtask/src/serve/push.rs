@@ -24,7 +24,7 @@ use bgtask_core::output::str_tail;
 use bgtask_core::{EventWatch, ListRequest, Status, TaskId};
 
 use super::Server;
-use bgtask_core::rpc::{self, notification};
+use bgtask_core::protocol::rpc::{self, notification};
 
 /// Largest preview in a `bash_completed` frame.
 const PREVIEW_BYTES: usize = 1024;

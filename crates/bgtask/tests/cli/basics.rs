@@ -114,14 +114,7 @@ fn list_is_per_session_newest_first_and_filters_by_status() {
     let first = bg.spawn(&[], "true");
     bg.wait(&first);
     let second = bg.spawn(&[], "sleep 60");
-    let other = bg
-        .run_with(
-            bg.cmd()
-                .env("BGTASK_SESSION", "other")
-                .args(["run", "--", "true"]),
-        )
-        .ok();
-    let other = other.stdout.trim().to_owned();
+    let other = bg.run_id(bg.cmd_in("other").args(["run", "--", "true"]));
 
     let mine = bg.run(&["list", "--json"]).ok().json();
     let ids: Vec<&str> = mine

@@ -115,3 +115,22 @@ fn a_relative_home_is_made_absolute_for_the_task_and_its_monitor() {
     assert!(out.starts_with(bg.dir.path().to_str().unwrap()), "{task}");
     assert_eq!(std::fs::read_to_string(out).unwrap(), "from-root\n");
 }
+
+#[test]
+fn a_damaged_database_points_to_doctor() {
+    let bg = Bg::new();
+    let id = bg.spawn(&[], "true");
+    bg.wait(&id);
+    let db = bg.home.join("bgtask.db");
+    let _ = std::fs::remove_file(bg.home.join("bgtask.db-wal"));
+    let _ = std::fs::remove_file(bg.home.join("bgtask.db-shm"));
+    std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+    let list = bg.run(&["list"]);
+    assert_eq!(list.code, 1, "{list:?}");
+    assert_eq!(list.stderr.lines().count(), 1, "{list:?}");
+    assert!(
+        list.stderr
+            .contains("(run `bgtask doctor` to check and repair the store)"),
+        "{list:?}"
+    );
+}

@@ -99,14 +99,8 @@ fn a_runaway_writer_is_capped_on_disk_with_head_marker_and_tail() {
 #[test]
 fn follow_streams_output_until_the_task_ends() {
     let bg = Bg::new();
-    let go = bg.path("go");
-    let id = bg.spawn(
-        &[],
-        &format!(
-            "echo one; while [ ! -e {} ]; do sleep 0.05; done; echo two",
-            go.display()
-        ),
-    );
+    let go = bg.gate("go");
+    let id = bg.spawn(&[], &format!("echo one; {}; echo two", go.hold()));
     let mut follower = bg
         .cmd()
         .args(["logs", "--follow", &id])
@@ -117,7 +111,7 @@ fn follow_streams_output_until_the_task_ends() {
     let mut first = [0u8; 4];
     std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
     assert_eq!(&first, b"one\n", "output is streamed while the task runs");
-    std::fs::write(&go, "").unwrap();
+    go.open();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert_eq!(rest, "two\n");
@@ -164,10 +158,10 @@ fn follow_of_a_fast_capped_writer_gets_everything_kept_and_counts_every_gap() {
     let bg = Bg::new();
     let stream: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
     for round in 0..8 {
-        let run = bg
-            .run(&["run", "--max-output", "64KiB", "--", "seq 1 200000"])
-            .ok();
-        let id = run.stdout.trim().to_owned();
+        let id = bg.run_id(
+            bg.cmd()
+                .args(["run", "--max-output", "64KiB", "--", "seq 1 200000"]),
+        );
         let tail = if round % 2 == 0 {
             &[][..]
         } else {

@@ -139,7 +139,7 @@ fn a_task_killed_from_outside_is_failed_with_its_signal() {
 #[test]
 fn tasks_outlive_a_starter_killed_with_sigkill() {
     let bg = Bg::new();
-    let go = bg.path("go");
+    let go = bg.gate("go");
     let mut starter = bg
         .cmd()
         .args([
@@ -147,10 +147,7 @@ fn tasks_outlive_a_starter_killed_with_sigkill() {
             "--wait",
             "5m",
             "--",
-            &format!(
-                "echo started; while [ ! -e {} ]; do sleep 0.05; done; echo finished",
-                go.display()
-            ),
+            &format!("echo started; {}; echo finished", go.hold()),
         ])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -165,7 +162,7 @@ fn tasks_outlive_a_starter_killed_with_sigkill() {
     });
     starter.kill().unwrap(); // SIGKILL
     starter.wait().unwrap();
-    std::fs::write(&go, "").unwrap();
+    go.open();
     let task = bg.wait(&id);
     assert_eq!(task["status"], "completed", "{task}");
     let logs = bg.run(&["logs", &id]).ok().stdout;

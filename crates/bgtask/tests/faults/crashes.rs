@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::client::Serve;
 use crate::fixture::*;
 use crate::{rounds, Rng};
 
@@ -158,22 +157,22 @@ fn burst_through_server(bg: &Bg, rng: &mut Rng, mcp: bool) {
     let mut cmd = bg.cmd();
     cmd.env("BGTASK_MAX_RUNNING", "1000");
     let mut server = if mcp {
-        Serve::start_mcp(cmd)
+        bg.mcp_with(cmd)
     } else {
-        Serve::start(cmd)
+        bg.serve_with(cmd)
     };
     if mcp {
-        server.call(
+        server.call_frame(
             "initialize",
             json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "faults", "version": "0"}}),
         );
-        server.send_raw(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        server.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     }
     for _ in 0..10 {
         if mcp {
-            server.send("tools/call", json!({"name": "bash", "arguments": {"command": "sleep 0.05; exit 7", "background": true}}));
+            server.request("tools/call", json!({"name": "bash", "arguments": {"command": "sleep 0.05; exit 7", "background": true}}));
         } else {
-            server.send(
+            server.request(
                 "bash",
                 json!({"command": "sleep 0.05; exit 7", "background": true}),
             );
@@ -206,9 +205,9 @@ fn servers_killed_mid_burst_deliver_every_completion_exactly_once() {
     for session in std::iter::once(bg.session.clone()).chain(mcp_session) {
         let mut cmd = bg.cmd();
         cmd.env("BGTASK_SESSION", &session);
-        let mut first = Serve::start(cmd);
+        let mut first = bg.serve_with(cmd);
         let drained =
-            first.call("bash_drain_completions", json!({}))["result"]["completions"].clone();
+            first.call_frame("bash_drain_completions", json!({}))["result"]["completions"].clone();
         let ids: Vec<Value> = drained
             .as_array()
             .unwrap()
@@ -219,13 +218,13 @@ fn servers_killed_mid_burst_deliver_every_completion_exactly_once() {
         unique.sort_by_key(|v| v.to_string());
         unique.dedup();
         assert_eq!(unique.len(), ids.len(), "a completion was listed twice");
-        let acked = first.call("bash_ack_completions", json!({ "task_ids": ids }));
+        let acked = first.call_frame("bash_ack_completions", json!({ "task_ids": ids }));
         assert_eq!(acked["result"]["acked"], ids.len());
         first.kill9();
         let mut cmd = bg.cmd();
         cmd.env("BGTASK_SESSION", &session);
-        let mut second = Serve::start(cmd);
-        let again = second.call("bash_drain_completions", json!({}));
+        let mut second = bg.serve_with(cmd);
+        let again = second.call_frame("bash_drain_completions", json!({}));
         assert_eq!(
             again["result"]["completions"],
             json!([]),

@@ -14,29 +14,29 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::client::Serve;
+use crate::client::Server;
 use crate::fixture::{wait_until, Bg, BIN};
 use crate::rounds;
 
 /// Starts `bgtask mcp` for `session` and initializes it.
-fn mcp(bg: &Bg, session: &str) -> Serve {
-    let mut server = Serve::start_mcp(bg.cmd_in(session));
+fn mcp(bg: &Bg, session: &str) -> Server {
+    let mut server = bg.mcp_with(bg.cmd_in(session));
     initialize(&mut server);
     server
 }
 
-fn initialize(server: &mut Serve) {
-    let init = server.call(
+fn initialize(server: &mut Server) {
+    let init = server.call_frame(
         "initialize",
         json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "delivery", "version": "0"}}),
     );
     assert!(init.get("result").is_some(), "{init}");
-    server.send_raw(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    server.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
 }
 
 /// Calls a tool and returns its result.
-fn tool(server: &mut Serve, name: &str, args: Value) -> Value {
-    let reply = server.call("tools/call", json!({"name": name, "arguments": args}));
+fn tool(server: &mut Server, name: &str, args: Value) -> Value {
+    let reply = server.call_frame("tools/call", json!({"name": name, "arguments": args}));
     reply
         .get("result")
         .cloned()
@@ -46,8 +46,8 @@ fn tool(server: &mut Serve, name: &str, args: Value) -> Value {
 /// Sends the client's next message. A message read before the previous
 /// result was fully written is not taken as evidence of its receipt, so
 /// tests that wait for an acknowledgement keep talking, as clients do.
-fn ping(server: &mut Serve) {
-    let reply = server.call("ping", json!({}));
+fn ping(server: &mut Server) {
+    let reply = server.call_frame("ping", json!({}));
     assert!(reply.get("result").is_some(), "{reply}");
 }
 
@@ -77,10 +77,7 @@ fn pending(bg: &Bg, session: &str) -> Vec<String> {
 /// them to end.
 fn finished_tasks(bg: &Bg, session: &str, command: &str, n: usize) -> Vec<String> {
     let ids: Vec<String> = (0..n)
-        .map(|_| {
-            let run = bg.run_with(bg.cmd_in(session).args(["run", "--", command]));
-            run.ok().stdout.trim().to_owned()
-        })
+        .map(|_| bg.run_id(bg.cmd_in(session).args(["run", "--", command])))
         .collect();
     for id in &ids {
         bg.wait(id);
@@ -127,11 +124,11 @@ fn two_mcp_servers_of_one_session_show_each_completion_once() {
     let rounds = rounds(30);
     let mut expected = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut both_at_once = |a: &mut Serve, b: &mut Serve| {
+    let mut both_at_once = |a: &mut Server, b: &mut Server| {
         let call = json!({"name": "bash_list", "arguments": {}});
         let (ia, ib) = (
-            a.send("tools/call", call.clone()),
-            b.send("tools/call", call),
+            a.request("tools/call", call.clone()),
+            b.request("tools/call", call),
         );
         for result in [a.reply(ia), b.reply(ib)] {
             for id in shown(&result["result"]) {
@@ -160,19 +157,16 @@ fn a_server_killed_during_a_foreground_bash_loses_no_result() {
     let bg = Bg::new();
     for kind in ["serve", "mcp"] {
         let session = format!("foreground-{kind}");
-        let gate = bg.path(&format!("go-{kind}"));
-        let command = format!(
-            "while [ ! -e {} ]; do sleep 0.02; done; echo finished",
-            gate.display()
-        );
+        let gate = bg.gate(&format!("go-{kind}"));
+        let command = format!("{}; echo finished", gate.hold());
         let args = json!({"command": command, "wait_ms": 60_000});
         let mut server = if kind == "mcp" {
             let mut server = mcp(&bg, &session);
-            server.send("tools/call", json!({"name": "bash", "arguments": args}));
+            server.request("tools/call", json!({"name": "bash", "arguments": args}));
             server
         } else {
-            let mut server = Serve::start(bg.cmd_in(&session));
-            server.send("bash", args);
+            let mut server = bg.serve_with(bg.cmd_in(&session));
+            server.request("bash", args);
             server
         };
         let mut id = String::new();
@@ -188,7 +182,7 @@ fn a_server_killed_during_a_foreground_bash_loses_no_result() {
             }
         });
         server.kill9();
-        std::fs::write(&gate, "").unwrap();
+        gate.open();
         bg.wait(&id);
         wait_until("the task's completion to be visible", || {
             pending(&bg, &session).contains(&id)
@@ -224,10 +218,10 @@ fn a_server_that_returns_a_result_inline_leaves_no_completion() {
     server.close();
 
     // serve: settled at once; asked for explicitly, a completion as well.
-    let mut serve = Serve::start(bg.cmd_in("inline-serve"));
-    let plain = serve.call("bash", json!({"command": "true", "wait_ms": 60_000}));
+    let mut serve = bg.serve_with(bg.cmd_in("inline-serve"));
+    let plain = serve.call_frame("bash", json!({"command": "true", "wait_ms": 60_000}));
     assert_eq!(plain["result"]["notify"], false, "{plain}");
-    let both = serve.call(
+    let both = serve.call_frame(
         "bash",
         json!({"command": "true", "wait_ms": 60_000, "notify_on_completion": true}),
     );
@@ -350,7 +344,7 @@ fn mcp_answers_a_request_over_16_mib_with_an_error() {
         ),
     ];
     for (id, line) in &cases {
-        server.send_raw(line.as_bytes());
+        server.send_line(line.as_bytes());
         let reply = server
             .next_matching(|v| {
                 v.get("error").is_some() && v.get("id").cloned().unwrap_or(Value::Null) == *id
@@ -375,7 +369,7 @@ fn mcp_sessions_of_non_utf8_directories_never_collide() {
         std::fs::create_dir(&dir).unwrap();
         let mut cmd = bg.cmd();
         cmd.env_remove("BGTASK_SESSION").current_dir(&dir);
-        let mut server = Serve::start_mcp(cmd);
+        let mut server = bg.mcp_with(cmd);
         initialize(&mut server);
         // The task runs elsewhere: only the session matters here.
         let args = json!({"command": "true", "background": true, "cwd": "/"});
@@ -411,12 +405,13 @@ fn resource_updates_reach_a_stalled_client_in_full() {
     let command = format!("flock -s {} true", gate_path.display());
     let mut ids = Vec::new();
     for _ in 0..subscribed {
-        let run = bg.run_with(
-            bg.cmd_in(session)
-                .env("BGTASK_MAX_RUNNING", "2000")
-                .args(["run", "--", &command]),
+        ids.push(
+            bg.run_id(
+                bg.cmd_in(session)
+                    .env("BGTASK_MAX_RUNNING", "2000")
+                    .args(["run", "--", &command]),
+            ),
         );
-        ids.push(run.ok().stdout.trim().to_owned());
     }
     // A raw client whose reading the test controls.
     let mut child = bg
@@ -522,7 +517,7 @@ fn subscribing_to_another_sessions_task_is_refused() {
     let bg = Bg::new();
     let ids = finished_tasks(&bg, "elsewhere", "true", 1);
     let mut server = mcp(&bg, "here");
-    let reply = server.call(
+    let reply = server.call_frame(
         "resources/subscribe",
         json!({"uri": format!("bgtask://tasks/{}", ids[0])}),
     );
@@ -537,21 +532,19 @@ fn completions_of_a_cancelled_tool_call_are_shown_again() {
     let bg = Bg::new();
     let session = "cancelled";
     let done = finished_tasks(&bg, session, "true", 1);
-    let gate = bg.path("gate");
-    let command = format!("while [ ! -e {} ]; do sleep 0.02; done", gate.display());
-    let run = bg.run_with(bg.cmd_in(session).args(["run", "--", &command]));
-    let gated = run.ok().stdout.trim().to_owned();
+    let gate = bg.gate("cancelled");
+    let gated = bg.run_id(bg.cmd_in(session).args(["run", "--", &gate.hold()]));
     let mut server = mcp(&bg, session);
-    let request = server.send(
+    let request = server.request(
         "tools/call",
         json!({"name": "bash_wait", "arguments": {"task_ids": [gated], "timeout_ms": 60_000}}),
     );
-    server.send_raw(
+    server.send_line(
         json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": request}})
             .to_string()
             .as_bytes(),
     );
-    std::fs::write(&gate, "").unwrap();
+    gate.open();
     bg.wait(&gated);
     // The cancelled call's result (with both completions) never reaches
     // the client, so they must not stay claimed by the server.

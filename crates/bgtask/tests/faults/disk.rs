@@ -50,14 +50,11 @@ fn a_full_disk_refuses_spawns_clearly_and_loses_no_running_task() {
     let Some(_disk) = SmallDisk::mount(&bg.home, "6m") else {
         return;
     };
-    let go = bg.path("go");
+    let go = bg.gate("go");
     // Started before the disk fills; must end recorded afterwards.
     let survivor = bg.spawn(
         &[],
-        &format!(
-            "echo before; while [ ! -e {} ]; do sleep 0.05; done; echo after; exit 7",
-            go.display()
-        ),
+        &format!("echo before; {}; echo after; exit 7", go.hold()),
     );
     let capped = bg.spawn(&["--max-output", "2MiB"], "yes | head -c 50000000; exit 0");
     let filler = bg.spawn(
@@ -95,7 +92,7 @@ fn a_full_disk_refuses_spawns_clearly_and_loses_no_running_task() {
         }
     }
     assert!(refused > 0, "spawns on a full disk must fail");
-    std::fs::write(&go, "").unwrap();
+    go.open();
     let task = bg.wait(&survivor);
     assert_eq!(task["status"], "failed");
     assert_eq!(
@@ -182,14 +179,8 @@ fn a_corrupt_or_truncated_database_is_reported_and_repaired_by_doctor() {
 #[test]
 fn an_output_file_deleted_under_a_running_task_degrades_gracefully() {
     let bg = Bg::new();
-    let go = bg.path("go");
-    let id = bg.spawn(
-        &[],
-        &format!(
-            "echo one; while [ ! -e {} ]; do sleep 0.05; done; echo two",
-            go.display()
-        ),
-    );
+    let go = bg.gate("go");
+    let id = bg.spawn(&[], &format!("echo one; {}; echo two", go.hold()));
     let status = bg.status(&id);
     let out = status["stdout_path"].as_str().unwrap().to_owned();
     wait_until("the first line", || {
@@ -203,7 +194,7 @@ fn an_output_file_deleted_under_a_running_task_degrades_gracefully() {
         "",
         "a missing file reads as empty"
     );
-    std::fs::write(&go, "").unwrap();
+    go.open();
     let task = bg.wait(&id);
     assert_eq!(task["status"], "completed", "{task}");
     let doctor = bg.run(&["doctor"]).ok();

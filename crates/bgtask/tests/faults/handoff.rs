@@ -100,12 +100,11 @@ fn a_tasks_env_never_becomes_the_monitors_environment() {
     assert!(!text.contains("monitor_after_start"));
     // The ordinary ways stay: a fault point armed in the starter's own
     // environment still reaches the monitor.
-    let armed = bg.run_with(bg.cmd().env("BGTASK_FAULT", "monitor_after_start").args([
+    let armed_id = bg.run_id(bg.cmd().env("BGTASK_FAULT", "monitor_after_start").args([
         "run",
         "--",
         "exec sleep 300",
     ]));
-    let armed_id = armed.ok().stdout.trim().to_owned();
     let ended = bg.wait(&armed_id);
     assert!(
         ended["reason"].as_str().unwrap_or("").contains("monitor"),

@@ -3,7 +3,6 @@
 
 use serde_json::{json, Value};
 
-use crate::client::Serve;
 use crate::fixture::*;
 
 /// Bad lines for `serve`, with the error code each must get.
@@ -39,10 +38,10 @@ fn serve_cases() -> Vec<(&'static str, Vec<u8>, i64)> {
 #[test]
 fn serve_answers_every_hostile_line_precisely_and_keeps_serving() {
     let bg = Bg::new();
-    let mut serve = Serve::start(bg.cmd());
+    let mut serve = bg.serve_with(bg.cmd());
     let cases = serve_cases();
     for (name, line, code) in &cases {
-        serve.send_raw(line);
+        serve.send_line(line);
         let reply = serve
             .next_matching(|m| m.get("id").is_some())
             .unwrap_or_else(|| panic!("{name}: no reply"));
@@ -52,7 +51,7 @@ fn serve_answers_every_hostile_line_precisely_and_keeps_serving() {
             !message.is_empty() && message.len() < 1000,
             "{name}: a short, precise message: {message}"
         );
-        let alive = serve.call("bash_list", json!({}));
+        let alive = serve.call_frame("bash_list", json!({}));
         assert!(
             alive.get("result").is_some(),
             "{name}: the server stopped serving: {alive}"
@@ -65,13 +64,13 @@ fn serve_answers_every_hostile_line_precisely_and_keeps_serving() {
 #[test]
 fn mcp_answers_hostile_requests_and_keeps_serving() {
     let bg = Bg::new();
-    let mut mcp = Serve::start_mcp(bg.cmd());
-    let init = mcp.call(
+    let mut mcp = bg.mcp_with(bg.cmd());
+    let init = mcp.call_frame(
         "initialize",
         json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "hostile", "version": "0"}}),
     );
     assert!(init.get("result").is_some(), "{init}");
-    mcp.send_raw(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    mcp.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     let tool = |args: Value| json!({"name": "bash", "arguments": args});
     let cases: Vec<(&str, String, Value)> = vec![
         (
@@ -113,10 +112,10 @@ fn mcp_answers_hostile_requests_and_keeps_serving() {
         ),
     ];
     for (name, method, params) in &cases {
-        let reply = mcp.call(method, params.clone());
+        let reply = mcp.call_frame(method, params.clone());
         let refused = reply.get("error").is_some() || reply["result"]["isError"] == true;
         assert!(refused, "{name}: {reply}");
-        let alive = mcp.call("tools/call", json!({"name": "bash_list", "arguments": {}}));
+        let alive = mcp.call_frame("tools/call", json!({"name": "bash_list", "arguments": {}}));
         assert!(
             alive.get("result").is_some(),
             "{name}: the server stopped serving: {alive}"
@@ -130,8 +129,8 @@ fn mcp_answers_hostile_requests_and_keeps_serving() {
             format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
         ),
     ] {
-        mcp.send_raw(&line);
-        let alive = mcp.call("tools/call", json!({"name": "bash_list", "arguments": {}}));
+        mcp.send_line(&line);
+        let alive = mcp.call_frame("tools/call", json!({"name": "bash_list", "arguments": {}}));
         assert!(
             alive.get("result").is_some(),
             "{name}: the server stopped serving: {alive}"

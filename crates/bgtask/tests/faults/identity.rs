@@ -112,12 +112,11 @@ fn commands_from_another_pid_or_time_namespace_never_declare_a_live_task_dead() 
     assert_eq!(tasks[0]["status"], "killed", "{waited:?}");
 
     // A task started from a time namespace is checked from outside it.
-    let started = bg.run_with(&mut unshared(
+    let other = bg.run_id(&mut unshared(
         &bg,
         TIME_NS,
         &["run", "--", "exec sleep 300"],
     ));
-    let other = started.ok().stdout.trim().to_owned();
     wait_until("the task to start", || {
         bg.status(&other)["status"] != "starting"
     });

@@ -11,6 +11,8 @@
 #[allow(dead_code, reason = "each test binary uses part of the shared fixture")]
 mod fixture;
 
+#[path = "../shared/client.rs"]
+#[allow(dead_code, reason = "each test binary uses part of the shared client")]
 mod client;
 mod crashes;
 mod delivery;

@@ -5,7 +5,6 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::client::Serve;
 use crate::crashes::verify_store;
 use crate::fixture::*;
 use crate::{rounds, Rng};
@@ -128,8 +127,8 @@ fn recorded_times_far_in_the_past_or_future_break_nothing() {
     let timed = bg.wait(&past);
     assert_eq!(timed["status"], "timed_out");
     // Reminders: elapsed time is never negative, nothing panics.
-    let mut serve = Serve::start(bg.cmd());
-    serve.call("initialize", json!({"long_running_interval_ms": 200}));
+    let mut serve = bg.serve_with(bg.cmd());
+    serve.call_frame("initialize", json!({"long_running_interval_ms": 200}));
     let reminder = serve
         .next_matching(|m| {
             m["method"] == "bash_long_running" && m["params"]["task_id"] == future.as_str()
@@ -139,7 +138,7 @@ fn recorded_times_far_in_the_past_or_future_break_nothing() {
         reminder["params"]["elapsed_ms"].as_i64().unwrap() >= 0,
         "{reminder}"
     );
-    let listed: Value = serve.call("bash_list", json!({}))["result"].clone();
+    let listed: Value = serve.call_frame("bash_list", json!({}))["result"].clone();
     assert!(listed["tasks"].as_array().unwrap().len() >= 3);
     serve.close();
     bg.run(&["kill", "--grace", "0ms", &future]).ok();

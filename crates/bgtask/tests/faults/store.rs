@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::client::Serve;
 use crate::fixture::*;
 use crate::rounds;
 
@@ -22,14 +21,13 @@ fn gc_never_collects_a_task_promoted_beside_it() {
     let tasks = 150 * rounds(1);
     let mut ids = Vec::new();
     for _ in 0..tasks {
-        let run = bg.run(&["run", "--no-notify", "--", "echo kept"]).ok();
-        ids.push(run.stdout.trim().to_owned());
+        ids.push(bg.run_id(bg.cmd().args(["run", "--no-notify", "--", "echo kept"])));
     }
     for id in &ids {
         bg.wait(id);
     }
-    let mut serve = Serve::start(bg.cmd());
-    serve.call("initialize", json!({}));
+    let mut serve = bg.serve_with(bg.cmd());
+    serve.call_frame("initialize", json!({}));
     let stop = Arc::new(AtomicBool::new(false));
     let gc_loop = {
         let stop = Arc::clone(&stop);
@@ -53,9 +51,9 @@ fn gc_never_collects_a_task_promoted_beside_it() {
         })
     };
     // Pipelined, so that promotions land while a gc run is deleting.
-    let sent: Vec<u64> = ids
+    let sent: Vec<i64> = ids
         .iter()
-        .map(|id| serve.send("bash_promote", json!({ "task_id": id })))
+        .map(|id| serve.request("bash_promote", json!({ "task_id": id })))
         .collect();
     let mut promoted = Vec::new();
     let mut gone = 0;
@@ -258,8 +256,8 @@ fn a_stopped_process_holding_the_open_lock_is_named_not_waited_for() {
     let mut cmd = bg.cmd();
     cmd.env("BGTASK_FAULT", "stop_in_open_lock")
         .stdin(std::process::Stdio::piped());
-    let mut serve = Serve::start(cmd);
-    let pid = serve.child.id();
+    let mut serve = bg.serve_with(cmd);
+    let pid = serve.pid();
     wait_until("serve to stop inside the open lock", || {
         state_of(pid) == Some('T')
     });
@@ -280,7 +278,7 @@ fn a_stopped_process_holding_the_open_lock_is_named_not_waited_for() {
         outcomes.push(format!("{} in {:.1} s", args[0], took.as_secs_f64()));
     }
     signal(pid, "-CONT");
-    let reply = serve.call("bash_list", json!({}));
+    let reply = serve.call_frame("bash_list", json!({}));
     assert!(reply["result"]["tasks"].is_array(), "{reply}");
     serve.close();
     let task = bg
@@ -387,14 +385,13 @@ fn output_read_beside_gc_is_complete_or_task_not_found() {
     let tasks = 150 * rounds(1);
     let mut ids = Vec::new();
     for _ in 0..tasks {
-        let run = bg.run(&["run", "--no-notify", "--", "echo kept"]).ok();
-        ids.push(run.stdout.trim().to_owned());
+        ids.push(bg.run_id(bg.cmd().args(["run", "--no-notify", "--", "echo kept"])));
     }
     for id in &ids {
         bg.wait(id);
     }
-    let mut serve = Serve::start(bg.cmd());
-    serve.call("initialize", json!({}));
+    let mut serve = bg.serve_with(bg.cmd());
+    serve.call_frame("initialize", json!({}));
     let mut gc = bg.cmd();
     gc.args(["gc", "--older-than", "0ms"])
         .stdout(std::process::Stdio::null());
@@ -406,8 +403,8 @@ fn output_read_beside_gc_is_complete_or_task_not_found() {
         if i == tasks / 10 {
             running = gc.take().map(|mut gc| gc.spawn().unwrap());
         }
-        sent.push(serve.send("bash_output", json!({ "task_id": id })));
-        sent.push(serve.send("bash_status", json!({ "task_id": id })));
+        sent.push(serve.request("bash_output", json!({ "task_id": id })));
+        sent.push(serve.request("bash_status", json!({ "task_id": id })));
     }
     let mut gc = running.unwrap();
     let (mut complete, mut gone, mut empty) = (0, 0, Vec::new());

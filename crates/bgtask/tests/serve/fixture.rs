@@ -1,8 +1,5 @@
-//! The serve tests' fixture: the shared one (`../shared/fixture.rs`),
-//! tasks started in a given session, and gates that hold a task until the
-//! test lets it go.
-
-use std::path::PathBuf;
+//! The serve tests' fixture: the shared one (`../shared/fixture.rs`) and
+//! tasks started in a given session.
 
 #[path = "../shared/fixture.rs"]
 #[allow(dead_code, reason = "each test binary uses part of the shared fixture")]
@@ -18,32 +15,5 @@ impl Bg {
     /// Starts a task with `bgtask run` in the fixture's session.
     pub fn spawn(&self, command: &str) -> String {
         self.spawn_in(&self.session.clone(), command)
-    }
-
-    /// A gate named `name`: tasks that run [`Gate::hold`] wait until the
-    /// test calls [`Gate::open`].
-    pub fn gate(&self, name: &str) -> Gate {
-        Gate {
-            path: self.path(&format!("gate-{name}")),
-        }
-    }
-}
-
-/// A file a task waits for, so the test decides when it ends.
-pub struct Gate {
-    path: PathBuf,
-}
-
-impl Gate {
-    /// Shell code that returns once the gate is open.
-    pub fn hold(&self) -> String {
-        format!(
-            "until [ -e '{}' ]; do sleep 0.02; done",
-            self.path.display()
-        )
-    }
-
-    pub fn open(&self) {
-        std::fs::write(&self.path, b"").expect("open the gate");
     }
 }

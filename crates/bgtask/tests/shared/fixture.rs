@@ -1,6 +1,8 @@
-//! What the CLI and serve test binaries share: a temporary home and
-//! session per test, helpers to run the real binary against it, polling
+//! What the CLI, serve and fault test binaries share: a temporary home
+//! and session per test, helpers to run the real binary against it and
+//! start tasks, gates that hold a task until the test lets it go, polling
 //! with a deadline, and cleanup that ends every task the test started.
+//! (The JSON-RPC client for the servers is `client.rs` beside it.)
 //! Each binary includes this file in its own `fixture` module and adds
 //! what only it needs.
 
@@ -90,12 +92,21 @@ impl Bg {
         }
     }
 
-    /// Runs `bgtask run …` and returns the task's id once its monitor has
-    /// started it (`run` returns while the task is still `starting`).
-    pub fn start(&self, run: &mut Command) -> String {
+    /// Runs `bgtask run …` (without `--json` or `--wait`) and returns the
+    /// id it prints, as soon as it returns (the task may still be
+    /// `starting`).
+    #[track_caller]
+    pub fn run_id(&self, run: &mut Command) -> String {
         let run = self.run_with(run).ok();
         let id = run.stdout.trim().to_owned();
         assert!(id.starts_with("bg-"), "unexpected run output {run:?}");
+        id
+    }
+
+    /// Runs `bgtask run …` and returns the task's id once its monitor has
+    /// started it (`run` returns while the task is still `starting`).
+    pub fn start(&self, run: &mut Command) -> String {
+        let id = self.run_id(run);
         wait_until("the task to start", || {
             self.status(&id)["status"] != "starting"
         });
@@ -127,6 +138,35 @@ impl Bg {
             Value::Array(tasks) => tasks,
             other => panic!("list is not an array: {other}"),
         }
+    }
+}
+
+/// A file a task waits for, so the test decides when it ends.
+pub struct Gate {
+    path: PathBuf,
+}
+
+impl Bg {
+    /// A gate named `name`: tasks that run [`Gate::hold`] wait until the
+    /// test calls [`Gate::open`].
+    pub fn gate(&self, name: &str) -> Gate {
+        Gate {
+            path: self.path(&format!("gate-{name}")),
+        }
+    }
+}
+
+impl Gate {
+    /// Shell code that returns once the gate is open.
+    pub fn hold(&self) -> String {
+        format!(
+            "until [ -e '{}' ]; do sleep 0.02; done",
+            self.path.display()
+        )
+    }
+
+    pub fn open(&self) {
+        std::fs::write(&self.path, b"").expect("open the gate");
     }
 }
 

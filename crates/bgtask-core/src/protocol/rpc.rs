@@ -7,6 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use crate::error::ErrorKind;
+
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 pub const METHOD_NOT_FOUND: i64 = -32601;
@@ -65,7 +67,7 @@ impl Serialize for Id {
 pub struct RpcError {
     pub code: i64,
     pub message: String,
-    pub kind: Option<&'static str>,
+    pub kind: Option<ErrorKind>,
 }
 
 impl RpcError {
@@ -80,17 +82,40 @@ impl RpcError {
     pub fn invalid_params(message: impl Into<String>) -> Self {
         Self::new(INVALID_PARAMS, message)
     }
+
+    /// The error object a reply carries: `code`, `message` and, for an
+    /// application error, `data.kind`.
+    pub fn object(&self) -> Value {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(kind) = self.kind {
+            error["data"] = json!({"kind": kind});
+        }
+        error
+    }
+}
+
+/// The protocol's error code for each kind of error: the one place that
+/// chooses it. Arguments the core rejects are invalid params like the ones
+/// serde rejects; everything else is an application error whose
+/// `data.kind` says which.
+pub fn code_of(kind: ErrorKind) -> i64 {
+    match kind {
+        ErrorKind::InvalidArgument => INVALID_PARAMS,
+        ErrorKind::TaskNotFound
+        | ErrorKind::InvalidCwd
+        | ErrorKind::LimitExceeded
+        | ErrorKind::SpawnFailed
+        | ErrorKind::StoreError
+        | ErrorKind::Timeout
+        | ErrorKind::Unreachable => APPLICATION_ERROR,
+    }
 }
 
 impl From<crate::Error> for RpcError {
     fn from(err: crate::Error) -> Self {
         let kind = err.kind();
-        let code = match kind {
-            "invalid_argument" => INVALID_PARAMS,
-            _ => APPLICATION_ERROR,
-        };
         RpcError {
-            code,
+            code: code_of(kind),
             message: error_text(&err),
             kind: Some(kind),
         }
@@ -249,6 +274,8 @@ fn without_values(message: &str) -> String {
         };
     }
     if message.starts_with("missing field ")
+        // A task id is never a secret, and showing it tells what is wrong.
+        || message.starts_with("invalid task id ")
         || message.starts_with("duplicate field ")
         || message.starts_with("invalid length ")
         || !message.contains(['`', '"'])
@@ -290,12 +317,8 @@ pub fn result_reply(id: &Id, result: Value) -> String {
 
 /// The reply line (without newline) carrying `err`.
 pub fn error_reply(id: &Id, err: &RpcError) -> String {
-    let mut error = json!({"code": err.code, "message": err.message});
-    if let Some(kind) = err.kind {
-        error["data"] = json!({"kind": kind});
-    }
     Reply {
-        error: Some(error),
+        error: Some(err.object()),
         id,
         jsonrpc: "2.0",
         result: None,

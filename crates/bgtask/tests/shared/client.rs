@@ -1,7 +1,9 @@
-//! A JSON-lines client for `bgtask serve`, as a plugin would be: it writes
+//! A JSON-lines client for `bgtask serve` and `bgtask mcp` (both speak
+//! newline-delimited JSON-RPC on stdio), as a plugin would be: it writes
 //! requests to the server's stdin and reads frames from its stdout on a
 //! background thread, so a test can wait for "the reply to request N" or
-//! "the next notification M" in whatever order they arrive.
+//! "the next notification M" in whatever order they arrive. Shared by the
+//! serve and fault tests: each binary includes it as its `client` module.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -43,13 +45,23 @@ impl Bg {
     }
 
     /// Starts `bgtask serve` from a prepared command (other env, session).
-    pub fn serve_with(&self, mut cmd: Command) -> Server {
+    pub fn serve_with(&self, cmd: Command) -> Server {
+        self.server(cmd, "serve")
+    }
+
+    /// Starts `bgtask mcp` from a prepared command. The caller speaks MCP
+    /// (`initialize`, `tools/call`) through the same JSON-RPC calls.
+    pub fn mcp_with(&self, cmd: Command) -> Server {
+        self.server(cmd, "mcp")
+    }
+
+    fn server(&self, mut cmd: Command, subcommand: &str) -> Server {
         static SERVERS: AtomicUsize = AtomicUsize::new(0);
         let n = SERVERS.fetch_add(1, Ordering::Relaxed);
-        let stderr_path = self.path(&format!("serve-{n}.stderr"));
+        let stderr_path = self.path(&format!("{subcommand}-{n}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).expect("create the stderr log");
         let mut child = cmd
-            .arg("serve")
+            .arg(subcommand)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -105,6 +117,13 @@ impl Server {
         stdin.flush().expect("flush to the server");
     }
 
+    /// Writes `bytes` and a newline to the server's stdin.
+    pub fn send_line(&mut self, bytes: &[u8]) {
+        let mut line = bytes.to_vec();
+        line.push(b'\n');
+        self.send_raw(&line);
+    }
+
     /// Sends one frame as a line.
     pub fn send(&mut self, frame: &Value) {
         let mut line = frame.to_string();
@@ -141,6 +160,13 @@ impl Server {
         let reply = self.reply(id);
         assert!(reply.get("error").is_none(), "{method} failed: {reply}");
         reply["result"].clone()
+    }
+
+    /// Sends a request and returns its whole reply frame (result or error).
+    #[track_caller]
+    pub fn call_frame(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, params);
+        self.reply(id)
     }
 
     /// Sends a request and returns its error object; fails on a result.
@@ -191,6 +217,31 @@ impl Server {
             .any(|f| f.get("method").is_none() && f["id"] == id)
     }
 
+    /// The next frame, seen or still to come, that `wanted` accepts; `None`
+    /// if none arrives in time or the server closes stdout first.
+    pub fn next_matching(&mut self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.try_claim(&wanted).ok()
+    }
+
+    /// Every frame received so far and not yet claimed, without waiting;
+    /// they count as claimed afterwards.
+    pub fn drain_received(&mut self) -> Vec<Value> {
+        while let Ok(line) = self.lines.try_recv() {
+            let frame = self.take(line, "frames already received");
+            self.unclaimed.push(frame);
+        }
+        std::mem::take(&mut self.unclaimed)
+    }
+
+    /// Ends the server at once with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        if let Ok(status) = self.child.wait() {
+            self.exit = Some(status);
+        }
+    }
+
     /// Every frame seen so far, in arrival order.
     pub fn seen(&self) -> &[Value] {
         &self.seen
@@ -229,7 +280,7 @@ impl Server {
                 Instant::now() < deadline,
                 "the server did not exit after its stdin closed"
             );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(reader) = self.reader.take() {
             reader.join().expect("the reader thread panicked");
@@ -245,34 +296,51 @@ impl Server {
     /// Takes the first frame, seen or still to come, that `wanted` accepts.
     #[track_caller]
     fn claim(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
-        if let Some(i) = self.unclaimed.iter().position(&wanted) {
-            return self.unclaimed.remove(i);
+        match self.try_claim(&wanted) {
+            Ok(frame) => frame,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "timed out waiting for {what}; frames so far: {:#?}",
+                self.seen
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "the server closed stdout while the test waited for {what}; frames: {:#?}",
+                self.seen
+            ),
+        }
+    }
+
+    /// [`Server::claim`], telling why nothing came instead of failing.
+    fn try_claim(&mut self, wanted: &dyn Fn(&Value) -> bool) -> Result<Value, RecvTimeoutError> {
+        if let Some(i) = self.unclaimed.iter().position(wanted) {
+            return Ok(self.unclaimed.remove(i));
         }
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let frame = match self.lines.recv_timeout(left) {
-                Ok(Ok((frame, text))) => {
-                    self.seen_text.push(text);
-                    frame
-                }
-                Ok(Err(text)) => panic!("the server wrote a line that is not JSON: {text:?}"),
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "timed out waiting for {what}; frames so far: {:#?}",
-                    self.seen
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "the server closed stdout while the test waited for {what}; frames: {:#?}",
-                    self.seen
-                ),
-            };
-            assert_eq!(frame["jsonrpc"], "2.0", "every frame is JSON-RPC 2.0");
-            self.seen.push(frame.clone());
+            let line = self.lines.recv_timeout(left)?;
+            let frame = self.take(line, "a frame");
             if wanted(&frame) {
-                return frame;
+                return Ok(frame);
             }
             self.unclaimed.push(frame);
         }
+    }
+
+    /// Records a line the server wrote; it must be a JSON-RPC 2.0 frame.
+    #[track_caller]
+    fn take(&mut self, line: Line, what: &str) -> Value {
+        let frame = match line {
+            Ok((frame, text)) => {
+                self.seen_text.push(text);
+                frame
+            }
+            Err(text) => {
+                panic!("the server wrote a line that is not JSON (waiting for {what}): {text:?}")
+            }
+        };
+        assert_eq!(frame["jsonrpc"], "2.0", "every frame is JSON-RPC 2.0");
+        self.seen.push(frame.clone());
+        frame
     }
 }
 
@@ -290,7 +358,7 @@ impl Drop for Server {
                 if let Ok(Some(_)) | Err(_) = self.child.try_wait() {
                     break;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(20));
             }
             let _ = self.child.kill();
             let _ = self.child.wait();
