@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["reconcile", "waiter"],
     &["service", "doctor"],
     &["wait", "agent"],
-    &["rpc"],
+    &["protocol"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
