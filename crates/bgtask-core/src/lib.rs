@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod compact;
 mod config;
+pub mod control;
 mod error;
 pub mod monitor;
 pub mod output;
@@ -26,9 +27,10 @@ pub use config::{
     DEFAULT_TIMEOUT_MS,
 };
 pub use error::{Error, Result};
+pub use process::Signal;
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
 pub use store::{doctor, set_busy_timeout, DoctorReport, Finding};
-pub use task::{signal_name, Completion, Status, Task, TaskId};
+pub use task::{Completion, Status, Task, TaskId};
 pub use wait::{EventWatch, WaitOutcome};

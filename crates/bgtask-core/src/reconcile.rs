@@ -12,10 +12,12 @@
 //! may have died between recording the kill and telling the monitor, and
 //! a monitor that already stops ignores the repetition.
 
+use crate::control::{self, Control};
 use crate::error::Result;
 use crate::monitor::now_ms;
+use crate::monitor::DEFAULT_GRACE_MS;
 use crate::output::combined_tail;
-use crate::process::{self, Cgroup, Liveness, SIGKILL, SIGUSR1};
+use crate::process::{self, Cgroup, Liveness, Signal};
 use crate::store::{FinishRecord, LiveTask, Store};
 use crate::task::{Outcome, Status};
 
@@ -24,10 +26,15 @@ use crate::task::{Outcome, Status};
 pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     match task.owner.as_ref().map(|o| o.liveness()) {
         Some(Liveness::Alive) => {
-            retell_kill(task);
+            retell_kill(store, task);
             return Ok(false);
         }
-        Some(Liveness::Unknown) => return Ok(false),
+        // Not seen from here, but maybe reachable through the shared
+        // store's control socket.
+        Some(Liveness::Unknown) => {
+            retell_kill(store, task);
+            return Ok(false);
+        }
         Some(Liveness::Dead) | None => {}
     }
     // `task` may have been read before the owner's last change (say, its
@@ -82,15 +89,19 @@ pub fn reconcile_all(store: &mut Store) -> Result<usize> {
 }
 
 /// Tells the live monitor of a task recorded `killing` to carry the kill
-/// out (SIGUSR1: "read the store"). Only once the shell is recorded: the
-/// monitor installs its handler before that, and sees `killing` itself
-/// when it records the shell.
-fn retell_kill(task: &LiveTask) {
+/// out: over its control channel, or where it has none, SIGUSR1 ("read
+/// the store"). Only once the shell is recorded: the monitor sees
+/// `killing` itself when it records the shell.
+fn retell_kill(store: &Store, task: &LiveTask) {
     if task.status != Status::Killing || task.leader.is_none() {
         return;
     }
+    let grace_ms = task.kill_grace_ms.unwrap_or(DEFAULT_GRACE_MS);
+    if control::send(store.home(), &task.id, &Control::Kill { grace_ms }).is_ok() {
+        return;
+    }
     if let Some(monitor) = task.owner.as_ref().and_then(|o| o.open()) {
-        let _ = monitor.signal(SIGUSR1);
+        let _ = monitor.signal(Signal::Usr1);
     }
 }
 
@@ -112,7 +123,7 @@ fn end_leftovers(task: &LiveTask) {
     if let Some(cgroup) = &cgroup {
         let _ = cgroup.kill();
     }
-    process::signal_marked(task.id.as_str(), SIGKILL);
+    process::signal_marked(task.id.as_str(), Signal::Kill);
     if let Some(cgroup) = &cgroup {
         let _ = cgroup.remove();
     }

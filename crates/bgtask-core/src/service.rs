@@ -15,10 +15,11 @@ use std::sync::{Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::config::{Config, SpawnRequest};
+use crate::control::{self, Control};
 use crate::error::{Error, Result};
 use crate::monitor::{now_ms, TaskCommand, MONITOR_ARG};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
-use crate::process::{self, Detached, Liveness, ProcessIdentity};
+use crate::process::{self, Detached, Liveness, ProcessIdentity, Signal};
 use crate::reconcile::{reconcile_all, reconcile_task};
 use crate::store::{CacheSize, NewTask, Store};
 use crate::task::{Completion, Status, Task, TaskId};
@@ -301,18 +302,22 @@ impl Service {
             let Some(live) = store.live(id)? else {
                 return store.get(id);
             };
-            // A monitor that cannot be checked from here cannot be told
-            // either: a `killing` recorded now would be carried out by no
-            // one. The task is left as it is.
+            // A monitor that cannot be checked from here (another pid
+            // namespace) can only be told through its control socket, if
+            // the store is shared with it: without one, a `killing`
+            // recorded now would be carried out by no one, so the task is
+            // left as it is.
             if let Some(owner) = live
                 .owner
                 .as_ref()
                 .filter(|o| o.liveness() == Liveness::Unknown)
             {
-                return Err(Error::Unreachable(format!(
-                    "task {id} cannot be killed from here: its monitor (pid {}) runs in another pid namespace; run the kill there",
-                    owner.pid
-                )));
+                if !control::is_reachable(&self.config.home, id) {
+                    return Err(Error::Unreachable(format!(
+                        "task {id} cannot be killed from here: its monitor (pid {}) runs in another pid namespace; run the kill there",
+                        owner.pid
+                    )));
+                }
             }
             if !store.request_kill(id, grace_ms)? {
                 return store.get(id);
@@ -323,15 +328,20 @@ impl Service {
             // tells it (see reconcile_task).
             process::fault::point("kill_after_request");
             // Read after the request: if the monitor recorded the shell
-            // before our request it must be signalled; if after, it saw
+            // before our request it must be told; if after, it saw
             // `killing` itself when it recorded the shell.
             if let Some(live) = store.live(id)? {
+                let told = live.leader.is_some()
+                    && control::send(&self.config.home, id, &Control::Kill { grace_ms }).is_ok();
                 let monitor = live.owner.as_ref().filter(|_| live.leader.is_some());
-                match monitor.and_then(ProcessIdentity::open) {
-                    Some(handle) => {
-                        let _ = handle.signal(process::SIGUSR1);
+                // No channel (none bound, or a monitor of an older
+                // version): SIGUSR1 makes it read the store.
+                match (told, monitor.and_then(ProcessIdentity::open)) {
+                    (true, _) => {}
+                    (false, Some(handle)) => {
+                        let _ = handle.signal(Signal::Usr1);
                     }
-                    None => {
+                    (false, None) => {
                         reconcile_task(&mut store, &live)?;
                     }
                 }
