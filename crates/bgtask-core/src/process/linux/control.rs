@@ -134,4 +134,64 @@ mod tests {
         let meta = std::fs::metadata(dir.path().join("ctl")).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o700);
     }
+
+    #[test]
+    fn a_connection_from_another_user_is_refused() {
+        use std::os::unix::process::CommandExt;
+        if effective_uid() != 0 {
+            println!("skipped: only root can connect as another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Open to everyone here, so only the peer check stands between
+        // another user and the monitor.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("ctl").join("t.sock");
+        let listener = ControlListener::bind(&path).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("ctl"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let script =
+            "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(1)";
+        let mut other = match std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .uid(65534)
+            .gid(65534)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                println!("skipped: cannot run python3: {e}");
+                return;
+            }
+        };
+        // The stranger's connection is accepted by the kernel, then closed
+        // unanswered: python's recv returns (end of file) and it exits 0.
+        let mut refused = false;
+        for _ in 0..500 {
+            assert!(
+                listener.accept().unwrap().is_none(),
+                "a stranger got through"
+            );
+            if other.try_wait().unwrap().is_some() {
+                refused = true;
+                break;
+            }
+            super::super::wait_readable(
+                &[listener.as_fd()],
+                Some(std::time::Duration::from_millis(10)),
+            )
+            .unwrap();
+        }
+        let _ = other.kill();
+        let status = other.wait().unwrap();
+        assert!(refused && status.success(), "{status:?}");
+        // Our own user still gets through.
+        let _mine = connect_control(&path).unwrap();
+        assert!(listener.accept().unwrap().is_some());
+    }
 }
