@@ -74,6 +74,9 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     if ended {
         store.touch_events();
     }
+    // A monitor killed outright leaves its control socket behind; nobody
+    // listens there any more (senders already fall back), so it goes.
+    let _ = std::fs::remove_file(crate::store::control_socket_path(store.home(), &task.id));
     Ok(ended)
 }
 

@@ -112,6 +112,10 @@ fn a_stale_control_socket_of_a_dead_monitor_breaks_nothing() {
         killed["reason"].as_str().unwrap().contains("died"),
         "{killed}"
     );
+    assert!(
+        !socket(&bg, &id).exists(),
+        "reconcile removes the stale socket"
+    );
     // The store works on: a new task runs and is killed over its own socket.
     let next = bg.spawn(&[], "exec sleep 300");
     let killed = bg.run(&["kill", "--json", &next]).ok().json();
