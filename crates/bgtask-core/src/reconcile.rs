@@ -12,7 +12,7 @@
 //! may have died between recording the kill and telling the monitor, and
 //! a monitor that already stops ignores the repetition.
 
-use crate::control::{self, Control};
+use crate::control::{self, Control, Reply};
 use crate::error::Result;
 use crate::monitor::now_ms;
 use crate::monitor::DEFAULT_GRACE_MS;
@@ -100,7 +100,10 @@ fn retell_kill(store: &Store, task: &LiveTask) {
         return;
     }
     let grace_ms = task.kill_grace_ms.unwrap_or(DEFAULT_GRACE_MS);
-    if control::send(store.home(), &task.id, &Control::Kill { grace_ms }).is_ok() {
+    if matches!(
+        control::send(store.home(), &task.id, &Control::Kill { grace_ms }),
+        Ok(Reply::Done)
+    ) {
         return;
     }
     if let Some(monitor) = task.owner.as_ref().and_then(|o| o.open()) {

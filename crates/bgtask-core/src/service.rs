@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::config::{Config, SpawnRequest};
-use crate::control::{self, Control};
+use crate::control::{self, Control, Reply};
 use crate::error::{Error, Result};
 use crate::monitor::{now_ms, TaskCommand, MONITOR_ARG};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
@@ -332,7 +332,10 @@ impl Service {
             // `killing` itself when it recorded the shell.
             if let Some(live) = store.live(id)? {
                 let told = live.leader.is_some()
-                    && control::send(&self.config.home, id, &Control::Kill { grace_ms }).is_ok();
+                    && matches!(
+                        control::send(&self.config.home, id, &Control::Kill { grace_ms }),
+                        Ok(Reply::Done)
+                    );
                 let monitor = live.owner.as_ref().filter(|_| live.leader.is_some());
                 // No channel (none bound, or a monitor of an older
                 // version): SIGUSR1 makes it read the store.
