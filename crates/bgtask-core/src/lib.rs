@@ -9,6 +9,7 @@ pub mod agent;
 mod clock;
 pub mod compact;
 mod config;
+pub mod control;
 mod doctor;
 mod error;
 mod executor;
@@ -32,10 +33,11 @@ pub use config::{
 };
 pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, ErrorKind, Result};
+pub use process::Signal;
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
 pub use store::set_busy_timeout;
-pub use task::{signal_name, Completion, Status, Task, TaskId};
+pub use task::{Completion, Status, Task, TaskId};
 pub use wait::WaitOutcome;
 pub use waiter::EventWatch;

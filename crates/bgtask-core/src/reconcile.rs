@@ -26,13 +26,15 @@ use crate::task::{Outcome, Status};
 pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     let engine = executor::of(task);
     match engine.liveness(task) {
-        Liveness::Alive => {
+        // Not seen from here (another pid namespace) may still be reachable
+        // through the shared store's control channel: a stale `killing` is
+        // told again either way.
+        Liveness::Alive | Liveness::Unknown => {
             if task.status == Status::Killing {
-                engine.tell_kill(task);
+                engine.tell_kill(store, task);
             }
             return Ok(false);
         }
-        Liveness::Unknown => return Ok(false),
         Liveness::Dead => {}
     }
     // `task` may have been read before the owner's last change (say, its
@@ -42,7 +44,7 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
         return Ok(false);
     };
     let reason = engine.lost_reason(store, &task);
-    engine.clean_up(&task);
+    engine.clean_up(store, &task);
     let tail = combined_tail(
         &store.stdout_path(&task.id),
         &store.stderr_path(&task.id),
@@ -60,6 +62,9 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     if ended {
         store.touch_events();
     }
+    // A monitor killed outright leaves its control socket behind; nobody
+    // listens there any more (senders already fall back), so it goes.
+    let _ = std::fs::remove_file(crate::store::control_socket_path(store.home(), &task.id));
     Ok(ended)
 }
 

@@ -280,11 +280,12 @@ impl Service {
             let Some(live) = store.live(id)? else {
                 return store.get(id);
             };
-            // A monitor that cannot be checked from here cannot be told
-            // either: a `killing` recorded now would be carried out by no
-            // one. The task is left as it is.
+            // A supervisor that cannot be checked from here (another pid
+            // namespace) may still be told through the shared store; if it
+            // cannot, a `killing` recorded now would be carried out by no
+            // one, so the task is left as it is.
             let engine = executor::of(&live);
-            if engine.liveness(&live) == Liveness::Unknown {
+            if engine.liveness(&live) == Liveness::Unknown && !engine.can_tell(&store, &live) {
                 return Err(Error::Unreachable(format!(
                     "task {id} cannot be killed from here: {}",
                     engine.why_unreachable(&live)
@@ -299,10 +300,10 @@ impl Service {
             // tells it (see reconcile_task).
             process::fault::point("kill_after_request");
             // Read after the request: if the monitor recorded the shell
-            // before our request it must be signalled; if after, it saw
+            // before our request it must be told; if after, it saw
             // `killing` itself when it recorded the shell.
             if let Some(live) = store.live(id)? {
-                if !executor::of(&live).tell_kill(&live) {
+                if !executor::of(&live).tell_kill(&store, &live) {
                     reconcile_task(&mut store, &live)?;
                 }
             }

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::Error;
+use crate::process::Signal;
 
 /// A task id: `bg-` followed by 16 lowercase hex digits (64 random bits).
 ///
@@ -160,9 +161,9 @@ pub enum Outcome {
     /// The shell exited by itself with this code.
     Exited(i32),
     /// The shell died of a signal nobody in bgtask sent.
-    Signaled(i32),
+    Signaled(Signal),
     /// Killed on request; the signal that ended it (or the last one sent).
-    Killed(i32),
+    Killed(Signal),
     /// The hard timeout fired.
     TimedOut { after_ms: u64 },
     /// No output for this long.
@@ -187,14 +188,14 @@ impl Outcome {
             Outcome::Exited(code) => (Status::Failed, Some(code), None, None),
             Outcome::Signaled(sig) => (
                 Status::Failed,
-                Some(128 + sig),
-                Some(signal_name(sig)),
-                Some(format!("terminated by {}", signal_name(sig))),
+                Some(sig.exit_code()),
+                Some(sig.name()),
+                Some(format!("terminated by {}", sig.name())),
             ),
             Outcome::Killed(sig) => (
                 Status::Killed,
-                Some(128 + sig),
-                Some(signal_name(sig)),
+                Some(sig.exit_code()),
+                Some(sig.name()),
                 Some("killed on request".to_owned()),
             ),
             Outcome::TimedOut { after_ms } => (
@@ -224,31 +225,6 @@ impl Outcome {
             reason,
         }
     }
-}
-
-/// The conventional name of a signal number (`SIGKILL`), or `SIG<n>`.
-pub fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        _ => return format!("SIG{sig}"),
-    };
-    name.to_owned()
 }
 
 /// A task as clients see it (the "task object" of the CLI and protocols).
@@ -350,10 +326,13 @@ mod tests {
         assert_eq!(Outcome::Exited(0).into_end().status, Status::Completed);
         let failed = Outcome::Exited(3).into_end();
         assert_eq!((failed.status, failed.exit_code), (Status::Failed, Some(3)));
-        let killed = Outcome::Killed(9).into_end();
+        let killed = Outcome::Killed(Signal::Kill).into_end();
         assert_eq!(killed.exit_code, Some(137));
         assert_eq!(killed.signal.as_deref(), Some("SIGKILL"));
-        assert_eq!(Outcome::Killed(15).into_end().exit_code, Some(143));
+        assert_eq!(
+            Outcome::Killed(Signal::Term).into_end().exit_code,
+            Some(143)
+        );
         let timed = Outcome::TimedOut {
             after_ms: 1_800_000,
         }

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
         "clock", "error", "task", "units", "config", "output", "compact", "process",
     ],
     &["store"],
+    &["control"],
     &["monitor"],
     &["executor"],
     &["reconcile", "waiter"],

@@ -12,9 +12,10 @@ use std::sync::Mutex;
 
 use super::{Executor, Job, Launched};
 use crate::config::Config;
+use crate::control::{self, Control, Reply};
 use crate::error::{Error, Result};
-use crate::monitor::MONITOR_ARG;
-use crate::process::{self, Cgroup, Detached, Liveness, ProcessHandle, ProcessIdentity};
+use crate::monitor::{DEFAULT_GRACE_MS, MONITOR_ARG};
+use crate::process::{self, Cgroup, Detached, Liveness, ProcessHandle, ProcessIdentity, Signal};
 use crate::store::{self, LiveTask, Store};
 use crate::task::Status;
 
@@ -50,13 +51,17 @@ impl Executor for LocalExecutor {
         task.owner.as_ref().and_then(ProcessIdentity::open)
     }
 
-    fn tell_kill(&self, task: &LiveTask) -> bool {
-        // Only once the shell is recorded: the monitor installs its handler
-        // before that, and sees `killing` itself when it records the shell.
+    fn tell_kill(&self, store: &Store, task: &LiveTask) -> bool {
+        // Only once the shell is recorded: the monitor listens from then on,
+        // and sees `killing` itself when it records the shell.
         if task.status != Status::Killing || task.leader.is_none() {
             return false;
         }
-        task.owner.as_ref().is_some_and(tell_monitor_to_kill)
+        tell_monitor_to_kill(store, task)
+    }
+
+    fn can_tell(&self, store: &Store, task: &LiveTask) -> bool {
+        control::is_reachable(store.home(), &task.id)
     }
 
     fn lost_reason(&self, store: &Store, task: &LiveTask) -> String {
@@ -82,7 +87,9 @@ impl Executor for LocalExecutor {
     /// task's before it is signalled). Never a process group or pid by
     /// number alone: with the monitor gone, the leader's pid and group may
     /// be someone else's.
-    fn clean_up(&self, task: &LiveTask) {
+    fn clean_up(&self, store: &Store, task: &LiveTask) {
+        // The control socket of a dead monitor answers nobody.
+        let _ = std::fs::remove_file(store::control_socket_path(store.home(), &task.id));
         // Nothing of an earlier boot runs (and every live task of one is
         // reconciled at once after a reboot: no search of /proc for each).
         if task
@@ -96,7 +103,7 @@ impl Executor for LocalExecutor {
         if let Some(cgroup) = &cgroup {
             let _ = cgroup.kill();
         }
-        process::signal_marked(task.id.as_str(), process::SIGKILL);
+        process::signal_marked(task.id.as_str(), Signal::Kill);
         if let Some(cgroup) = &cgroup {
             let _ = cgroup.remove();
         }
@@ -105,14 +112,22 @@ impl Executor for LocalExecutor {
 
 /// Tells a live monitor to carry out the kill recorded in the store. The
 /// one place that does: every kill request and every repeated one comes
-/// through here. False if the monitor is not running (or cannot be reached
-/// from here).
-fn tell_monitor_to_kill(monitor: &ProcessIdentity) -> bool {
-    // SIGUSR1 means "read the store"; a monitor that stops already
-    // ignores the repetition.
-    monitor
-        .open()
-        .is_some_and(|handle| handle.signal(process::SIGUSR1).is_ok())
+/// here. Over the monitor's control channel; where it has none (not bound,
+/// or a monitor of an older build), SIGUSR1 ("read the store"). A monitor
+/// that stops already ignores the repetition.
+fn tell_monitor_to_kill(store: &Store, task: &LiveTask) -> bool {
+    let grace_ms = task.kill_grace_ms.unwrap_or(DEFAULT_GRACE_MS);
+    let request = Control::Kill { grace_ms };
+    if matches!(
+        control::send(store.home(), &task.id, &request),
+        Ok(Reply::Done)
+    ) {
+        return true;
+    }
+    task.owner
+        .as_ref()
+        .and_then(ProcessIdentity::open)
+        .is_some_and(|handle| handle.signal(Signal::Usr1).is_ok())
 }
 
 /// A started monitor waiting for "go".
@@ -204,11 +219,13 @@ mod tests {
     fn a_kill_is_told_only_to_a_monitor_that_recorded_its_shell() {
         let me = ProcessIdentity::of_child(std::process::id()).unwrap();
         let engine: &dyn Executor = &LocalExecutor;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), store::CacheSize::Small).unwrap();
         // Not `killing`: nothing to tell. No shell yet: the monitor sees
         // `killing` itself when it records the shell. (Either way this
         // process, the "monitor" here, is not signalled.)
-        assert!(!engine.tell_kill(&live(Status::Running, Some(me.clone()))));
-        assert!(!engine.tell_kill(&live(Status::Killing, Some(me))));
-        assert!(!engine.tell_kill(&live(Status::Killing, None)));
+        assert!(!engine.tell_kill(&store, &live(Status::Running, Some(me.clone()))));
+        assert!(!engine.tell_kill(&store, &live(Status::Killing, Some(me))));
+        assert!(!engine.tell_kill(&store, &live(Status::Killing, None)));
     }
 }

@@ -60,14 +60,18 @@ pub trait Executor: Sync {
     /// Tells the supervisor of a task recorded `killing` to carry the kill
     /// out. False when it cannot be told now (not ready for it yet, or
     /// gone): the caller then reconciles.
-    fn tell_kill(&self, task: &LiveTask) -> bool;
+    fn tell_kill(&self, store: &Store, task: &LiveTask) -> bool;
+
+    /// Whether the supervisor can be told things from here even though its
+    /// liveness cannot be checked (another pid namespace sharing the store).
+    fn can_tell(&self, store: &Store, task: &LiveTask) -> bool;
 
     /// Why a task whose supervisor is gone ended, for its record.
     fn lost_reason(&self, store: &Store, task: &LiveTask) -> String;
 
     /// Ends whatever is left of a task whose supervisor is gone. Runs
     /// before the end is recorded.
-    fn clean_up(&self, task: &LiveTask);
+    fn clean_up(&self, store: &Store, task: &LiveTask);
 }
 
 /// A task whose engine side is started and waits for its record.

@@ -1,16 +1,64 @@
 //! Everything that talks to the operating system about processes: identity
 //! (pid + start time + boot + pid namespace), the task marker in every task
 //! process's environment, signals through pidfds, process groups, the child
-//! subreaper, cgroups, spawning, and waiting for fds without polling.
+//! subreaper, cgroups, spawning, the go pipe, the monitor's signal pipe and
+//! control socket, and waiting for fds without polling.
 //!
-//! bgtask targets Linux; this folder is the only place with OS calls, so a
-//! port provides the same functions in a sibling file.
+//! This folder is the only place with OS calls (`scripts/check-os-calls`
+//! keeps it so). Outside it, signals are a [`Signal`] and numbers never
+//! appear. bgtask targets Linux: `linux/` implements the contract below. A
+//! port adds a sibling folder that provides every item of this list with
+//! the same signatures and documented behaviour, and picks it here with a
+//! `cfg`; nothing outside `process/` changes.
+//!
+//! # The contract: what every platform provides
+//!
+//! Identity and liveness
+//! - [`ProcessIdentity`] (`of_child`, `liveness`, `is_alive`, `is_dead`,
+//!   `open`), [`Liveness`], [`ProcessHandle`] (`signal`, `as_fd`,
+//!   `has_exited`: a handle that can never reach another process),
+//!   [`boot_id`].
+//!
+//! Signals and the task marker
+//! - [`signal_group`], [`signal_own_children`], [`signal_marked`] (every
+//!   process carrying [`TASK_MARKER`], each verified first),
+//!   [`become_subreaper`], [`Cgroup`] (may be absent: `Cgroup::create`
+//!   returns `None` where the platform has none).
+//!
+//! Starting processes
+//! - [`spawn_detached`] → [`Detached`] (a monitor in a session of its own),
+//!   [`start_shell`] with [`ShellCommand`] → [`PendingShell`] → [`Shell`]
+//!   (the task's shell), [`environment`], [`close_inherited_fds`].
+//!
+//! The go pipe (starter → monitor, once)
+//! - [`go_message`], [`wait_for_go`].
+//!
+//! Waiting and reaping
+//! - [`wait_readable`], [`FileWatch`], [`pipe`], [`read_fd`],
+//!   [`set_nonblocking`], [`ExitStatus`], [`try_reap`], [`reap_one`],
+//!   [`reap_if_exited`], [`child_handle`].
+//!
+//! The monitor's inbound channels
+//! - [`SignalPipe`]: SIGTERM to the monitor and the legacy "read the store"
+//!   wake-up ([`Signal::Usr1`]), as a readable descriptor.
+//! - [`ControlListener`] / [`connect_control`]: a local socket reachable by
+//!   processes of the same user only (checked on accept).
+//!
+//! The calling process and its filesystems
+//! - [`can_enter`], [`free_bytes`], [`disk_size`], [`effective_uid`],
+//!   [`fill_random`], [`release_startup_pages`], [`device_numbers`].
 
-mod cgroup;
 pub mod fault;
 mod linux;
-mod shell;
+mod signal;
 
-pub use cgroup::Cgroup;
-pub use linux::*;
-pub use shell::{start_shell, PendingShell, Shell, ShellCommand};
+pub use signal::Signal;
+
+pub use linux::{
+    become_subreaper, boot_id, can_enter, child_handle, close_inherited_fds, connect_control,
+    device_numbers, disk_size, effective_uid, environment, fill_random, free_bytes, go_message,
+    pipe, read_fd, reap_if_exited, reap_one, release_startup_pages, set_nonblocking, signal_group,
+    signal_marked, signal_own_children, spawn_detached, start_shell, try_reap, wait_for_go,
+    wait_readable, Cgroup, ControlListener, Detached, ExitStatus, FileWatch, Liveness,
+    PendingShell, ProcessHandle, ProcessIdentity, Shell, ShellCommand, SignalPipe, TASK_MARKER,
+};

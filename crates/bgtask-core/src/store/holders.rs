@@ -74,10 +74,7 @@ pub(super) fn write_holders(path: &Path, bytes: Option<(u64, u64)>) -> Vec<Holde
     let Ok(meta) = std::fs::metadata(path) else {
         return Vec::new();
     };
-    let dev = (
-        u64::from(rustix::fs::major(meta.dev())),
-        u64::from(rustix::fs::minor(meta.dev())),
-    );
+    let dev = crate::process::device_numbers(meta.dev());
     let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
         return Vec::new();
     };

@@ -113,6 +113,11 @@ impl Store {
         stderr_path(&self.home, id)
     }
 
+    /// The store's home directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     /// The file touched after every state transition; servers watch it.
     pub fn events_path(&self) -> PathBuf {
         self.home.join("events")
@@ -194,6 +199,12 @@ pub(crate) fn store_error(db: &Path, source: rusqlite::Error) -> Error {
 /// The directory of the tasks' output files in the store at `home`.
 pub fn output_dir(home: &Path) -> PathBuf {
     home.join("out")
+}
+
+/// The control socket of task `id`'s monitor in the store at `home`
+/// (`HOME/ctl/<id>.sock`; the control module speaks on it).
+pub fn control_socket_path(home: &Path, id: &TaskId) -> PathBuf {
+    home.join("ctl").join(format!("{id}.sock"))
 }
 
 /// Where a task's stdout is kept in the store at `home`.

@@ -5,6 +5,7 @@ mod fixture;
 mod bad_input;
 mod basics;
 mod completions;
+mod control;
 mod durability;
 mod home;
 mod output;

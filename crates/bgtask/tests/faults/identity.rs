@@ -84,9 +84,14 @@ fn commands_from_another_pid_or_time_namespace_never_declare_a_live_task_dead() 
     let seen = bg.run_with(&mut unshared(&bg, PID_NS, &["status", "--json", &id]));
     assert_eq!(seen.ok().json()["status"], "running");
 
-    // A kill that cannot reach the monitor says so on one line and records
+    // A kill that cannot reach the monitor (no control socket where the
+    // store says: here it is moved away) says so on one line and records
     // nothing.
+    let socket = bg.home.join("ctl").join(format!("{id}.sock"));
+    let moved = socket.with_extension("moved");
+    std::fs::rename(&socket, &moved).unwrap();
     let refused = bg.run_with(&mut unshared(&bg, PID_NS, &["kill", &id]));
+    std::fs::rename(&moved, &socket).unwrap();
     assert_ne!(refused.code, 0, "{refused:?}");
     assert_eq!(refused.stderr.lines().count(), 1, "{refused:?}");
     assert!(
@@ -94,6 +99,13 @@ fn commands_from_another_pid_or_time_namespace_never_declare_a_live_task_dead() 
         "{refused:?}"
     );
     assert_eq!(stored_status(&bg, &id), "running");
+
+    // Through the monitor's control socket in the shared store, a kill
+    // from another pid namespace is carried out.
+    let reachable = bg.spawn(&[], "exec sleep 300");
+    let killed = bg.run_with(&mut unshared(&bg, PID_NS, &["kill", "--json", &reachable]));
+    assert_eq!(killed.ok().json()["status"], "killed");
+    assert_eq!(bg.status(&reachable)["signal"], "SIGTERM");
 
     // A waiter in another pid namespace cannot watch the monitor's pidfd;
     // it learns the end from the store's events instead.
@@ -124,7 +136,7 @@ fn commands_from_another_pid_or_time_namespace_never_declare_a_live_task_dead() 
     let killed = bg.run(&["kill", "--json", &other]);
     assert_eq!(killed.ok().json()["status"], "killed");
     println!(
-        "fault report: commands from another pid or time namespace: {tries} commands, the live task untouched; 1 kill refused on one line; 1 wait from a pid namespace, 1 kill from a time namespace and 1 task started in one worked"
+        "fault report: commands from another pid or time namespace: {tries} commands, the live task untouched; 1 kill without a control socket refused on one line, 1 through it carried out; 1 wait from a pid namespace, 1 kill from a time namespace and 1 task started in one worked"
     );
 }
 

@@ -73,8 +73,8 @@ impl Cgroup {
     /// `cgroup.procs` is read again; a pid still listed whose pidfd shows
     /// it running is the same process (a pid is not reused while its
     /// process runs), and the signal goes through that pidfd.
-    pub fn signal_members(&self, sig: i32) -> io::Result<()> {
-        let Some(sig) = rustix::process::Signal::from_named_raw(sig) else {
+    pub fn signal_members(&self, sig: crate::process::Signal) -> io::Result<()> {
+        let Ok(sig) = super::signals::os_signal(sig) else {
             return Ok(());
         };
         signal_tree_members(&self.dir, sig)
@@ -139,7 +139,7 @@ fn signal_tree_members(dir: &Path, sig: rustix::process::Signal) -> io::Result<(
         .collect();
     let after = read_procs(dir)?.unwrap_or_default();
     for (pid, fd) in &handles {
-        if after.contains(pid) && !super::pidfd_has_exited(fd.as_fd()) {
+        if after.contains(pid) && !super::identity::pidfd_has_exited(fd.as_fd()) {
             let _ = rustix::process::pidfd_send_signal(fd, sig);
         }
     }
@@ -239,7 +239,7 @@ mod tests {
             child
         };
         let mut children = [spawn(cgroup.path()), spawn(&nested)];
-        cgroup.signal_members(super::super::SIGTERM).unwrap();
+        cgroup.signal_members(crate::process::Signal::Term).unwrap();
         // Polled with a ceiling, so a child the signal missed fails the
         // test instead of hanging it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

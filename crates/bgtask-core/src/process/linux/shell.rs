@@ -13,15 +13,16 @@
 //! clone; an exec failure is reported through a close-on-exec pipe, as
 //! `std::process::Command` does.
 
-use std::ffi::{c_char, c_int, c_long, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::process::{Pid, Signal, WaitOptions};
+use rustix::process::{Pid, WaitOptions};
 
-use super::{Cgroup, ExitStatus, SIGKILL};
+use super::{Cgroup, ExitStatus};
+use crate::process::Signal;
 
 /// What the monitor runs: `shell -c command` in its own session.
 pub struct ShellCommand<'a> {
@@ -74,7 +75,11 @@ impl Shell {
                 Ok(Some((_, status))) => {
                     self.status = Some(match status.exit_status() {
                         Some(code) => ExitStatus::Code(code),
-                        None => ExitStatus::Signal(status.terminating_signal().unwrap_or(SIGKILL)),
+                        None => ExitStatus::Signal(
+                            status
+                                .terminating_signal()
+                                .map_or(Signal::Kill, Signal::from_number),
+                        ),
                     });
                     return Ok(self.status);
                 }
@@ -211,7 +216,7 @@ impl Prepared<'_> {
                 // SAFETY: the pointers come from live CStrings and
                 // null-terminated arrays.
                 unsafe {
-                    execve(
+                    libc::execve(
                         self.program.as_ptr(),
                         self.argv.as_ptr(),
                         self.envp.as_ptr(),
@@ -223,12 +228,12 @@ impl Prepared<'_> {
         };
         let _ = rustix::io::write(report, &errno.to_ne_bytes());
         // SAFETY: _exit is async-signal-safe and skips atexit handlers.
-        unsafe { _exit(127) }
+        unsafe { libc::_exit(127) }
     }
 
     fn prepare(&self) -> rustix::io::Result<()> {
         rustix::process::setsid()?;
-        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
         if let Some(procs) = &self.procs {
             let fd = rustix::fs::open(
                 procs.as_c_str(),
@@ -247,11 +252,18 @@ impl Prepared<'_> {
         // Before Linux 5.11 this is refused; the monitor closed what it
         // inherited at its start, and opens its own close-on-exec.
         // SAFETY: a raw system call on descriptor numbers only.
-        unsafe { syscall(SYS_CLOSE_RANGE, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
         // Rust ignores SIGPIPE; the shell must get the default back, as
         // std::process::Command gives it.
         // SAFETY: signal() with SIG_DFL is a sigaction wrapper.
-        unsafe { signal(SIGPIPE, SIG_DFL) };
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         Ok(())
     }
 }
@@ -260,17 +272,12 @@ pub(super) fn cstring(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::other("argument contains a NUL byte"))
 }
 
-const SIGPIPE: c_int = 13;
-const SIG_DFL: usize = 0;
-/// clone3's number is the same on every architecture.
-const SYS_CLONE3: c_long = 435;
-/// close_range's number, the same on every architecture too.
-const SYS_CLOSE_RANGE: c_long = 436;
-const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+/// From linux/sched.h. libc has it, but typed differently per C library
+/// (an `int` in glibc's bindings), and `clone_args.flags` is a `u64`.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-const SIGCHLD: u64 = 17;
 
-/// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+/// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2). Ours, not
+/// libc's: libc defines it only for some targets.
 #[repr(C)]
 #[derive(Default)]
 struct CloneArgs {
@@ -295,15 +302,15 @@ struct CloneArgs {
 unsafe fn clone_into_cgroup(cgroup_fd: c_int) -> io::Result<i32> {
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
-        exit_signal: SIGCHLD,
+        exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup_fd as u64,
         ..CloneArgs::default()
     };
     // SAFETY: a valid clone_args of the size passed; no new stack, so the
     // child continues on a copy of ours, as after fork.
     let ret = unsafe {
-        syscall(
-            SYS_CLONE3,
+        libc::syscall(
+            libc::SYS_clone3,
             &args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
@@ -317,23 +324,11 @@ unsafe fn clone_into_cgroup(cgroup_fd: c_int) -> io::Result<i32> {
 /// Forks; the child runs `child.exec`. Returns the child's pid.
 fn fork_and_exec(child: Prepared<'_>, report: &OwnedFd) -> io::Result<i32> {
     // SAFETY: the child only runs `Prepared::exec` (see spawn).
-    match unsafe { libc_fork() } {
+    match unsafe { libc::fork() } {
         0 => unsafe { child.exec(report) },
         pid if pid < 0 => Err(io::Error::last_os_error()),
         pid => Ok(pid),
     }
-}
-
-// The C library std already links; clone3, close_range, execve and _exit
-// have no rustix equivalent outside its `runtime` feature.
-extern "C" {
-    fn syscall(number: c_long, ...) -> c_long;
-    fn execve(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char)
-        -> c_int;
-    fn _exit(status: c_int) -> !;
-    fn signal(signum: c_int, handler: usize) -> usize;
-    #[link_name = "fork"]
-    fn libc_fork() -> c_int;
 }
 
 #[cfg(test)]
@@ -388,7 +383,7 @@ mod tests {
     #[test]
     fn sigpipe_is_back_to_default() {
         let (mut shell, _out) = spawn("kill -PIPE $$; exit 0", None).unwrap();
-        assert_eq!(shell.wait().unwrap(), ExitStatus::Signal(13));
+        assert_eq!(shell.wait().unwrap(), ExitStatus::Signal(Signal::Pipe));
     }
 
     #[test]

@@ -1,0 +1,226 @@
+//! The monitor's control channel: how any bgtask process of the same user
+//! tells a running task's monitor to do something.
+//!
+//! Each monitor listens on `HOME/ctl/<task_id>.sock` (see
+//! [`crate::store::control_socket_path`]; directory 0700, socket 0600, the
+//! peer's uid checked on accept, see `process/linux/control.rs`). A request
+//! is one JSON line of [`Control`], answered by one JSON line of [`Reply`].
+//! The socket exists while the monitor supervises its task; a stale one (a
+//! killed monitor's) refuses connections, and every sender has a fallback
+//! (for a kill: `SIGUSR1` to the verified monitor, which then reads the
+//! store).
+//!
+//! One vocabulary for everything a monitor can be told (style.md §13): a
+//! new request is a variant of [`Control`], answered in
+//! `monitor/supervise.rs` (`answer`). Requests whose feature has not landed
+//! are answered [`Reply::NotSupported`].
+//!
+//! Whoever asks for a state change records it in the store first (a kill
+//! is `killing` before the monitor hears of it), so a requester that dies
+//! between the two leaves the request recorded, and reconcile tells the
+//! monitor again.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::{self, ControlListener};
+use crate::store::control_socket_path;
+use crate::task::TaskId;
+
+/// Something a monitor is asked to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Stop the task: SIGTERM to its whole tree now, SIGKILL after
+    /// `grace_ms` (at once when 0).
+    Kill { grace_ms: u64 },
+    /// A signal to the task's tree, or to its shell only (issue 18).
+    Signal { signal: String, leader: bool },
+    /// Bytes for the task's stdin or terminal; `eof` closes it (issue 18).
+    Input { data: String, eof: bool },
+    /// A new size for the task's terminal (issue 18).
+    Resize { rows: u16, cols: u16 },
+    /// Re-read the task's stored watches (issue 16).
+    Watch,
+}
+
+impl Control {
+    /// The request's name, as a reply names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::Kill { .. } => "kill",
+            Control::Signal { .. } => "signal",
+            Control::Input { .. } => "input",
+            Control::Resize { .. } => "resize",
+            Control::Watch => "watch",
+        }
+    }
+}
+
+/// A monitor's answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reply")]
+pub enum Reply {
+    /// Carried out (for a kill: the stop has begun, or had already).
+    Done,
+    /// This monitor does not carry out such requests (yet).
+    NotSupported { request: String },
+    /// The request could not be read or carried out.
+    Failed { message: String },
+}
+
+/// How long a sender waits for the monitor's answer. A monitor answers
+/// from its wait loop before touching the store, so only a stopped or
+/// wedged monitor takes longer; the sender then falls back.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the monitor waits for a connected sender's request line, so
+/// a sender that connects and says nothing cannot hold up supervision.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Longest request line (room for issue 18's 1 MiB of input, escaped).
+const MAX_REQUEST_BYTES: u64 = 8 << 20;
+
+/// Tells the monitor of task `id` in the store at `home` to do `request`
+/// and returns its answer. An error when no monitor listens (none runs, it
+/// ended, its socket is stale) or it did not answer in time: the caller
+/// falls back (see the module doc).
+pub fn send(home: &Path, id: &TaskId, request: &Control) -> io::Result<Reply> {
+    send_to(&control_socket_path(home, id), request)
+}
+
+/// Whether a monitor listens on the control socket of task `id`.
+pub fn is_reachable(home: &Path, id: &TaskId) -> bool {
+    process::connect_control(&control_socket_path(home, id)).is_ok()
+}
+
+fn send_to(path: &Path, request: &Control) -> io::Result<Reply> {
+    let mut stream = process::connect_control(path)?;
+    stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    serde_json::from_str(&answer).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The monitor's end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    listener: ControlListener,
+}
+
+/// A request that arrived, with the connection its answer goes back on.
+#[derive(Debug)]
+pub struct Incoming {
+    pub request: Control,
+    stream: UnixStream,
+}
+
+impl Channel {
+    /// Listens for task `id` of the store at `home`. Removed on drop.
+    pub fn open(home: &Path, id: &TaskId) -> io::Result<Channel> {
+        Ok(Channel {
+            listener: ControlListener::bind(&control_socket_path(home, id))?,
+        })
+    }
+
+    /// Readable when a sender is waiting.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// The next well-formed request waiting, if any. A sender whose line
+    /// is not a request is answered [`Reply::Failed`] here; one that says
+    /// nothing in time is dropped.
+    pub fn next(&self) -> Option<Incoming> {
+        loop {
+            let stream = self.listener.accept().ok()??;
+            let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+            let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+            let mut line = Vec::new();
+            let read =
+                BufReader::new((&stream).take(MAX_REQUEST_BYTES)).read_until(b'\n', &mut line);
+            if read.is_err() || line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice(&line) {
+                Ok(request) => return Some(Incoming { request, stream }),
+                Err(e) => Incoming::reply_on(
+                    &stream,
+                    &Reply::Failed {
+                        message: format!("not a control request: {e}"),
+                    },
+                ),
+            }
+        }
+    }
+}
+
+impl Incoming {
+    /// Sends the answer (a sender that went away meanwhile is no error).
+    pub fn answer(self, reply: &Reply) {
+        Incoming::reply_on(&self.stream, reply);
+    }
+
+    fn reply_on(mut stream: &UnixStream, reply: &Reply) {
+        if let Ok(mut line) = serde_json::to_vec(reply) {
+            line.push(b'\n');
+            let _ = stream.write_all(&line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_travel_as_json_lines() {
+        let kill = Control::Kill { grace_ms: 250 };
+        let text = serde_json::to_string(&kill).unwrap();
+        assert_eq!(text, r#"{"kill":{"grace_ms":250}}"#);
+        assert_eq!(serde_json::from_str::<Control>(&text).unwrap(), kill);
+        let reply = Reply::NotSupported {
+            request: "resize".into(),
+        };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(text, r#"{"reply":"not_supported","request":"resize"}"#);
+        assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
+    }
+
+    #[test]
+    fn a_request_reaches_the_channel_and_its_answer_the_sender() {
+        let home = tempfile::tempdir().unwrap();
+        let id = TaskId::random();
+        assert!(!is_reachable(home.path(), &id));
+        assert!(send(home.path(), &id, &Control::Watch).is_err());
+        let channel = Channel::open(home.path(), &id).unwrap();
+        assert!(is_reachable(home.path(), &id));
+        let server = std::thread::spawn(move || {
+            // The reachability probe above connected and said nothing.
+            loop {
+                let fd = channel.as_fd();
+                process::wait_readable(&[fd], None).unwrap();
+                if let Some(incoming) = channel.next() {
+                    let request = incoming.request.clone();
+                    incoming.answer(&Reply::Done);
+                    return (request, channel);
+                }
+            }
+        });
+        let reply = send(home.path(), &id, &Control::Kill { grace_ms: 5 }).unwrap();
+        assert_eq!(reply, Reply::Done);
+        let (request, channel) = server.join().unwrap();
+        assert_eq!(request, Control::Kill { grace_ms: 5 });
+        drop(channel);
+        assert!(!control_socket_path(home.path(), &id).exists());
+        assert!(send(home.path(), &id, &Control::Watch).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! The task's end: kill and reap what is left, drain the pipes, decide the
+//! outcome and record it (with the completion) until the store takes it.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use super::stop::{kill_and_reap, Stop, Stopping};
+use super::supervise::{pump, Pumped, Running};
+use super::{log, now_ms, PREVIEW_BYTES};
+use crate::output::combined_tail;
+use crate::process::{self, ExitStatus};
+use crate::store::{FinishRecord, Store};
+use crate::task::Outcome;
+
+pub(super) fn end(
+    store: &mut Store,
+    mut task: Running,
+    status: Option<ExitStatus>,
+    stopping: Option<Stopping>,
+) {
+    // Anything the shell left behind belongs to the task: end it and reap
+    // it, so nothing lingers unmanaged.
+    kill_and_reap(&task.tree());
+    let mut buf = vec![0u8; 64 << 10];
+    for stream in &mut task.streams {
+        if let Some(pipe) = &stream.pipe {
+            let _ = process::set_nonblocking(pipe.as_fd());
+        }
+        while pump(&task.id, stream, &mut buf) != Pumped::Nothing {}
+    }
+    let outcome = outcome(status, stopping.as_ref());
+    finish(store, &task, outcome);
+}
+
+/// Decides how the task ended. A signal we sent only counts if it was sent
+/// before the exit was observed: a natural exit racing a kill keeps its code.
+pub(super) fn outcome(status: Option<ExitStatus>, stopping: Option<&Stopping>) -> Outcome {
+    match (status, stopping) {
+        (None, _) => Outcome::Lost("the task's exit status could not be read".into()),
+        (Some(status), Some(s)) => match s.why {
+            Stop::Request => Outcome::Killed(match status {
+                ExitStatus::Signal(sig) => sig,
+                ExitStatus::Code(_) => s.last_signal,
+            }),
+            Stop::Timeout(after_ms) => Outcome::TimedOut { after_ms },
+            Stop::Idle(after_ms) => Outcome::IdleTimedOut { after_ms },
+        },
+        (Some(ExitStatus::Code(code)), None) => Outcome::Exited(code),
+        (Some(ExitStatus::Signal(sig)), None) => Outcome::Signaled(sig),
+    }
+}
+
+/// The shell cannot be watched: end everything and record the end as
+/// unknown.
+pub(super) fn finish_lost(store: &mut Store, task: Running, reason: &str) {
+    kill_and_reap(&task.tree());
+    finish(store, &task, Outcome::Lost(reason.to_owned()));
+}
+
+fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
+    let tail = combined_tail(
+        &store.stdout_path(&task.id),
+        &store.stderr_path(&task.id),
+        PREVIEW_BYTES,
+    )
+    .unwrap_or_default();
+    let dropped = task.dropped_bytes();
+    let record = FinishRecord {
+        end: outcome.into_end(),
+        finished_at: now_ms(),
+        preview: tail.text,
+        output_truncated: tail.truncated || dropped > 0,
+        dropped_bytes: dropped,
+    };
+    // The end must be recorded: on failure (a full disk, a locked store)
+    // keep trying for a while rather than leave the task to be reconciled
+    // as "exit status unknown".
+    let mut pause = Duration::from_millis(100);
+    let give_up = Instant::now() + Duration::from_secs(600);
+    while let Err(e) = store.finish(&task.id, &record) {
+        if Instant::now() >= give_up {
+            log(&format!(
+                "{}: cannot record the end, giving up: {e}",
+                task.id
+            ));
+            break;
+        }
+        log(&format!(
+            "{}: cannot record the end yet, retrying: {e}",
+            task.id
+        ));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+    store.touch_events();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::Signal;
+    use crate::task::Status;
+
+    fn stop(why: Stop, last_signal: Signal) -> Stopping {
+        let mut s = Stopping::begin(why, 1000, Instant::now());
+        if last_signal == Signal::Kill {
+            s.escalate();
+        }
+        s
+    }
+
+    #[test]
+    fn an_exit_without_a_stop_keeps_its_code_or_signal() {
+        assert_eq!(outcome(Some(ExitStatus::Code(3)), None), Outcome::Exited(3));
+        assert_eq!(
+            outcome(Some(ExitStatus::Signal(Signal::Segv)), None),
+            Outcome::Signaled(Signal::Segv)
+        );
+        let lost = outcome(None, None).into_end();
+        assert_eq!(lost.status, Status::Failed);
+    }
+
+    #[test]
+    fn a_kill_is_the_signal_that_ended_the_task_or_the_last_one_sent() {
+        let term = stop(Stop::Request, Signal::Term);
+        assert_eq!(
+            outcome(Some(ExitStatus::Signal(Signal::Term)), Some(&term)),
+            Outcome::Killed(Signal::Term)
+        );
+        // A shell that traps TERM and exits 0 was still killed, by TERM.
+        assert_eq!(
+            outcome(Some(ExitStatus::Code(0)), Some(&term)),
+            Outcome::Killed(Signal::Term)
+        );
+        let kill = stop(Stop::Request, Signal::Kill);
+        assert_eq!(
+            outcome(Some(ExitStatus::Code(0)), Some(&kill)),
+            Outcome::Killed(Signal::Kill)
+        );
+        assert_eq!(
+            outcome(None, Some(&kill)),
+            Outcome::Lost("the task's exit status could not be read".into())
+        );
+    }
+
+    #[test]
+    fn a_timeout_is_a_timeout_whatever_the_exit() {
+        let hard = stop(Stop::Timeout(5000), Signal::Term);
+        assert_eq!(
+            outcome(Some(ExitStatus::Signal(Signal::Term)), Some(&hard)),
+            Outcome::TimedOut { after_ms: 5000 }
+        );
+        let idle = stop(Stop::Idle(300), Signal::Kill);
+        assert_eq!(
+            outcome(Some(ExitStatus::Code(1)), Some(&idle)),
+            Outcome::IdleTimedOut { after_ms: 300 }
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The monitor: one small process per task (our binary re-executed in a
+//! hidden mode). It starts the shell, copies its output into capped files,
+//! enforces the hard and idle timeouts, carries out kill requests, reaps the
+//! whole tree as child subreaper, records the end and exits.
+//!
+//! It waits on file descriptors only (output pipes, the shell's pidfd, a
+//! signal pipe, its control socket), so an idle task costs no CPU. It runs
+//! in its own session, so it outlives whatever started it.
+//!
+//! Its life in steps, one file each:
+//! - `start.rs`: wait for the go, start the shell, record it running;
+//! - `supervise.rs`: the wait loop (output, deadlines, signals and the
+//!   control channel's requests: a new request is answered there);
+//! - `stop.rs`: the stop decisions (deadlines, grace) and the one path
+//!   that signals the task's tree, and the one that kills and reaps it;
+//! - `end.rs`: the outcome and its record.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::process;
+use crate::store::PREVIEW_BYTES;
+use crate::store::{CacheSize, Store};
+use crate::task::TaskId;
+
+mod end;
+mod start;
+mod stop;
+mod supervise;
+
+/// Hidden first argument that runs the binary as a monitor.
+pub const MONITOR_ARG: &str = "__monitor";
+/// Grace used for timeouts and for a SIGTERM sent to the monitor itself.
+pub const DEFAULT_GRACE_MS: u64 = 2_000;
+
+/// What a monitor runs: given on its command line by the starter, from
+/// the same values it records in the store.
+pub struct TaskCommand<'a> {
+    pub cwd: &'a Path,
+    pub command: &'a str,
+}
+
+/// Runs the monitor for `id` until the task ends; returns the process exit
+/// code. The starter records the task (owned by this process) and then
+/// writes "go" on our stdin; without it there is nothing to run.
+pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
+    // Before anything of ours is open: what the starter left open is not
+    // the monitor's, nor the task's.
+    process::close_inherited_fds();
+    let Some(env) = process::wait_for_go() else {
+        if let Some(mut store) = open_store(home, id) {
+            start::abandon(&mut store, id);
+        }
+        return 0;
+    };
+    process::fault::point("monitor_before_start");
+    // The shell is started first and the store opened while its exec runs:
+    // the open is most of a monitor's own start.
+    let launched = start::launch(home, id, &task, env);
+    let Some(mut store) = open_store(home, id) else {
+        // The task stays `starting` with a dead owner: the next command
+        // that looks at it records it as failed.
+        if let Ok(launched) = launched {
+            launched.abort();
+        }
+        return 1;
+    };
+    match launched.and_then(|launched| launched.record(&mut store)) {
+        Ok(Some(running)) => {
+            process::fault::point("monitor_after_start");
+            store.touch_events();
+            process::release_startup_pages();
+            supervise::supervise(&mut store, running);
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            let reason = match e {
+                Error::SpawnFailed(message) => message,
+                other => other.to_string(),
+            };
+            log(&format!("{id}: the task could not start: {reason}"));
+            start::record_start_failure(&mut store, id, &reason);
+            1
+        }
+    }
+}
+
+fn open_store(home: &Path, id: &TaskId) -> Option<Store> {
+    Store::open(home, CacheSize::Small)
+        .map_err(|e| log(&format!("{id}: cannot open the store: {e}")))
+        .ok()
+}
+
+/// Writes a diagnostic to the monitor log (stderr). Never panics: the log
+/// may sit on a full disk, which must not kill the monitor.
+fn log(message: &str) {
+    // One write per line, so lines of concurrent monitors never interleave.
+    let line = format!("bgtask monitor {message}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}

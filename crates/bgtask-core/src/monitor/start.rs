@@ -1,0 +1,218 @@
+//! The monitor's start: the go from the starter, the shell started, the
+//! task recorded `running` (or its failure to start recorded).
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::stop::{kill_and_reap, Limits, Tree};
+use super::supervise::{Running, Stream};
+use super::{log, now_ms, TaskCommand};
+use crate::control::Channel;
+use crate::error::{Error, Result};
+use crate::output::CappedWriter;
+use crate::process::{self, Cgroup, ProcessIdentity, ShellCommand, SignalPipe};
+use crate::store::{self, FinishRecord, LiveTask, Store};
+use crate::task::{Outcome, Status, TaskId};
+
+/// The starter exited or failed without saying "go": if it got as far as
+/// recording the task, record it as never started.
+pub(super) fn abandon(store: &mut Store, id: &TaskId) {
+    if let Ok(Some(live)) = store.live(id) {
+        if is_ours_to_start(&live) {
+            record_start_failure(
+                store,
+                id,
+                "spawn aborted: the process starting the task exited before it started",
+            );
+        }
+    }
+}
+
+/// Whether `live` names this monitor as owner and has no shell yet. The
+/// pid suffices: the starter wrote our identity into this fresh record.
+fn is_ours_to_start(live: &LiveTask) -> bool {
+    live.leader.is_none()
+        && live
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.pid == std::process::id())
+}
+
+pub(super) fn record_start_failure(store: &mut Store, id: &TaskId, reason: &str) {
+    let record = FinishRecord {
+        end: Outcome::Lost(reason.to_owned()).into_end(),
+        finished_at: now_ms(),
+        preview: String::new(),
+        output_truncated: false,
+        dropped_bytes: 0,
+    };
+    if let Err(e) = store.finish(id, &record) {
+        log(&format!("{id}: cannot record the failed start: {e}"));
+    }
+    store.touch_events();
+}
+
+/// A shell started for a task whose record does not say so yet.
+pub(super) struct Launched {
+    id: TaskId,
+    shell: process::PendingShell,
+    cgroup: Option<Cgroup>,
+    files: (std::fs::File, std::fs::File),
+    pipes: (OwnedFd, OwnedFd),
+    signals: SignalPipe,
+    channel: Option<Channel>,
+    started: Instant,
+}
+
+/// Starts the shell (without waiting for its exec), with everything
+/// supervising it needs that does not come from the store.
+pub(super) fn launch(
+    home: &Path,
+    id: &TaskId,
+    task: &TaskCommand<'_>,
+    mut env: Vec<(String, String)>,
+) -> Result<Launched> {
+    // Both inbound channels exist before anyone can learn from the store
+    // that this monitor runs the task (mark_running).
+    let signals =
+        SignalPipe::install().map_err(|e| Error::SpawnFailed(format!("signal pipe: {e}")))?;
+    // Without a channel (a home path too long for a socket, say) requests
+    // fall back to SIGUSR1, which the signal pipe still carries.
+    let channel = Channel::open(home, id)
+        .map_err(|e| log(&format!("{id}: no control channel, signals only: {e}")))
+        .ok();
+
+    process::become_subreaper().map_err(|e| Error::SpawnFailed(format!("subreaper: {e}")))?;
+    let cgroup = Cgroup::create(id.as_str());
+    // The monitor's own environment, the task's variables, and the marker
+    // that lets every process of the task be found even without a cgroup
+    // (and that the task cannot take over with a variable of its own).
+    env.retain(|(key, _)| key != process::TASK_MARKER);
+    env.push((process::TASK_MARKER.to_owned(), id.to_string()));
+    let env =
+        process::environment(&env).map_err(|e| Error::SpawnFailed(format!("environment: {e}")))?;
+    let files = store::create_output_files(home, id)?;
+    let (out_r, out_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
+    let (err_r, err_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
+    let shell = shell_path();
+    let started = process::start_shell(ShellCommand {
+        shell: Path::new(shell),
+        command: task.command,
+        cwd: task.cwd,
+        stdout: out_w,
+        stderr: err_w,
+        cgroup: cgroup.as_ref(),
+        env: &env,
+    });
+    match started {
+        Ok(pending) => Ok(Launched {
+            id: id.clone(),
+            shell: pending,
+            cgroup,
+            files,
+            pipes: (out_r, err_r),
+            signals,
+            channel,
+            started: Instant::now(),
+        }),
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            Err(Error::SpawnFailed(format!("{shell}: {e}")))
+        }
+    }
+}
+
+impl Launched {
+    /// Records the started shell; `None` if the task is not ours to run
+    /// any more (something recorded its end meanwhile), after ending it.
+    pub(super) fn record(self, store: &mut Store) -> Result<Option<Running>> {
+        let Launched {
+            id,
+            shell,
+            cgroup,
+            files: (out_file, err_file),
+            pipes: (out_r, err_r),
+            signals,
+            channel,
+            started,
+        } = self;
+        let child = match shell.confirm() {
+            Ok(child) => child,
+            Err(e) => {
+                if let Some(cg) = &cgroup {
+                    let _ = cg.remove();
+                }
+                return Err(Error::SpawnFailed(format!("{}: {e}", shell_path())));
+            }
+        };
+        let recorded = ProcessIdentity::of_child(child.id())
+            .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))
+            .and_then(|leader| {
+                process::fault::point("monitor_after_spawn");
+                let cgroup_path = cgroup.as_ref().map(Cgroup::path);
+                store.mark_running(&id, &leader, cgroup_path, now_ms())
+            });
+        // Not recorded as running (ended meanwhile, or an error): nothing
+        // the shell started may outlive this.
+        let tree = Tree {
+            id: &id,
+            cgroup: cgroup.as_ref(),
+            group: Some(child.id()),
+        };
+        let task = match recorded {
+            Ok(Some(task)) => task,
+            Ok(None) => {
+                kill_and_reap(&tree);
+                return Ok(None);
+            }
+            Err(e) => {
+                kill_and_reap(&tree);
+                return Err(e);
+            }
+        };
+        let (out_path, err_path) = (store.stdout_path(&id), store.stderr_path(&id));
+        let stream = |pipe, path, file| Stream {
+            pipe: Some(pipe),
+            writer: CappedWriter::new(path, file, task.max_output / 2),
+            write_failed: false,
+        };
+        Ok(Some(Running {
+            id,
+            pgid: child.id(),
+            child,
+            cgroup,
+            streams: [
+                stream(out_r, out_path, out_file),
+                stream(err_r, err_path, err_file),
+            ],
+            signals,
+            channel,
+            limits: Limits {
+                started,
+                timeout: task.timeout_ms.map(Duration::from_millis),
+                idle_timeout: task.idle_timeout_ms.map(Duration::from_millis),
+            },
+            kill_requested: task.status == Status::Killing,
+        }))
+    }
+
+    /// Gives up on the shell (the store cannot be opened to record it).
+    pub(super) fn abort(self) {
+        kill_and_reap(&Tree {
+            id: &self.id,
+            cgroup: self.cgroup.as_ref(),
+            group: None,
+        });
+    }
+}
+
+/// Bash when there is one (scripts use its syntax), else POSIX sh.
+fn shell_path() -> &'static str {
+    ["/bin/bash", "/usr/bin/bash", "/usr/local/bin/bash"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("/bin/sh")
+}

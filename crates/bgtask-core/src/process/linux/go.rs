@@ -1,0 +1,120 @@
+//! The go pipe: how a starter tells a monitor that its task is recorded,
+//! and hands it the task's environment.
+
+use std::io::{self, Read};
+
+/// Blocks until the starter says "go" on stdin and returns the task's
+/// environment variables that came with it, or `None` if the starter closed
+/// the pipe (or broke off) without saying so.
+///
+/// Waits under `SCHED_BATCH`, back to `SCHED_OTHER` before returning (so
+/// the task's shell never inherits it). A pipe write wakes its reader
+/// "synchronously": the kernel expects the writer to sleep next and often
+/// queues the reader on the writer's CPU, where a normal task preempts the
+/// writer at once. The starter does not sleep after `go`: it returns the
+/// task, and an in-process starter (`serve`, `mcp`) was held up by the
+/// monitor's whole start, about 1 ms. A batch task does not preempt on
+/// wake-up; it runs when the starter yields its CPU or the other one
+/// takes it.
+pub fn wait_for_go() -> Option<Vec<(String, String)>> {
+    set_policy(libc::SCHED_BATCH);
+    let go = read_go(&mut io::stdin().lock());
+    set_policy(libc::SCHED_OTHER);
+    go
+}
+
+/// Most bytes of environment a go message may carry (far above what one
+/// exec accepts, which the shell's start reports as its own error).
+const MAX_GO_ENV_BYTES: usize = 64 << 20;
+
+/// What the starter writes on the monitor's stdin once the task is
+/// recorded: `go LEN\n`, then LEN bytes of `KEY=VALUE` entries, each ended
+/// by a NUL. The task's variables travel here, not in the monitor's own
+/// environment: there they would be visible in the monitor's
+/// `/proc/PID/environ` for the task's whole life, and they would change
+/// the monitor itself (its fault points, its switches).
+pub fn go_message(env: &[(String, String)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (key, value) in env {
+        block.extend_from_slice(key.as_bytes());
+        block.push(b'=');
+        block.extend_from_slice(value.as_bytes());
+        block.push(0);
+    }
+    let mut message = format!("go {}\n", block.len()).into_bytes();
+    message.extend_from_slice(&block);
+    message
+}
+
+/// Reads a [`go_message`]; `None` at end of file before it is complete or
+/// if it is malformed.
+fn read_go(input: &mut impl Read) -> Option<Vec<(String, String)>> {
+    let mut header = Vec::new();
+    let mut byte = [0u8; 1];
+    while header.len() < 24 {
+        match input.read(&mut byte) {
+            Ok(0) => return None,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => header.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let len: usize = std::str::from_utf8(header.strip_prefix(b"go ")?)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|len| *len <= MAX_GO_ENV_BYTES)?;
+    let mut block = vec![0u8; len];
+    input.read_exact(&mut block).ok()?;
+    let block = String::from_utf8(block).ok()?;
+    block
+        .split_terminator('\0')
+        .map(|entry| {
+            entry
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// Sets the calling thread's scheduling policy, one of the normal ones (no
+/// privilege needed). A refusal (a seccomp filter, say) only costs the
+/// speed it was for.
+///
+/// The system call is made directly: musl's `sched_setscheduler` is a stub
+/// that always fails, because the kernel's call sets a thread's policy and
+/// POSIX's sets a process's.
+fn set_policy(policy: libc::c_int) {
+    // SAFETY: sched_param is plain integers, for which zero is valid (and
+    // the priority the normal policies require).
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid sched_param that outlives the call; pid 0 is the
+    // calling thread.
+    unsafe { libc::syscall(libc::SYS_sched_setscheduler, 0, policy, &param) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_go_message_carries_the_environment_and_a_broken_one_is_no_go() {
+        let env = vec![
+            ("A".to_owned(), "1=2\nthree".to_owned()),
+            ("EMPTY".to_owned(), String::new()),
+        ];
+        let message = go_message(&env);
+        assert_eq!(read_go(&mut &message[..]), Some(env));
+        assert_eq!(read_go(&mut &b"go 0\n"[..]), Some(vec![]));
+        for broken in [
+            &message[..message.len() - 1],
+            b"",
+            b"go\n",
+            b"go x\n",
+            b"no 0\n",
+        ] {
+            assert_eq!(read_go(&mut &broken[..]), None, "{broken:?}");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The Linux implementation of the process contract (see `process/mod.rs`),
+//! one file per concern.
+
+mod cgroup;
+mod control;
+mod go;
+mod identity;
+mod shell;
+mod signal_pipe;
+mod signals;
+mod spawn;
+mod system;
+mod wait;
+
+pub use cgroup::Cgroup;
+pub use control::{connect_control, ControlListener};
+pub use go::{go_message, wait_for_go};
+pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
+pub use shell::{start_shell, PendingShell, Shell, ShellCommand};
+pub use signal_pipe::SignalPipe;
+pub use signals::{
+    become_subreaper, signal_group, signal_marked, signal_own_children, TASK_MARKER,
+};
+pub use spawn::{close_inherited_fds, environment, spawn_detached, Detached};
+pub use system::{
+    can_enter, device_numbers, disk_size, effective_uid, fill_random, free_bytes,
+    release_startup_pages,
+};
+pub use wait::{
+    child_handle, pipe, read_fd, reap_if_exited, reap_one, set_nonblocking, try_reap,
+    wait_readable, ExitStatus, FileWatch,
+};

@@ -1,0 +1,266 @@
+//! Starting a monitor detached (posix_spawn in a session of its own), the
+//! environment handed to an exec, and closing inherited descriptors.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use super::pipe;
+use super::shell::cstring;
+
+/// A detached child: its pid and the write end of its stdin pipe.
+#[derive(Debug)]
+pub struct Detached {
+    pub pid: u32,
+    pub stdin: File,
+}
+
+/// Starts `exe args` in a session of its own with this process's
+/// environment, stdin from a new pipe, stdout to /dev/null, stderr to `log`.
+/// (A task's own variables never go into its monitor's environment: they
+/// come through the pipe, see [`go_message`].)
+///
+/// This is posix_spawn with `POSIX_SPAWN_SETSID`: the C library starts the
+/// child with vfork semantics (no copy of this process's page tables, none
+/// of the copy-on-write faults that follow a fork) and returns once it has
+/// exec'd, with the exec's error if it failed. setsid runs before exec, so
+/// there is no moment in which the child sits in the caller's process group.
+pub fn spawn_detached(exe: &Path, args: &[OsString], log: File) -> io::Result<Detached> {
+    use std::os::unix::ffi::OsStrExt;
+    let program = cstring(exe.as_os_str().as_bytes())?;
+    let args = std::iter::once(Ok(program.clone()))
+        .chain(args.iter().map(|a| cstring(a.as_bytes())))
+        .collect::<io::Result<Vec<CString>>>()?;
+    let vars = environment(&[])?;
+    let argv = null_terminated(&args);
+    let envp = null_terminated(&vars);
+    let (stdin_r, stdin_w) = pipe()?;
+    let stdin_r = above_stdio(stdin_r)?;
+    let null = above_stdio(File::options().write(true).open("/dev/null")?.into())?;
+    let log = above_stdio(log.into())?;
+    let mut setup = SpawnSetup::new()?;
+    setup.dup2(&stdin_r, 0)?;
+    setup.dup2(&null, 1)?;
+    setup.dup2(&log, 2)?;
+    Ok(Detached {
+        pid: setup.spawn(&program, &argv, &envp)?,
+        stdin: stdin_w.into(),
+    })
+}
+
+/// posix_spawn's file actions and attributes, each destroyed on drop.
+struct SpawnSetup {
+    actions: FileActions,
+    attr: SpawnAttr,
+}
+
+struct FileActions(libc::posix_spawn_file_actions_t);
+struct SpawnAttr(libc::posix_spawnattr_t);
+
+impl SpawnSetup {
+    fn new() -> io::Result<SpawnSetup> {
+        // SAFETY: plain C structs (movable: no self-references), filled by
+        // their init functions before any other use.
+        let mut actions = unsafe { std::mem::zeroed() };
+        check(unsafe { libc::posix_spawn_file_actions_init(&mut actions) })?;
+        let actions = FileActions(actions);
+        let mut attr = unsafe { std::mem::zeroed() };
+        check(unsafe { libc::posix_spawnattr_init(&mut attr) })?;
+        let mut setup = SpawnSetup {
+            actions,
+            attr: SpawnAttr(attr),
+        };
+        // A new session; default SIGPIPE (Rust ignores it) and an empty
+        // signal mask, as std::process::Command gives its children.
+        // SAFETY: sigset_t values filled by sigemptyset/sigaddset; an
+        // initialised attribute object.
+        unsafe {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            let mut pipe: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigemptyset(&mut pipe);
+            libc::sigaddset(&mut pipe, libc::SIGPIPE);
+            let attr = &mut setup.attr.0;
+            check(libc::posix_spawnattr_setsigmask(attr, &none))?;
+            check(libc::posix_spawnattr_setsigdefault(attr, &pipe))?;
+            let flags = libc::POSIX_SPAWN_SETSID
+                | libc::POSIX_SPAWN_SETSIGMASK as libc::c_short
+                | libc::POSIX_SPAWN_SETSIGDEF as libc::c_short;
+            check(libc::posix_spawnattr_setflags(attr, flags))?;
+        }
+        Ok(setup)
+    }
+
+    fn dup2(&mut self, from: &OwnedFd, to: i32) -> io::Result<()> {
+        // SAFETY: initialised actions; the fd outlives the spawn.
+        check(unsafe {
+            libc::posix_spawn_file_actions_adddup2(&mut self.actions.0, from.as_raw_fd(), to)
+        })
+    }
+
+    fn spawn(
+        &self,
+        program: &CString,
+        argv: &[*const libc::c_char],
+        envp: &[*const libc::c_char],
+    ) -> io::Result<u32> {
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: null-terminated argv/envp of live CStrings; initialised
+        // actions and attributes.
+        check(unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                program.as_ptr(),
+                &self.actions.0,
+                &self.attr.0,
+                argv.as_ptr() as *const *mut libc::c_char,
+                envp.as_ptr() as *const *mut libc::c_char,
+            )
+        })?;
+        Ok(pid as u32)
+    }
+}
+
+impl Drop for FileActions {
+    fn drop(&mut self) {
+        // SAFETY: only constructed after a successful init.
+        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
+    }
+}
+
+impl Drop for SpawnAttr {
+    fn drop(&mut self) {
+        // SAFETY: only constructed after a successful init.
+        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
+    }
+}
+
+/// posix_spawn's functions return the error number instead of setting errno.
+fn check(ret: libc::c_int) -> io::Result<()> {
+    match ret {
+        0 => Ok(()),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// `fd`, moved above 2 if it is a standard descriptor (possible when this
+/// process was started with one closed), so dup2 onto 0–2 cannot clobber it.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// This process's environment with `extra` added, as `KEY=VALUE` C strings
+/// for an exec: a variable of `extra` replaces one of the same name, and of
+/// two in `extra` with the same name the later one wins.
+pub fn environment(extra: &[(String, String)]) -> io::Result<Vec<CString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut entries = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        if !extra.iter().any(|(k, _)| k.as_bytes() == key.as_bytes()) {
+            entries.push(cstring(&[key.as_bytes(), b"=", value.as_bytes()].concat())?);
+        }
+    }
+    for (i, (key, value)) in extra.iter().enumerate() {
+        if !extra[i + 1..].iter().any(|(k, _)| k == key) {
+            entries.push(cstring(format!("{key}={value}").as_bytes())?);
+        }
+    }
+    Ok(entries)
+}
+
+/// Closes every file descriptor above stderr. A monitor calls it first:
+/// whatever its starter had open without close-on-exec (a harness's pipe,
+/// say) would otherwise stay open in the monitor and the task for the
+/// task's whole life.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range only closes descriptors; nothing in this process
+    // owns one above 2 yet when the monitor calls it.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if ret == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists (collected first, since
+    // reading the directory holds a descriptor of its own).
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; a descriptor that was the directory's is
+        // already closed, and closing it again fails harmlessly.
+        unsafe { libc::close(fd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::process::Pid;
+    use std::io::Write;
+
+    #[test]
+    fn a_detached_child_gets_its_session_stdin_and_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let log = File::create(&log_path).unwrap();
+        let script = "read line; echo \"$line added $(cut -d' ' -f6 /proc/$$/stat) $$\" >&2";
+        let args: Vec<OsString> = vec!["-c".into(), script.into()];
+        let mut child = spawn_detached(Path::new("/bin/sh"), &args, log).unwrap();
+        child.stdin.write_all(b"go\n").unwrap();
+        drop(child.stdin);
+        let pid = Pid::from_raw(child.pid as i32).unwrap();
+        let status = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+            .unwrap()
+            .unwrap()
+            .1;
+        assert_eq!(status.exit_status(), Some(0));
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(&fields[..2], ["go", "added"], "{text}");
+        assert_eq!(
+            fields[2], fields[3],
+            "the child leads its own session: {text}"
+        );
+    }
+
+    #[test]
+    fn a_detached_child_that_cannot_exec_is_an_error() {
+        let log = tempfile::tempfile().unwrap();
+        let err = spawn_detached(Path::new("/nonexistent/bgtask"), &[], log).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn the_environment_adds_and_replaces_variables() {
+        let path = std::env::var("PATH").unwrap();
+        let extra = [
+            ("PATH".to_owned(), "first".to_owned()),
+            ("BGTASK_TEST_NEW".to_owned(), "x".to_owned()),
+            ("PATH".to_owned(), "second".to_owned()),
+        ];
+        let entries: Vec<String> = environment(&extra)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.into_string().unwrap())
+            .collect();
+        let paths: Vec<&String> = entries.iter().filter(|e| e.starts_with("PATH=")).collect();
+        assert_eq!(paths, ["PATH=second"], "replaced, not {path}");
+        assert!(entries.iter().any(|e| e == "BGTASK_TEST_NEW=x"));
+    }
+}

@@ -1,0 +1,116 @@
+//! Signals by meaning, not by number. Everything outside `process/` names
+//! a signal with [`Signal`]; the platform maps it to its own numbers, and
+//! back when a child died of one. The stored name (`SIGTERM`) and the shell
+//! convention for the exit code of a process ended by a signal (128 + its
+//! number) are defined here, once.
+
+use std::fmt;
+
+/// A signal, platform-neutral. The named ones are those bgtask sends or
+/// that commonly end a task; any other that ends a task is kept by its
+/// number in [`Signal::Other`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Hup,
+    Int,
+    Quit,
+    Ill,
+    Trap,
+    Abrt,
+    Bus,
+    Fpe,
+    Kill,
+    Usr1,
+    Segv,
+    Usr2,
+    Pipe,
+    Alrm,
+    Term,
+    Xcpu,
+    Xfsz,
+    /// A signal without a name here, by this platform's number.
+    Other(i32),
+}
+
+/// Every named signal with this platform's number and its stored name.
+const TABLE: [(Signal, i32, &str); 17] = [
+    (Signal::Hup, libc::SIGHUP, "SIGHUP"),
+    (Signal::Int, libc::SIGINT, "SIGINT"),
+    (Signal::Quit, libc::SIGQUIT, "SIGQUIT"),
+    (Signal::Ill, libc::SIGILL, "SIGILL"),
+    (Signal::Trap, libc::SIGTRAP, "SIGTRAP"),
+    (Signal::Abrt, libc::SIGABRT, "SIGABRT"),
+    (Signal::Bus, libc::SIGBUS, "SIGBUS"),
+    (Signal::Fpe, libc::SIGFPE, "SIGFPE"),
+    (Signal::Kill, libc::SIGKILL, "SIGKILL"),
+    (Signal::Usr1, libc::SIGUSR1, "SIGUSR1"),
+    (Signal::Segv, libc::SIGSEGV, "SIGSEGV"),
+    (Signal::Usr2, libc::SIGUSR2, "SIGUSR2"),
+    (Signal::Pipe, libc::SIGPIPE, "SIGPIPE"),
+    (Signal::Alrm, libc::SIGALRM, "SIGALRM"),
+    (Signal::Term, libc::SIGTERM, "SIGTERM"),
+    (Signal::Xcpu, libc::SIGXCPU, "SIGXCPU"),
+    (Signal::Xfsz, libc::SIGXFSZ, "SIGXFSZ"),
+];
+
+impl Signal {
+    /// The signal this platform numbers `number`.
+    pub(super) fn from_number(number: i32) -> Signal {
+        TABLE
+            .iter()
+            .find(|(_, n, _)| *n == number)
+            .map_or(Signal::Other(number), |(s, _, _)| *s)
+    }
+
+    /// This platform's number for the signal (only `process/` needs it).
+    pub(super) fn number(self) -> i32 {
+        match self {
+            Signal::Other(n) => n,
+            named => TABLE
+                .iter()
+                .find(|(s, _, _)| *s == named)
+                .map_or(0, |(_, n, _)| *n),
+        }
+    }
+
+    /// The conventional name, as stored in task records: `SIGKILL`, or
+    /// `SIG<n>` for a signal without a name here.
+    pub fn name(self) -> String {
+        match TABLE.iter().find(|(s, _, _)| *s == self) {
+            Some((_, _, name)) => (*name).to_owned(),
+            None => format!("SIG{}", self.number()),
+        }
+    }
+
+    /// The exit code a shell reports for a process this signal ended:
+    /// 128 + its number.
+    pub fn exit_code(self) -> i32 {
+        128 + self.number()
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_exit_codes_are_the_stored_ones() {
+        assert_eq!(Signal::Term.name(), "SIGTERM");
+        assert_eq!(Signal::Kill.name(), "SIGKILL");
+        assert_eq!(Signal::Kill.exit_code(), 137);
+        assert_eq!(Signal::Term.exit_code(), 143);
+        assert_eq!(Signal::Other(40).name(), "SIG40");
+        assert_eq!(Signal::Other(40).exit_code(), 168);
+        for (signal, number, _) in TABLE {
+            assert_eq!(Signal::from_number(number), signal);
+            assert_eq!(signal.number(), number);
+        }
+        assert_eq!(Signal::from_number(40), Signal::Other(40));
+    }
+}
