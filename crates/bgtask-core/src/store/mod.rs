@@ -1,6 +1,8 @@
-//! The store: the only module that touches the disk. It owns the home
-//! directory layout, the SQLite database (tasks, the completion outbox,
-//! metadata) and the paths of the per-task output files.
+//! The store: the home directory's layout (every path under it is built
+//! here), the SQLite database (tasks, the completion outbox, metadata) and
+//! the ballast. The output files themselves are written and read by
+//! `output.rs`, and the control sockets bound by `process/`, at paths the
+//! store gives.
 //!
 //! Invariants:
 //! - every state transition is one transaction guarded by the status it
