@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::client::Server;
 use crate::fixture::*;
 use crate::rounds;
 
@@ -18,16 +19,8 @@ use crate::rounds;
 #[test]
 fn gc_never_collects_a_task_promoted_beside_it() {
     let bg = Bg::new();
-    let tasks = 150 * rounds(1);
-    let mut ids = Vec::new();
-    for _ in 0..tasks {
-        ids.push(bg.run_id(bg.cmd().args(["run", "--no-notify", "--", "echo kept"])));
-    }
-    for id in &ids {
-        bg.wait(id);
-    }
-    let mut serve = bg.serve_with(bg.cmd());
-    serve.call_frame("initialize", json!({}));
+    let (ids, mut serve) = finished_tasks_and_a_server(&bg);
+    let tasks = ids.len();
     let stop = Arc::new(AtomicBool::new(false));
     let gc_loop = {
         let stop = Arc::clone(&stop);
@@ -382,16 +375,8 @@ fn a_stopped_process_holding_the_write_lock_is_named() {
 #[test]
 fn output_read_beside_gc_is_complete_or_task_not_found() {
     let bg = Bg::new();
-    let tasks = 150 * rounds(1);
-    let mut ids = Vec::new();
-    for _ in 0..tasks {
-        ids.push(bg.run_id(bg.cmd().args(["run", "--no-notify", "--", "echo kept"])));
-    }
-    for id in &ids {
-        bg.wait(id);
-    }
-    let mut serve = bg.serve_with(bg.cmd());
-    serve.call_frame("initialize", json!({}));
+    let (ids, mut serve) = finished_tasks_and_a_server(&bg);
+    let tasks = ids.len();
     let mut gc = bg.cmd();
     gc.args(["gc", "--older-than", "0ms"])
         .stdout(std::process::Stdio::null());
@@ -427,4 +412,18 @@ fn output_read_beside_gc_is_complete_or_task_not_found() {
         empty.len()
     );
     assert!(empty.is_empty(), "empty reads: {empty:?}");
+}
+
+/// 150 finished `--no-notify` tasks (more under `BGTASK_SOAK`) that gc may
+/// collect at once, and a server of the same store.
+fn finished_tasks_and_a_server(bg: &Bg) -> (Vec<String>, Server) {
+    let ids: Vec<String> = (0..150 * rounds(1))
+        .map(|_| bg.run_id(bg.cmd().args(["run", "--no-notify", "--", "echo kept"])))
+        .collect();
+    for id in &ids {
+        bg.wait(id);
+    }
+    let mut serve = bg.serve_with(bg.cmd());
+    serve.call_frame("initialize", json!({}));
+    (ids, serve)
 }
