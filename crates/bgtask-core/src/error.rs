@@ -42,6 +42,13 @@ pub enum Error {
     LimitExceeded { limit: u32 },
     #[error("could not start the task: {0}")]
     SpawnFailed(String),
+    /// A step of a start failed; the step is named, the cause kept.
+    #[error("could not start the task: {step}")]
+    SpawnStep {
+        step: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{context} {path}")]
     Io {
         context: &'static str,
@@ -130,7 +137,7 @@ impl Error {
             | Error::EnvFile { .. } => ErrorKind::InvalidArgument,
             Error::InvalidCwd { .. } | Error::CwdNotADirectory(_) => ErrorKind::InvalidCwd,
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
-            Error::SpawnFailed(_) => ErrorKind::SpawnFailed,
+            Error::SpawnFailed(_) | Error::SpawnStep { .. } => ErrorKind::SpawnFailed,
             Error::Io { .. } | Error::Store { .. } | Error::NewerRecord(_) => ErrorKind::StoreError,
             Error::NewerStore { .. } | Error::UnsafeHome { .. } => ErrorKind::StoreError,
             Error::Timeout(_) => ErrorKind::Timeout,
@@ -148,6 +155,13 @@ impl Error {
             source.sqlite_error_code(),
             Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
         )
+    }
+
+    pub(crate) fn spawn_step(step: impl Into<String>, source: io::Error) -> Self {
+        Error::SpawnStep {
+            step: step.into(),
+            source,
+        }
     }
 
     pub(crate) fn io(context: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {

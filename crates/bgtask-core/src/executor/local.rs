@@ -140,7 +140,7 @@ impl Launched for LocalLaunch {
         // posix_spawn returns, nothing after the store is open).
         let owner = ProcessIdentity::of_child(self.0.pid);
         keep_for_reaping(self.0.pid);
-        owner.map_err(|e| Error::SpawnFailed(format!("cannot identify the task's monitor: {e}")))
+        owner.map_err(|e| Error::spawn_step("cannot identify the task's monitor", e))
     }
 
     fn go(self: Box<Self>, env: &[(String, String)]) {
@@ -178,10 +178,10 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
         job.command.into(),
     ];
     process::spawn_detached(&config.monitor_exe, &args, log).map_err(|e| {
-        Error::SpawnFailed(format!(
-            "cannot start monitor {}: {e}",
-            config.monitor_exe.display()
-        ))
+        Error::spawn_step(
+            format!("cannot start monitor {}", config.monitor_exe.display()),
+            e,
+        )
     })
 }
 

@@ -79,6 +79,7 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
         Err(e) => {
             let reason = match e {
                 Error::SpawnFailed(message) => message,
+                Error::SpawnStep { step, source } => format!("{step}: {source}"),
                 other => other.to_string(),
             };
             log(&format!("{id}: the task could not start: {reason}"));

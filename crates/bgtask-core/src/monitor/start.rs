@@ -75,26 +75,24 @@ pub(super) fn launch(
 ) -> Result<Launched> {
     // Both inbound channels exist before anyone can learn from the store
     // that this monitor runs the task (mark_running).
-    let signals =
-        SignalPipe::install().map_err(|e| Error::SpawnFailed(format!("signal pipe: {e}")))?;
+    let signals = SignalPipe::install().map_err(|e| Error::spawn_step("signal pipe", e))?;
     // Without a channel (a home path too long for a socket, say) requests
     // fall back to SIGUSR1, which the signal pipe still carries.
     let channel = Channel::open(home, id)
         .map_err(|e| log(&format!("{id}: no control channel, signals only: {e}")))
         .ok();
 
-    process::become_subreaper().map_err(|e| Error::SpawnFailed(format!("subreaper: {e}")))?;
+    process::become_subreaper().map_err(|e| Error::spawn_step("subreaper", e))?;
     let cgroup = Cgroup::create(id.as_str());
     // The monitor's own environment, the task's variables, and the marker
     // that lets every process of the task be found even without a cgroup
     // (and that the task cannot take over with a variable of its own).
     env.retain(|(key, _)| key != process::TASK_MARKER);
     env.push((process::TASK_MARKER.to_owned(), id.to_string()));
-    let env =
-        process::environment(&env).map_err(|e| Error::SpawnFailed(format!("environment: {e}")))?;
+    let env = process::environment(&env).map_err(|e| Error::spawn_step("environment", e))?;
     let files = store::create_output_files(home, id)?;
-    let (out_r, out_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
-    let (err_r, err_w) = process::pipe().map_err(|e| Error::SpawnFailed(format!("pipe: {e}")))?;
+    let (out_r, out_w) = process::pipe().map_err(|e| Error::spawn_step("pipe", e))?;
+    let (err_r, err_w) = process::pipe().map_err(|e| Error::spawn_step("pipe", e))?;
     let shell = shell_path();
     let started = process::start_shell(ShellCommand {
         shell: Path::new(shell),
@@ -120,7 +118,7 @@ pub(super) fn launch(
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
             }
-            Err(Error::SpawnFailed(format!("{shell}: {e}")))
+            Err(Error::spawn_step(shell, e))
         }
     }
 }
@@ -145,11 +143,11 @@ impl Launched {
                 if let Some(cg) = &cgroup {
                     let _ = cg.remove();
                 }
-                return Err(Error::SpawnFailed(format!("{}: {e}", shell_path())));
+                return Err(Error::spawn_step(shell_path(), e));
             }
         };
         let recorded = ProcessIdentity::of_child(child.id())
-            .map_err(|e| Error::SpawnFailed(format!("cannot identify the shell: {e}")))
+            .map_err(|e| Error::spawn_step("cannot identify the shell", e))
             .and_then(|leader| {
                 process::fault::point("monitor_after_spawn");
                 let cgroup_path = cgroup.as_ref().map(Cgroup::path);
