@@ -4,6 +4,8 @@
 //! the file's own bytes, cut characters only where documented; the capped
 //! file stays under its cap and accounts for every byte written.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,8 @@
 //! The corpus table prints with `cargo nextest run -p bgtask-core
 //! --no-capture -E 'test(corpus)'`.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::path::PathBuf;
 
 use bgtask_core::compact::{bound, compact, render, shape_bytes, shape_file, ShapeOptions, Shaped};

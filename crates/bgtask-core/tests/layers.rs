@@ -3,6 +3,11 @@
 //! sources themselves, so a new `use crate::…` that reaches upward, or a
 //! new module without a layer, fails the build's tests.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "tests fail loudly on unexpected errors; `allow`, as none unwraps yet"
+)]
+
 use std::path::Path;
 
 /// Lowest first. Modules of layer 0 may import each other (the error type,

@@ -1,5 +1,7 @@
 //! Integration tests: the real `bgtask` binary against a temporary home.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 mod fixture;
 
 mod bad_input;

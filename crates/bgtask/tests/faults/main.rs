@@ -7,6 +7,8 @@
 //! docs/RELIABILITY.md). Set `BGTASK_SOAK=N` to repeat the randomised
 //! faults N times more (the soak variant).
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 #[path = "../cli/fixture.rs"]
 #[allow(dead_code, reason = "each test binary uses part of the shared fixture")]
 mod fixture;

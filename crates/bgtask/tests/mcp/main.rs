@@ -7,6 +7,8 @@
 //! python3) the test says so and skips; with `BGTASK_TEST_PYTHON` set it
 //! never skips.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,6 +1,8 @@
 //! Integration tests: `bgtask serve` run as a child process and driven over
 //! its stdin and stdout, as an agent plugin drives it.
 
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 #[path = "../shared/client.rs"]
 #[allow(dead_code, reason = "each test binary uses part of the shared client")]
 mod client;

@@ -166,6 +166,8 @@ fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<PendingShell> 
             // system calls and async-signal-safe libc calls on memory
             // prepared above, then execs or exits.
             match unsafe { clone_into_cgroup(dir.as_fd().as_raw_fd()) } {
+                // SAFETY: clone3 returned 0, so this is the freshly cloned
+                // child that `exec` requires.
                 Ok(0) => unsafe { child.exec(&report_w) },
                 Ok(pid) => pid,
                 // clone3 refused (a seccomp filter) or too old a kernel.
@@ -325,6 +327,8 @@ unsafe fn clone_into_cgroup(cgroup_fd: c_int) -> io::Result<i32> {
 fn fork_and_exec(child: Prepared<'_>, report: &OwnedFd) -> io::Result<i32> {
     // SAFETY: the child only runs `Prepared::exec` (see spawn).
     match unsafe { libc::fork() } {
+        // SAFETY: fork returned 0, so this is the freshly forked child that
+        // `exec` requires.
         0 => unsafe { child.exec(report) },
         pid if pid < 0 => Err(io::Error::last_os_error()),
         pid => Ok(pid),

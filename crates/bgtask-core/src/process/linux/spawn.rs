@@ -64,9 +64,15 @@ impl SpawnSetup {
         // SAFETY: plain C structs (movable: no self-references), filled by
         // their init functions before any other use.
         let mut actions = unsafe { std::mem::zeroed() };
+        // SAFETY: `actions` is a live, writable posix_spawn_file_actions_t;
+        // init is the first call made on it.
         check(unsafe { libc::posix_spawn_file_actions_init(&mut actions) })?;
         let actions = FileActions(actions);
+        // SAFETY: as above, a plain C struct filled by its init function
+        // before any other use.
         let mut attr = unsafe { std::mem::zeroed() };
+        // SAFETY: `attr` is a live, writable posix_spawnattr_t; init is the
+        // first call made on it.
         check(unsafe { libc::posix_spawnattr_init(&mut attr) })?;
         let mut setup = SpawnSetup {
             actions,
