@@ -30,7 +30,7 @@ const MEASURES: [&str; 7] = [
     "`bgtask wait ID` (finished task)",
     "`bgtask completions`, 10,000 finished",
     "`bgtask list --json`, 10,000 finished",
-    "`bgtask list --json`, 500 running",
+    "`bgtask list --json`, RUNNING running",
 ];
 
 pub fn run(new: &Bgtask, old: &Bgtask, plan: &Plan) -> Result<Section> {
@@ -117,7 +117,7 @@ pub fn run(new: &Bgtask, old: &Bgtask, plan: &Plan) -> Result<Section> {
 /// A measure's label with the number of running tasks this plan uses.
 fn label(measure: &str, plan: &Plan) -> String {
     measure.replace(
-        "200 running",
+        "RUNNING running",
         &format!("{} running", RUNNING.min(plan.scale_tasks)),
     )
 }
