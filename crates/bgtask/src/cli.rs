@@ -163,11 +163,19 @@ pub struct RunArgs {
     /// Do not record a completion when the task ends
     #[arg(long)]
     pub no_notify: bool,
-    /// Wait up to this long for the task to end and print its final state
+    /// Wait up to this long for the task to end and print its final state.
+    /// If it ended in time, exit with its exit code (124 if it timed out,
+    /// 1 if it has none); exit 0 if it is still running
     #[arg(long, value_parser = duration_some, value_name = "DUR")]
     pub wait: Option<u64>,
-    /// The command line (words are joined with spaces and run by bash -c)
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command, run by bash -c. One argument is a shell command line
+    /// (quote it: 'make && ./run'); several are quoted one by one, so they
+    /// arrive as given. `--` before it is optional; options after its first
+    /// word belong to the command
+    // No `allow_hyphen_values`: words after the first are taken as they are
+    // anyway (trailing_var_arg), and with it a mistyped option before the
+    // command (`run --wiat 5s make`) would run as the command `--wiat`.
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

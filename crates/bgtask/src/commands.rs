@@ -151,7 +151,7 @@ fn parse_id(text: &str) -> Result<TaskId> {
 
 fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
     let request = SpawnRequest {
-        command: args.command.join(" "),
+        command: command_line(&args.command),
         cwd: args.cwd,
         env: crate::env::task_env(&args.env_file, &args.env)?,
         timeout_ms: args.timeout.0,
@@ -183,7 +183,45 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
     } else {
         render::line(task.task_id.as_str())?;
     }
-    Ok(0)
+    // Ended within the wait: its exit code, as `wait` gives it; still
+    // running: 0, as without --wait.
+    Ok(if task.is_terminal() {
+        wait_exit_code(std::slice::from_ref(&task))
+    } else {
+        0
+    })
+}
+
+/// The shell command line `run` stores and hands to `bash -c`: one word is
+/// a command line as written; several are quoted one by one so the program
+/// gets exactly these arguments (joining them unquoted let the shell
+/// re-split `"a b"` and choke on `it's`).
+fn command_line(words: &[String]) -> String {
+    match words {
+        [line] => line.clone(),
+        _ => words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// POSIX shell quoting: a word of only safe characters stays as it is (so
+/// stored commands stay readable); anything else goes in single quotes,
+/// inside which nothing is special except `'` itself, written `'\''`.
+/// `=` and `%` are not safe (`A=b` first would be an assignment, `%1` a job)
+/// and neither are reserved words (`if` first would start a compound).
+fn shell_quote(word: &str) -> String {
+    const RESERVED: &[&str] = &[
+        "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
+        "in", "function", "select", "time", "coproc",
+    ];
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-+/.,:@".contains(c);
+    if !word.is_empty() && word.chars().all(safe) && !RESERVED.contains(&word) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 fn logs(service: &Service, args: LogsArgs) -> Result<u8> {

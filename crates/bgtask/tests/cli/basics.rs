@@ -93,10 +93,9 @@ fn cwd_env_and_bash_syntax_reach_the_command() {
 #[test]
 fn run_wait_prints_the_final_object_or_the_id() {
     let bg = Bg::new();
-    let done = bg
-        .run(&["run", "--wait", "30s", "--json", "--", "exit 3"])
-        .ok()
-        .json();
+    let done = bg.run(&["run", "--wait", "30s", "--json", "--", "exit 3"]);
+    assert_eq!(done.code, 3, "the task's exit code: {done:?}");
+    let done = done.json();
     assert_eq!(done["status"], "failed");
     assert_eq!(done["exit_code"], 3);
     let running = bg

@@ -12,6 +12,7 @@ mod durability;
 mod home;
 mod output;
 mod paths;
+mod run_args;
 mod secrets;
 mod supervision;
 mod terminal;
