@@ -56,7 +56,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             all,
             all_sessions,
             grace,
-        } => kill(&service, &task_ids, all, all_sessions, grace, json),
+        } => {
+            // Every id is resolved before any task is touched, so a bad one
+            // changes nothing.
+            let ids = if all {
+                service.live_ids(all_sessions)?
+            } else {
+                task_ids
+                    .iter()
+                    .map(|s| parse_id(&service, s))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            // One named task prints one object, as before several were accepted.
+            let one_named = !all && task_ids.len() == 1;
+            kill(&service, &ids, grace, json, one_named)
+        }
         Command::Wait { task_ids, timeout } => {
             let ids = task_ids
                 .iter()
@@ -161,25 +175,9 @@ fn parse_id(service: &Service, text: &str) -> Result<TaskId> {
     Ok(service.resolve_id(text)?)
 }
 
-/// Kills the named tasks (or, with `all`, the live ones of this session
-/// or every session) at once, and prints each one's final state. Every id
-/// is resolved before any task is touched, so a bad one changes nothing.
-fn kill(
-    service: &Service,
-    task_ids: &[String],
-    all: bool,
-    all_sessions: bool,
-    grace: u64,
-    json: bool,
-) -> Result<u8> {
-    let ids = if all {
-        service.live_ids(all_sessions)?
-    } else {
-        task_ids
-            .iter()
-            .map(|s| parse_id(service, s))
-            .collect::<Result<Vec<_>>>()?
-    };
+/// Kills the tasks at once and prints each one's final state (with
+/// `json`, an array unless `one_named`).
+fn kill(service: &Service, ids: &[TaskId], grace: u64, json: bool, one_named: bool) -> Result<u8> {
     // Each kill waits for its task's end: in parallel, one slow task does
     // not hold back the others' signals.
     let results: Vec<bgtask_core::Result<bgtask_core::Task>> = std::thread::scope(|scope| {
@@ -189,7 +187,7 @@ fn kill(
             .collect();
         handles
             .into_iter()
-            .zip(&ids)
+            .zip(ids)
             .map(|(h, id)| {
                 h.join().unwrap_or_else(|_| {
                     Err(bgtask_core::Error::InvalidArgument(format!(
@@ -208,8 +206,7 @@ fn kill(
             Err(e) => eprintln!("bgtask: {e}"),
         }
     }
-    if json && !all && task_ids.len() == 1 {
-        // One named task: one object, as before several were accepted.
+    if json && one_named {
         if let Some(task) = tasks.first() {
             render::task(task, true)?;
         }
