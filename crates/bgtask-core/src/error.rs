@@ -226,6 +226,22 @@ mod tests {
     }
 
     #[test]
+    fn an_ambiguous_prefix_names_its_first_candidates_and_counts_the_rest() {
+        let err = |more| Error::AmbiguousTaskId {
+            prefix: "3f".into(),
+            candidates: vec!["bg-3f00000000000000".into(), "bg-3f00000000000001".into()],
+            more,
+        };
+        assert_eq!(
+            err(0).to_string(),
+            "task id prefix \"3f\" is ambiguous: bg-3f00000000000000, bg-3f00000000000001"
+        );
+        assert!(err(4)
+            .to_string()
+            .ends_with("bg-3f00000000000001 and 4 more"));
+    }
+
+    #[test]
     fn only_sqlite_damage_is_a_damaged_store() {
         let store = |code| Error::Store {
             path: "/x/bgtask.db".into(),
