@@ -18,6 +18,14 @@ pub enum Error {
     CompletionNotFound { task_id: TaskId, session: String },
     #[error("invalid task id {0:?}: expected bg- followed by 16 hex digits")]
     InvalidTaskId(String),
+    /// A typed prefix names more than one task (CLI only: the servers take
+    /// exact ids). `candidates` holds the first few, `more` the rest's count.
+    #[error("task id prefix {prefix:?} is ambiguous: {}{}", candidates.join(", "), more_text(*.more))]
+    AmbiguousTaskId {
+        prefix: String,
+        candidates: Vec<String>,
+        more: usize,
+    },
     #[error("invalid working directory {path}")]
     InvalidCwd {
         path: PathBuf,
@@ -88,6 +96,7 @@ pub enum Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     TaskNotFound,
+    AmbiguousTaskId,
     InvalidArgument,
     InvalidCwd,
     LimitExceeded,
@@ -102,6 +111,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::TaskNotFound => "task_not_found",
+            ErrorKind::AmbiguousTaskId => "ambiguous_task_id",
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::InvalidCwd => "invalid_cwd",
             ErrorKind::LimitExceeded => "limit_exceeded",
@@ -130,6 +140,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::TaskNotFound(_) | Error::CompletionNotFound { .. } => ErrorKind::TaskNotFound,
+            Error::AmbiguousTaskId { .. } => ErrorKind::AmbiguousTaskId,
             Error::InvalidTaskId(_)
             | Error::EmptyCommand
             | Error::InvalidEnv(..)
@@ -173,6 +184,14 @@ impl Error {
     }
 }
 
+fn more_text(more: usize) -> String {
+    if more == 0 {
+        String::new()
+    } else {
+        format!(" and {more} more")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +201,14 @@ mod tests {
         let cases = [
             (Error::TaskNotFound("x".into()), "task_not_found"),
             (Error::InvalidTaskId("x".into()), "invalid_argument"),
+            (
+                Error::AmbiguousTaskId {
+                    prefix: "3".into(),
+                    candidates: vec![],
+                    more: 0,
+                },
+                "ambiguous_task_id",
+            ),
             (Error::CwdNotADirectory("/x".into()), "invalid_cwd"),
             (Error::LimitExceeded { limit: 1 }, "limit_exceeded"),
             (Error::SpawnFailed("x".into()), "spawn_failed"),
@@ -196,6 +223,22 @@ mod tests {
             assert_eq!(err.kind().as_str(), name, "{err:?}");
             assert_eq!(serde_json::to_value(err.kind()).unwrap(), name);
         }
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_names_its_first_candidates_and_counts_the_rest() {
+        let err = |more| Error::AmbiguousTaskId {
+            prefix: "3f".into(),
+            candidates: vec!["bg-3f00000000000000".into(), "bg-3f00000000000001".into()],
+            more,
+        };
+        assert_eq!(
+            err(0).to_string(),
+            "task id prefix \"3f\" is ambiguous: bg-3f00000000000000, bg-3f00000000000001"
+        );
+        assert!(err(4)
+            .to_string()
+            .ends_with("bg-3f00000000000001 and 4 more"));
     }
 
     #[test]

@@ -339,6 +339,66 @@ impl Service {
             .collect())
     }
 
+    /// The task a person typed (CLI only; the servers take exact ids): a
+    /// full id, a unique prefix of one with or without `bg-`, or `last` /
+    /// `-` for this session's newest task. Prefixes match every session's
+    /// tasks.
+    pub fn resolve_id(&self, text: &str) -> Result<TaskId> {
+        self.resolve(text, None)
+    }
+
+    /// As [`Service::resolve_id`], but prefixes match only this session's
+    /// tasks (for commands that act on this session alone, such as `ack`).
+    pub fn resolve_id_in_session(&self, text: &str) -> Result<TaskId> {
+        self.resolve(text, Some(&self.config.session))
+    }
+
+    fn resolve(&self, text: &str, session: Option<&str>) -> Result<TaskId> {
+        const SHOWN: usize = 5;
+        let store = self.store();
+        if text == "last" || text == "-" {
+            return match store.newest_id(&self.config.session)? {
+                Some(id) => id.parse(),
+                None => Err(Error::TaskNotFound(format!(
+                    "{text} (session {:?} has no tasks)",
+                    self.config.session
+                ))),
+            };
+        }
+        let hex = text.strip_prefix("bg-").unwrap_or(text);
+        let is_hex = hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if hex.is_empty() || hex.len() > 16 || !is_hex {
+            return Err(Error::InvalidTaskId(text.to_owned()));
+        }
+        let (mut ids, total) = store.ids_with_prefix(hex, session, SHOWN as u32 + 1)?;
+        match ids.len() {
+            0 => Err(Error::TaskNotFound(text.to_owned())),
+            1 => ids.remove(0).parse(),
+            _ => {
+                ids.truncate(SHOWN);
+                Err(Error::AmbiguousTaskId {
+                    prefix: text.to_owned(),
+                    more: total.saturating_sub(ids.len()),
+                    candidates: ids,
+                })
+            }
+        }
+    }
+
+    /// Ids of the live tasks of this session, or of every session.
+    pub fn live_ids(&self, all_sessions: bool) -> Result<Vec<TaskId>> {
+        let session = (!all_sessions).then_some(self.config.session.as_str());
+        Ok(self
+            .store()
+            .list(session, None)?
+            .into_iter()
+            .filter(|t| !t.is_terminal())
+            .map(|t| t.task_id)
+            .collect())
+    }
+
     /// Marks completions of this session delivered. Idempotent; an id
     /// without a completion in this session is an error naming it.
     pub fn ack(&self, ids: &[TaskId]) -> Result<usize> {

@@ -76,6 +76,7 @@ pub enum Command {
     /// Start a command in the background and print its task id
     Run(RunArgs),
     /// Show a task and the end of its output
+    #[command(after_help = ID_HELP)]
     Status {
         task_id: String,
         /// Bytes of output to show (stdout, then stderr)
@@ -93,14 +94,24 @@ pub enum Command {
     },
     /// Print a task's output
     Logs(LogsArgs),
-    /// Stop a task: SIGTERM to its whole tree, SIGKILL after the grace
+    /// Stop tasks: SIGTERM to each one's whole tree, SIGKILL after the grace
+    #[command(after_help = ID_HELP)]
     Kill {
-        task_id: String,
+        /// Tasks to stop (all at once); each one's final state is printed
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        task_ids: Vec<String>,
+        /// Every live task of this session
+        #[arg(long)]
+        all: bool,
+        /// With --all: live tasks of every session
+        #[arg(long, requires = "all")]
+        all_sessions: bool,
         /// Time between SIGTERM and SIGKILL
         #[arg(long, default_value = "2s", value_parser = duration_some, value_name = "DUR")]
         grace: u64,
     },
     /// Wait until tasks end; exits with the task's exit code
+    #[command(after_help = ID_HELP)]
     Wait {
         #[arg(required = true)]
         task_ids: Vec<String>,
@@ -111,9 +122,13 @@ pub enum Command {
     /// Show this session's unacknowledged completions, oldest first
     Completions,
     /// Mark completions as delivered
+    #[command(after_help = ID_HELP_ACK)]
     Ack {
-        #[arg(required = true)]
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
         task_ids: Vec<String>,
+        /// Every unacknowledged completion of this session
+        #[arg(long)]
+        all: bool,
     },
     /// Serve MCP (Model Context Protocol) on stdin/stdout for any MCP client
     Mcp,
@@ -179,7 +194,16 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+const ID_HELP: &str = "A task id may be given in full, as any unique prefix of one, with or \
+without bg- (e.g. 3f2a or bg-3f2a; prefixes match tasks of every session), or as `last` \
+(or `-`) for this session's newest task.";
+
+const ID_HELP_ACK: &str = "A task id may be given in full, as any unique prefix of one of this \
+session's tasks, with or without bg- (e.g. 3f2a or bg-3f2a), or as `last` (or `-`) for this \
+session's newest task.";
+
 #[derive(Debug, Args)]
+#[command(after_help = ID_HELP)]
 pub struct LogsArgs {
     pub task_id: String,
     /// Which stream to print

@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Run(_) => unreachable!("handled above"),
         Command::Status { task_id, tail } => {
-            let status = service.status(&parse_id(&task_id)?, tail)?;
+            let status = service.status(&parse_id(&service, &task_id)?, tail)?;
             render::status(&status, json)?;
             Ok(0)
         }
@@ -51,15 +51,30 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Logs(args) => logs(&service, args),
-        Command::Kill { task_id, grace } => {
-            let task = service.kill(&parse_id(&task_id)?, grace)?;
-            render::task(&task, json)?;
-            Ok(0)
+        Command::Kill {
+            task_ids,
+            all,
+            all_sessions,
+            grace,
+        } => {
+            // Every id is resolved before any task is touched, so a bad one
+            // changes nothing.
+            let ids = if all {
+                service.live_ids(all_sessions)?
+            } else {
+                task_ids
+                    .iter()
+                    .map(|s| parse_id(&service, s))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            // One named task prints one object, as before several were accepted.
+            let one_named = !all && task_ids.len() == 1;
+            kill(&service, &ids, grace, json, one_named)
         }
         Command::Wait { task_ids, timeout } => {
             let ids = task_ids
                 .iter()
-                .map(|s| parse_id(s))
+                .map(|s| parse_id(&service, s))
                 .collect::<Result<Vec<_>>>()?;
             let outcome = service.wait(&ids, timeout.0)?;
             render::tasks(&outcome.tasks, json)?;
@@ -79,11 +94,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             render::completions(&service.completions()?, json)?;
             Ok(0)
         }
-        Command::Ack { task_ids } => {
-            let ids = task_ids
-                .iter()
-                .map(|s| parse_id(s))
-                .collect::<Result<Vec<_>>>()?;
+        Command::Ack { task_ids, all } => {
+            // Only this session's completions can be acknowledged, so a
+            // prefix is matched among this session's tasks alone.
+            let ids = if all {
+                service
+                    .completions()?
+                    .into_iter()
+                    .map(|c| c.task_id)
+                    .collect()
+            } else {
+                task_ids
+                    .iter()
+                    .map(|s| Ok(service.resolve_id_in_session(s)?))
+                    .collect::<Result<Vec<_>>>()?
+            };
             let acked = service.ack(&ids)?;
             render::acked(acked, ids.len(), json)?;
             Ok(0)
@@ -145,8 +170,57 @@ fn config(cli: &Cli) -> Result<Config> {
     })
 }
 
-fn parse_id(text: &str) -> Result<TaskId> {
-    Ok(text.parse::<TaskId>()?)
+/// A task id as a person types it: full, a unique prefix, or `last`.
+fn parse_id(service: &Service, text: &str) -> Result<TaskId> {
+    Ok(service.resolve_id(text)?)
+}
+
+/// Kills the tasks at once and prints each one's final state (with
+/// `json`, an array unless `one_named`).
+fn kill(service: &Service, ids: &[TaskId], grace: u64, json: bool, one_named: bool) -> Result<u8> {
+    // Each kill waits for its task's end: in parallel, one slow task does
+    // not hold back the others' signals.
+    let results: Vec<bgtask_core::Result<bgtask_core::Task>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .iter()
+            .map(|id| scope.spawn(move || service.kill(id, grace)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(ids)
+            .map(|(h, id)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(bgtask_core::Error::InvalidArgument(format!(
+                        "killing {id} failed unexpectedly"
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut tasks = Vec::new();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(task) => tasks.push(task),
+            Err(e) if first_error.is_none() => first_error = Some(e),
+            Err(e) => eprintln!("bgtask: {e}"),
+        }
+    }
+    if json && one_named {
+        if let Some(task) = tasks.first() {
+            render::task(task, true)?;
+        }
+    } else if json {
+        render::json(&tasks)?;
+    } else {
+        for task in &tasks {
+            render::task(task, false)?;
+        }
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(0),
+    }
 }
 
 fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
@@ -225,7 +299,7 @@ fn shell_quote(word: &str) -> String {
 }
 
 fn logs(service: &Service, args: LogsArgs) -> Result<u8> {
-    let id = parse_id(&args.task_id)?;
+    let id = parse_id(service, &args.task_id)?;
     if args.follow && args.head.is_some() {
         anyhow::bail!(bgtask_core::Error::InvalidArgument(
             "--follow cannot be combined with --head".into()

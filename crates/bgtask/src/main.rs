@@ -223,9 +223,8 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
     };
     match (e, e.kind()) {
         // A malformed id names no task, as an unknown one does.
-        (bgtask_core::Error::InvalidTaskId(_), _) | (_, ErrorKind::TaskNotFound) => {
-            EXIT_UNKNOWN_TASK
-        }
+        (bgtask_core::Error::InvalidTaskId(_), _)
+        | (_, ErrorKind::TaskNotFound | ErrorKind::AmbiguousTaskId) => EXIT_UNKNOWN_TASK,
         (_, ErrorKind::InvalidArgument | ErrorKind::InvalidCwd) => EXIT_USAGE,
         (_, ErrorKind::Timeout) => EXIT_TIMEOUT,
         (

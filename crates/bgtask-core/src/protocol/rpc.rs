@@ -102,6 +102,7 @@ pub fn code_of(kind: ErrorKind) -> i64 {
     match kind {
         ErrorKind::InvalidArgument => INVALID_PARAMS,
         ErrorKind::TaskNotFound
+        | ErrorKind::AmbiguousTaskId
         | ErrorKind::InvalidCwd
         | ErrorKind::LimitExceeded
         | ErrorKind::SpawnFailed

@@ -325,6 +325,51 @@ impl Store {
         }
     }
 
+    /// Ids starting with `bg-` + `hex` (already validated as lowercase hex,
+    /// so it holds no LIKE wildcard), optionally of one session: at most
+    /// `limit`, in id order, and how many match in all.
+    pub fn ids_with_prefix(
+        &self,
+        hex: &str,
+        session: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<String>, usize)> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT task_id, count(*) OVER () FROM tasks \
+                 WHERE task_id LIKE 'bg-' || ?1 || '%' AND (?2 IS NULL OR session = ?2) \
+                 ORDER BY task_id LIMIT ?3",
+            )
+            .map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map(params![hex, session, limit], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.db_err(e))?;
+        let mut ids = Vec::new();
+        let mut total = 0;
+        for row in rows {
+            let (id, count) = row.map_err(|e| self.db_err(e))?;
+            ids.push(id);
+            total = usize::try_from(count).unwrap_or(usize::MAX);
+        }
+        Ok((ids, total))
+    }
+
+    /// The id of the session's newest task, if it has any.
+    pub fn newest_id(&self, session: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT task_id FROM tasks WHERE session = ?1 \
+                 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                params![session],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Tasks newest first, optionally of one session and one status. Rows
     /// written by a newer bgtask are left out.
     pub fn list(&self, session: Option<&str>, status: Option<Status>) -> Result<Vec<Task>> {

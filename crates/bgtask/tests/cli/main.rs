@@ -10,6 +10,7 @@ mod completions;
 mod control;
 mod durability;
 mod home;
+mod ids;
 mod output;
 mod paths;
 mod run_args;
