@@ -149,6 +149,23 @@ pub enum Command {
         #[arg(long, default_value = "24h", value_parser = duration_some, value_name = "DUR")]
         older_than: u64,
     },
+    /// Print shell completions or the man page (generated from these flags)
+    #[command(subcommand)]
+    Generate(Generate),
+}
+
+/// What `bgtask generate` prints on stdout. (Not `bgtask completions`:
+/// that command shows a session's task completions.)
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// Completion script for SHELL, e.g.
+    /// `bgtask generate completions bash > ~/.local/share/bash-completion/completions/bgtask`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Man page (roff), e.g. `bgtask generate man > ~/.local/share/man/man1/bgtask.1`
+    Man,
 }
 
 #[derive(Debug, Args)]

@@ -8,10 +8,14 @@ use bgtask_core::{
     Config, Launch, ListRequest, OutputFile, Service, SpawnRequest, Status, StreamChoice, TaskId,
 };
 
-use crate::cli::{Cli, Command, LogsArgs, RunArgs};
+use crate::cli::{Cli, Command, Generate, LogsArgs, RunArgs};
 use crate::render;
 
 pub fn run(cli: Cli) -> Result<u8> {
+    if let Command::Generate(what) = cli.command {
+        // Needs no home or store: it only describes the command line.
+        return generate(what);
+    }
     if let Command::Doctor { repair } = cli.command {
         // Runs without opening the store normally: it must work on a
         // store that cannot be opened.
@@ -115,6 +119,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Serve => crate::serve::run(service.config().clone()),
         Command::Doctor { .. } => Ok(0), // handled above
+        Command::Generate(_) => unreachable!("handled above"),
         Command::Mcp => {
             let mut config = service.config().clone();
             if cli.global.session.is_none() {
@@ -357,4 +362,24 @@ fn wait_exit_code(tasks: &[bgtask_core::Task]) -> u8 {
         _ if tasks.iter().all(|t| t.status == Status::Completed) => 0,
         _ => 1,
     }
+}
+
+/// `bgtask generate completions SHELL` and `bgtask generate man`, both
+/// from the clap definition, so they cannot drift from the real flags.
+fn generate(what: Generate) -> Result<u8> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = Vec::new();
+    match what {
+        Generate::Completions { shell } => {
+            clap_complete::generate(shell, &mut command, "bgtask", &mut out);
+        }
+        Generate::Man => clap_mangen::Man::new(command)
+            .render(&mut out)
+            .context("rendering the man page")?,
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    Ok(0)
 }

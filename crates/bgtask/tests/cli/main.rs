@@ -9,6 +9,7 @@ mod basics;
 mod completions;
 mod control;
 mod durability;
+mod generate;
 mod home;
 mod ids;
 mod output;
