@@ -229,6 +229,9 @@ fn pushes_go_on_after_the_events_file_is_deleted_or_replaced() {
     let mut server = bg.serve();
     server.call("bash_list", json!({}));
     let events = bg.home.join("events");
+    // The server's push thread creates the file when it starts watching,
+    // which may come after the first reply.
+    wait_until("the events file to exist", || events.exists());
 
     std::fs::remove_file(&events).unwrap();
     std::fs::write(&events, b"").unwrap();
