@@ -122,6 +122,7 @@ impl Home {
             session: SESSION.into(),
             max_running: 2000,
             monitor_exe: self.exe.clone(),
+            tasks: bgtask_core::TaskDefaults::AGENT,
         })?)
     }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
-/// Default hard timeout of a task.
+/// Default hard timeout of an agent's task.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 /// Default cap on a task's output on disk.
 pub const DEFAULT_MAX_OUTPUT: u64 = 100 << 20;
@@ -22,6 +22,34 @@ pub struct Config {
     pub max_running: u32,
     /// The bgtask binary, re-executed as each task's monitor.
     pub monitor_exe: PathBuf,
+    /// Limits of a task whose request names none (`serve` and `mcp` use
+    /// these; `run` has its own flags with the same defaults).
+    pub tasks: TaskDefaults,
+}
+
+/// The limits a task gets when its request does not name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskDefaults {
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_output: u64,
+}
+
+impl TaskDefaults {
+    /// Tasks people start with `bgtask run`: no hard limit (a dev server
+    /// runs until stopped).
+    pub const RUN: TaskDefaults = TaskDefaults {
+        timeout_ms: None,
+        idle_timeout_ms: None,
+        max_output: DEFAULT_MAX_OUTPUT,
+    };
+    /// Tasks agents start through `serve` or `mcp`: a forgotten one ends
+    /// after 30 minutes.
+    pub const AGENT: TaskDefaults = TaskDefaults {
+        timeout_ms: Some(DEFAULT_TIMEOUT_MS),
+        idle_timeout_ms: None,
+        max_output: DEFAULT_MAX_OUTPUT,
+    };
 }
 
 impl Config {

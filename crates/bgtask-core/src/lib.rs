@@ -19,6 +19,7 @@ mod process;
 pub mod protocol;
 mod reconcile;
 mod service;
+pub mod settings;
 mod store;
 mod task;
 pub mod units;
@@ -28,8 +29,8 @@ mod waiter;
 pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
 pub use clock::now_ms;
 pub use config::{
-    Config, SpawnRequest, StreamChoice, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING, DEFAULT_SESSION,
-    DEFAULT_TIMEOUT_MS,
+    Config, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING,
+    DEFAULT_SESSION, DEFAULT_TIMEOUT_MS,
 };
 pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, ErrorKind, Result};

@@ -15,7 +15,7 @@ use std::path::Path;
 /// only from lower layers.
 const LAYERS: &[&[&str]] = &[
     &[
-        "clock", "error", "task", "units", "config", "output", "compact", "process",
+        "clock", "error", "task", "units", "config", "settings", "output", "compact", "process",
     ],
     &["store"],
     &["control"],

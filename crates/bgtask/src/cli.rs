@@ -59,12 +59,13 @@ impl Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Store directory [default: ~/.local/state/bgtask]
-    #[arg(long, global = true, env = "BGTASK_HOME", value_name = "DIR")]
+    /// Store directory [env: BGTASK_HOME; config: home;
+    /// default: ~/.local/state/bgtask]
+    #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
-    /// Session whose tasks and completions to use
-    /// [default: "default"; for `mcp`, one per working directory]
-    #[arg(long, global = true, env = "BGTASK_SESSION", value_name = "NAME")]
+    /// Session whose tasks and completions to use [env: BGTASK_SESSION;
+    /// default: "default"; for `mcp`, one per working directory]
+    #[arg(long, global = true, value_name = "NAME")]
     pub session: Option<String>,
     /// Print exactly one JSON document on stdout
     #[arg(long, global = true)]
@@ -152,7 +153,27 @@ pub enum Command {
     /// Print shell completions or the man page (generated from these flags)
     #[command(subcommand)]
     Generate(Generate),
+    /// Show the effective settings and where each one comes from
+    #[command(after_help = CONFIG_HELP)]
+    Config,
 }
+
+const CONFIG_HELP: &str = "Settings come from, in rising precedence: built-in defaults, the \
+config file ($XDG_CONFIG_HOME/bgtask/config.toml, usually ~/.config/bgtask/config.toml; \
+BGTASK_CONFIG names another), environment variables, flags. Tasks started with `bgtask run` \
+use the [run] settings; tasks started by agents through `serve` or `mcp` use [agent].
+
+Example config.toml:
+  home = \"~/.local/state/bgtask\"  # env BGTASK_HOME, flag --home
+  max_running = 64                # env BGTASK_MAX_RUNNING
+  [run]                           # env BGTASK_TIMEOUT, BGTASK_IDLE_TIMEOUT, BGTASK_MAX_OUTPUT
+  timeout = \"none\"                # flags --timeout, --idle-timeout, --max-output
+  idle_timeout = \"none\"
+  max_output = \"100MiB\"
+  [agent]                         # env BGTASK_AGENT_TIMEOUT, BGTASK_AGENT_IDLE_TIMEOUT,
+  timeout = \"30m\"                 #     BGTASK_AGENT_MAX_OUTPUT; per call: timeout_ms, ...
+  idle_timeout = \"none\"
+  max_output = \"100MiB\"";
 
 /// What `bgtask generate` prints on stdout. (Not `bgtask completions`:
 /// that command shows a session's task completions.)
@@ -183,15 +204,18 @@ pub struct RunArgs {
     /// lines and lines starting with # are skipped. --env wins over a file
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_file: Vec<PathBuf>,
-    /// Hard time limit ("none" for no limit)
-    #[arg(long, default_value = "30m", value_parser = duration, value_name = "DUR")]
-    pub timeout: Limit,
-    /// End the task when it prints nothing for this long
-    #[arg(long, value_parser = duration_some, value_name = "DUR")]
-    pub idle_timeout: Option<u64>,
+    /// Hard time limit ("none" for no limit) [default: run.timeout in
+    /// `bgtask config`, built in: none]
+    #[arg(long, value_parser = limit, value_name = "DUR")]
+    pub timeout: Option<Limit>,
+    /// End the task when it prints nothing for this long ("none" for no
+    /// limit) [default: run.idle_timeout, built in: none]
+    #[arg(long, value_parser = limit, value_name = "DUR")]
+    pub idle_timeout: Option<Limit>,
     /// Cap on output kept on disk (head and most recent output are kept)
-    #[arg(long, default_value = "100MiB", value_parser = size, value_name = "SIZE")]
-    pub max_output: u64,
+    /// [default: run.max_output, built in: 100MiB]
+    #[arg(long, value_parser = size, value_name = "SIZE")]
+    pub max_output: Option<u64>,
     /// Do not record a completion when the task ends
     #[arg(long)]
     pub no_notify: bool,
@@ -243,6 +267,13 @@ pub struct Limit(pub Option<u64>);
 
 fn duration(text: &str) -> Result<Limit, String> {
     parse_duration_ms(text)
+        .map(Limit)
+        .map_err(|e| e.to_string())
+}
+
+/// A task's time limit: a duration or `none`, never 0.
+fn limit(text: &str) -> Result<Limit, String> {
+    bgtask_core::settings::parse_limit(text)
         .map(Limit)
         .map_err(|e| e.to_string())
 }

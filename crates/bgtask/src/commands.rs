@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
+use bgtask_core::settings::{Flags, Settings, Source};
 use bgtask_core::{
     Config, Launch, ListRequest, OutputFile, Service, SpawnRequest, Status, StreamChoice, TaskId,
 };
@@ -16,15 +17,20 @@ pub fn run(cli: Cli) -> Result<u8> {
         // Needs no home or store: it only describes the command line.
         return generate(what);
     }
+    let settings = settings(&cli)?;
+    if let Command::Config = cli.command {
+        render::settings(&settings, cli.global.json)?;
+        return Ok(0);
+    }
     if let Command::Doctor { repair } = cli.command {
         // Runs without opening the store normally: it must work on a
         // store that cannot be opened.
-        let report = bgtask_core::doctor(&config(&cli)?.home, repair);
+        let report = bgtask_core::doctor(&settings.home.value, repair);
         render::doctor(&report, cli.global.json)?;
         return Ok(if report.is_healthy() { 0 } else { 1 });
     }
     let json = cli.global.json;
-    let config = config(&cli)?;
+    let config = config(&cli, &settings)?;
     if let Command::Run(args) = cli.command {
         return run_task(config, args, json);
     }
@@ -119,10 +125,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Serve => crate::serve::run(service.config().clone()),
         Command::Doctor { .. } => Ok(0), // handled above
-        Command::Generate(_) => unreachable!("handled above"),
+        Command::Generate(_) | Command::Config => unreachable!("handled above"),
         Command::Mcp => {
             let mut config = service.config().clone();
-            if cli.global.session.is_none() {
+            if settings.session.source == Source::Default {
                 config.session = crate::mcp::default_session()?;
             }
             crate::mcp::run(config)
@@ -147,32 +153,23 @@ fn auto_gc(service: Service) -> Service {
     service
 }
 
-fn config(cli: &Cli) -> Result<Config> {
-    let home = match &cli.global.home {
-        Some(home) => home.clone(),
-        None => Config::default_home()?,
-    };
-    let session = cli
-        .global
-        .session
-        .clone()
-        .unwrap_or_else(|| bgtask_core::DEFAULT_SESSION.to_owned());
-    if session.is_empty() {
-        return Err(bgtask_core::Error::InvalidArgument("the session name is empty".into()).into());
-    }
-    let max_running = match std::env::var("BGTASK_MAX_RUNNING") {
-        Ok(v) => v.parse().map_err(|_| {
-            bgtask_core::Error::InvalidArgument(format!("BGTASK_MAX_RUNNING={v:?} is not a number"))
-        })?,
-        Err(_) => bgtask_core::DEFAULT_MAX_RUNNING,
+/// The effective settings: defaults, config file, environment, flags.
+fn settings(cli: &Cli) -> Result<Settings> {
+    Ok(Settings::load(&Flags {
+        home: cli.global.home.clone(),
+        session: cli.global.session.clone(),
+    })?)
+}
+
+/// The store configuration for this command: the servers' tasks get the
+/// agents' defaults, everything else a person's.
+fn config(cli: &Cli, settings: &Settings) -> Result<Config> {
+    let tasks = match cli.command {
+        Command::Serve | Command::Mcp => &settings.agent,
+        _ => &settings.run,
     };
     let monitor_exe = std::env::current_exe().context("cannot locate the bgtask executable")?;
-    Ok(Config {
-        home,
-        session,
-        max_running,
-        monitor_exe,
-    })
+    Ok(settings.config(tasks, monitor_exe))
 }
 
 /// A task id as a person types it: full, a unique prefix, or `last`.
@@ -233,9 +230,11 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
         command: command_line(&args.command),
         cwd: args.cwd,
         env: crate::env::task_env(&args.env_file, &args.env)?,
-        timeout_ms: args.timeout.0,
-        idle_timeout_ms: args.idle_timeout,
-        max_output: args.max_output,
+        timeout_ms: args.timeout.map_or(config.tasks.timeout_ms, |l| l.0),
+        idle_timeout_ms: args
+            .idle_timeout
+            .map_or(config.tasks.idle_timeout_ms, |l| l.0),
+        max_output: args.max_output.unwrap_or(config.tasks.max_output),
         notify: !args.no_notify,
     };
     // The store is opened while the monitor's exec runs: the monitor's

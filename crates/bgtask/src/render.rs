@@ -12,6 +12,7 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
+use bgtask_core::settings::Settings;
 use bgtask_core::units::format_duration_ms;
 use bgtask_core::{Completion, GcReport, Task, TaskStatus};
 
@@ -210,6 +211,51 @@ pub fn doctor(report: &bgtask_core::DoctorReport, as_json: bool) -> Result<()> {
             printable(&f.detail, false)
         )?;
     }
+    Ok(())
+}
+
+/// `bgtask config`: the file consulted, then one aligned line per setting
+/// (key, value, source).
+pub fn settings(settings: &Settings, as_json: bool) -> Result<()> {
+    let entries = settings.entries();
+    let file = settings.file.as_ref().map(|p| p.display().to_string());
+    if as_json {
+        let values: serde_json::Map<String, serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let v = serde_json::json!({"value": e.value, "source": e.source});
+                (e.key.clone(), v)
+            })
+            .collect();
+        return json(&serde_json::json!({
+            "config_file": file,
+            "config_file_found": settings.file_found,
+            "settings": values,
+        }));
+    }
+    let mut out = String::new();
+    match &file {
+        Some(path) if settings.file_found => out.push_str(&format!("config file: {path}\n")),
+        Some(path) => out.push_str(&format!(
+            "config file: {path} (not found; defaults apply)\n"
+        )),
+        None => out.push_str("config file: none (no config directory known)\n"),
+    }
+    let key_width = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);
+    let value_width = entries
+        .iter()
+        .map(|e| e.value.chars().count())
+        .max()
+        .unwrap_or(0);
+    for e in &entries {
+        out.push_str(&format!(
+            "{:key_width$}  {:value_width$}  {}\n",
+            e.key,
+            printable(&e.value, false),
+            e.source
+        ));
+    }
+    std::io::stdout().lock().write_all(out.as_bytes())?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::agent::{BashRequest, DEFAULT_OUTPUT_BUDGET};
 use crate::compact::{ShapeOptions, Shaped};
-use crate::config::SpawnRequest;
+use crate::config::{SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Status, Task, TaskId};
@@ -125,10 +125,15 @@ pub struct BashParams {
 }
 
 impl BashParams {
-    /// The request these params ask for; `default_cwd` when they name no
-    /// `cwd` (serve's project root, MCP's working directory).
-    pub fn into_request(self, defaults: &Defaults, default_cwd: Option<PathBuf>) -> BashRequest {
-        let spawn = SpawnRequest::default();
+    /// The request these params ask for; `tasks`'s limits where they name
+    /// none (the configured agent defaults), `default_cwd` when they name
+    /// no `cwd` (serve's project root, MCP's working directory).
+    pub fn into_request(
+        self,
+        defaults: &Defaults,
+        tasks: &TaskDefaults,
+        default_cwd: Option<PathBuf>,
+    ) -> BashRequest {
         BashRequest {
             spawn: SpawnRequest {
                 command: self.command,
@@ -138,10 +143,14 @@ impl BashParams {
                 timeout_ms: match self.timeout_ms {
                     Some(0) => None,
                     Some(ms) => Some(ms),
-                    None => spawn.timeout_ms,
+                    None => tasks.timeout_ms,
                 },
-                idle_timeout_ms: self.idle_timeout_ms.filter(|ms| *ms > 0),
-                max_output: self.max_output_bytes.unwrap_or(spawn.max_output),
+                idle_timeout_ms: match self.idle_timeout_ms {
+                    Some(0) => None,
+                    Some(ms) => Some(ms),
+                    None => tasks.idle_timeout_ms,
+                },
+                max_output: self.max_output_bytes.unwrap_or(tasks.max_output),
                 // Decided by `notify_on_completion` (see `BashRequest`).
                 notify: true,
             },
@@ -366,17 +375,21 @@ mod tests {
     #[test]
     fn bash_params_become_the_request_both_servers_make() {
         let p: BashParams = rpc::params(json!({"command": "true", "timeout_ms": 0})).unwrap();
-        let req = p.into_request(&Defaults::SERVE, Some("/tmp".into()));
+        let req = p.into_request(&Defaults::SERVE, &TaskDefaults::AGENT, Some("/tmp".into()));
         assert_eq!(req.spawn.timeout_ms, None, "0 means no limit");
         assert_eq!(req.spawn.cwd, Some(PathBuf::from("/tmp")));
         assert_eq!(req.wait_ms, Defaults::SERVE.bash_wait_ms);
         let p: BashParams = rpc::params(json!({"command": "true"})).unwrap();
-        let req = p.into_request(&Defaults::MCP, None);
+        let req = p.into_request(&Defaults::MCP, &TaskDefaults::AGENT, None);
         assert_eq!(req.spawn.timeout_ms, SpawnRequest::default().timeout_ms);
         assert_eq!(req.wait_ms, Defaults::MCP.bash_wait_ms);
         let p: BashParams =
             rpc::params(json!({"command": "true", "background": true, "wait_ms": 9})).unwrap();
-        assert_eq!(p.into_request(&Defaults::SERVE, None).wait_ms, 0);
+        assert_eq!(
+            p.into_request(&Defaults::SERVE, &TaskDefaults::AGENT, None)
+                .wait_ms,
+            0
+        );
     }
 
     #[test]

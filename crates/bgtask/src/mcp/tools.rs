@@ -288,7 +288,10 @@ impl BgMcp {
 
 impl BgMcp {
     fn run_bash(&self, args: BashArgs) -> Result<Answer, bgtask_core::Error> {
-        let request = args.into_params().into_request(&DEFAULTS, self.cwd.clone());
+        let tasks = self.service.config().tasks;
+        let request = args
+            .into_params()
+            .into_request(&DEFAULTS, &tasks, self.cwd.clone());
         let (outcome, held) = self.service.bash_held(&request)?;
         Ok(match outcome {
             BashOutcome::Finished { task, output } => {

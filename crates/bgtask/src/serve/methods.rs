@@ -106,7 +106,8 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
 }
 
 fn bash(session: &Session, p: BashParams) -> Reply {
-    let request = p.into_request(&DEFAULTS, session.project_root.clone());
+    let tasks = session.service.config().tasks;
+    let request = p.into_request(&DEFAULTS, &tasks, session.project_root.clone());
     match session.service.bash(&request)? {
         BashOutcome::Finished { task, output } => Ok(finished_result(&task, &output)),
         BashOutcome::Background { task } => Ok(background_reply(&task, &request)),

@@ -43,7 +43,11 @@ fn bad_input_is_refused_with_the_documented_exit_codes() {
             2,
             "invalid duration",
         ),
-        (&["run", "--idle-timeout", "none", "--", "true"], 2, "none"),
+        (
+            &["run", "--idle-timeout", "0", "--", "true"],
+            2,
+            "use \"none\"",
+        ),
         (
             &["run", "--max-output", "lots", "--", "true"],
             2,

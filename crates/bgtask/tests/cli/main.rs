@@ -7,6 +7,7 @@ mod fixture;
 mod bad_input;
 mod basics;
 mod completions;
+mod config;
 mod control;
 mod durability;
 mod generate;

@@ -14,3 +14,4 @@ mod hardening;
 mod lifecycle;
 mod output;
 mod requests;
+mod settings;

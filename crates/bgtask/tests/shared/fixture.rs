@@ -14,6 +14,18 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bgtask");
 
+/// Environment variables that change bgtask's settings (`bgtask config`).
+const SETTING_VARS: &[&str] = &[
+    "BGTASK_CONFIG",
+    "BGTASK_MAX_RUNNING",
+    "BGTASK_TIMEOUT",
+    "BGTASK_IDLE_TIMEOUT",
+    "BGTASK_MAX_OUTPUT",
+    "BGTASK_AGENT_TIMEOUT",
+    "BGTASK_AGENT_IDLE_TIMEOUT",
+    "BGTASK_AGENT_MAX_OUTPUT",
+];
+
 /// How long any wait for the server or a task may take before the test
 /// fails: generous, since it only matters when something is broken.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -59,13 +71,30 @@ impl Bg {
     /// A `bgtask` command with this fixture's home and session.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::new(BIN);
+        // Settings the user's environment may hold must not reach a test.
+        for name in SETTING_VARS {
+            cmd.env_remove(name);
+        }
         cmd.env("BGTASK_HOME", &self.home)
             .env("BGTASK_SESSION", &self.session)
             .env("HOME", self.dir.path())
-            .env_remove("BGTASK_MAX_RUNNING")
+            .env("XDG_CONFIG_HOME", self.config_dir())
             .current_dir(self.dir.path())
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Where this fixture's `config.toml` goes (`bgtask/config.toml`
+    /// under it): never the user's.
+    pub fn config_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("config")
+    }
+
+    /// Writes this fixture's `config.toml`.
+    pub fn write_config(&self, text: &str) {
+        let dir = self.config_dir().join("bgtask");
+        std::fs::create_dir_all(&dir).expect("config dir");
+        std::fs::write(dir.join("config.toml"), text).expect("config.toml");
     }
 
     /// The same command acting for another session.
