@@ -25,6 +25,12 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
     let json = cli.global.json;
     let config = config(&cli)?;
+    if let Command::Hook(args) = cli.command {
+        return crate::hook::run(args, config, cli.global.session.is_some());
+    }
+    if let Command::Setup(args) = cli.command {
+        return crate::setup::run(&args);
+    }
     if let Command::Run(args) = cli.command {
         return run_task(config, args, json);
     }
@@ -119,7 +125,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Serve => crate::serve::run(service.config().clone()),
         Command::Doctor { .. } => Ok(0), // handled above
-        Command::Generate(_) => unreachable!("handled above"),
+        Command::Generate(_) | Command::Hook(_) | Command::Setup(_) => {
+            unreachable!("handled above")
+        }
         Command::Mcp => {
             let mut config = service.config().clone();
             if cli.global.session.is_none() {

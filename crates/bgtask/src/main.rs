@@ -9,9 +9,11 @@
 mod cli;
 mod commands;
 mod env;
+mod hook;
 mod mcp;
 mod render;
 mod serve;
+mod setup;
 
 use bgtask_core::monitor::{self, MONITOR_ARG};
 

@@ -53,7 +53,7 @@ fn ping(server: &mut Server) {
 
 /// The task ids of the completions a tool result showed.
 fn shown(result: &Value) -> Vec<String> {
-    result["structuredContent"]["completions"]
+    result["structuredContent"]["notifications"]
         .as_array()
         .into_iter()
         .flatten()
@@ -251,7 +251,7 @@ fn mcp_results_stay_small_when_many_completions_wait() {
         largest = largest.max(size);
         assert!(size < 16 * 1024, "a {size}-byte result");
         let batch = shown(&result);
-        let left = result["structuredContent"]["completions_pending"]
+        let left = result["structuredContent"]["notifications_pending"]
             .as_u64()
             .unwrap_or(0);
         if left > 0 {
