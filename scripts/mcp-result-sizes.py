@@ -15,7 +15,7 @@ import tempfile
 
 
 def main():
-    binary = sys.argv[1]
+    binary = os.path.abspath(sys.argv[1])
     work = tempfile.mkdtemp(prefix="bgtask-sizes-")
     env = dict(os.environ, BGTASK_HOME=os.path.join(work, "store"))
     env.pop("BGTASK_SESSION", None)
@@ -51,7 +51,7 @@ def main():
         return result.get("structuredContent") or {}
 
     call("bash inline (echo)", "bash", {"command": "echo hello"})
-    call("bash inline (200 lines of output)", "bash", {"command": "seq 1 200"})
+    call("bash inline (100 lines of ls -l)", "bash", {"command": "ls -l /usr/bin | head -100"})
     call("bash failing (exit 3, stderr)", "bash", {"command": "echo oops >&2; exit 3"})
     bg = call("bash background", "bash", {"command": "sleep 0.2; echo done", "background": True})
     task_id = bg["task_id"]
