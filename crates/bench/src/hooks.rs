@@ -69,7 +69,10 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     }
 
     let gate = Gate::new(&home)?;
-    let mut wake = Series::new("(b) task exit → wake hook exits with the notification", "ms");
+    let mut wake = Series::new(
+        "(b) task exit → wake hook exits with the notification",
+        "ms",
+    );
     let stop = event("Stop", &home);
     for _ in 0..plan.completion_runs {
         let id = home.start(&[], &gate.command())?;
@@ -91,7 +94,12 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
             "ms",
             Target::AtMost(2.0),
         ),
-        Check::new("(b) wake hook p50", wake.median(), "ms", Target::AtMost(10.0)),
+        Check::new(
+            "(b) wake hook p50",
+            wake.median(),
+            "ms",
+            Target::AtMost(10.0),
+        ),
         Check::new("(b) wake hook p99", wake.p99(), "ms", Target::None),
     ];
     Ok(Section {

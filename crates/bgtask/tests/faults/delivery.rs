@@ -374,8 +374,11 @@ fn mcp_sessions_of_non_utf8_directories_never_collide() {
         // The task runs elsewhere: only the session matters here.
         let args = json!({"command": "true", "background": true, "cwd": "/"});
         let result = tool(&mut server, "bash", args);
-        let session = result["structuredContent"]["session"].as_str();
-        sessions.push(session.unwrap_or_else(|| panic!("{result}")).to_owned());
+        // The model is not shown the session; the CLI shows the task's.
+        let id = result["structuredContent"]["task_id"].as_str();
+        let id = id.unwrap_or_else(|| panic!("{result}"));
+        let status = bg.run(&["status", "--json", id]).ok().json();
+        sessions.push(status["session"].as_str().unwrap().to_owned());
         server.close();
     }
     assert!(
