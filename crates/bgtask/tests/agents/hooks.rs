@@ -336,3 +336,29 @@ fn interactive_codex_stop_leaves_a_waiter_that_queues_the_notification() {
         pending(&bg, &session).is_empty()
     });
 }
+
+#[test]
+fn claude_codes_stop_hook_is_bounded_only_where_it_holds_a_run() {
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let gate = bg.gate("long");
+    task_in(&bg, &session, &gate.hold());
+    // `claude -p` (entrypoint sdk-cli) runs the Stop hook synchronously:
+    // it is a gate, bounded.
+    let mut cmd = hook_cmd(&bg, "claude-code");
+    cmd.env("CLAUDE_CODE_ENTRYPOINT", "sdk-cli")
+        .env("BGTASK_HOOK_WAIT", "300ms");
+    let run = finish(start_hook(cmd, &event("Stop", &dir)));
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{run:?}");
+    // Interactive (asyncRewake in the background): the same bound does
+    // not apply, it waits on for the task.
+    let mut cmd = hook_cmd(&bg, "claude-code");
+    cmd.env("CLAUDE_CODE_ENTRYPOINT", "cli")
+        .env("BGTASK_HOOK_WAIT", "300ms");
+    let mut child = start_hook(cmd, &event("Stop", &dir));
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(child.try_wait().unwrap().is_none(), "the wake hook gave up");
+    gate.open();
+    let run = finish(child);
+    assert_eq!(run.code, 2, "{run:?}");
+}
