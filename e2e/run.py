@@ -9,7 +9,8 @@ What each scenario checks:
   the store, in the session of the project directory);
 - the background task's completion reaches the model in the same run (a
   request carries the notification and the model answers NOTIFIED);
-  for interactive Claude Code under tmux: the idle session wakes by itself;
+  for interactive Claude Code and Codex under tmux: the idle session
+  wakes by itself;
 - nothing is delivered twice (the last request holds the notification
   once; the session has nothing left unacknowledged).
 
@@ -229,20 +230,61 @@ def claude_interactive(bgtask):
         s.close()
 
 
+def codex_config(s):
+    """The user's Codex config: the scripted model, no approvals, the
+    project trusted (what a person sets up once)."""
+    os.makedirs(os.path.join(s.home, ".codex"))
+    with open(os.path.join(s.home, ".codex", "config.toml"), "w") as f:
+        f.write(
+            'model = "gpt-5"\nmodel_provider = "scripted"\napproval_policy = "never"\n'
+            'sandbox_mode = "danger-full-access"\n\n'
+            f'[model_providers.scripted]\nname = "scripted"\nbase_url = "{s.url}/v1"\n'
+            'wire_api = "responses"\nenv_key = "SCRIPTED_API_KEY"\n\n'
+            f'[projects."{s.project}"]\ntrust_level = "trusted"\n'
+        )
+    return dict(s.env, SCRIPTED_API_KEY=API_KEY)
+
+
+def codex_interactive(bgtask):
+    """An idle interactive Codex under tmux wakes when the task ends: its
+    Stop hook leaves a waiter that delivers with `codex queue --thread`."""
+    if shutil.which("tmux") is None:
+        check(False, "codex-tmux: tmux is installed")
+        return
+    s = Scenario("codex-tmux", bgtask)
+    tmux = f"bgtask-e2e-codex-{os.getpid()}"
+    try:
+        s.setup("codex")
+        env = codex_config(s)
+        exports = " ".join(f"{k}={shlex_quote(v)}" for k, v in env.items())
+        subprocess.run(["tmux", "new-session", "-d", "-s", tmux, "-x", "200", "-y", "50",
+                        f"cd {shlex_quote(s.project)} && env {exports} codex --dangerously-bypass-hook-trust; sleep 600"],
+                       check=True)
+        wait_for(lambda: "Ask Codex" in pane(tmux), 60)
+        time.sleep(2)
+        subprocess.run(["tmux", "send-keys", "-t", tmux, "-l", f"RUN: {s.command}"], check=True)
+        # The TUI may take the first Enter as part of a paste: press it
+        # until the prompt is sent.
+        for _ in range(5):
+            subprocess.run(["tmux", "send-keys", "-t", tmux, "Enter"], check=True)
+            if wait_for(lambda: any(r["answer"][0] == "tool" for r in s.requests()), 5):
+                break
+        waited = wait_for(lambda: any(r["answer"] == ["text", "WAITING"] for r in s.requests()), 60)
+        check(waited, f"{s.name}: the turn ended while the task ran", pane(tmux))
+        woke = wait_for(lambda: any(r["answer"][1].startswith("NOTIFIED") for r in s.requests()), 90)
+        check(woke, f"{s.name}: the idle session woke by itself when the task ended (codex queue)", pane(tmux))
+        wait_for(lambda: "NOTIFIED" in pane(tmux), 20)
+        s.verify(pane(tmux))
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", tmux], capture_output=True)
+        s.close()
+
+
 def codex_exec(bgtask):
     s = Scenario("codex-exec", bgtask)
     try:
         s.setup("codex")
-        os.makedirs(os.path.join(s.home, ".codex"))
-        with open(os.path.join(s.home, ".codex", "config.toml"), "w") as f:
-            f.write(
-                'model = "gpt-5"\nmodel_provider = "scripted"\napproval_policy = "never"\n'
-                'sandbox_mode = "danger-full-access"\n\n'
-                f'[model_providers.scripted]\nname = "scripted"\nbase_url = "{s.url}/v1"\n'
-                'wire_api = "responses"\nenv_key = "SCRIPTED_API_KEY"\n\n'
-                f'[projects."{s.project}"]\ntrust_level = "trusted"\n'
-            )
-        env = dict(s.env, SCRIPTED_API_KEY=API_KEY)
+        env = codex_config(s)
         run = subprocess.run(
             ["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-hook-trust", f"RUN: {s.command}"],
             cwd=s.project, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
@@ -306,6 +348,7 @@ def main():
         lambda: codex_exec(bgtask),
         lambda: gemini_print(bgtask),
         lambda: claude_interactive(bgtask),
+        lambda: codex_interactive(bgtask),
     ]
     for scenario in scenarios:
         try:
