@@ -1,5 +1,6 @@
 """A scripted model on 127.0.0.1 for the end-to-end suite: answers the
-Anthropic Messages API (SSE), the OpenAI Responses API (SSE) and Gemini's
+Anthropic Messages API (SSE), the OpenAI Responses API (SSE), OpenAI Chat
+Completions (SSE; OpenCode's openai-compatible provider) and Gemini's
 generateContent / streamGenerateContent, the way the real CLIs call them.
 Standard library only.
 
@@ -125,6 +126,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.anthropic(body)
         if path.endswith("/responses"):
             return self.openai(body)
+        if path.endswith("/chat/completions"):
+            return self.chat(body)
         if ":countTokens" in path:
             return self.send_json({"totalTokens": 100})
         if ":generateContent" in path or ":streamGenerateContent" in path:
@@ -229,6 +232,41 @@ class Handler(BaseHTTPRequestHandler):
                 if f"{t.get('name', '')}__{sub.get('name', '')}" == name:
                     return (t.get("name"), sub.get("name"))
         return None
+
+    # ---- OpenAI Chat Completions (OpenCode's openai-compatible provider) ----
+    def chat(self, body):
+        messages = body.get("messages", []) or []
+        tools = [(t.get("function") or {}).get("name", "") for t in body.get("tools", []) or []]
+        has_call = any("bgtask" in (c.get("function") or {}).get("name", "")
+                       for m in messages for c in m.get("tool_calls", []) or [])
+        last_user = ""
+        for m in reversed(messages):
+            if m.get("role") in ("user", "tool"):
+                last_user = flatten(m.get("content"))
+                break
+        texts = [flatten(m.get("content")) for m in messages if m.get("role") == "user"]
+        answer = decide(texts, last_user, has_call, tools) if tools else ("text", "ok")
+        self.record("chat", body, answer)
+        if answer[0] == "tool":
+            delta = {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_" + uuid.uuid4().hex[:12], "type": "function",
+                                                           "function": {"name": answer[1], "arguments": json.dumps(answer[2])}}]}
+            finish = "tool_calls"
+        else:
+            delta = {"role": "assistant", "content": answer[1]}
+            finish = "stop"
+        chunk = {"id": "chatcmpl-" + uuid.uuid4().hex[:12], "object": "chat.completion.chunk", "created": int(time.time()),
+                 "model": body.get("model", "m"), "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        if not body.get("stream"):
+            message = dict(delta)
+            return self.send_json({"id": chunk["id"], "object": "chat.completion", "created": chunk["created"],
+                                   "model": chunk["model"], "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+        self.start_sse()
+        self.event(None, chunk)
+        self.event(None, dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": finish}],
+                              usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}))
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
     # ---- Gemini -------------------------------------------------------------
     def gemini(self, body, stream):
