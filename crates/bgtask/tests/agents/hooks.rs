@@ -362,3 +362,19 @@ fn claude_codes_stop_hook_is_bounded_only_where_it_holds_a_run() {
     let run = finish(child);
     assert_eq!(run.code, 2, "{run:?}");
 }
+
+#[test]
+fn a_misconfigured_hook_never_exits_2() {
+    // Exit 2 would wake Claude Code's model with the usage error.
+    let bg = Bg::new();
+    let run = bg.run(&["hook", "no-such-agent"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no-such-agent"), "{run:?}");
+    let mut cmd = hook_cmd(&bg, "claude-code");
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"not json").unwrap();
+    let run = finish(child);
+    assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+}
