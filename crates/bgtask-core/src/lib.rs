@@ -13,6 +13,7 @@ pub mod control;
 mod doctor;
 mod error;
 mod executor;
+pub mod hook;
 pub mod monitor;
 pub mod output;
 mod process;

@@ -107,7 +107,7 @@ impl Service {
 
     /// What tells the end of each live task among `tasks` (its owner's
     /// pidfd, for a local task), where the task's engine has one.
-    fn end_handles(&self, tasks: &[Task]) -> Result<Vec<ProcessHandle>> {
+    pub(crate) fn end_handles(&self, tasks: &[Task]) -> Result<Vec<ProcessHandle>> {
         let store = self.store();
         let mut handles = Vec::new();
         for task in tasks.iter().filter(|t| !t.is_terminal()) {

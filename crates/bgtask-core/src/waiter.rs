@@ -135,6 +135,12 @@ impl<'a> Waiter<'a> {
         }
     }
 
+    /// This waiter, with a deadline `timeout` from now.
+    pub(crate) fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Instant::now().checked_add(timeout);
+        self
+    }
+
     /// Whether an events watch is armed.
     pub(crate) fn is_watching(&self) -> bool {
         self.watch.is_some()

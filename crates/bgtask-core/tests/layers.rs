@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["executor"],
     &["reconcile", "waiter"],
     &["service", "doctor"],
-    &["wait", "agent"],
+    &["wait", "agent", "hook"],
     &["protocol"],
 ];
 

@@ -133,6 +133,10 @@ pub enum Command {
     },
     /// Serve MCP (Model Context Protocol) on stdin/stdout for any MCP client
     Mcp,
+    /// Answer one hook event of an agent's harness (JSON on stdin)
+    Hook(crate::hook::HookArgs),
+    /// Add bgtask (MCP server and hooks) to an agent's configuration
+    Setup(crate::setup::SetupArgs),
     /// Serve the JSON-lines (JSON-RPC 2.0) protocol on stdin/stdout for agent plugins
     Serve,
     /// Check the store and, with --repair, fix what can be fixed

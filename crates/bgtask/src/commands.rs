@@ -31,6 +31,13 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
     let json = cli.global.json;
     let config = config(&cli, &settings)?;
+    if let Command::Hook(args) = cli.command {
+        let session_given = settings.session.source != Source::Default;
+        return crate::hook::run(args, config, session_given);
+    }
+    if let Command::Setup(args) = cli.command {
+        return crate::setup::run(&args);
+    }
     if let Command::Run(args) = cli.command {
         return run_task(config, args, json);
     }
@@ -125,7 +132,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Serve => crate::serve::run(service.config().clone()),
         Command::Doctor { .. } => Ok(0), // handled above
-        Command::Generate(_) | Command::Config => unreachable!("handled above"),
+        Command::Generate(_) | Command::Config | Command::Hook(_) | Command::Setup(_) => {
+            unreachable!("handled above")
+        }
         Command::Mcp => {
             let mut config = service.config().clone();
             if settings.session.source == Source::Default {
@@ -165,7 +174,7 @@ fn settings(cli: &Cli) -> Result<Settings> {
 /// agents' defaults, everything else a person's.
 fn config(cli: &Cli, settings: &Settings) -> Result<Config> {
     let tasks = match cli.command {
-        Command::Serve | Command::Mcp => &settings.agent,
+        Command::Serve | Command::Mcp | Command::Hook(_) => &settings.agent,
         _ => &settings.run,
     };
     let monitor_exe = std::env::current_exe().context("cannot locate the bgtask executable")?;

@@ -9,9 +9,11 @@
 mod cli;
 mod commands;
 mod env;
+mod hook;
 mod mcp;
 mod render;
 mod serve;
+mod setup;
 
 use bgtask_core::monitor::{self, MONITOR_ARG};
 
@@ -121,9 +123,15 @@ fn run(args: Vec<std::ffi::OsString>) -> u8 {
     if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
         return run_monitor(&args[2..]);
     }
+    // Claude Code reads a hook's exit 2 as "wake the model with stderr":
+    // a misconfigured `bgtask hook` fails as any other error (1).
+    let hook = args.get(1).is_some_and(|a| a == "hook");
     let cli = match cli::Cli::from_command_line(args) {
         Ok(cli) => cli,
-        Err(err) => return usage_error(&err),
+        Err(err) => {
+            let code = usage_error(&err);
+            return if hook && code == EXIT_USAGE { 1 } else { code };
+        }
     };
     // Setting up the subscriber costs about 0.1 ms of a 2 ms command; the
     // short commands log nothing unless asked to.

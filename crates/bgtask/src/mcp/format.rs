@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use bgtask_core::units::format_duration_ms;
 use bgtask_core::{Completion, Task};
+use serde_json::{json, Map, Value};
 
 /// Lines of output shown per completion in the block.
 const PREVIEW_LINES: usize = 5;
@@ -60,21 +61,21 @@ impl BlockEntry {
             c.stdout_path.display(),
             c.stderr_path.display()
         );
-        let json = serde_json::json!({
-            "task_id": c.task_id,
-            "session": c.session,
-            "status": c.status,
-            "exit_code": c.exit_code,
-            "signal": c.signal,
-            "reason": reason,
-            "command": one_line(&c.command),
-            "duration_ms": c.duration_ms,
-            "finished_at": c.finished_at,
-            "output_preview": lines.join("\n"),
-            "output_truncated": c.output_truncated,
-            "stdout_path": c.stdout_path,
-            "stderr_path": c.stderr_path,
-        });
+        // What a client that shows only `structuredContent` (Claude Code,
+        // Codex) gives the model: lean, no paths or timestamps.
+        let mut json = lean_fields(
+            &c.task_id,
+            c.status,
+            c.exit_code,
+            c.signal.as_deref(),
+            reason.as_deref(),
+            c.duration_ms,
+            &c.command,
+        );
+        if !lines.is_empty() {
+            json.insert("output_tail".into(), lines.join("\n").into());
+        }
+        let json = serde_json::Value::Object(json);
         BlockEntry { text, json }
     }
 
@@ -134,24 +135,13 @@ pub fn task_line(task: &Task) -> String {
 
 /// The text of a task that moved to the background.
 pub fn background_text(task: &Task, notify: bool) -> String {
-    let mut text = format!(
-        "Task {} is still running in the background: {}.\n",
-        task.task_id,
-        one_line(&task.command)
-    );
-    if notify {
-        text.push_str("Its completion (status, exit code, last output lines) will be reported at the start of a later tool result. ");
-    }
-    text.push_str(
-        "Use bash_wait to block until it ends, bash_output to read its output, bash_kill to stop it.",
-    );
-    let _ = write!(
-        text,
-        "\nOutput files: {} (stdout), {} (stderr)",
+    format!(
+        "{}\nCommand: {}\nOutput files: {} (stdout), {} (stderr)",
+        background_note(task, notify),
+        one_line(&task.command),
         task.stdout_path.display(),
         task.stderr_path.display()
-    );
-    text
+    )
 }
 
 /// The text of a finished `bash` call: the state line, then the output.
@@ -177,6 +167,84 @@ pub fn finished_text(task: &Task, output: &bgtask_core::compact::Shaped) -> Stri
     text
 }
 
+/// The fields a model needs of a task's state: id, status, exit code (and
+/// signal or reason when there is one), duration and the command's first
+/// line. Absent values are left out rather than written `null`.
+#[allow(clippy::too_many_arguments)]
+fn lean_fields(
+    task_id: &bgtask_core::TaskId,
+    status: bgtask_core::Status,
+    exit_code: Option<i32>,
+    signal: Option<&str>,
+    reason: Option<&str>,
+    duration_ms: Option<u64>,
+    command: &str,
+) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("task_id".into(), json!(task_id));
+    map.insert("status".into(), json!(status));
+    if let Some(code) = exit_code {
+        map.insert("exit_code".into(), json!(code));
+    }
+    if let Some(signal) = signal {
+        map.insert("signal".into(), json!(signal));
+    }
+    if let Some(reason) = reason {
+        map.insert("reason".into(), json!(reason));
+    }
+    if let Some(ms) = duration_ms {
+        map.insert("duration".into(), json!(format_duration_ms(ms)));
+    }
+    map.insert("command".into(), json!(one_line(command)));
+    map
+}
+
+/// A task as a model reads it in `structuredContent` (see [`lean_fields`]).
+pub fn lean_task(task: &Task) -> Map<String, Value> {
+    lean_fields(
+        &task.task_id,
+        task.status,
+        task.exit_code,
+        task.signal.as_deref(),
+        task.reason
+            .as_deref()
+            .map(|r| cut(r, LINE_CHARS))
+            .as_deref(),
+        task.duration_ms,
+        &task.command,
+    )
+}
+
+/// The guidance for a task that continues in the background, for the
+/// text and for `structuredContent` alike.
+pub fn background_note(task: &Task, notify: bool) -> String {
+    let mut note = format!("Still running in the background as {}.", task.task_id);
+    if notify {
+        note.push_str(" You will be told when it ends (status, exit code, last output lines), at the start of a later tool result.");
+    }
+    note.push_str(
+        " bash_wait blocks until it ends, bash_output reads its output, bash_kill stops it.",
+    );
+    note
+}
+
+/// The structured result of a `bash` call whose task ended in its window:
+/// the lean task, its bounded compacted output, and a note when it was cut.
+pub fn finished_structured(task: &Task, output: &bgtask_core::compact::Shaped) -> Value {
+    let mut map = lean_task(task);
+    map.insert("output".into(), json!(output.text));
+    if output.truncated {
+        map.insert(
+            "note".into(),
+            json!(format!(
+                "Output shortened ({} bytes left out); bash_output with task_id {} reads all of it.",
+                output.omitted_bytes, task.task_id
+            )),
+        );
+    }
+    Value::Object(map)
+}
+
 /// At most `max` characters of `text`, with an ellipsis if cut.
 fn cut(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -192,4 +260,46 @@ fn one_line(command: &str) -> String {
         short.push('…');
     }
     short
+}
+
+/// `bash_status` for a model: the lean task and the compacted output tail.
+pub fn status_structured(status: &bgtask_core::TaskStatus) -> Value {
+    let mut map = lean_task(&status.task);
+    if let Some(pid) = status.task.pid.filter(|_| !status.task.is_terminal()) {
+        map.insert("pid".into(), json!(pid));
+    }
+    map.insert(
+        "output_tail".into(),
+        json!(bgtask_core::compact::compact(&status.output_tail)),
+    );
+    Value::Object(map)
+}
+
+/// `bash_output` for a model: the chunk without fields that say nothing
+/// (`truncated: false`, no dropped bytes).
+pub fn chunk_structured(chunk: &bgtask_core::protocol::OutputChunk) -> Value {
+    let mut map = Map::new();
+    map.insert("task_id".into(), json!(chunk.task_id));
+    map.insert("data".into(), json!(chunk.data));
+    map.insert("offset".into(), json!(chunk.offset));
+    map.insert("next_offset".into(), json!(chunk.next_offset));
+    map.insert("eof".into(), json!(chunk.eof));
+    if chunk.truncated {
+        map.insert(
+            "more".into(),
+            json!(chunk.file_len - chunk.next_offset.min(chunk.file_len)),
+        );
+    }
+    if chunk.output_dropped_bytes > 0 {
+        map.insert(
+            "output_dropped_bytes".into(),
+            json!(chunk.output_dropped_bytes),
+        );
+    }
+    Value::Object(map)
+}
+
+/// A list of tasks for a model (`bash_list`, `bash_wait`).
+pub fn tasks_structured(tasks: &[Task]) -> Value {
+    Value::Array(tasks.iter().map(|t| Value::Object(lean_task(t))).collect())
 }

@@ -14,7 +14,7 @@
 //! an agent restarted in the same project receives the completions of the
 //! tasks it started before.
 
-mod format;
+pub(crate) mod format;
 mod resources;
 mod tools;
 mod transport;
@@ -61,7 +61,7 @@ pub fn default_session() -> Result<String> {
 /// gives `dir-bytes:<path>` with each byte that is not part of valid UTF-8
 /// written `\xNN` and each backslash doubled, so two directories never
 /// share a session (the prefixes keep the two forms apart).
-fn session_of_dir(dir: &Path) -> String {
+pub(crate) fn session_of_dir(dir: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let bytes = dir.as_os_str().as_bytes();
     if let Ok(text) = std::str::from_utf8(bytes) {

@@ -13,9 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use bgtask_core::protocol::{
-    finished_result, BashParams, Defaults, ListResult, OutputParams, WaitParams, KILL_GRACE_MS,
-};
+use bgtask_core::protocol::{BashParams, Defaults, OutputParams, WaitParams, KILL_GRACE_MS};
 use bgtask_core::{BashOutcome, ListRequest, TaskId};
 
 use super::{format, BgMcp};
@@ -35,10 +33,14 @@ pub struct BashArgs {
     /// Working directory (absolute path). Defaults to the server's working directory.
     pub cwd: Option<PathBuf>,
     /// Hard time limit in milliseconds (default 30 minutes; 0 means no limit).
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
     pub timeout_ms: Option<u64>,
     /// Start in the background and return the task id at once.
     pub background: Option<bool>,
     /// How long to wait for the command before it continues in the background (default 10000).
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
     pub wait_ms: Option<u64>,
 }
 
@@ -53,11 +55,22 @@ pub struct OutputArgs {
     /// The task id, e.g. "bg-0123456789abcdef".
     pub task_id: String,
     /// Byte offset to read from (use next_offset of the previous call). Default 0.
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
     pub offset: Option<u64>,
     /// Most bytes to return (default 16384, at most 1 MiB).
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
     pub max_bytes: Option<u64>,
     /// "stdout" (default) or "stderr".
     pub stream: Option<String>,
+}
+
+/// A non-negative integer, without the `"format": "uint64"` schemars
+/// writes for `u64`: clients that validate schemas (Gemini CLI) warn about
+/// that format on every run.
+fn count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "type": "integer", "minimum": 0 })
 }
 
 impl BashArgs {
@@ -92,6 +105,8 @@ pub struct WaitArgs {
     /// Tasks to wait for (all must end). If empty or absent, waits until any running task of this session ends.
     pub task_ids: Option<Vec<String>>,
     /// Longest wait in milliseconds (default 30000, at most 60000).
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
     pub timeout_ms: Option<u64>,
 }
 
@@ -166,7 +181,7 @@ impl BgMcp {
                 text.push_str("\nLast output:\n");
                 text.push_str(&bgtask_core::compact::compact(&status.output_tail));
             }
-            Ok(Answer::ok(text, json!(status)))
+            Ok(Answer::ok(text, format::status_structured(&status)))
         })
         .await
     }
@@ -192,7 +207,7 @@ impl BgMcp {
                 if chunk.eof { " (end of output)" } else { "" },
                 chunk.data,
             );
-            Ok(Answer::ok(text, json!(chunk)))
+            Ok(Answer::ok(text, format::chunk_structured(&chunk)))
         })
         .await
     }
@@ -208,7 +223,10 @@ impl BgMcp {
         self.answer(context.id, move |me| {
             let id = parse_id(&args.task_id)?;
             let task = me.service.kill(&id, KILL_GRACE_MS)?;
-            Ok(Answer::ok(format::task_line(&task), json!(task)))
+            Ok(Answer::ok(
+                format::task_line(&task),
+                json!(format::lean_task(&task)),
+            ))
         })
         .await
     }
@@ -230,7 +248,10 @@ impl BgMcp {
                 text.push_str("\n- ");
                 text.push_str(&format::task_line(task));
             }
-            Ok(Answer::ok(text, json!(ListResult { tasks })))
+            Ok(Answer::ok(
+                text,
+                json!({ "tasks": format::tasks_structured(&tasks) }),
+            ))
         })
         .await
     }
@@ -280,7 +301,10 @@ impl BgMcp {
                 text.push_str("\n- ");
                 text.push_str(&format::task_line(task));
             }
-            Ok(Answer::ok(text, json!(outcome)))
+            Ok(Answer::ok(
+                text,
+                json!({ "tasks": format::tasks_structured(&outcome.tasks), "timed_out": outcome.timed_out }),
+            ))
         })
         .await
     }
@@ -295,7 +319,7 @@ impl BgMcp {
         let (outcome, held) = self.service.bash_held(&request)?;
         Ok(match outcome {
             BashOutcome::Finished { task, output } => {
-                let structured = finished_result(&task, &output);
+                let structured = format::finished_structured(&task, &output);
                 Answer {
                     is_error: task.exit_code != Some(0),
                     text: format::finished_text(&task, &output),
@@ -304,16 +328,22 @@ impl BgMcp {
                 }
             }
             BashOutcome::Background { task } => {
-                let mut structured = json!(task);
-                structured["background"] = json!(true);
-                Answer::ok(format::background_text(&task, true), structured)
+                let mut structured = format::lean_task(&task);
+                structured.insert("background".into(), json!(true));
+                structured.insert("note".into(), json!(format::background_note(&task, true)));
+                Answer::ok(
+                    format::background_text(&task, true),
+                    Value::Object(structured),
+                )
             }
             BashOutcome::Interrupted { task, error } => {
                 // The task runs: the model gets its id with the error.
                 let failed = Answer::failed(&error);
-                let mut structured = json!(task);
-                structured["background"] = json!(true);
-                structured["error"] = failed.structured["error"].clone();
+                let mut structured = format::lean_task(&task);
+                structured.insert("background".into(), json!(true));
+                structured.insert("note".into(), json!(format::background_note(&task, true)));
+                structured.insert("error".into(), failed.structured["error"].clone());
+                let structured = Value::Object(structured);
                 Answer {
                     text: format!("{}\n{}", failed.text, format::background_text(&task, true)),
                     is_error: true,
@@ -335,10 +365,10 @@ pub fn into_result(block: Block, answer: Answer) -> CallToolResult {
     let mut text = block.text.unwrap_or_default();
     if let Value::Object(map) = &mut structured {
         if !block.json.is_empty() {
-            map.insert("completions".into(), Value::Array(block.json));
+            map.insert("notifications".into(), Value::Array(block.json));
         }
         if block.left > 0 {
-            map.insert("completions_pending".into(), json!(block.left));
+            map.insert("notifications_pending".into(), json!(block.left));
         }
     }
     text.push_str(&answer.text);

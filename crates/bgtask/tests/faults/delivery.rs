@@ -53,7 +53,7 @@ fn ping(server: &mut Server) {
 
 /// The task ids of the completions a tool result showed.
 fn shown(result: &Value) -> Vec<String> {
-    result["structuredContent"]["completions"]
+    result["structuredContent"]["notifications"]
         .as_array()
         .into_iter()
         .flatten()
@@ -251,7 +251,7 @@ fn mcp_results_stay_small_when_many_completions_wait() {
         largest = largest.max(size);
         assert!(size < 16 * 1024, "a {size}-byte result");
         let batch = shown(&result);
-        let left = result["structuredContent"]["completions_pending"]
+        let left = result["structuredContent"]["notifications_pending"]
             .as_u64()
             .unwrap_or(0);
         if left > 0 {
@@ -374,8 +374,11 @@ fn mcp_sessions_of_non_utf8_directories_never_collide() {
         // The task runs elsewhere: only the session matters here.
         let args = json!({"command": "true", "background": true, "cwd": "/"});
         let result = tool(&mut server, "bash", args);
-        let session = result["structuredContent"]["session"].as_str();
-        sessions.push(session.unwrap_or_else(|| panic!("{result}")).to_owned());
+        // The model is not shown the session; the CLI shows the task's.
+        let id = result["structuredContent"]["task_id"].as_str();
+        let id = id.unwrap_or_else(|| panic!("{result}"));
+        let status = bg.run(&["status", "--json", id]).ok().json();
+        sessions.push(status["session"].as_str().unwrap().to_owned());
         server.close();
     }
     assert!(

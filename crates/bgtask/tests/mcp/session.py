@@ -61,6 +61,8 @@ async def main():
                 check(name in tools, f"tool {name} is listed")
             check("command" in tools["bash"].input_schema.get("properties", {}), "bash has a schema with command")
             check(len(tools["bash"].description or "") > 40, "bash has a description written for a model")
+            schemas = json.dumps([t.input_schema for t in tools.values()])
+            check("uint64" not in schemas, "input schemas carry no uint64 format (Gemini warns on it)", schemas)
 
             # Inline: the command ends inside the window.
             r = await call(session, "bash", {"command": "echo hello from mcp"})
@@ -69,6 +71,8 @@ async def main():
             sc = r.structured_content
             check(sc["status"] == "completed" and sc["exit_code"] == 0, "structuredContent has status and exit_code", sc)
             check(sc["task_id"] in text_of(r), "the text names the task id")
+            check("hello from mcp" in sc["output"], "the output is in structuredContent (all Claude Code and Codex show)", sc)
+            check(not any(k in sc for k in ("cwd", "session", "stdout_path", "env_keys", "monitor_pid")), "structuredContent is lean", sc)
 
             failed = await call(session, "bash", {"command": "echo oops >&2; exit 3"})
             check(failed.is_error, "a non-zero exit is an error result", text_of(failed))
@@ -82,6 +86,7 @@ async def main():
             )
             bg_id = bg.structured_content["task_id"]
             check(bg.structured_content["background"] is True and bg_id in text_of(bg), "background bash returns a task id", bg.structured_content)
+            check("you will be told when it ends" in bg.structured_content["note"].lower() and bg_id in bg.structured_content["note"], "structuredContent carries the guidance", bg.structured_content)
             uri = f"bgtask://tasks/{bg_id}"
 
             # Resources: listed, readable, subscribable.
@@ -102,7 +107,7 @@ async def main():
             listed = await call(session, "bash_list", {})
             full = text_of(waited) + text_of(listed)
             check("background task" in full and bg_id in full, "a later result carries the completion block", full)
-            shown = (waited.structured_content.get("completions") or []) + (listed.structured_content.get("completions") or [])
+            shown = (waited.structured_content.get("notifications") or []) + (listed.structured_content.get("notifications") or [])
             check(sum(1 for c in shown if c["task_id"] == bg_id) == 1, "the completion is shown exactly once", shown)
             again = await call(session, "bash_list", {})
             check("background task" not in text_of(again), "an acknowledged completion is not shown again", text_of(again))
@@ -183,11 +188,13 @@ async def restart():
             with anyio.fail_after(STEP_TIMEOUT):
                 while True:
                     r = await session.call_tool("bash_wait", {"task_ids": [task_id], "timeout_ms": 30000})
-                    shown = [c["task_id"] for c in (r.structured_content.get("completions") or [])]
+                    shown = [c["task_id"] for c in (r.structured_content.get("notifications") or [])]
                     if r.structured_content["tasks"][0]["status"] != "running":
                         break
             check(task_id in shown, "a restarted server in the same directory reports the earlier task's completion", r.structured_content)
             check("survived" in text_of(r), "the completion block shows the task's last output", text_of(r))
+            note = [c for c in r.structured_content["notifications"] if c["task_id"] == task_id][0]
+            check("survived" in note["output_tail"], "the structured notification carries the last output lines", note)
 
 
 asyncio.run(main())

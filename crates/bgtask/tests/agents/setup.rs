@@ -1,0 +1,170 @@
+//! `bgtask setup`: merges into existing config files, idempotent,
+//! `--dry-run` and `--remove`; never outside the scratch HOME and project.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::fixture::{Bg, Run};
+
+/// `bgtask setup ARGS` in the fixture's project directory, with the
+/// fixture's temp dir as HOME.
+fn setup(bg: &Bg, args: &[&str]) -> Run {
+    let project = bg.path("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let mut cmd: Command = bg.cmd();
+    cmd.current_dir(&project)
+        .env_remove("CODEX_HOME")
+        .arg("setup")
+        .args(args);
+    bg.run_with(&mut cmd)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn our_hook_commands(settings: &Value, event: &str) -> Vec<String> {
+    settings["hooks"][event]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["hooks"].as_array().cloned().unwrap_or_default())
+        .filter_map(|h| h["command"].as_str().map(str::to_owned))
+        .filter(|c| c.contains(" hook "))
+        .collect()
+}
+
+#[test]
+fn claude_code_project_setup_merges_is_idempotent_and_removes_cleanly() {
+    let bg = Bg::new();
+    let project = bg.path("project");
+    std::fs::create_dir_all(project.join(".claude")).unwrap();
+    let mcp = json!({"mcpServers": {"other": {"command": "other-server"}}});
+    let settings = json!({
+        "permissions": {"allow": ["Bash(ls:*)"]},
+        "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]}
+    });
+    std::fs::write(project.join(".mcp.json"), mcp.to_string()).unwrap();
+    std::fs::write(project.join(".claude/settings.json"), settings.to_string()).unwrap();
+
+    let run = setup(&bg, &["claude-code"]).ok();
+    assert!(
+        run.stdout.contains(".mcp.json") && run.stdout.contains("settings.json"),
+        "{run:?}"
+    );
+    let written = read_json(&project.join(".mcp.json"));
+    assert_eq!(written["mcpServers"]["other"], mcp["mcpServers"]["other"]);
+    assert_eq!(written["mcpServers"]["bgtask"]["args"], json!(["mcp"]));
+    assert!(
+        written["mcpServers"]["bgtask"].get("env").is_none(),
+        "no store path in the config"
+    );
+    let hooks = read_json(&project.join(".claude/settings.json"));
+    assert_eq!(hooks["permissions"], settings["permissions"]);
+    for event in ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop"] {
+        assert_eq!(
+            our_hook_commands(&hooks, event).len(),
+            1,
+            "{event}: {hooks}"
+        );
+    }
+    let stop: Vec<Value> = hooks["hooks"]["Stop"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["hooks"].as_array().cloned().unwrap())
+        .collect();
+    assert!(
+        stop.iter().any(|h| h["command"] == "notify-send done"),
+        "{hooks}"
+    );
+    assert!(stop.iter().any(|h| h["asyncRewake"] == true), "{hooks}");
+
+    let again = setup(&bg, &["claude-code"]).ok();
+    assert!(again.stdout.contains("nothing to change"), "{again:?}");
+    assert_eq!(read_json(&project.join(".claude/settings.json")), hooks);
+
+    let dry = setup(&bg, &["claude-code", "--remove", "--dry-run"]).ok();
+    assert!(dry.stdout.contains("would"), "{dry:?}");
+    assert_eq!(read_json(&project.join(".claude/settings.json")), hooks);
+
+    setup(&bg, &["claude-code", "--remove"]).ok();
+    assert_eq!(read_json(&project.join(".mcp.json")), mcp);
+    assert_eq!(read_json(&project.join(".claude/settings.json")), settings);
+}
+
+#[test]
+fn codex_setup_edits_toml_in_place_and_passes_the_store_variables() {
+    let bg = Bg::new();
+    let project = bg.path("project");
+    std::fs::create_dir_all(project.join(".codex")).unwrap();
+    let original = "# my settings\nmodel = \"gpt-x\"  # the one I like\n\n[mcp_servers.other]\ncommand = \"other\"\n";
+    std::fs::write(project.join(".codex/config.toml"), original).unwrap();
+
+    setup(&bg, &["codex"]).ok();
+    let config = std::fs::read_to_string(project.join(".codex/config.toml")).unwrap();
+    assert!(
+        config.starts_with(original),
+        "formatting and comments kept:\n{config}"
+    );
+    assert!(config.contains("[mcp_servers.bgtask]"), "{config}");
+    assert!(
+        config.contains(r#"env_vars = ["BGTASK_HOME", "BGTASK_SESSION"]"#),
+        "{config}"
+    );
+    let hooks = read_json(&project.join(".codex/hooks.json"));
+    for event in ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop"] {
+        assert_eq!(
+            our_hook_commands(&hooks, event).len(),
+            1,
+            "{event}: {hooks}"
+        );
+    }
+    let again = setup(&bg, &["codex"]).ok();
+    assert!(again.stdout.contains("nothing to change"), "{again:?}");
+
+    setup(&bg, &["codex", "--remove"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(project.join(".codex/config.toml")).unwrap(),
+        original
+    );
+    assert!(
+        !project.join(".codex/hooks.json").exists(),
+        "a file only setup wrote is removed"
+    );
+}
+
+#[test]
+fn user_scope_writes_under_home_only() {
+    let bg = Bg::new();
+    let run = setup(&bg, &["gemini", "--scope", "user"]).ok();
+    let settings = bg.dir.path().join(".gemini/settings.json");
+    assert!(
+        run.stdout.contains(&settings.display().to_string()),
+        "{run:?}"
+    );
+    let written = read_json(&settings);
+    assert_eq!(written["mcpServers"]["bgtask"]["args"], json!(["mcp"]));
+    assert_eq!(our_hook_commands(&written, "AfterAgent").len(), 1);
+    assert!(!bg.path("project/.gemini").exists());
+}
+
+#[test]
+fn a_config_file_that_is_not_json_is_left_alone() {
+    let bg = Bg::new();
+    let project = bg.path("project");
+    std::fs::create_dir_all(project.join(".gemini")).unwrap();
+    std::fs::write(project.join(".gemini/settings.json"), "{ not json").unwrap();
+    let run = setup(&bg, &["gemini"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("settings.json") && run.stderr.lines().count() == 1,
+        "{run:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join(".gemini/settings.json")).unwrap(),
+        "{ not json"
+    );
+}
