@@ -12,6 +12,8 @@ mod env;
 mod mcp;
 mod render;
 mod serve;
+mod top;
+mod views;
 
 use bgtask_core::monitor::{self, MONITOR_ARG};
 
