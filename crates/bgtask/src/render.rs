@@ -140,8 +140,10 @@ pub struct ListLayout {
 /// Below this many columns `list` is laid out for 80 anyway (a cell is
 /// never narrower than its minimum).
 const MIN_WIDTH: usize = 80;
-/// The command column never gets less than this.
+/// The command column gets at least this much while other columns can
+/// shrink, and never less than `TINY_COMMAND`.
 const MIN_COMMAND: usize = 16;
+const TINY_COMMAND: usize = 8;
 /// From this width on, the working directory is shown for one session too.
 const WIDE: usize = 140;
 
@@ -244,14 +246,14 @@ pub fn list_text(tasks: &[Task], layout: &ListLayout) -> String {
             .iter()
             .map(|t| printable(&t.session, false).into_owned())
             .collect();
-        columns.push(col("SESSION", sessions, false, Cut::End, 8, 24));
+        columns.push(col("SESSION", sessions, false, Cut::End, 7, 24));
     }
     if layout.all_sessions || width >= WIDE {
         let cwds = tasks
             .iter()
             .map(|t| short_path(&t.cwd, layout.home.as_deref()))
             .collect();
-        columns.push(col("CWD", cwds, false, Cut::Middle, 12, 40));
+        columns.push(col("CWD", cwds, false, Cut::Middle, 10, 60));
     }
     let commands = tasks
         .iter()
@@ -287,7 +289,7 @@ pub fn list_text(tasks: &[Task], layout: &ListLayout) -> String {
     let last = columns.len() - 1;
     columns[last].width = columns[last]
         .width
-        .min(width.saturating_sub(fixed(&columns)).max(MIN_COMMAND));
+        .min(width.saturating_sub(fixed(&columns)).max(TINY_COMMAND));
 
     let mut text = String::new();
     let mut line = |cells: Vec<String>| {
