@@ -368,6 +368,17 @@ pub fn age(task: &Task, now_ms: i64) -> String {
     }
 }
 
+/// `HH:MM:SS` UTC of a Unix time in milliseconds.
+pub fn time_of_day(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
 /// How long the task ran (a finished task), or has been running so far.
 pub fn duration(task: &Task, now_ms: i64) -> String {
     match (task.duration_ms, task.started_at) {

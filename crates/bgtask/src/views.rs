@@ -101,7 +101,7 @@ fn draw_list(tasks: &[Task], all_sessions: bool, tty: bool, first: bool) -> Resu
         .unwrap_or(24)
         .max(3);
     let mut screen = String::from("\x1b[H");
-    let clock = time_of_day(bgtask_core::now_ms());
+    let clock = render::time_of_day(bgtask_core::now_ms());
     screen.push_str(&format!(
         "bgtask list --watch  (redrawn on each change; {clock})  ctrl-c to quit\x1b[K\r\n"
     ));
@@ -118,17 +118,6 @@ fn draw_list(tasks: &[Task], all_sessions: bool, tty: bool, first: bool) -> Resu
     out.write_all(screen.as_bytes())?;
     out.flush()?;
     Ok(())
-}
-
-/// `HH:MM:SS` UTC of a Unix time in milliseconds.
-pub fn time_of_day(ms: i64) -> String {
-    let secs = ms.div_euclid(1000).rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
 }
 
 /// `bgtask wait`: with `--json`, one array once every task has ended (or

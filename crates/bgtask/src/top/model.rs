@@ -107,7 +107,7 @@ pub enum Effect {
     Kill(TaskId),
     Signal(TaskId, &'static str),
     Ack(TaskId),
-    /// The session filter changed: re-read the store.
+    /// The session filter changed, or `r`: re-read the store and redraw.
     Reload,
 }
 
@@ -334,6 +334,7 @@ impl Model {
                 return Some(Effect::Reload);
             }
             KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Char('r') => return Some(Effect::Reload),
             _ => {}
         }
         None

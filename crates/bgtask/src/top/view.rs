@@ -71,23 +71,28 @@ fn title(model: &Model) -> Line<'static> {
     } else {
         format!("session {}", render::printable(&model.session, false))
     };
+    // Ages and running durations are as of the last redraw (there is no
+    // timer: `top` redraws on changes and keys), so the time is shown.
     let mut text = format!(
-        "bgtask top · {scope} · {live} live, {} ended · {} shown · sort: {}",
+        "bgtask top {} · {scope} · {live} live {} ended · {} shown",
+        render::time_of_day(model.now_ms),
         model.tasks.len() - live,
         model.rows.len(),
-        model.sort.name()
     );
     if model.status_filter != super::model::StatusFilter::All {
         text.push_str(&format!(" · status: {}", model.status_filter.name()));
     }
     if !model.show_finished {
-        text.push_str(" · finished hidden");
+        text.push_str(" · hiding finished");
     }
     if !model.text_filter.is_empty() {
         text.push_str(&format!(
             " · filter: {}",
             render::printable(&model.text_filter, false)
         ));
+    }
+    if model.sort != super::model::Sort::LiveFirst {
+        text.push_str(&format!(" · sort: {}", model.sort.name()));
     }
     Line::from(Span::styled(
         text,
@@ -259,8 +264,7 @@ fn help_line(model: &Model) -> Line<'static> {
         _ => match &model.message {
             Some(m) => Line::from(Span::styled(m.clone(), prompt)),
             None => Line::from(Span::styled(
-                "q quit  ↑↓ select  k kill  x signal  a ack  / filter  f status  h finished  \
-                 o sort  s sessions  ? help",
+                "q quit  ↑↓ move  k kill  x signal  a ack  / find  f status  o sort  ? more",
                 Style::default().add_modifier(Modifier::REVERSED),
             )),
         },
@@ -277,6 +281,10 @@ const HELP: &[(&str, &str)] = &[
     ("h", "hide or show finished tasks"),
     ("o", "sort: live first, newest, oldest, duration, command"),
     ("s", "this session or all sessions"),
+    (
+        "r",
+        "redraw now (ages and running times are as of the last redraw)",
+    ),
     ("q, esc, ctrl-c", "quit"),
 ];
 
