@@ -76,8 +76,7 @@ pub fn run(service: Service, all_sessions: bool) -> Result<u8> {
         &service,
         all_sessions,
         &mut screen.terminal,
-        &tx,
-        &rx,
+        (&tx, &rx),
         trace,
     );
     drop(screen);
@@ -260,8 +259,7 @@ fn event_loop(
     service: &Arc<Service>,
     all_sessions: bool,
     terminal: &mut Terminal<CrosstermBackend<std::io::Stdout>>,
-    tx: &Sender<Msg>,
-    rx: &Receiver<Msg>,
+    (tx, rx): (&Sender<Msg>, &Receiver<Msg>),
     mut trace: Trace,
 ) -> Result<()> {
     let mut model = Model::new(service.session().to_owned(), all_sessions);

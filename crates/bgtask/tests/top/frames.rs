@@ -11,7 +11,8 @@ use crate::top::view;
 
 const NOW: i64 = 1_800_000_000_000;
 
-fn task(n: u64, session: &str, status: Status, command: &str, age_s: i64, ran_s: i64) -> Task {
+/// A task `age_s` seconds old that ran `ran_s` seconds (if it ended).
+fn task(n: u64, session: &str, status: Status, command: &str, (age_s, ran_s): (i64, i64)) -> Task {
     // Distinct in their first 8 hex digits, as random ids are.
     let id: TaskId = format!("bg-{:08x}{n:08x}", (n as u32).wrapping_mul(0x9e37_79b1))
         .parse()
@@ -54,17 +55,16 @@ fn task(n: u64, session: &str, status: Status, command: &str, age_s: i64, ran_s:
 /// Newest first, as the store lists them.
 fn known_tasks() -> Vec<Task> {
     vec![
-        task(0xa1, "me", Status::Running, "npm run dev", 90, 0),
+        task(0xa1, "me", Status::Running, "npm run dev", (90, 0)),
         task(
             0xb2,
             "agent",
             Status::Failed,
             "cargo build --release",
-            300,
-            42,
+            (300, 42),
         ),
-        task(0xc3, "me", Status::Completed, "echo hello", 4000, 1),
-        task(0xd4, "agent", Status::Running, "pytest -x tests/", 20, 0),
+        task(0xc3, "me", Status::Completed, "echo hello", (4000, 1)),
+        task(0xd4, "agent", Status::Running, "pytest -x tests/", (20, 0)),
     ]
 }
 
@@ -230,8 +230,7 @@ fn the_selection_stays_on_its_task_across_reloads_and_scrolls_into_view() {
                 "me",
                 Status::Completed,
                 &format!("job {n}"),
-                1000 - n as i64,
-                1,
+                (1000 - n as i64, 1),
             )
         })
         .rev()
@@ -245,7 +244,7 @@ fn the_selection_stays_on_its_task_across_reloads_and_scrolls_into_view() {
     let lines = screen(&mut m, 80, 24);
     assert!(lines.iter().any(|l| l.contains("job 149")), "{lines:?}");
     // A new task arrives at the top: the selection stays on its task.
-    tasks.insert(0, task(999, "me", Status::Running, "new one", 0, 0));
+    tasks.insert(0, task(999, "me", Status::Running, "new one", (0, 0)));
     m.set_tasks(tasks, NOW);
     assert_eq!(m.selected.as_ref(), Some(&chosen));
     let lines = screen(&mut m, 80, 24);
@@ -265,7 +264,7 @@ fn a_frame_of_eleven_thousand_tasks_builds_only_the_rows_on_screen() {
             } else {
                 Status::Completed
             };
-            task(n, "me", status, "sleep 600", 100, 1)
+            task(n, "me", status, "sleep 600", (100, 1))
         })
         .collect();
     let mut m = Model::new("me".into(), false);
