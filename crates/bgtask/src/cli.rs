@@ -99,7 +99,7 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// Print a task's output
+    /// Print a task's output, byte for byte (--json does not apply)
     Logs(LogsArgs),
     /// Stop tasks: SIGTERM to each one's whole tree, SIGKILL after the grace
     #[command(after_help = ID_HELP)]
@@ -154,7 +154,9 @@ pub enum Command {
     Mcp,
     /// Serve the JSON-lines (JSON-RPC 2.0) protocol on stdin/stdout for agent plugins
     Serve,
-    /// Check the store and, with --repair, fix what can be fixed
+    /// Check the store (home permissions, database integrity and schema,
+    /// tasks whose monitor died, output files without a task record) and,
+    /// with --repair, fix what can be fixed
     Doctor {
         /// Repair: chmod the home to 0700, move a database proven corrupt
         /// aside, record tasks whose monitor died. Never deletes a task
