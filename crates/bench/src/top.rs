@@ -97,7 +97,17 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     let tmux = Tmux(format!("bgtask-bench-top-{}", std::process::id()));
     let ok = tmux
         .cmd()
-        .args(["new-session", "-d", "-s", "top", "-x", "120", "-y", "40", &shell])
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            "top",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &shell,
+        ])
         .status()?;
     if !ok.success() {
         bail!("tmux new-session failed");

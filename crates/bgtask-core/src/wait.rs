@@ -130,15 +130,19 @@ impl Service {
     }
 
     /// A watch that wakes when task `id` writes output on either stream
-    /// (or a compaction replaces its stdout file): for a view following
-    /// one task's output (`bgtask top`). The caller re-adds the stderr
-    /// file after each wake ([`EventWatch::watch_also`]).
+    /// (or a compaction replaces its stdout file), and on any change of
+    /// the store: for a view following one task's output (`bgtask top`),
+    /// which can so also notice, without a timer, that it should stop. The
+    /// caller re-adds the stderr file after each wake
+    /// ([`EventWatch::watch_also`]).
     pub fn watch_output(&self, id: &TaskId) -> Result<EventWatch> {
         let task = self.get(id)?;
+        let events = self.store().events_path();
         let watch = EventWatch::new(task.stdout_path);
         // Not there yet (the task is starting): the stdout watch, or its
         // absence, wakes the caller, which adds it then.
         let _ = watch.watch_also(&task.stderr_path);
+        let _ = watch.watch_also(&events);
         Ok(watch)
     }
 

@@ -41,10 +41,6 @@ const TAIL_BYTES: u64 = 16 << 10;
 /// Grace of a kill from `top`, as `bgtask kill`'s default.
 const KILL_GRACE_MS: u64 = 2000;
 
-/// How often a follower of output no longer selected checks whether to
-/// stop, when its task prints nothing (it stops at once on output).
-const RETIRE_CHECK: Duration = Duration::from_secs(2);
-
 /// At most one redraw per this for a burst of output of the selected task.
 const FRAME: Duration = Duration::from_millis(16);
 
@@ -207,7 +203,9 @@ impl Trace {
 }
 
 /// The follower of the selected task's output: a thread per selection,
-/// told apart by generation.
+/// told apart by generation. Its watch also wakes on every change of the
+/// store, so a follower whose task is no longer selected ends at the next
+/// change (or output of its task) without any timer.
 struct Follower {
     generation: Arc<AtomicU64>,
     following: Option<TaskId>,
@@ -235,7 +233,7 @@ impl Follower {
                 return;
             };
             while current.load(Ordering::SeqCst) == generation {
-                match watch.wait(Some(RETIRE_CHECK)) {
+                match watch.wait(None) {
                     Ok(true) => {
                         if current.load(Ordering::SeqCst) != generation {
                             return;
