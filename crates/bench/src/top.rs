@@ -27,6 +27,7 @@ struct Frame {
 fn frames(trace: &Path) -> Vec<Frame> {
     let text = std::fs::read_to_string(trace).unwrap_or_default();
     text.lines()
+        .filter(|l| l.starts_with("frame "))
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             Some(Frame {
@@ -154,6 +155,15 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
         // Let the redraws of this end settle before the next one.
         std::thread::sleep(Duration::from_millis(50));
     }
+    let mut reload = Series::new("re-read of the store after a change", "ms");
+    reload.extend(
+        std::fs::read_to_string(&trace)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("reload "))
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+            .map(|us| us / 1000.0),
+    );
     let mut draw = Series::new("frame draw time (ratatui render + write to the pty)", "ms");
     draw.extend(frames(&trace).iter().map(|f| f.draw_us as f64 / 1000.0));
 
@@ -192,7 +202,7 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
         key: "top",
         title: format!("`bgtask top` with {live_n} live and {ended_at_start} finished tasks"),
         method: "tmux pane, frame trace (BGTASK_TOP_TRACE)".into(),
-        series: vec![latency, draw],
+        series: vec![latency, reload, draw],
         checks,
         notes,
     })

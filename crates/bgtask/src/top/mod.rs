@@ -187,6 +187,18 @@ impl Trace {
         Trace(file)
     }
 
+    fn reload(&mut self, took: Duration) {
+        use std::io::Write;
+        if let Some(file) = &mut self.0 {
+            let _ = writeln!(
+                file,
+                "reload {} {}",
+                bgtask_core::now_ms(),
+                took.as_micros()
+            );
+        }
+    }
+
     fn frame(&mut self, draw: Duration, model: &Model) {
         use std::io::Write;
         if let Some(file) = &mut self.0 {
@@ -265,7 +277,8 @@ fn event_loop(
         generation: Arc::new(AtomicU64::new(0)),
         following: None,
     };
-    reload(service, &mut model)?;
+    let mut reader = Reader { last_read: 0 };
+    reader.reload(service, &mut model, true)?;
     let mut tail_of: Option<TaskId> = None;
     let mut tail_stale = true;
     loop {
@@ -287,6 +300,7 @@ fn event_loop(
         let mut msgs = vec![rx.recv()?];
         msgs.extend(rx.try_iter());
         let mut store_changed = false;
+        let mut check_owners = false;
         for msg in msgs {
             match msg {
                 Msg::Store => store_changed = true,
@@ -300,7 +314,10 @@ fn event_loop(
                 Msg::Input(Event::Key(key)) if key.kind != KeyEventKind::Release => {
                     match model.key(key) {
                         Some(Effect::Quit) => return Ok(()),
-                        Some(Effect::Reload) => store_changed = true,
+                        Some(Effect::Reload) => {
+                            store_changed = true;
+                            check_owners = true;
+                        }
                         Some(effect) => carry_out(service, effect, tx),
                         None => {}
                     }
@@ -310,21 +327,55 @@ fn event_loop(
             }
         }
         if store_changed {
-            reload(service, &mut model)?;
+            let started = Instant::now();
+            reader.reload(service, &mut model, check_owners)?;
+            trace.reload(started.elapsed());
             // A state change may end the output: read it once more.
             tail_stale = true;
         }
     }
 }
 
-/// Re-reads the tasks shown.
-fn reload(service: &Service, model: &mut Model) -> Result<()> {
-    let tasks = service.list(&ListRequest {
-        all_sessions: model.all_sessions,
-        status: None,
-    })?;
-    model.set_tasks(tasks, bgtask_core::now_ms());
-    Ok(())
+/// How far before the last read a re-read starts looking for ended and new
+/// tasks: an end is stamped a moment before it is committed.
+const SINCE_SLACK_MS: i64 = 5_000;
+
+/// What the loop has read of the store.
+struct Reader {
+    /// When the last read began (wall clock, ms); 0 before the first.
+    last_read: i64,
+}
+
+impl Reader {
+    /// Re-reads the tasks shown. `check_owners` (at start, on `r` and on a
+    /// change of sessions) reads every task and checks every live task's
+    /// monitor, as `list` does, recording the ones found dead. On store
+    /// changes only what may have changed is read, as recorded
+    /// (`Service::list_since`): 10,000 finished tasks never change, and
+    /// checking 1000 live monitors on every change would cost far more than
+    /// the 100 ms a change may take to show.
+    fn reload(&mut self, service: &Service, model: &mut Model, check_owners: bool) -> Result<()> {
+        let request = ListRequest {
+            all_sessions: model.all_sessions,
+            status: None,
+        };
+        let now = bgtask_core::now_ms();
+        if !check_owners && self.last_read > 0 {
+            let (changed, total) = service.list_since(&request, self.last_read - SINCE_SLACK_MS)?;
+            if model.merge(changed, total, now) {
+                self.last_read = now;
+                return Ok(());
+            }
+        }
+        let tasks = if check_owners {
+            service.list(&request)?
+        } else {
+            service.list_recorded(&request)?
+        };
+        model.set_tasks(tasks, now);
+        self.last_read = now;
+        Ok(())
+    }
 }
 
 /// The selected task's output tail, cleaned as human output is.

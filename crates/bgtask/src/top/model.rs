@@ -168,6 +168,40 @@ impl Model {
         self.refilter();
     }
 
+    /// Folds in the tasks that may have changed since the last read (see
+    /// `Service::list_since`) and keeps the rest. Returns false, changing
+    /// nothing shown, when the store holds another number of tasks than
+    /// the model then would (some were deleted): the caller reads all.
+    pub fn merge(&mut self, changed: Vec<Task>, total: u64, now_ms: i64) -> bool {
+        let mut index: HashMap<TaskId, usize> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.task_id.clone(), i))
+            .collect();
+        let mut added = false;
+        for task in changed {
+            match index.get(&task.task_id) {
+                Some(&i) => self.tasks[i] = task,
+                None => {
+                    index.insert(task.task_id.clone(), self.tasks.len());
+                    self.tasks.push(task);
+                    added = true;
+                }
+            }
+        }
+        if added {
+            // Newest first, as the store lists them.
+            self.tasks.sort_by_key(|t| Reverse(t.created_at));
+        }
+        if self.tasks.len() as u64 != total {
+            return false;
+        }
+        self.now_ms = now_ms;
+        self.refilter();
+        true
+    }
+
     /// The selected task, if any row is shown.
     pub fn selected_task(&self) -> Option<&Task> {
         let id = self.selected.as_ref()?;

@@ -278,3 +278,20 @@ fn a_frame_of_eleven_thousand_tasks_builds_only_the_rows_on_screen() {
     // (docs/BENCHMARKS.md), far below the cost of drawing 11,000 rows.
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
 }
+
+#[test]
+fn a_re_read_folds_in_changed_and_new_tasks_and_asks_for_all_after_deletions() {
+    let mut m = Model::new("me".into(), true);
+    m.set_tasks(known_tasks(), NOW);
+    // npm run dev ended, a new task started.
+    let mut ended = task(0xa1, "me", Status::Killed, "npm run dev", (90, 5));
+    ended.exit_code = Some(143);
+    let new = task(0xe5, "me", Status::Running, "make watch", (1, 0));
+    assert!(m.merge(vec![ended, new], 5, NOW));
+    assert_eq!(m.tasks.len(), 5);
+    assert_eq!(m.tasks[0].command, "make watch");
+    let dev = m.tasks.iter().find(|t| t.command == "npm run dev").unwrap();
+    assert_eq!(dev.status, Status::Killed);
+    // The store holds fewer tasks than the model would: a full read is due.
+    assert!(!m.merge(Vec::new(), 3, NOW));
+}
