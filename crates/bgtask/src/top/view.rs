@@ -115,8 +115,16 @@ enum Col {
     Command,
 }
 
-fn columns(model: &Model, width: u16) -> Vec<(Col, &'static str, Constraint)> {
-    let id = if width >= 120 { 19 } else { 11 };
+fn columns(model: &Model, width: u16, shown: &[&Task]) -> Vec<(Col, &'static str, Constraint)> {
+    // A short id (bg- and 8 hex digits) is a prefix `kill`, `logs`… accept;
+    // the full id when two rows on screen share it, or there is room.
+    let mut prefixes: Vec<&str> = shown
+        .iter()
+        .map(|t| t.task_id.as_str().get(..11).unwrap_or(t.task_id.as_str()))
+        .collect();
+    prefixes.sort_unstable();
+    let clash = prefixes.windows(2).any(|w| w[0] == w[1]);
+    let id = if width >= 120 || clash { 19 } else { 11 };
     let mut cols = vec![(Col::Id, "ID", Constraint::Length(id))];
     if model.all_sessions {
         let w = if width >= 120 { 16 } else { 10 };
@@ -179,10 +187,16 @@ fn status_style(task: &Task) -> Style {
 }
 
 fn draw_table(frame: &mut Frame<'_>, model: &Model, area: Rect) {
-    let cols = columns(model, area.width);
     let height = usize::from(area.height.saturating_sub(1));
-    let rows = model.rows.iter().skip(model.offset).take(height).map(|&i| {
-        let task = &model.tasks[i];
+    let shown: Vec<&Task> = model
+        .rows
+        .iter()
+        .skip(model.offset)
+        .take(height)
+        .map(|&i| &model.tasks[i])
+        .collect();
+    let cols = columns(model, area.width, &shown);
+    let rows = shown.iter().map(|&task| {
         let mut row = Row::new(
             cols.iter()
                 .map(|(c, _, _)| cell(*c, task, model))

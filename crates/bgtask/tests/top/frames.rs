@@ -295,3 +295,21 @@ fn a_re_read_folds_in_changed_and_new_tasks_and_asks_for_all_after_deletions() {
     // The store holds fewer tasks than the model would: a full read is due.
     assert!(!m.merge(Vec::new(), 3, NOW));
 }
+
+#[test]
+fn ids_that_share_their_short_prefix_are_shown_in_full() {
+    let mut tasks = known_tasks();
+    tasks[0].task_id = "bg-1234567800000001".parse().unwrap();
+    tasks[1].task_id = "bg-1234567800000002".parse().unwrap();
+    let mut m = Model::new("me".into(), true);
+    m.set_tasks(tasks, NOW);
+    let lines = screen(&mut m, 80, 24);
+    assert!(
+        lines.iter().any(|l| l.starts_with("bg-1234567800000001 ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("bg-1234567800000002 ")),
+        "{lines:#?}"
+    );
+}
