@@ -25,6 +25,7 @@ mod report;
 mod scale;
 mod stats;
 mod store;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,7 +117,7 @@ const USAGE: &str =
                   built if missing]
   --out DIR       where the report and the chart go
   --baseline PATH an older bgtask binary: adds a before/after figure, measured side by side
-  --only LIST     figures to run: start, e2e, completion, scale, output, cold, hooks, compare
+  --only LIST     figures to run: start, e2e, completion, scale, output, cold, hooks, top, compare
   --runs N        interleaved iterations of the start and end-to-end figures
                   [default: 200 in full, 5 in smoke]";
 
@@ -243,6 +244,7 @@ fn run(args: Args) -> Result<()> {
     step("output", &mut || output::run(&bgtask, &plan))?;
     step("cold", &mut || store::cold_start(&bgtask, &plan))?;
     step("hooks", &mut || hooks::run(&bgtask, &plan))?;
+    step("top", &mut || top::run(&bgtask, &plan))?;
     if let Some(path) = &baseline {
         let old = Bgtask::new(path.clone())?;
         step("compare", &mut || compare::run(&bgtask, &old, &plan))?;

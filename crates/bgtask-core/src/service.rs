@@ -223,6 +223,27 @@ impl Service {
         Ok(tasks)
     }
 
+    /// The tasks as recorded, newest first, without checking the owners of
+    /// live ones (`list` does). For a view that re-reads on every change
+    /// (`bgtask top`): with many live tasks, checking each one costs a read
+    /// transaction per task, each O(open connections), and every running
+    /// task's monitor holds a connection. A task whose monitor died shows
+    /// live until something reconciles it (any `list`, `status`, `wait`, or
+    /// the view asking with `list`).
+    pub fn list_recorded(&self, req: &ListRequest) -> Result<Vec<Task>> {
+        let session = (!req.all_sessions).then_some(self.config.session.as_str());
+        self.store().list(session, req.status)
+    }
+
+    /// The tasks as recorded that may have changed since `since_ms` (live
+    /// ones, and those created or finished since), and how many tasks
+    /// there are in all: for a view that keeps what it read and re-reads
+    /// only these on each change (see [`Service::list_recorded`]).
+    pub fn list_since(&self, req: &ListRequest, since_ms: i64) -> Result<(Vec<Task>, u64)> {
+        let session = (!req.all_sessions).then_some(self.config.session.as_str());
+        self.store().list_since(session, since_ms)
+    }
+
     /// Reads part of one output stream: `offset` and at most `max` bytes,
     /// never ending inside a UTF-8 character.
     pub fn read_range(

@@ -129,6 +129,23 @@ impl Service {
         Ok(EventWatch::new(path))
     }
 
+    /// A watch that wakes when task `id` writes output on either stream
+    /// (or a compaction replaces its stdout file), and on any change of
+    /// the store: for a view following one task's output (`bgtask top`),
+    /// which can so also notice, without a timer, that it should stop. The
+    /// caller re-adds the stderr file after each wake
+    /// ([`EventWatch::watch_also`]).
+    pub fn watch_output(&self, id: &TaskId) -> Result<EventWatch> {
+        let task = self.get(id)?;
+        let events = self.store().events_path();
+        let watch = EventWatch::new(task.stdout_path);
+        // Not there yet (the task is starting): the stdout watch, or its
+        // absence, wakes the caller, which adds it then.
+        let _ = watch.watch_also(&task.stderr_path);
+        let _ = watch.watch_also(&events);
+        Ok(watch)
+    }
+
     /// Completions of this session recorded after outbox sequence `after`,
     /// with their sequence numbers, oldest first.
     pub fn completions_after(&self, after: i64) -> Result<Vec<(i64, Completion)>> {

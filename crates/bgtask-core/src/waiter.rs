@@ -68,6 +68,15 @@ impl EventWatch {
         waiter.before_read();
         Ok(woke != Woke::Deadline)
     }
+
+    /// Adds `path` to the files that wake [`EventWatch::wait`] (`bgtask
+    /// top` follows the selected task's output). Call it again after a
+    /// wake: a compaction replaces the file, and a watch stays on the
+    /// inode it was given.
+    pub fn watch_also(&self, path: &Path) -> std::io::Result<()> {
+        let waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
+        waiter.watch_also(path)
+    }
 }
 
 /// Why [`Waiter::sleep`] returned.

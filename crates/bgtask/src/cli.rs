@@ -83,6 +83,10 @@ pub enum Command {
         /// Bytes of output to show (stdout, then stderr)
         #[arg(long, default_value = "4096", value_parser = size, value_name = "BYTES")]
         tail: u64,
+        /// Show the output as the task wrote it (escaped), not cleaned of
+        /// progress-bar redraws and colour codes
+        #[arg(long)]
+        raw: bool,
     },
     /// List this session's tasks, newest first
     List {
@@ -92,8 +96,11 @@ pub enum Command {
         /// Only tasks in this status (running, completed, failed, …)
         #[arg(long, value_name = "STATUS")]
         status: Option<String>,
+        /// Redraw the list whenever a task changes (ctrl-c to quit)
+        #[arg(long)]
+        watch: bool,
     },
-    /// Print a task's output
+    /// Print a task's output, byte for byte (--json does not apply)
     Logs(LogsArgs),
     /// Stop tasks: SIGTERM to each one's whole tree, SIGKILL after the grace
     #[command(after_help = ID_HELP)]
@@ -111,17 +118,30 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = duration_some, value_name = "DUR")]
         grace: u64,
     },
-    /// Wait until tasks end; exits with the task's exit code
-    #[command(after_help = ID_HELP)]
+    /// Wait until tasks end, reporting each as it ends
+    #[command(after_help = WAIT_HELP)]
     Wait {
         #[arg(required = true)]
         task_ids: Vec<String>,
         /// Give up after this long (exit 124)
         #[arg(long, default_value = "none", value_parser = duration, value_name = "DUR")]
         timeout: Limit,
+        /// Show output previews as the task wrote them (escaped), not cleaned
+        #[arg(long)]
+        raw: bool,
     },
     /// Show this session's unacknowledged completions, oldest first
-    Completions,
+    Completions {
+        /// Show output previews as the tasks wrote them (escaped), not cleaned
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Full-screen live view of the tasks (q to quit, ? for keys)
+    Top {
+        /// Tasks of every session (s in the view toggles it)
+        #[arg(long)]
+        all_sessions: bool,
+    },
     /// Mark completions as delivered
     #[command(after_help = ID_HELP_ACK)]
     Ack {
@@ -139,7 +159,9 @@ pub enum Command {
     Setup(crate::setup::SetupArgs),
     /// Serve the JSON-lines (JSON-RPC 2.0) protocol on stdin/stdout for agent plugins
     Serve,
-    /// Check the store and, with --repair, fix what can be fixed
+    /// Check the store (home permissions, database integrity and schema,
+    /// tasks whose monitor died, output files without a task record) and,
+    /// with --repair, fix what can be fixed
     Doctor {
         /// Repair: chmod the home to 0700, move a database proven corrupt
         /// aside, record tasks whose monitor died. Never deletes a task
@@ -243,6 +265,15 @@ const ID_HELP: &str = "A task id may be given in full, as any unique prefix of o
 without bg- (e.g. 3f2a or bg-3f2a; prefixes match tasks of every session), or as `last` \
 (or `-`) for this session's newest task.";
 
+const WAIT_HELP: &str = "Each task is printed as it ends, with the last lines of its output; \
+with several tasks a last line names those that did not complete.\n\n\
+Exit code: with one task, its exit code (124 if it timed out, 1 if it has none); with several, \
+0 if all completed, else 1; 124 if --timeout passes first (the tasks left are named on \
+stderr).\n\n\
+A task id may be given in full, as any unique prefix of one, with or without bg- (e.g. 3f2a or \
+bg-3f2a; prefixes match tasks of every session), or as `last` (or `-`) for this session's newest \
+task.";
+
 const ID_HELP_ACK: &str = "A task id may be given in full, as any unique prefix of one of this \
 session's tasks, with or without bg- (e.g. 3f2a or bg-3f2a), or as `last` (or `-`) for this \
 session's newest task.";
@@ -260,7 +291,8 @@ pub struct LogsArgs {
     /// Only the first BYTES of each stream
     #[arg(long, value_parser = size, value_name = "BYTES")]
     pub head: Option<u64>,
-    /// Keep printing new output until the task ends
+    /// Keep printing new output until the task ends; then print a one-line
+    /// summary on stderr and exit with the task's exit code (as `wait`)
     #[arg(long, short = 'f')]
     pub follow: bool,
 }

@@ -50,22 +50,22 @@ pub fn run(cli: Cli) -> Result<u8> {
     };
     match cli.command {
         Command::Run(_) => unreachable!("handled above"),
-        Command::Status { task_id, tail } => {
+        Command::Status { task_id, tail, raw } => {
             let status = service.status(&parse_id(&service, &task_id)?, tail)?;
-            render::status(&status, json)?;
+            render::status(&status, json, raw)?;
             Ok(0)
         }
         Command::List {
             all_sessions,
             status,
+            watch,
         } => {
             let status = status.map(|s| s.parse::<Status>()).transpose()?;
-            let tasks = service.list(&ListRequest {
+            let request = ListRequest {
                 all_sessions,
                 status,
-            })?;
-            render::list(&tasks, json)?;
-            Ok(0)
+            };
+            crate::views::list(&service, &request, json, watch)
         }
         Command::Logs(args) => logs(&service, args),
         Command::Kill {
@@ -88,29 +88,22 @@ pub fn run(cli: Cli) -> Result<u8> {
             let one_named = !all && task_ids.len() == 1;
             kill(&service, &ids, grace, json, one_named)
         }
-        Command::Wait { task_ids, timeout } => {
+        Command::Wait {
+            task_ids,
+            timeout,
+            raw,
+        } => {
             let ids = task_ids
                 .iter()
                 .map(|s| parse_id(&service, s))
                 .collect::<Result<Vec<_>>>()?;
-            let outcome = service.wait(&ids, timeout.0)?;
-            render::tasks(&outcome.tasks, json)?;
-            if outcome.timed_out {
-                let pending: Vec<_> = outcome
-                    .tasks
-                    .iter()
-                    .filter(|t| !t.is_terminal())
-                    .map(|t| t.task_id.to_string())
-                    .collect();
-                eprintln!("bgtask: timed out waiting for {}", pending.join(", "));
-                return Ok(124);
-            }
-            Ok(wait_exit_code(&outcome.tasks))
+            crate::views::wait(&service, &ids, timeout.0, json, raw)
         }
-        Command::Completions => {
-            render::completions(&service.completions()?, json)?;
+        Command::Completions { raw } => {
+            render::completions(&service.completions()?, json, raw)?;
             Ok(0)
         }
+        Command::Top { all_sessions } => crate::top::run(service, all_sessions),
         Command::Ack { task_ids, all } => {
             // Only this session's completions can be acknowledged, so a
             // prefix is matched among this session's tasks alone.
@@ -325,7 +318,7 @@ fn logs(service: &Service, args: LogsArgs) -> Result<u8> {
         // Follow prints the tail (or everything) so far, then new output.
         service.follow(&id, stream, args.tail, &mut out)?;
         out.flush()?;
-        return Ok(0);
+        return crate::views::follow_summary(service, &id);
     }
     let files = match stream {
         StreamChoice::Stdout => vec![OutputFile::Stdout],
@@ -360,7 +353,7 @@ fn copy_all(service: &Service, id: &TaskId, file: OutputFile, out: &mut dyn Writ
 }
 
 /// For one task, its exit code; for several, 0 if all completed, else 1.
-fn wait_exit_code(tasks: &[bgtask_core::Task]) -> u8 {
+pub fn wait_exit_code(tasks: &[bgtask_core::Task]) -> u8 {
     match tasks {
         [task] => match task.exit_code {
             Some(code) => code.clamp(0, 255) as u8,

@@ -14,6 +14,8 @@ mod mcp;
 mod render;
 mod serve;
 mod setup;
+mod top;
+mod views;
 
 use bgtask_core::monitor::{self, MONITOR_ARG};
 

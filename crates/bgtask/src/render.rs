@@ -4,7 +4,10 @@
 //! Human output never passes a task's bytes to the terminal as they are: a
 //! command or its output may hold escape sequences (a window title, a
 //! clipboard write through OSC 52), so control characters are shown
-//! escaped (`\x1b`). `--json` and `logs` stay exact.
+//! escaped (`\x1b`). Output previews are first cleaned as a terminal would
+//! finally show them ([`clean_output`]: progress bars in their last state,
+//! no colours), unless `--raw` asks for the bytes (escaped). `--json` and
+//! `logs` stay exact.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -38,35 +41,61 @@ pub fn task(task: &Task, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn tasks(tasks: &[Task], as_json: bool) -> Result<()> {
-    if as_json {
-        return json(tasks);
-    }
-    let mut out = std::io::stdout().lock();
-    for task in tasks {
-        writeln!(out, "{}", summary(task))?;
-    }
-    Ok(())
-}
-
-pub fn status(status: &TaskStatus, as_json: bool) -> Result<()> {
+pub fn status(status: &TaskStatus, as_json: bool, raw: bool) -> Result<()> {
     if as_json {
         return json(status);
     }
     let mut out = std::io::stdout().lock();
     write_task(&mut out, &status.task)?;
-    if !status.output_tail.is_empty() {
+    let shown = clean_output(&status.output_tail, raw);
+    if !shown.is_empty() {
         let label = if status.output_truncated {
             "output (tail)"
         } else {
             "output"
         };
         writeln!(out, "{label}:")?;
-        out.write_all(printable(&status.output_tail, true).as_bytes())?;
-        if !status.output_tail.ends_with('\n') {
+        out.write_all(shown.as_bytes())?;
+        if !shown.ends_with('\n') {
             writeln!(out)?;
         }
     }
+    Ok(())
+}
+
+/// Task output for human eyes: what a terminal would finally show
+/// (`compact::render`: `\r` and backspace redraws resolved, erase-line
+/// honoured, escape sequences and colours gone), then escaped like any
+/// other task text. `raw` keeps every byte, escaped.
+pub fn clean_output(text: &str, raw: bool) -> String {
+    if raw {
+        return printable(text, true).into_owned();
+    }
+    printable(&bgtask_core::compact::render(text), true).into_owned()
+}
+
+/// The last `n` non-blank lines of task output, cleaned (or escaped).
+pub fn preview_lines(text: &str, n: usize, raw: bool) -> Vec<String> {
+    let shown = clean_output(text, raw);
+    let mut lines: Vec<String> = shown
+        .lines()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .take(n)
+        .map(|l| l.chars().take(120).collect())
+        .collect();
+    lines.reverse();
+    lines
+}
+
+/// One ended (or still live, after a wait timed out) task of `wait`, with
+/// the last lines of its output.
+pub fn waited(out: &mut impl Write, task: &Task, tail: &str, raw: bool) -> Result<()> {
+    writeln!(out, "{}", summary(task))?;
+    for line in preview_lines(tail, 3, raw) {
+        writeln!(out, "    {line}")?;
+    }
+    out.flush()?;
     Ok(())
 }
 
@@ -98,57 +127,271 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
     Ok(())
 }
 
-pub fn list(tasks: &[Task], as_json: bool) -> Result<()> {
+/// What `list` lays its table out for.
+pub struct ListLayout {
+    /// Columns available: the terminal's, `COLUMNS`, or a default.
+    pub width: usize,
+    /// Tasks of every session: the session and working directory are shown.
+    pub all_sessions: bool,
+    /// `$HOME`, shown as `~` at the start of a working directory.
+    pub home: Option<String>,
+    pub now_ms: i64,
+}
+
+/// Below this many columns `list` is laid out for 80 anyway (a cell is
+/// never narrower than its minimum).
+const MIN_WIDTH: usize = 80;
+/// The command column gets at least this much while other columns can
+/// shrink, and never less than `TINY_COMMAND`.
+const MIN_COMMAND: usize = 16;
+const TINY_COMMAND: usize = 8;
+/// From this width on, the working directory is shown for one session too.
+const WIDE: usize = 140;
+
+pub fn list(tasks: &[Task], as_json: bool, layout: &ListLayout) -> Result<()> {
     if as_json {
         return json(tasks);
     }
+    let text = list_text(tasks, layout);
     let mut out = std::io::stdout().lock();
-    if tasks.is_empty() {
-        writeln!(out, "no tasks")?;
-        return Ok(());
-    }
-    let rows: Vec<[String; 5]> = tasks
-        .iter()
-        .map(|t| {
-            [
-                t.task_id.to_string(),
-                t.status.to_string(),
-                t.exit_code.map_or("-".into(), |c| c.to_string()),
-                age_or_duration(t),
-                first_line(&t.command, 60),
-            ]
-        })
-        .collect();
-    let header = ["ID", "STATUS", "EXIT", "TIME", "COMMAND"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let print = |out: &mut std::io::StdoutLock<'_>, cells: [&str; 5]| -> std::io::Result<()> {
-        writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        )
-    };
-    print(&mut out, header)?;
-    for row in &rows {
-        print(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4]])?;
-    }
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 
-pub fn completions(completions: &[Completion], as_json: bool) -> Result<()> {
+/// How a cell too long for its column is cut.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Keep the start (an id: its prefix still names the task).
+    Prefix,
+    /// Keep the start and mark the cut with `…`.
+    End,
+    /// Keep both ends, `…` in the middle (a path).
+    Middle,
+}
+
+struct Column {
+    header: &'static str,
+    cells: Vec<String>,
+    right: bool,
+    cut: Cut,
+    /// Narrowest it may be shrunk to, and widest it grows to.
+    min: usize,
+    max: usize,
+    width: usize,
+}
+
+/// The `list` table as text, one line per task under a header, at most
+/// `layout.width` columns wide (never below 80).
+pub fn list_text(tasks: &[Task], layout: &ListLayout) -> String {
+    if tasks.is_empty() {
+        return "no tasks\n".into();
+    }
+    let width = layout.width.max(MIN_WIDTH);
+    let col = |header, cells: Vec<String>, right, cut, min, max| Column {
+        header,
+        cells,
+        right,
+        cut,
+        min,
+        max,
+        width: 0,
+    };
+    let mut columns = vec![
+        col(
+            "ID",
+            tasks.iter().map(|t| t.task_id.to_string()).collect(),
+            false,
+            Cut::Prefix,
+            11,
+            19,
+        ),
+        col(
+            "STATUS",
+            tasks.iter().map(|t| t.status.to_string()).collect(),
+            false,
+            Cut::End,
+            9,
+            9,
+        ),
+        col(
+            "EXIT",
+            tasks
+                .iter()
+                .map(|t| t.exit_code.map_or("-".into(), |c| c.to_string()))
+                .collect(),
+            true,
+            Cut::End,
+            4,
+            4,
+        ),
+        col(
+            "AGE",
+            tasks.iter().map(|t| age(t, layout.now_ms)).collect(),
+            true,
+            Cut::End,
+            4,
+            4,
+        ),
+        col(
+            "DURATION",
+            tasks.iter().map(|t| duration(t, layout.now_ms)).collect(),
+            true,
+            Cut::End,
+            8,
+            8,
+        ),
+    ];
+    if layout.all_sessions {
+        let sessions = tasks
+            .iter()
+            .map(|t| printable(&t.session, false).into_owned())
+            .collect();
+        columns.push(col("SESSION", sessions, false, Cut::End, 7, 24));
+    }
+    if layout.all_sessions || width >= WIDE {
+        let cwds = tasks
+            .iter()
+            .map(|t| short_path(&t.cwd, layout.home.as_deref()))
+            .collect();
+        columns.push(col("CWD", cwds, false, Cut::Middle, 10, 60));
+    }
+    let commands = tasks
+        .iter()
+        .map(|t| first_line(&t.command, usize::MAX))
+        .collect();
+    columns.push(col(
+        "COMMAND",
+        commands,
+        false,
+        Cut::End,
+        MIN_COMMAND,
+        usize::MAX,
+    ));
+
+    for c in &mut columns {
+        let natural = c.cells.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+        c.width = natural.max(c.header.len()).min(c.max);
+    }
+    // The command takes what is left; if that is too little, the
+    // working directory, the session and the id give way, in that order.
+    let gaps = 2 * (columns.len() - 1);
+    let fixed = |cs: &[Column]| cs[..cs.len() - 1].iter().map(|c| c.width).sum::<usize>() + gaps;
+    for name in ["CWD", "SESSION", "ID"] {
+        let over = (fixed(&columns) + MIN_COMMAND).saturating_sub(width);
+        if over == 0 {
+            break;
+        }
+        if let Some(c) = columns.iter_mut().find(|c| c.header == name) {
+            let min = c.min.max(c.header.len());
+            c.width -= over.min(c.width.saturating_sub(min));
+        }
+    }
+    let last = columns.len() - 1;
+    columns[last].width = columns[last]
+        .width
+        .min(width.saturating_sub(fixed(&columns)).max(TINY_COMMAND));
+
+    let mut text = String::new();
+    let mut line = |cells: Vec<String>| {
+        let mut row = String::new();
+        for (i, (c, cell)) in columns.iter().zip(cells).enumerate() {
+            let cell = fit(&cell, c.width, c.cut);
+            let pad = c.width.saturating_sub(cell.chars().count());
+            if i == last {
+                row.push_str(&cell);
+            } else if c.right {
+                row.push_str(&" ".repeat(pad));
+                row.push_str(&cell);
+                row.push_str("  ");
+            } else {
+                row.push_str(&cell);
+                row.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        text.push_str(row.trim_end());
+        text.push('\n');
+    };
+    line(columns.iter().map(|c| c.header.to_owned()).collect());
+    for i in 0..tasks.len() {
+        line(columns.iter().map(|c| c.cells[i].clone()).collect());
+    }
+    text
+}
+
+/// `cell` cut to `width` characters as `cut` says.
+fn fit(cell: &str, width: usize, cut: Cut) -> String {
+    let len = cell.chars().count();
+    if len <= width {
+        return cell.to_owned();
+    }
+    match cut {
+        Cut::Prefix => cell.chars().take(width).collect(),
+        Cut::End => {
+            let mut s: String = cell.chars().take(width.saturating_sub(1)).collect();
+            s.push('…');
+            s
+        }
+        Cut::Middle => {
+            let keep = width.saturating_sub(1);
+            let head = keep / 2;
+            let tail = keep - head;
+            let mut s: String = cell.chars().take(head).collect();
+            s.push('…');
+            s.extend(cell.chars().skip(len - tail));
+            s
+        }
+    }
+}
+
+/// A working directory, `~` for the home directory, escaped.
+pub fn short_path(path: &std::path::Path, home: Option<&str>) -> String {
+    let text = path.to_string_lossy();
+    let shown = match home.filter(|h| !h.is_empty() && *h != "/") {
+        Some(home) if text == home => "~".to_owned(),
+        Some(home) => match text.strip_prefix(home) {
+            Some(rest) if rest.starts_with('/') => format!("~{rest}"),
+            _ => text.into_owned(),
+        },
+        None => text.into_owned(),
+    };
+    printable(&shown, false).into_owned()
+}
+
+/// Time since the task was created, in one unit (`45s`, `12m`, `3h`, `2d`).
+pub fn age(task: &Task, now_ms: i64) -> String {
+    let secs = ((now_ms - task.created_at).max(0) / 1000) as u64;
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// `HH:MM:SS` UTC of a Unix time in milliseconds.
+pub fn time_of_day(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// How long the task ran (a finished task), or has been running so far.
+pub fn duration(task: &Task, now_ms: i64) -> String {
+    match (task.duration_ms, task.started_at) {
+        (Some(d), _) => format_duration_ms(d),
+        (None, Some(started)) if !task.is_terminal() => {
+            format_duration_ms((now_ms - started).max(0) as u64)
+        }
+        _ => "-".into(),
+    }
+}
+
+pub fn completions(completions: &[Completion], as_json: bool, raw: bool) -> Result<()> {
     if as_json {
         return json(completions);
     }
@@ -166,16 +409,8 @@ pub fn completions(completions: &[Completion], as_json: bool) -> Result<()> {
             c.status,
             first_line(&c.command, 60)
         )?;
-        for line in c
-            .output_preview
-            .lines()
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            writeln!(out, "    {}", first_line(line, 120))?;
+        for line in preview_lines(&c.output_preview, 3, raw) {
+            writeln!(out, "    {line}")?;
         }
     }
     Ok(())
@@ -266,7 +501,7 @@ pub fn gc(report: &GcReport, as_json: bool) -> Result<()> {
     line(&format!("removed {} task(s)", report.removed.len()))
 }
 
-fn summary(task: &Task) -> String {
+pub fn summary(task: &Task) -> String {
     format!(
         "{}  {}  {}",
         task.task_id,
@@ -275,7 +510,7 @@ fn summary(task: &Task) -> String {
     )
 }
 
-fn status_text(task: &Task) -> String {
+pub fn status_text(task: &Task) -> String {
     match (task.exit_code, &task.signal) {
         (Some(code), Some(sig)) => format!("{} (exit {code}, {sig})", task.status),
         (Some(code), None) => format!("{} (exit {code})", task.status),

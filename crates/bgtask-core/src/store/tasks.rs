@@ -392,6 +392,46 @@ impl Store {
         Ok(tasks)
     }
 
+    /// The tasks that may have changed since `since_ms`, newest first:
+    /// every live one, and those created or finished at or after it (a
+    /// finished task never changes again), with how many tasks there are in
+    /// all (a count that differs from what the caller holds means some were
+    /// deleted). Both in one read transaction.
+    pub fn list_since(&self, session: Option<&str>, since_ms: i64) -> Result<(Vec<Task>, u64)> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.db_err(e))?;
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR session = ?1) \
+             AND (status IN {LIVE} OR created_at >= ?2 OR finished_at >= ?2) \
+             ORDER BY created_at DESC, rowid DESC"
+        );
+        let mut tasks = Vec::new();
+        let total: i64;
+        {
+            let mut stmt = tx.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map(params![session, since_ms], |r| self.task_from_row(r))
+                .map_err(|e| self.db_err(e))?;
+            for row in rows {
+                if let Some(task) = row.map_err(|e| self.db_err(e))? {
+                    tasks.push(task);
+                }
+            }
+            total = tx
+                .query_row(
+                    "SELECT count(*) FROM tasks WHERE (?1 IS NULL OR session = ?1) \
+                     AND record_version <= ?2",
+                    params![session, RECORD_VERSION],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))?;
+        Ok((tasks, total.max(0) as u64))
+    }
+
     /// Supervision data of one task if it is live.
     pub fn live(&self, id: &TaskId) -> Result<Option<LiveTask>> {
         Ok(self.live_where("task_id = ?1", params![id.as_str()])?.pop())

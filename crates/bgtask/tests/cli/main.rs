@@ -12,6 +12,7 @@ mod control;
 mod durability;
 mod generate;
 mod home;
+mod human;
 mod ids;
 mod output;
 mod paths;
