@@ -146,6 +146,7 @@ impl Service {
             notify: req.notify,
             owner,
             created_at: now_ms(),
+            ready: req.ready.clone(),
         };
         let task = self.insert(&new)?;
         if let Some(holder) = holder {
@@ -325,6 +326,15 @@ impl Service {
     /// This session's unacknowledged completions, oldest first, except
     /// those a live process is delivering (claimed; see `store/outbox.rs`).
     pub fn completions(&self) -> Result<Vec<Completion>> {
+        Ok(self
+            .completions_with_seq()?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    /// [`Service::completions`], each with its outbox sequence number.
+    pub fn completions_with_seq(&self) -> Result<Vec<(i64, Completion)>> {
         // A task whose monitor died gets its completion from whoever
         // notices: make sure that includes the reader of completions. Only
         // live tasks need a look, not the whole (finished) history.
@@ -332,11 +342,7 @@ impl Service {
         for live in store.live_in_session(&self.config.session)? {
             reconcile_task(&mut store, &live)?;
         }
-        Ok(store
-            .unacked_completions(&self.config.session)?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect())
+        store.unacked_completions(&self.config.session)
     }
 
     /// The task a person typed (CLI only; the servers take exact ids): a
@@ -402,7 +408,9 @@ impl Service {
     /// Marks completions of this session delivered. Idempotent; an id
     /// without a completion in this session is an error naming it.
     pub fn ack(&self, ids: &[TaskId]) -> Result<usize> {
-        self.store().ack(&self.config.session, ids, now_ms())
+        // Every kind of notification of these tasks (issue 16), not only
+        // their completions.
+        self.store().ack_tasks(&self.config.session, ids, now_ms())
     }
 
     /// Turns on completion delivery for a task (running or finished).
@@ -538,6 +546,9 @@ fn validate(req: &SpawnRequest) -> Result<PathBuf> {
     }
     for (key, value) in &req.env {
         validate_env(key, value)?;
+    }
+    if let Some(ready) = &req.ready {
+        crate::ready::validate_spec(ready)?;
     }
     if req.max_output < MIN_CAP {
         return Err(Error::InvalidArgument(format!(

@@ -15,7 +15,7 @@ use std::path::Path;
 /// only from lower layers.
 const LAYERS: &[&[&str]] = &[
     &[
-        "clock", "error", "task", "units", "config", "output", "compact", "process",
+        "clock", "error", "task", "units", "config", "output", "compact", "process", "ready",
     ],
     &["store"],
     &["control"],
@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["executor"],
     &["reconcile", "waiter"],
     &["service", "doctor"],
-    &["wait", "agent"],
+    &["wait", "agent", "notices"],
     &["protocol"],
 ];
 
