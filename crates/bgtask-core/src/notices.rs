@@ -48,7 +48,7 @@ pub fn completion_notification(seq: i64, c: &Completion) -> Notification {
         .map(|code| format!(" (exit code {code})"))
         .unwrap_or_default();
     Notification {
-        notification_id: format!("c{seq}"),
+        notification_id: format!("c:{seq}"),
         kind: NotificationKind::Completed,
         task_id: c.task_id.clone(),
         session: c.session.clone(),
@@ -59,7 +59,7 @@ pub fn completion_notification(seq: i64, c: &Completion) -> Notification {
     }
 }
 
-/// A notification id as `ack` takes it: `c<seq>` or `n<seq>`.
+/// A notification id as `ack` takes it: `c:<seq>` or `n:<seq>` (not hex, so never taken for a task id prefix).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotificationId {
     Completion(i64),
@@ -70,11 +70,11 @@ impl std::str::FromStr for NotificationId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let parse = |rest: &str| rest.parse::<i64>().ok().filter(|n| *n > 0);
-        match (s.get(..1), s.get(1..).and_then(parse)) {
-            (Some("c"), Some(n)) => Ok(NotificationId::Completion(n)),
-            (Some("n"), Some(n)) => Ok(NotificationId::Other(n)),
+        match (s.get(..2), s.get(2..).and_then(parse)) {
+            (Some("c:"), Some(n)) => Ok(NotificationId::Completion(n)),
+            (Some("n:"), Some(n)) => Ok(NotificationId::Other(n)),
             _ => Err(Error::InvalidArgument(format!(
-                "notification_id: {s:?} is not a notification id (c123 or n123)"
+                "notification_id: {s:?} is not a notification id (c:123 or n:123)"
             ))),
         }
     }

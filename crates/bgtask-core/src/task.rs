@@ -379,7 +379,7 @@ impl NotificationKind {
 /// One unacknowledged notice in a session's outbox, of any kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
-    /// `c<seq>` for a completion, `n<seq>` for the other kinds: unique in
+    /// `c:<seq>` for a completion, `n:<seq>` for the other kinds: unique in
     /// the store, accepted by `ack`.
     pub notification_id: String,
     pub kind: NotificationKind,

@@ -75,11 +75,18 @@ pub fn run(cli: Cli) -> Result<u8> {
             let one_named = !all && task_ids.len() == 1;
             kill(&service, &ids, grace, json, one_named)
         }
-        Command::Wait { task_ids, timeout } => {
+        Command::Wait {
+            task_ids,
+            timeout,
+            ready,
+        } => {
             let ids = task_ids
                 .iter()
                 .map(|s| parse_id(&service, s))
                 .collect::<Result<Vec<_>>>()?;
+            if ready {
+                return crate::notices::wait_ready(&service, &ids, timeout.0, json);
+            }
             let outcome = service.wait(&ids, timeout.0)?;
             render::tasks(&outcome.tasks, json)?;
             if outcome.timed_out {
@@ -98,15 +105,25 @@ pub fn run(cli: Cli) -> Result<u8> {
             render::completions(&service.completions()?, json)?;
             Ok(0)
         }
+        Command::Watch(args) => crate::notices::watch(&service, args, json),
+        Command::Unwatch { watch_id } => crate::notices::unwatch(&service, &watch_id, json),
+        Command::Notifications => crate::notices::notifications(&service, json),
         Command::Ack { task_ids, all } => {
+            if let Some((acked, named)) = crate::notices::ack_ids(&service, &task_ids)? {
+                render::acked(acked, named, json)?;
+                return Ok(0);
+            }
             // Only this session's completions can be acknowledged, so a
             // prefix is matched among this session's tasks alone.
             let ids = if all {
-                service
-                    .completions()?
+                let mut ids: Vec<TaskId> = service
+                    .pending_notifications()?
                     .into_iter()
-                    .map(|c| c.task_id)
-                    .collect()
+                    .map(|n| n.task_id)
+                    .collect();
+                let mut seen = std::collections::HashSet::new();
+                ids.retain(|id| seen.insert(id.clone()));
+                ids
             } else {
                 task_ids
                     .iter()
@@ -229,6 +246,7 @@ fn kill(service: &Service, ids: &[TaskId], grace: u64, json: bool, one_named: bo
 }
 
 fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
+    let ready = crate::notices::ready_spec(&args)?;
     let request = SpawnRequest {
         command: command_line(&args.command),
         cwd: args.cwd,
@@ -237,6 +255,7 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
         idle_timeout_ms: args.idle_timeout,
         max_output: args.max_output,
         notify: !args.no_notify,
+        ready,
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.
@@ -244,6 +263,9 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
     let service = open(config)?;
     let task = service.record(launch)?;
     let service = &service;
+    if request.ready.is_some() {
+        return crate::notices::run_ready(service, task, json);
+    }
     let Some(wait_ms) = args.wait else {
         if json {
             render::json(&task)?;

@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod env;
 mod mcp;
+mod notices;
 mod render;
 mod serve;
 

@@ -401,7 +401,7 @@ impl Store {
             out.push((
                 seq,
                 Notification {
-                    notification_id: format!("n{seq}"),
+                    notification_id: format!("n:{seq}"),
                     summary: summary(kind, &task_id, watch_id.as_deref(), &detail),
                     kind,
                     task_id,
@@ -446,7 +446,7 @@ impl Store {
                 .map_err(err)?;
             if !found {
                 return Err(Error::InvalidArgument(format!(
-                    "notification_id: no notification n{seq} in session {session:?}"
+                    "notification_id: no notification n:{seq} in session {session:?}"
                 )));
             }
             acked += tx
@@ -536,7 +536,7 @@ impl Store {
                 Some(Ok(id)) => ids.push(id),
                 _ => {
                     return Err(Error::InvalidArgument(format!(
-                        "notification_id: no notification c{seq} in session {session:?}"
+                        "notification_id: no notification c:{seq} in session {session:?}"
                     )))
                 }
             }
