@@ -67,7 +67,10 @@ pub fn ready_spec(args: &RunArgs) -> Result<Option<ReadySpec>> {
 /// exits 0 (ready), 1 (ended first; its tail on stderr) or 124 (timeout).
 pub fn run_ready(service: &Service, task: Task, json: bool) -> Result<u8> {
     let (task, _) = service.until_ready(task)?;
-    print_ready(service, std::slice::from_ref(&task), json)
+    if json {
+        render::json(&task)?;
+    }
+    print_ready(service, std::slice::from_ref(&task), false, !json)
 }
 
 /// `wait --ready`.
@@ -78,7 +81,7 @@ pub fn wait_ready(
     json: bool,
 ) -> Result<u8> {
     let outcome = service.wait_ready(ids, timeout_ms)?;
-    let code = print_ready(service, &outcome.tasks, json)?;
+    let code = print_ready(service, &outcome.tasks, json, true)?;
     if outcome.timed_out && code == 0 {
         let pending: Vec<_> = outcome
             .tasks
@@ -95,16 +98,11 @@ pub fn wait_ready(
     Ok(code)
 }
 
-fn print_ready(service: &Service, tasks: &[Task], json: bool) -> Result<u8> {
-    if json {
-        match tasks {
-            [task] => render::json(task)?,
-            _ => render::json(tasks)?,
-        }
-    } else {
-        for task in tasks {
-            render::task(task, false)?;
-        }
+/// Prints the tasks (as `wait` does: JSON as an array) if `print`, says
+/// on stderr why any is not ready; the exit code.
+fn print_ready(service: &Service, tasks: &[Task], json: bool, print: bool) -> Result<u8> {
+    if print {
+        render::tasks(tasks, json)?;
     }
     let mut code = 0;
     for task in tasks {
