@@ -23,7 +23,8 @@ const LAYERS: &[&[&str]] = &[
     &["executor"],
     &["reconcile", "waiter"],
     &["service", "doctor"],
-    &["wait", "agent", "notices"],
+    &["wait", "agent"],
+    &["notices"],
     &["protocol"],
 ];
 

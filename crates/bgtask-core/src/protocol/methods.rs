@@ -533,6 +533,7 @@ mod tests {
         let wait = WaitParams {
             task_ids: Vec::new(),
             timeout_ms: None,
+            until: Until::End,
         };
         assert_eq!(wait.timeout_ms(&Defaults::SERVE), None);
         assert_eq!(wait.timeout_ms(&Defaults::MCP), Some(30_000));

@@ -12,5 +12,6 @@ mod completions;
 mod errors;
 mod hardening;
 mod lifecycle;
+mod notices;
 mod output;
 mod requests;
