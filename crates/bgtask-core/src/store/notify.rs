@@ -38,26 +38,28 @@ pub struct WatchHit<'a> {
     pub ends: bool,
 }
 
-/// Inserts a notification row.
-fn insert(
-    tx: &Transaction<'_>,
-    id: &TaskId,
-    session: &str,
+/// A notification row about to be inserted.
+struct NewNote<'a> {
+    id: &'a TaskId,
+    session: &'a str,
     kind: NotificationKind,
-    watch_id: Option<&str>,
-    body: &Value,
+    watch_id: Option<&'a str>,
+    body: &'a Value,
     now: i64,
-) -> rusqlite::Result<()> {
+}
+
+/// Inserts a notification row.
+fn insert(tx: &Transaction<'_>, note: NewNote<'_>) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO notifications (task_id, session, kind, watch_id, body, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
-            id.as_str(),
-            session,
-            kind.as_str(),
-            watch_id,
-            body.to_string(),
-            now
+            note.id.as_str(),
+            note.session,
+            note.kind.as_str(),
+            note.watch_id,
+            note.body.to_string(),
+            note.now
         ],
     )?;
     Ok(())
@@ -96,12 +98,14 @@ pub(super) fn fail_pending_ready(
         });
         insert(
             tx,
-            id,
-            session,
-            NotificationKind::ReadyFailed,
-            None,
-            &body,
-            record.finished_at,
+            NewNote {
+                id,
+                session,
+                kind: NotificationKind::ReadyFailed,
+                watch_id: None,
+                body: &body,
+                now: record.finished_at,
+            },
         )?;
     }
     Ok(())
@@ -143,7 +147,15 @@ impl Store {
                 "line": (kind == "log").then_some(detail),
                 "detail": detail,
             });
-            insert(&tx, id, &session, NotificationKind::Ready, None, &body, at).map_err(err)?;
+            let note = NewNote {
+                id,
+                session: &session,
+                kind: NotificationKind::Ready,
+                watch_id: None,
+                body: &body,
+                now: at,
+            };
+            insert(&tx, note).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(true)
@@ -180,16 +192,15 @@ impl Store {
                 "status": status,
                 "output_tail": tail.text,
             });
-            insert(
-                &tx,
+            let note = NewNote {
                 id,
-                &session,
-                NotificationKind::ReadyFailed,
-                None,
-                &body,
-                at,
-            )
-            .map_err(err)?;
+                session: &session,
+                kind: NotificationKind::ReadyFailed,
+                watch_id: None,
+                body: &body,
+                now: at,
+            };
+            insert(&tx, note).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(true)
@@ -344,16 +355,15 @@ impl Store {
             "more_matches": hit.more_matches,
             "watch_ended": hit.ends,
         });
-        insert(
-            &tx,
+        let note = NewNote {
             id,
-            &session,
-            NotificationKind::WatchMatch,
-            Some(hit.watch_id),
-            &body,
+            session: &session,
+            kind: NotificationKind::WatchMatch,
+            watch_id: Some(hit.watch_id),
+            body: &body,
             now,
-        )
-        .map_err(err)?;
+        };
+        insert(&tx, note).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(true)
     }
