@@ -555,12 +555,13 @@ impl Store {
     }
 
     /// Whether the session has any unacknowledged notification, of any
-    /// kind (completions claimed by live processes included).
+    /// kind (a completion claimed for showing by a server is its own).
     pub fn has_pending_notification(&self, session: &str) -> Result<bool> {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL) \
-                 OR EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL)",
+                 OR EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL \
+                 AND claim_pid IS NULL)",
                 params![session],
                 |r| r.get(0),
             )

@@ -121,6 +121,7 @@ impl BgMcp {
     {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
+            me.notes.settle(&me.service);
             let answer = work(&me).unwrap_or_else(|e| Answer::failed(&e));
             let mut block = me.claim_block();
             let (notes, notes_json) = me.notes.block(&me.service);

@@ -186,16 +186,24 @@ pub struct Shown {
 }
 
 impl Shown {
-    /// Acknowledges what the previous result showed (the client called
-    /// again, so it has it), then returns the text and JSON of what is new.
-    pub fn block(&self, service: &Service) -> (String, Vec<Value>) {
+    /// Acknowledges what earlier results showed: the client called again,
+    /// so it has them. Called before a tool runs, so a `bash_wait` for a
+    /// notification does not wake for one the model has already seen.
+    pub fn settle(&self, service: &Service) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let previous = std::mem::take(&mut state.1);
         if !previous.is_empty() {
             if let Err(e) = service.ack_notifications(&previous) {
                 tracing::warn!("cannot acknowledge notifications: {e}");
+                state.1 = previous;
             }
         }
+    }
+
+    /// The text and JSON of the notifications this server has not shown
+    /// yet (they are acknowledged by the next `settle`).
+    pub fn block(&self, service: &Service) -> (String, Vec<Value>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = match service.notifications_after(state.0) {
             Ok(fresh) => fresh,
             Err(e) => {
