@@ -101,8 +101,12 @@ pub fn compile(pattern: &str, field: &str) -> Result<regex::bytes::Regex> {
             pattern.len()
         )));
     }
+    // Multi-line and CRLF mode: `^`/`$` match at line ends, `\r\n` ones
+    // included, so a match in a line (trailing `\r` dropped) is also a
+    // match in the chunk holding it (see `LineScanner`).
     regex::bytes::RegexBuilder::new(pattern)
         .multi_line(true)
+        .crlf(true)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| {
@@ -369,6 +373,7 @@ mod tests {
             ["ready in 5ms"]
         );
         assert_eq!(lines(&[b"a\nb\nready"], "ready$"), ["ready"]);
+        assert_eq!(lines(&[b"up\r\nok\r\n"], "^ok$"), ["ok"]);
         assert!(lines(&[b"nothing here\n"], "ready").is_empty());
     }
 
