@@ -159,3 +159,27 @@ fn bad_watches_are_refused_naming_the_field() {
     assert_eq!(late.code, 2, "{late:?}");
     assert!(late.stderr.contains("already ended"), "{late:?}");
 }
+
+#[test]
+fn counted_matches_are_reported_when_the_cooldown_ends_while_the_task_runs() {
+    let bg = Bg::new();
+    let start = bg.gate("start");
+    let id = bg.spawn(
+        &[],
+        &format!(
+            "{}; for i in 1 2 3 4 5; do echo \"tick $i\"; done; sleep 30",
+            start.hold()
+        ),
+    );
+    bg.run(&["watch", "--cooldown", "300ms", &id, "^tick"]).ok();
+    start.open();
+    wait_until("the summary after the cooldown", || {
+        of_kind(&notifications(&bg), "watch_match").len() == 2
+    });
+    let pending = notifications(&bg);
+    let matches = of_kind(&pending, "watch_match");
+    assert_eq!(matches[0]["detail"]["line"], "tick 1");
+    assert_eq!(matches[1]["detail"]["more_matches"], 4);
+    assert_eq!(matches[1]["detail"]["line"], "tick 5");
+    assert_eq!(bg.status(&id)["status"], "running");
+}
