@@ -6,7 +6,7 @@
 use anyhow::{bail, Context, Result};
 
 use crate::clock::{mono_ns, ms_between, read_stamp};
-use crate::harness::{Bgtask, Home, SETTLE};
+use crate::harness::{cpu_ticks, Bgtask, Home, SETTLE};
 use crate::report::{Check, Section, Target};
 use crate::stats::Series;
 use crate::Plan;
@@ -19,15 +19,41 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     let bench = std::env::current_exe()?;
     let home = bg.home()?;
 
-    // 1. Log readiness: the task stamps, then prints its ready line.
+    // 1. Log readiness: the task stamps, then prints its ready line. Side
+    // by side, interleaved: the same task ending instead, seen by `bgtask
+    // wait` (figure 3's path), so a loaded machine slows both alike.
     let mut log = Series::new(
         "`run --ready-log`: ready line written → `run` returned",
         "ms",
     );
+    let mut ended = Series::new(
+        "reference: task ended → `bgtask wait` returned (same run, interleaved)",
+        "ms",
+    );
     let stamp = home.scratch().join("ready-stamp");
-    for _ in 0..plan.latency_runs.max(1) {
+    for i in 0..plan.latency_runs.max(1) * 2 {
         std::thread::sleep(SETTLE);
         let _ = std::fs::remove_file(&stamp);
+        if i % 2 == 1 {
+            let command = format!(
+                "read -r _ < '{}'; exec '{}' stamp '{}'",
+                fifo(&home)?.display(),
+                bench.display(),
+                stamp.display()
+            );
+            let id = home.run_ok(&["run", "--no-notify", "--", &command])?;
+            let mut waiter = home
+                .cmd(&["wait", &id])
+                .stdout(std::process::Stdio::null())
+                .spawn()?;
+            // The waiter is asleep before the task may end.
+            std::thread::sleep(SETTLE);
+            release(&home)?;
+            waiter.wait()?;
+            let seen = mono_ns();
+            ended.push(ms_between(read_stamp(&stamp)?, seen));
+            continue;
+        }
         let command = format!(
             "'{}' stamp '{}'; echo READY; exec sleep 60",
             bench.display(),
@@ -86,46 +112,60 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
         kill(&home, &out.stdout)?;
     }
 
-    // 3. One watch on 1 GiB of lines, against none, interleaved.
+    // 3. One watch on 1 GiB of lines, against none, interleaved: the wall
+    // time of the capture and the CPU time of the monitor doing it (read
+    // while the task holds at its end, so the load of other processes on
+    // the machine does not count).
     let bytes = plan.output_bytes;
-    let mut plain = Series::new("capture of the output, no pattern", "ms");
-    let mut watched = Series::new("capture of the output, one watch (`ERROR`)", "ms");
-    let gate = home.scratch().join("go");
+    let mut plain = Series::new("capture wall time, no pattern", "ms");
+    let mut watched = Series::new("capture wall time, one watch (`ERROR`)", "ms");
+    let mut plain_cpu = Series::new("monitor CPU time, no pattern", "ms");
+    let mut watched_cpu = Series::new("monitor CPU time, one watch (`ERROR`)", "ms");
+    let (go, done) = (home.scratch().join("go"), home.scratch().join("done"));
     let cap = (bytes * 3).to_string();
+    let tick_ms = 1000.0 / rustix::param::clock_ticks_per_second() as f64;
     for i in 0..plan.throughput_runs.max(1) * 2 {
         let with_watch = (i % 2 == 1) ^ (i / 2 % 2 == 1);
         std::thread::sleep(SETTLE);
-        let _ = std::fs::remove_file(&gate);
+        let _ = std::fs::remove_file(&go);
+        let _ = std::fs::remove_file(&done);
         let command = format!(
-            "until [ -e '{}' ]; do sleep 0.001; done; yes 'bgtask benchmark output line' | head -c {bytes}",
-            gate.display()
+            "until [ -e '{go}' ]; do sleep 0.001; done; \
+             yes 'bgtask benchmark output line' | head -c {bytes}; \
+             until [ -e '{done}' ]; do sleep 0.01; done",
+            go = go.display(),
+            done = done.display()
         );
         let id = home.run_ok(&["run", "--no-notify", "--max-output", &cap, "--", &command])?;
         // The watch is armed (stored and told to the monitor) before the
         // output starts.
         if with_watch {
             home.run_ok(&["watch", &id, "ERROR"])?;
-        } else {
-            home.run_ok(&["status", &id])?;
         }
+        let status: serde_json::Value =
+            serde_json::from_str(&home.run_ok(&["status", "--json", &id])?)?;
+        let monitor = status["monitor_pid"].as_u64().context("no monitor pid")? as u32;
+        let out_path = status["stdout_path"]
+            .as_str()
+            .context("no stdout path")?
+            .to_owned();
+        let cpu_before = cpu_ticks(monitor).context("monitor gone")?;
         let start = mono_ns();
-        std::fs::write(&gate, b"")?;
-        let out = home.cmd(&["wait", "--json", &id]).output()?;
+        std::fs::write(&go, b"")?;
+        while std::fs::metadata(&out_path).map_or(0, |m| m.len()) < bytes {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let ms = ms_between(start, mono_ns());
-        let task: serde_json::Value =
-            serde_json::from_slice(&out.stdout).with_context(|| format!("wait printed {out:?}"))?;
-        if task[0]["status"] != "completed" {
-            bail!("the output task did not complete: {}", task[0]);
-        }
-        for key in ["stdout_path", "stderr_path"] {
-            if let Some(path) = task[0][key].as_str() {
-                let _ = std::fs::remove_file(path);
-            }
-        }
+        let cpu = (cpu_ticks(monitor).context("monitor gone")? - cpu_before) as f64 * tick_ms;
+        std::fs::write(&done, b"")?;
+        home.run_ok(&["wait", &id])?;
+        let _ = std::fs::remove_file(&out_path);
         if with_watch {
-            watched.push(ms)
+            watched.push(ms);
+            watched_cpu.push(cpu);
         } else {
-            plain.push(ms)
+            plain.push(ms);
+            plain_cpu.push(cpu);
         }
     }
     let size = if bytes >= 1 << 30 {
@@ -153,10 +193,29 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
             Target::AtMost(10.0),
         ),
         Check::new(
-            format!("capture of {size}: one watch / none (medians)"),
-            watched.median() / plain.median(),
+            "`run --ready-log` / task end seen by `wait` (medians, same run)",
+            log.median() / ended.median(),
+            "×",
+            Target::None,
+        ),
+        Check::new(
+            "port readiness: runs seen within the step in effect (+10 ms)",
+            over_step.values.iter().filter(|v| **v <= 10.0).count() as f64 * 100.0
+                / over_step.len().max(1) as f64,
+            "%",
+            Target::None,
+        ),
+        Check::new(
+            format!("capture of {size}: monitor CPU, one watch / none (medians)"),
+            watched_cpu.median() / plain_cpu.median(),
             "×",
             Target::AtMost(1.10),
+        ),
+        Check::new(
+            format!("capture of {size}: wall time, one watch / none (medians)"),
+            watched.median() / plain.median(),
+            "×",
+            Target::None,
         ),
     ];
     Ok(Section {
@@ -171,12 +230,23 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
              stamp); the monitor probes 20 ms doubling to 500 ms, so each delay is compared \
              with the probe step in effect at the listen. Watch cost: `yes … | head -c {bytes}` \
              ({size} of 29-byte lines) started on a gate, with one watch (`ERROR`, never \
-             matching) or none, {} interleaved runs each; time from opening the gate to \
-             `wait` returning.",
+             matching) or none, {} interleaved runs each: wall time from opening the gate \
+             until the file holds it all, and the monitor's CPU time (utime + stime from \
+             /proc) over the same span. Log readiness is shown beside a task's end seen by \
+             `bgtask wait`, interleaved in the same run: on a loaded machine both move.",
             log.len(),
             plan.throughput_runs.max(1)
         ),
-        series: vec![log, port_delay, over_step, plain, watched],
+        series: vec![
+            log,
+            ended,
+            port_delay,
+            over_step,
+            plain,
+            watched,
+            plain_cpu,
+            watched_cpu,
+        ],
         checks,
         notes: Vec::new(),
     })
@@ -191,6 +261,26 @@ fn step_at(ms: f64) -> f64 {
         step = (step * 2.0).min(MAX_STEP_MS);
     }
     step
+}
+
+/// The fifo tasks of the reference series block on.
+fn fifo(home: &Home) -> Result<std::path::PathBuf> {
+    let path = home.scratch().join("gate");
+    if !path.exists() {
+        let status = std::process::Command::new("mkfifo").arg(&path).status()?;
+        if !status.success() {
+            bail!("mkfifo {} failed", path.display());
+        }
+    }
+    Ok(path)
+}
+
+/// Lets a task blocked on the fifo go on.
+fn release(home: &Home) -> Result<()> {
+    use std::io::Write;
+    let mut fifo = std::fs::OpenOptions::new().write(true).open(fifo(home)?)?;
+    fifo.write_all(b"go\n")?;
+    Ok(())
 }
 
 fn free_port() -> Result<u16> {
