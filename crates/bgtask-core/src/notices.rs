@@ -232,11 +232,19 @@ impl Service {
     /// reported as usual when it ends.
     pub fn run_until_ready(&self, spawn: &SpawnRequest) -> Result<(Task, bool)> {
         let task = self.spawn(spawn)?;
-        self.until_ready(task)
+        self.until_ready(task, None)
     }
 
     /// Waits for a started task's readiness (see [`Service::run_until_ready`]).
-    pub fn until_ready(&self, task: Task) -> Result<(Task, bool)> {
+    /// With `wake` (from [`Service::record_waking`]), it first sleeps on
+    /// that: a process that would open an events watch only for this wait
+    /// pays for closing it when it exits (an SRCU grace period, 5–20 ms),
+    /// longer than the wait itself often takes.
+    pub fn until_ready(
+        &self,
+        task: Task,
+        wake: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(Task, bool)> {
         // The monitor records the readiness timeout itself; the wait's own
         // limit is only a safety net beyond it.
         let limit = task
@@ -245,6 +253,16 @@ impl Service {
             .map_or(DEFAULT_READY_TIMEOUT_MS, |r| r.timeout_ms)
             .saturating_add(READY_WAIT_SLACK_MS);
         let id = task.task_id.clone();
+        if let Some(wake) = &wake {
+            if crate::process::go_pipe_released(wake, Some(std::time::Duration::from_millis(limit)))
+            {
+                let task = self.get(&id)?;
+                if task.ready_state() != ReadyState::Pending {
+                    let _ = self.settle_readiness(&id);
+                    return Ok((task, false));
+                }
+            }
+        }
         let waited = self.wait_ready(std::slice::from_ref(&id), Some(limit))?;
         let task = waited.tasks.into_iter().next().unwrap_or(task);
         let _ = self.settle_readiness(&id);

@@ -119,6 +119,12 @@ impl Service {
         self.record_held(launch, None)
     }
 
+    /// [`Service::record`], keeping the handle that wakes its holder when
+    /// the task's readiness is decided (pass it to `until_ready`).
+    pub fn record_waking(&self, launch: Launch) -> Result<(Task, Option<std::os::fd::OwnedFd>)> {
+        self.record_inner(launch, None)
+    }
+
     /// [`Service::record`], and if `holder` is given, the task's future
     /// completion is held by that process (see `store/outbox.rs`), set
     /// before the monitor may start the task.
@@ -127,6 +133,14 @@ impl Service {
         launch: Launch,
         holder: Option<&ProcessIdentity>,
     ) -> Result<Task> {
+        self.record_inner(launch, holder).map(|(task, _)| task)
+    }
+
+    fn record_inner(
+        &self,
+        launch: Launch,
+        holder: Option<&ProcessIdentity>,
+    ) -> Result<(Task, Option<std::os::fd::OwnedFd>)> {
         let Launch {
             id,
             req,
@@ -155,8 +169,8 @@ impl Service {
             let _ = self.store().hold_completion(&task.task_id, holder);
         }
         process::fault::point("starter_after_insert");
-        launched.go(&req.env);
-        Ok(task)
+        let wake = launched.go(&req.env);
+        Ok((task, wake))
     }
 
     fn insert(&self, new: &NewTask) -> Result<Task> {

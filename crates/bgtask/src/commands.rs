@@ -261,11 +261,12 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
     // identity cannot be read before that exec has finished anyway.
     let launch = Launch::start(&config, &request)?;
     let service = open(config)?;
+    if request.ready.is_some() {
+        let (task, wake) = service.record_waking(launch)?;
+        return crate::notices::run_ready(&service, task, wake, json);
+    }
     let task = service.record(launch)?;
     let service = &service;
-    if request.ready.is_some() {
-        return crate::notices::run_ready(service, task, json);
-    }
     let Some(wait_ms) = args.wait else {
         if json {
             render::json(&task)?;

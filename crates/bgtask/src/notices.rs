@@ -65,8 +65,13 @@ pub fn ready_spec(args: &RunArgs) -> Result<Option<ReadySpec>> {
 
 /// `run` with a readiness condition: waits for it, prints the task, and
 /// exits 0 (ready), 1 (ended first; its tail on stderr) or 124 (timeout).
-pub fn run_ready(service: &Service, task: Task, json: bool) -> Result<u8> {
-    let (task, _) = service.until_ready(task)?;
+pub fn run_ready(
+    service: &Service,
+    task: Task,
+    wake: Option<std::os::fd::OwnedFd>,
+    json: bool,
+) -> Result<u8> {
+    let (task, _) = service.until_ready(task, wake)?;
     if json {
         render::json(&task)?;
     }

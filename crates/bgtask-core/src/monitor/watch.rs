@@ -227,6 +227,8 @@ impl Watching {
             Ok(_) => store.touch_events(),
             Err(e) => log(&format!("{id}: cannot record readiness: {e}")),
         }
+        // After the record: a starter waiting on the go pipe reads it next.
+        crate::process::release_go_pipe();
         self.rebuild();
     }
 
@@ -274,6 +276,7 @@ impl Watching {
                     Ok(_) => store.touch_events(),
                     Err(e) => log(&format!("{id}: cannot record the readiness timeout: {e}")),
                 }
+                crate::process::release_go_pipe();
                 if p.spec.kill_if_not_ready {
                     verdict = Verdict::Kill;
                 }
