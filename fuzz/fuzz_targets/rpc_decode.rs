@@ -10,8 +10,8 @@ use std::fmt::Debug;
 
 use bgtask_core::protocol::rpc::{self, Id, Incoming, RpcError};
 use bgtask_core::protocol::{
-    AckParams, BashParams, Defaults, Empty, InitializeParams, KillParams, ListParams, OutputParams,
-    StatusParams, TaskParams, WaitParams,
+    AckParams, BashParams, Defaults, DrainParams, Empty, InitializeParams, KillParams, ListParams,
+    OutputParams, StatusParams, TaskParams, UnwatchParams, WaitParams, WatchParams,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -53,6 +53,9 @@ fuzz_target!(|line: &[u8]| {
                 reply(&id, decoded::<TaskParams>(&params)),
                 reply(&id, rpc::params::<WaitParams>(params.clone()).map(wait)),
                 reply(&id, decoded::<AckParams>(&params)),
+                reply(&id, decoded::<WatchParams>(&params)),
+                reply(&id, decoded::<UnwatchParams>(&params)),
+                reply(&id, decoded::<DrainParams>(&params)),
                 reply(&id, rpc::params::<Empty>(params).map(|_| json!(method))),
             ];
             for reply in &replies {
@@ -80,6 +83,7 @@ fn decoded<T: DeserializeOwned + Debug>(params: &Value) -> Result<Value, RpcErro
 fn wait(p: WaitParams) -> Value {
     json!({
         "ids": p.task_ids,
+        "until": p.until,
         "serve": p.timeout_ms(&Defaults::SERVE),
         "mcp": p.timeout_ms(&Defaults::MCP),
     })

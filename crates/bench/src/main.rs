@@ -21,6 +21,7 @@ mod hooks;
 mod latency;
 mod output;
 mod pueue;
+mod ready;
 mod report;
 mod scale;
 mod stats;
@@ -105,6 +106,7 @@ const USAGE: &str =
     "usage: bench (full | smoke) [--bgtask PATH] [--baseline PATH] [--out DIR] [--only FIGURE,...]
              [--runs N]
        bench stamp FILE
+       bench listen PORT FILE
 
   full     every figure with enough runs, pueue included (installed with
            `cargo install pueue --locked` if missing); writes docs/BENCHMARKS.md
@@ -112,17 +114,33 @@ const USAGE: &str =
   smoke    every figure with a few iterations and no pueue; writes
            target/bench/BENCHMARKS.md and target/bench/benchmarks.svg
   stamp    (internal) write CLOCK_MONOTONIC in nanoseconds to FILE and exit
+  listen   (internal) listen on 127.0.0.1:PORT, then stamp FILE and wait
 
   --bgtask PATH   the bgtask binary [default: the release bgtask beside this binary,
                   built if missing]
   --out DIR       where the report and the chart go
   --baseline PATH an older bgtask binary: adds a before/after figure, measured side by side
-  --only LIST     figures to run: start, e2e, completion, scale, output, cold, hooks, top, compare
+  --only LIST     figures to run: start, e2e, completion, scale, output, cold, hooks, top, ready, compare
   --runs N        interleaved iterations of the start and end-to-end figures
                   [default: 200 in full, 5 in smoke]";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("listen") {
+        return match (argv.get(1), argv.get(2)) {
+            (Some(port), Some(file)) => match ready::listen(port, file.as_ref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench listen: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if argv.first().map(String::as_str) == Some("stamp") {
         return match argv.get(1) {
             Some(file) => match clock::stamp(file.as_ref()) {
@@ -245,6 +263,7 @@ fn run(args: Args) -> Result<()> {
     step("cold", &mut || store::cold_start(&bgtask, &plan))?;
     step("hooks", &mut || hooks::run(&bgtask, &plan))?;
     step("top", &mut || top::run(&bgtask, &plan))?;
+    step("ready", &mut || ready::run(&bgtask, &plan))?;
     if let Some(path) = &baseline {
         let old = Bgtask::new(path.clone())?;
         step("compare", &mut || compare::run(&bgtask, &old, &plan))?;

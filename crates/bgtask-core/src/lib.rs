@@ -15,9 +15,11 @@ mod error;
 mod executor;
 pub mod hook;
 pub mod monitor;
+mod notices;
 pub mod output;
 mod process;
 pub mod protocol;
+pub mod ready;
 mod reconcile;
 mod service;
 pub mod settings;
@@ -35,11 +37,15 @@ pub use config::{
 };
 pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, ErrorKind, Result};
+pub use notices::{completion_notification, readiness_result, NotificationId, WatchRequest};
 pub use process::Signal;
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
 pub use store::set_busy_timeout;
-pub use task::{Completion, Status, Task, TaskId};
+pub use task::{
+    Completion, Notification, NotificationKind, Readiness, ReadyOutcome, ReadyState, Status, Task,
+    TaskId, Watch,
+};
 pub use wait::WaitOutcome;
 pub use waiter::EventWatch;

@@ -119,6 +119,12 @@ impl Service {
         self.record_held(launch, None)
     }
 
+    /// [`Service::record`], keeping the handle that wakes its holder when
+    /// the task's readiness is decided (pass it to `until_ready`).
+    pub fn record_waking(&self, launch: Launch) -> Result<(Task, Option<std::os::fd::OwnedFd>)> {
+        self.record_inner(launch, None)
+    }
+
     /// [`Service::record`], and if `holder` is given, the task's future
     /// completion is held by that process (see `store/outbox.rs`), set
     /// before the monitor may start the task.
@@ -127,6 +133,14 @@ impl Service {
         launch: Launch,
         holder: Option<&ProcessIdentity>,
     ) -> Result<Task> {
+        self.record_inner(launch, holder).map(|(task, _)| task)
+    }
+
+    fn record_inner(
+        &self,
+        launch: Launch,
+        holder: Option<&ProcessIdentity>,
+    ) -> Result<(Task, Option<std::os::fd::OwnedFd>)> {
         let Launch {
             id,
             req,
@@ -146,6 +160,7 @@ impl Service {
             notify: req.notify,
             owner,
             created_at: now_ms(),
+            ready: req.ready.clone(),
         };
         let task = self.insert(&new)?;
         if let Some(holder) = holder {
@@ -154,8 +169,8 @@ impl Service {
             let _ = self.store().hold_completion(&task.task_id, holder);
         }
         process::fault::point("starter_after_insert");
-        launched.go(&req.env);
-        Ok(task)
+        let wake = launched.go(&req.env);
+        Ok((task, wake))
     }
 
     fn insert(&self, new: &NewTask) -> Result<Task> {
@@ -346,6 +361,15 @@ impl Service {
     /// This session's unacknowledged completions, oldest first, except
     /// those a live process is delivering (claimed; see `store/outbox.rs`).
     pub fn completions(&self) -> Result<Vec<Completion>> {
+        Ok(self
+            .completions_with_seq()?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    /// [`Service::completions`], each with its outbox sequence number.
+    pub fn completions_with_seq(&self) -> Result<Vec<(i64, Completion)>> {
         // A task whose monitor died gets its completion from whoever
         // notices: make sure that includes the reader of completions. Only
         // live tasks need a look, not the whole (finished) history.
@@ -353,11 +377,7 @@ impl Service {
         for live in store.live_in_session(&self.config.session)? {
             reconcile_task(&mut store, &live)?;
         }
-        Ok(store
-            .unacked_completions(&self.config.session)?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect())
+        store.unacked_completions(&self.config.session)
     }
 
     /// The task a person typed (CLI only; the servers take exact ids): a
@@ -423,7 +443,9 @@ impl Service {
     /// Marks completions of this session delivered. Idempotent; an id
     /// without a completion in this session is an error naming it.
     pub fn ack(&self, ids: &[TaskId]) -> Result<usize> {
-        self.store().ack(&self.config.session, ids, now_ms())
+        // Every kind of notification of these tasks (issue 16), not only
+        // their completions.
+        self.store().ack_tasks(&self.config.session, ids, now_ms())
     }
 
     /// Turns on completion delivery for a task (running or finished).
@@ -559,6 +581,9 @@ fn validate(req: &SpawnRequest) -> Result<PathBuf> {
     }
     for (key, value) in &req.env {
         validate_env(key, value)?;
+    }
+    if let Some(ready) = &req.ready {
+        crate::ready::validate_spec(ready)?;
     }
     if req.max_output < MIN_CAP {
         return Err(Error::InvalidArgument(format!(

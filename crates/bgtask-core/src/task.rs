@@ -256,6 +256,159 @@ pub struct Task {
     pub stdout_path: PathBuf,
     #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+    /// When the task became ready (unix ms; issue 16), else null.
+    pub ready_at: Option<i64>,
+    /// The task's readiness condition and its outcome, if it has one.
+    pub readiness: Option<Readiness>,
+}
+
+/// A task's readiness condition as clients see it, with its outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    #[serde(flatten)]
+    pub condition: crate::ready::ReadyCondition,
+    pub timeout_ms: u64,
+    pub kill_if_not_ready: bool,
+    /// `null` while pending, then `ready` or `failed`.
+    pub outcome: Option<ReadyOutcome>,
+    /// For `ready`: the matching line (log) or what answered (port, http);
+    /// for `failed`: why.
+    pub detail: Option<String>,
+}
+
+/// How a readiness condition ended, recorded once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyOutcome {
+    Ready,
+    /// The task ended before it was ready.
+    Ended,
+    /// The readiness timeout passed first.
+    Timeout,
+}
+
+impl ReadyOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadyOutcome::Ready => "ready",
+            ReadyOutcome::Ended => "ended",
+            ReadyOutcome::Timeout => "timeout",
+        }
+    }
+
+    pub(crate) fn from_stored(text: &str) -> Option<ReadyOutcome> {
+        match text {
+            "ready" => Some(ReadyOutcome::Ready),
+            "ended" => Some(ReadyOutcome::Ended),
+            "timeout" => Some(ReadyOutcome::Timeout),
+            _ => None,
+        }
+    }
+}
+
+/// What a waiter for readiness sees of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyState {
+    /// Not yet decided.
+    Pending,
+    Ready,
+    /// It ended first (or was recorded as failing readiness by its end).
+    Ended,
+    /// The readiness timeout passed.
+    TimedOut,
+}
+
+impl Task {
+    /// Where the task stands on readiness. A task without a condition is
+    /// ready once it runs (and counts as ended if it ended unstarted).
+    pub fn ready_state(&self) -> ReadyState {
+        match &self.readiness {
+            Some(r) => match r.outcome {
+                Some(ReadyOutcome::Ready) => ReadyState::Ready,
+                Some(ReadyOutcome::Ended) => ReadyState::Ended,
+                Some(ReadyOutcome::Timeout) => ReadyState::TimedOut,
+                None if self.is_terminal() => ReadyState::Ended,
+                None => ReadyState::Pending,
+            },
+            None => match self.status {
+                Status::Starting => ReadyState::Pending,
+                _ if self.started_at.is_some() => ReadyState::Ready,
+                _ if self.is_terminal() => ReadyState::Ended,
+                _ => ReadyState::Pending,
+            },
+        }
+    }
+}
+
+/// The kinds of notification a session's outbox holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A task ended (the completions of before).
+    Completed,
+    /// A task became ready.
+    Ready,
+    /// A task's readiness failed: it ended first, or the timeout passed.
+    ReadyFailed,
+    /// A watched task printed a matching line.
+    WatchMatch,
+}
+
+impl NotificationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Completed => "completed",
+            NotificationKind::Ready => "ready",
+            NotificationKind::ReadyFailed => "ready_failed",
+            NotificationKind::WatchMatch => "watch_match",
+        }
+    }
+
+    pub(crate) fn from_stored(text: &str) -> Option<NotificationKind> {
+        [
+            NotificationKind::Completed,
+            NotificationKind::Ready,
+            NotificationKind::ReadyFailed,
+            NotificationKind::WatchMatch,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// One unacknowledged notice in a session's outbox, of any kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// `c:<seq>` for a completion, `n:<seq>` for the other kinds: unique in
+    /// the store, accepted by `ack`.
+    pub notification_id: String,
+    pub kind: NotificationKind,
+    pub task_id: TaskId,
+    pub session: String,
+    /// The watch that matched (`watch_match` only).
+    pub watch_id: Option<String>,
+    /// When it was recorded (unix ms); the outbox's order.
+    pub created_at: i64,
+    /// One line saying what happened, for people and models.
+    pub summary: String,
+    /// The kind's own fields (see docs/protocol.md, "The outbox").
+    pub detail: serde_json::Value,
+}
+
+/// A stored watch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    pub watch_id: String,
+    pub task_id: TaskId,
+    pub session: String,
+    pub pattern: String,
+    pub once: bool,
+    pub cooldown_ms: u64,
+    pub created_at: i64,
+    /// When it ended (`--once` matched, `unwatch`, or its task ended).
+    pub ended_at: Option<i64>,
+    /// When it last notified.
+    pub fired_at: Option<i64>,
 }
 
 impl Task {

@@ -63,6 +63,18 @@ impl Service {
         Ok(waited.tasks.into_iter().next().unwrap_or(task))
     }
 
+    /// Blocks until `done` holds for `ids` (read from the store on every
+    /// change of any task: readiness, watches, notifications) or
+    /// `timeout_ms` passes. The seam for a new wait condition.
+    pub(crate) fn wait_for_change(
+        &self,
+        ids: &[TaskId],
+        timeout_ms: Option<u64>,
+        done: impl Fn(&[Task]) -> bool,
+    ) -> Result<WaitOutcome> {
+        self.wait_until(ids, timeout_ms, Wake::AnyChange, done)
+    }
+
     fn wait_until(
         &self,
         ids: &[TaskId],

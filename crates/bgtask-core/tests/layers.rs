@@ -15,7 +15,7 @@ use std::path::Path;
 /// only from lower layers.
 const LAYERS: &[&[&str]] = &[
     &[
-        "clock", "error", "task", "units", "config", "settings", "output", "compact", "process",
+        "clock", "error", "task", "units", "config", "settings", "output", "compact", "process", "ready",
     ],
     &["store"],
     &["control"],
@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["reconcile", "waiter"],
     &["service", "doctor"],
     &["wait", "agent", "hook"],
+    &["notices"],
     &["protocol"],
 ];
 

@@ -129,7 +129,20 @@ pub enum Command {
         /// Show output previews as the task wrote them (escaped), not cleaned
         #[arg(long)]
         raw: bool,
+        /// Wait until the tasks are ready instead (exit 0), or their
+        /// readiness failed (1 if a task ended first, 124 on its readiness
+        /// timeout). A task without a readiness condition is ready once running
+        #[arg(long)]
+        ready: bool,
     },
+    /// Be told when a running task prints a line matching REGEX
+    #[command(after_help = ID_HELP)]
+    Watch(crate::notices::WatchArgs),
+    /// Remove a watch
+    Unwatch { watch_id: String },
+    /// Show this session's unacknowledged notifications of every kind
+    /// (completed, ready, ready_failed, watch_match), oldest first
+    Notifications,
     /// Show this session's unacknowledged completions, oldest first
     Completions {
         /// Show output previews as the tasks wrote them (escaped), not cleaned
@@ -142,7 +155,8 @@ pub enum Command {
         #[arg(long)]
         all_sessions: bool,
     },
-    /// Mark completions as delivered
+    /// Mark notifications as delivered: every notification of each task
+    /// so far (completions included), or single ones by notification id
     #[command(after_help = ID_HELP_ACK)]
     Ack {
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -250,6 +264,31 @@ pub struct RunArgs {
     /// 1 if it has none); exit 0 if it is still running
     #[arg(long, value_parser = duration_some, value_name = "DUR")]
     pub wait: Option<u64>,
+    /// Return once a line of output matches REGEX (ANSI escapes stripped)
+    #[arg(
+        long,
+        value_name = "REGEX",
+        group = "readiness",
+        conflicts_with = "wait"
+    )]
+    pub ready_log: Option<String>,
+    /// Return once something listens on 127.0.0.1:PORT (or [::1])
+    #[arg(
+        long,
+        value_name = "PORT",
+        group = "readiness",
+        conflicts_with = "wait"
+    )]
+    pub ready_port: Option<u64>,
+    /// Return once a GET of this local http URL answers below 500
+    #[arg(long, value_name = "URL", group = "readiness", conflicts_with = "wait")]
+    pub ready_http: Option<String>,
+    /// Give up on readiness after this long (exit 124; the task keeps running)
+    #[arg(long, default_value = "2m", value_parser = duration_some, value_name = "DUR")]
+    pub ready_timeout: u64,
+    /// End the task if it is not ready in time
+    #[arg(long)]
+    pub kill_if_not_ready: bool,
     /// The command, run by bash -c. One argument is a shell command line
     /// (quote it: 'make && ./run'); several are quoted one by one, so they
     /// arrive as given. `--` before it is optional; options after its first
@@ -276,7 +315,8 @@ task.";
 
 const ID_HELP_ACK: &str = "A task id may be given in full, as any unique prefix of one of this \
 session's tasks, with or without bg- (e.g. 3f2a or bg-3f2a), or as `last` (or `-`) for this \
-session's newest task.";
+session's newest task. A notification id (c:12, n:7; see `bgtask notifications`) acknowledges \
+that one notification.";
 
 #[derive(Debug, Args)]
 #[command(after_help = ID_HELP)]
@@ -314,7 +354,7 @@ fn limit(text: &str) -> Result<Limit, String> {
         .map_err(|e| e.to_string())
 }
 
-fn duration_some(text: &str) -> Result<u64, String> {
+pub(crate) fn duration_some(text: &str) -> Result<u64, String> {
     duration(text)?
         .0
         .ok_or_else(|| "\"none\" is not allowed here".to_owned())

@@ -92,11 +92,15 @@ pub fn run(cli: Cli) -> Result<u8> {
             task_ids,
             timeout,
             raw,
+            ready,
         } => {
             let ids = task_ids
                 .iter()
                 .map(|s| parse_id(&service, s))
                 .collect::<Result<Vec<_>>>()?;
+            if ready {
+                return crate::notices::wait_ready(&service, &ids, timeout.0, json);
+            }
             crate::views::wait(&service, &ids, timeout.0, json, raw)
         }
         Command::Completions { raw } => {
@@ -104,15 +108,25 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Top { all_sessions } => crate::top::run(service, all_sessions),
+        Command::Watch(args) => crate::notices::watch(&service, args, json),
+        Command::Unwatch { watch_id } => crate::notices::unwatch(&service, &watch_id, json),
+        Command::Notifications => crate::notices::notifications(&service, json),
         Command::Ack { task_ids, all } => {
+            if let Some((acked, named)) = crate::notices::ack_ids(&service, &task_ids)? {
+                render::acked(acked, named, json)?;
+                return Ok(0);
+            }
             // Only this session's completions can be acknowledged, so a
             // prefix is matched among this session's tasks alone.
             let ids = if all {
-                service
-                    .completions()?
+                let mut ids: Vec<TaskId> = service
+                    .pending_notifications()?
                     .into_iter()
-                    .map(|c| c.task_id)
-                    .collect()
+                    .map(|n| n.task_id)
+                    .collect();
+                let mut seen = std::collections::HashSet::new();
+                ids.retain(|id| seen.insert(id.clone()));
+                ids
             } else {
                 task_ids
                     .iter()
@@ -228,6 +242,7 @@ fn kill(service: &Service, ids: &[TaskId], grace: u64, json: bool, one_named: bo
 }
 
 fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
+    let ready = crate::notices::ready_spec(&args)?;
     let request = SpawnRequest {
         command: command_line(&args.command),
         cwd: args.cwd,
@@ -238,11 +253,16 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
             .map_or(config.tasks.idle_timeout_ms, |l| l.0),
         max_output: args.max_output.unwrap_or(config.tasks.max_output),
         notify: !args.no_notify,
+        ready,
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.
     let launch = Launch::start(&config, &request)?;
     let service = open(config)?;
+    if request.ready.is_some() {
+        let (task, wake) = service.record_waking(launch)?;
+        return crate::notices::run_ready(&service, task, wake, json);
+    }
     let task = service.record(launch)?;
     let service = &service;
     let Some(wait_ms) = args.wait else {

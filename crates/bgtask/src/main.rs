@@ -11,6 +11,7 @@ mod commands;
 mod env;
 mod hook;
 mod mcp;
+mod notices;
 mod render;
 mod serve;
 mod setup;

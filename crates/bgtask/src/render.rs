@@ -41,6 +41,18 @@ pub fn task(task: &Task, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Tasks as one JSON array, or one summary line each.
+pub fn tasks(tasks: &[Task], as_json: bool) -> Result<()> {
+    if as_json {
+        return json(tasks);
+    }
+    let mut out = std::io::stdout().lock();
+    for task in tasks {
+        writeln!(out, "{}", summary(task))?;
+    }
+    Ok(())
+}
+
 pub fn status(status: &TaskStatus, as_json: bool, raw: bool) -> Result<()> {
     if as_json {
         return json(status);

@@ -143,11 +143,14 @@ impl Launched for LocalLaunch {
         owner.map_err(|e| Error::spawn_step("cannot identify the task's monitor", e))
     }
 
-    fn go(self: Box<Self>, env: &[(String, String)]) {
+    fn go(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd> {
         // The task's variables go with "go", never into the monitor's own
         // environment. A monitor that died already is found by the next
         // reconcile.
         let _ = (&self.0.stdin).write_all(&process::go_message(env));
+        // The write end: POLLERR once the monitor releases its stdin
+        // (readiness decided) or exits.
+        Some(self.0.stdin.into())
     }
 }
 

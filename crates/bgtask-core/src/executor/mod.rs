@@ -84,8 +84,10 @@ pub trait Launched {
 
     /// The task is recorded: let the engine go ahead, with the task's
     /// environment (sent along, never stored). An engine side that died
-    /// meanwhile is found by the next reconcile.
-    fn go(self: Box<Self>, env: &[(String, String)]);
+    /// meanwhile is found by the next reconcile. Returns, where the engine
+    /// has one, a handle that wakes its holder when the task's readiness is
+    /// decided or its supervisor ends (see `Service::until_ready`).
+    fn go(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd>;
 }
 
 /// The engine that runs new tasks.

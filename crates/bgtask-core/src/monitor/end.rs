@@ -22,12 +22,24 @@ pub(super) fn end(
     // it, so nothing lingers unmanaged.
     kill_and_reap(&task.tree());
     let mut buf = vec![0u8; 64 << 10];
-    for stream in &mut task.streams {
+    for which in 0..task.streams.len() {
+        let stream = &mut task.streams[which];
         if let Some(pipe) = &stream.pipe {
             let _ = process::set_nonblocking(pipe.as_fd());
         }
-        while pump(&task.id, stream, &mut buf) != Pumped::Nothing {}
+        loop {
+            let n = match pump(&task.id, &mut task.streams[which], &mut buf) {
+                Pumped::Nothing => break,
+                Pumped::Output(n) | Pumped::Compacted(n) => n,
+            };
+            if !task.watching.is_idle() {
+                task.watching.output(store, &task.id, which, &buf[..n]);
+            }
+        }
     }
+    // The last lines without a newline, and matches still counted.
+    task.watching.streams_ended(store, &task.id);
+    task.watching.ended(store, &task.id);
     let outcome = outcome(status, stopping.as_ref());
     finish(store, &task, outcome);
 }

@@ -29,6 +29,7 @@ mod end;
 mod start;
 mod stop;
 mod supervise;
+mod watch;
 
 /// Hidden first argument that runs the binary as a monitor.
 pub const MONITOR_ARG: &str = "__monitor";

@@ -172,6 +172,7 @@ impl Launched {
             }
         };
         let (out_path, err_path) = (store.stdout_path(&id), store.stderr_path(&id));
+        let id_for_watch = id.clone();
         let stream = |pipe, path, file| Stream {
             pipe: Some(pipe),
             writer: CappedWriter::new(path, file, task.max_output / 2),
@@ -194,6 +195,12 @@ impl Launched {
                 idle_timeout: task.idle_timeout_ms.map(Duration::from_millis),
             },
             kill_requested: task.status == Status::Killing,
+            watching: super::watch::Watching::new(
+                store,
+                &id_for_watch,
+                task.ready.clone(),
+                started,
+            ),
         }))
     }
 

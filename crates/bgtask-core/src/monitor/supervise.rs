@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::end::{end, finish_lost};
 use super::stop::{expired, next_deadline, signal_tree, Limits, Stop, Stopping, Tree};
+use super::watch::{Verdict, Watching};
 use super::{log, DEFAULT_GRACE_MS};
 use crate::control::{Channel, Control, Reply};
 use crate::output::CappedWriter;
@@ -29,6 +30,8 @@ pub(super) struct Running {
     pub limits: Limits,
     /// The record said `killing` when the shell was recorded.
     pub kill_requested: bool,
+    /// Its readiness condition and watches (issue 16).
+    pub watching: Watching,
 }
 
 impl Running {
@@ -59,9 +62,10 @@ pub(super) struct Stream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Pumped {
     Nothing,
-    Output,
+    /// This many bytes arrived (they are at the start of the buffer).
+    Output(usize),
     /// Output arrived and the cap dropped older output.
-    Compacted,
+    Compacted(usize),
 }
 
 /// What one `poll` found readable, by name.
@@ -129,6 +133,16 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
     }
     loop {
         let now = Instant::now();
+        // Readiness probes and timeouts, watch cooldowns: their own timers,
+        // kept apart from the stop deadlines below.
+        if task.watching.next_deadline().is_some_and(|d| d <= now) {
+            let verdict = task.watching.tick(store, &task.id, now);
+            if verdict == Verdict::Kill && stopping.is_none() && !pidfd.has_exited() {
+                stopping = Some(begin_stop(&task, Stop::Request, DEFAULT_GRACE_MS));
+                record_kill(store, &task.id, DEFAULT_GRACE_MS);
+            }
+            continue;
+        }
         let deadline = next_deadline(&task.limits, stopping.as_ref(), last_output);
         if deadline.is_some_and(|d| d <= now) {
             // A shell that exited just as the deadline passed keeps its own
@@ -149,7 +163,12 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
             }
             continue;
         }
-        let timeout = deadline.map(|d| d.saturating_duration_since(now));
+        let timer = task.watching.next_deadline();
+        let wake_at = match (deadline, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = wake_at.map(|d| d.saturating_duration_since(now));
         let wake = match wait(&task, &pidfd, timeout) {
             Ok(wake) => wake,
             Err(e) => {
@@ -158,14 +177,22 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
             }
         };
         let mut compacted = false;
-        for (stream, ready) in task.streams.iter_mut().zip(wake.output) {
-            match ready.then(|| pump(&task.id, stream, &mut buf)) {
-                Some(Pumped::Output) => last_output = Instant::now(),
-                Some(Pumped::Compacted) => {
-                    last_output = Instant::now();
+        for (which, ready) in wake.output.into_iter().enumerate() {
+            if !ready {
+                continue;
+            }
+            let n = match pump(&task.id, &mut task.streams[which], &mut buf) {
+                Pumped::Nothing => continue,
+                Pumped::Output(n) => n,
+                Pumped::Compacted(n) => {
                     compacted = true;
+                    n
                 }
-                _ => {}
+            };
+            last_output = Instant::now();
+            // Only a task with a pattern has its output looked at.
+            if !task.watching.is_idle() {
+                task.watching.output(store, &task.id, which, &buf[..n]);
             }
         }
         if compacted {
@@ -184,7 +211,7 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
             }
         }
         if wake.request {
-            answer_requests(store, &task, &mut stopping, &pidfd);
+            answer_requests(store, &mut task, &mut stopping, &pidfd);
         }
     }
     // No more requests: the socket goes now, so a sender falls back at
@@ -198,7 +225,7 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
 /// of [`Control`] is carried out here.
 fn answer_requests(
     store: &Store,
-    task: &Running,
+    task: &mut Running,
     stopping: &mut Option<Stopping>,
     pidfd: &ProcessHandle,
 ) {
@@ -218,10 +245,12 @@ fn answer_requests(
                     record_kill(store, &task.id, grace_ms);
                 }
             }
-            Control::Signal { .. }
-            | Control::Input { .. }
-            | Control::Resize { .. }
-            | Control::Watch => {
+            Control::Watch => {
+                // The sender stored the change first: read it now.
+                task.watching.reload(store, &task.id);
+                incoming.answer(&Reply::Done);
+            }
+            Control::Signal { .. } | Control::Input { .. } | Control::Resize { .. } => {
                 let request = incoming.request.name().to_owned();
                 incoming.answer(&Reply::NotSupported { request });
             }
@@ -280,8 +309,8 @@ pub(super) fn pump(id: &TaskId, stream: &mut Stream, buf: &mut [u8]) -> Pumped {
             Pumped::Nothing
         }
         Ok(n) => match stream.writer.write(&buf[..n]) {
-            Ok(true) => Pumped::Compacted,
-            Ok(false) => Pumped::Output,
+            Ok(true) => Pumped::Compacted(n),
+            Ok(false) => Pumped::Output(n),
             // Disk full or similar: keep draining the pipe so the task is
             // not blocked on a full pipe.
             Err(e) => {
@@ -291,7 +320,7 @@ pub(super) fn pump(id: &TaskId, stream: &mut Stream, buf: &mut [u8]) -> Pumped {
                     ));
                     stream.write_failed = true;
                 }
-                Pumped::Output
+                Pumped::Output(n)
             }
         },
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Pumped::Nothing,

@@ -57,8 +57,9 @@ pub use signal::Signal;
 pub use linux::{
     become_subreaper, boot_id, can_enter, child_handle, close_inherited_fds, connect_control,
     device_numbers, disk_size, effective_uid, environment, fill_random, free_bytes, go_message,
-    pipe, read_fd, reap_if_exited, reap_one, release_startup_pages, set_nonblocking, signal_group,
-    signal_marked, signal_own_children, spawn_detached, start_shell, try_reap, wait_for_go,
-    wait_readable, Cgroup, ControlListener, Detached, ExitStatus, FileWatch, Liveness,
-    PendingShell, ProcessHandle, ProcessIdentity, Shell, ShellCommand, SignalPipe, TASK_MARKER,
+    go_pipe_released, pipe, read_fd, reap_if_exited, reap_one, release_go_pipe,
+    release_startup_pages, set_nonblocking, signal_group, signal_marked, signal_own_children,
+    spawn_detached, start_shell, try_reap, wait_for_go, wait_readable, Cgroup, ControlListener,
+    Detached, ExitStatus, FileWatch, Liveness, PendingShell, ProcessHandle, ProcessIdentity, Shell,
+    ShellCommand, SignalPipe, TASK_MARKER,
 };

@@ -13,8 +13,9 @@ use crate::agent::{BashRequest, DEFAULT_OUTPUT_BUDGET};
 use crate::compact::{ShapeOptions, Shaped};
 use crate::config::{SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
+use crate::ready::{ReadyCondition, ReadySpec, DEFAULT_READY_TIMEOUT_MS};
 use crate::service::{OutputFile, Service};
-use crate::task::{Completion, Status, Task, TaskId};
+use crate::task::{Completion, Notification, Status, Task, TaskId, Watch};
 
 /// Grace between SIGTERM and SIGKILL when a kill names none.
 pub const KILL_GRACE_MS: u64 = 2_000;
@@ -122,6 +123,49 @@ pub struct BashParams {
     pub notify_on_completion: Option<bool>,
     pub compressed: Option<bool>,
     pub output_bytes: Option<usize>,
+    /// Return once the task is ready (issue 16) instead of after `wait_ms`.
+    pub ready: Option<ReadyParams>,
+}
+
+/// `bash`'s `ready`: exactly one of `log`, `port`, `http`, and a limit.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReady {
+    pub log: Option<String>,
+    pub port: Option<u64>,
+    pub http: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub kill_if_not_ready: Option<bool>,
+}
+
+/// A `ready` object checked for shape (one condition, a port number);
+/// the pattern and URL are checked with the rest of the request.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawReady")]
+pub struct ReadyParams(pub ReadySpec);
+
+impl TryFrom<RawReady> for ReadyParams {
+    type Error = String;
+    fn try_from(raw: RawReady) -> std::result::Result<Self, String> {
+        let condition = match (raw.log, raw.port, raw.http) {
+            (Some(pattern), None, None) => ReadyCondition::Log { pattern },
+            (None, Some(port), None) => ReadyCondition::Port {
+                port: crate::ready::validate_port(port).map_err(|e| e.to_string())?,
+            },
+            (None, None, Some(url)) => ReadyCondition::Http { url },
+            _ => return Err("give exactly one of log, port or http".into()),
+        };
+        let timeout_ms = match raw.timeout_ms {
+            Some(0) => return Err("timeout_ms: must be longer than 0".into()),
+            Some(ms) => ms,
+            None => DEFAULT_READY_TIMEOUT_MS,
+        };
+        Ok(ReadyParams(ReadySpec {
+            condition,
+            timeout_ms,
+            kill_if_not_ready: raw.kill_if_not_ready.unwrap_or(false),
+        }))
+    }
 }
 
 impl BashParams {
@@ -153,6 +197,7 @@ impl BashParams {
                 max_output: self.max_output_bytes.unwrap_or(tasks.max_output),
                 // Decided by `notify_on_completion` (see `BashRequest`).
                 notify: true,
+                ready: self.ready.map(|r| r.0),
             },
             background: self.background,
             wait_ms: if self.background {
@@ -339,6 +384,90 @@ pub struct PromoteResult {
 pub struct WaitParams {
     pub task_ids: Vec<TaskId>,
     pub timeout_ms: Option<u64>,
+    /// What to wait for: `end` (default), `ready`, or `notification` (any
+    /// notification of the session; `task_ids` may then be empty).
+    #[serde(default)]
+    pub until: Until,
+}
+
+/// What `bash_wait` waits for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Until {
+    #[default]
+    End,
+    Ready,
+    Notification,
+}
+
+/// `bash_watch`.
+#[derive(Debug, Deserialize)]
+pub struct WatchParams {
+    pub task_id: TaskId,
+    pub pattern: String,
+    #[serde(default)]
+    pub once: bool,
+    pub cooldown_ms: Option<u64>,
+}
+
+impl From<WatchParams> for crate::notices::WatchRequest {
+    fn from(p: WatchParams) -> Self {
+        crate::notices::WatchRequest {
+            task_id: p.task_id,
+            pattern: p.pattern,
+            once: p.once,
+            cooldown_ms: p.cooldown_ms,
+        }
+    }
+}
+
+/// The result of `bash_watch`.
+#[derive(Debug, Serialize)]
+pub struct WatchResult {
+    pub watch_id: String,
+    #[serde(flatten)]
+    pub watch: Watch,
+}
+
+/// `bash_unwatch`.
+#[derive(Debug, Deserialize)]
+pub struct UnwatchParams {
+    pub watch_id: String,
+}
+
+/// `bash_drain_completions`: with `all_kinds`, notifications of every kind.
+#[derive(Debug, Default, Deserialize)]
+pub struct DrainParams {
+    #[serde(default)]
+    pub all_kinds: bool,
+}
+
+/// The result of `bash_drain_completions` with `all_kinds`.
+#[derive(Debug, Serialize)]
+pub struct NotificationsResult {
+    pub notifications: Vec<Notification>,
+}
+
+/// The result of a `bash` with `ready`: the task, then whether it became
+/// ready (`ready_at`, the matching line) or why not (with its output tail).
+pub fn ready_result(service: &Service, task: &Task, timed_out: bool) -> Value {
+    let mut value = json!(task);
+    let readiness = crate::notices::readiness_result(task);
+    if let (Value::Object(out), Value::Object(extra)) = (&mut value, readiness) {
+        out.extend(extra);
+    }
+    value["background"] = json!(!task.is_terminal());
+    if timed_out {
+        value["ready_outcome"] = json!("timeout");
+    }
+    if !matches!(task.ready_state(), crate::task::ReadyState::Ready) {
+        let tail = service
+            .status(&task.task_id, 2048)
+            .map(|s| s.output_tail)
+            .unwrap_or_default();
+        value["output_tail"] = json!(tail);
+    }
+    value
 }
 
 impl WaitParams {
@@ -417,6 +546,7 @@ mod tests {
         let wait = WaitParams {
             task_ids: Vec::new(),
             timeout_ms: None,
+            until: Until::End,
         };
         assert_eq!(wait.timeout_ms(&Defaults::SERVE), None);
         assert_eq!(wait.timeout_ms(&Defaults::MCP), Some(30_000));

@@ -14,6 +14,7 @@
 
 mod holders;
 mod home;
+mod notify;
 mod outbox;
 mod schema;
 mod tasks;
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::task::TaskId;
 
 pub use home::disk_share;
+pub use notify::WatchHit;
 pub use outbox::{Claimed, PREVIEW_BYTES};
 pub use schema::set_busy_timeout;
 pub(crate) use schema::SCHEMA_VERSION;

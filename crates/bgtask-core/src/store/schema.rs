@@ -29,6 +29,40 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE completions ADD COLUMN claim_pid INTEGER;
      ALTER TABLE completions ADD COLUMN claim_start INTEGER;
      ALTER TABLE completions ADD COLUMN claim_boot TEXT;",
+    // 4 (issue 16): a task's readiness condition and its outcome, the
+    // notifications of kinds other than `completed` (store/notify.rs), and
+    // watches.
+    "ALTER TABLE tasks ADD COLUMN ready_kind TEXT;
+     ALTER TABLE tasks ADD COLUMN ready_value TEXT;
+     ALTER TABLE tasks ADD COLUMN ready_timeout_ms INTEGER;
+     ALTER TABLE tasks ADD COLUMN ready_kill INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE tasks ADD COLUMN ready_at INTEGER;
+     ALTER TABLE tasks ADD COLUMN ready_outcome TEXT;
+     ALTER TABLE tasks ADD COLUMN ready_detail TEXT;
+     CREATE TABLE IF NOT EXISTS notifications (
+         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+         task_id    TEXT NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+         session    TEXT NOT NULL,
+         kind       TEXT NOT NULL,
+         watch_id   TEXT,
+         body       TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         acked_at   INTEGER
+     );
+     CREATE INDEX IF NOT EXISTS notifications_unacked ON notifications(session, acked_at, seq);
+     CREATE TABLE IF NOT EXISTS watches (
+         watch_id      TEXT PRIMARY KEY,
+         task_id       TEXT NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+         session       TEXT NOT NULL,
+         pattern       TEXT NOT NULL,
+         once          INTEGER NOT NULL,
+         cooldown_ms   INTEGER NOT NULL,
+         created_at    INTEGER NOT NULL,
+         ended_at      INTEGER,
+         fired_at      INTEGER,
+         pending       INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX IF NOT EXISTS watches_by_task ON watches(task_id);",
 ];
 
 /// The schema this build writes.

@@ -8,7 +8,8 @@ use super::schema::RECORD_VERSION;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::process::ProcessIdentity;
-use crate::task::{End, Status, Task, TaskId};
+use crate::ready::{ReadyCondition, ReadySpec};
+use crate::task::{End, Readiness, ReadyOutcome, Status, Task, TaskId};
 
 /// The live statuses as an SQL set, `('starting','running',…)`: written
 /// from `Status::is_live`, so the store and the code agree on what is live.
@@ -29,7 +30,8 @@ impl std::fmt::Display for LiveSet {
 
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
-    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid";
+    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, ready_kind, ready_value, \
+    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -39,6 +41,8 @@ pub struct StartedTask {
     pub max_output: u64,
     pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    /// The readiness condition the monitor evaluates, if any is pending.
+    pub ready: Option<ReadySpec>,
 }
 
 /// A task about to be recorded in `starting`.
@@ -56,6 +60,8 @@ pub struct NewTask {
     /// The process responsible for the task until its monitor claims it.
     pub owner: ProcessIdentity,
     pub created_at: i64,
+    /// Its readiness condition (issue 16).
+    pub ready: Option<ReadySpec>,
 }
 
 /// What supervision needs to know about a live task.
@@ -116,12 +122,15 @@ impl Store {
             return Err(Error::LimitExceeded { limit });
         }
         let home = &self.home;
+        let ready = task.ready.as_ref().map(|r| r.condition.stored());
         let recorded = tx
             .query_row(
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
-                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \
+                     ready_kind, ready_value, ready_timeout_ms, ready_kill) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17, ?18, ?19) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -143,6 +152,10 @@ impl Store {
                     // pids are numbers in (the monitor records the shell from
                     // the namespace it was started in).
                     task.owner.pid_ns,
+                    ready.as_ref().map(|r| r.0),
+                    ready.as_ref().map(|r| r.1.clone()),
+                    task.ready.as_ref().map(|r| r.timeout_ms as i64),
+                    task.ready.as_ref().is_some_and(|r| r.kill_if_not_ready),
                 ],
                 |r| task_from_row(home, r),
             )
@@ -167,7 +180,8 @@ impl Store {
                 "UPDATE tasks SET pid = ?2, pid_start = ?3, cgroup = ?4, started_at = ?5, \
                  status = CASE status WHEN 'starting' THEN 'running' ELSE status END \
                  WHERE task_id = ?1 AND status IN ('starting','killing') \
-                 RETURNING status, max_output, timeout_ms, idle_timeout_ms",
+                 RETURNING status, max_output, timeout_ms, idle_timeout_ms, ready_kind, \
+                 ready_value, ready_timeout_ms, ready_kill, ready_outcome",
                 params![
                     id.as_str(),
                     leader.pid,
@@ -181,6 +195,15 @@ impl Store {
                         max_output: r.get::<_, i64>(1)?.max(0) as u64,
                         timeout_ms: opt_u64(r.get(2)?),
                         idle_timeout_ms: opt_u64(r.get(3)?),
+                        ready: pending_ready(
+                            ReadyCondition::from_stored(
+                                r.get::<_, Option<String>>(4)?.as_deref(),
+                                r.get(5)?,
+                            ),
+                            opt_u64(r.get(6)?),
+                            r.get(7)?,
+                            r.get::<_, Option<String>>(8)?,
+                        ),
                     })
                 },
             )
@@ -249,9 +272,18 @@ impl Store {
         let Some((session, notify)) = notify else {
             return Ok(false);
         };
+        // A readiness still pending fails now, in the same transaction as
+        // the end it reports (and before its completion, in outbox order).
+        super::notify::fail_pending_ready(&tx, id, &session, notify, record).map_err(err)?;
         if notify {
             super::outbox::insert(&tx, id, &session, record.into()).map_err(err)?;
         }
+        // The task's watches end with it.
+        tx.execute(
+            "UPDATE watches SET ended_at = ?2 WHERE task_id = ?1 AND ended_at IS NULL",
+            params![id.as_str(), record.finished_at],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(true)
     }
@@ -508,6 +540,8 @@ impl Store {
                  AND t.finished_at IS NOT NULL AND t.finished_at < ?1 \
                  AND NOT EXISTS (SELECT 1 FROM completions c \
                                  WHERE c.task_id = t.task_id AND c.acked_at IS NULL) \
+                 AND NOT EXISTS (SELECT 1 FROM notifications n \
+                                 WHERE n.task_id = t.task_id AND n.acked_at IS NULL) \
                  LIMIT ?2) \
                  RETURNING task_id"
             ))
@@ -584,7 +618,41 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
         output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
         monitor_pid: r.get(19)?,
+        ready_at: r.get(24)?,
+        readiness: {
+            let outcome: Option<String> = r.get(25)?;
+            let detail: Option<String> = r.get(26)?;
+            let timeout_ms = opt_u64(r.get(22)?).unwrap_or(crate::ready::DEFAULT_READY_TIMEOUT_MS);
+            let kill_if_not_ready: bool = r.get::<_, Option<bool>>(23)?.unwrap_or(false);
+            ReadyCondition::from_stored(r.get::<_, Option<String>>(20)?.as_deref(), r.get(21)?).map(
+                |condition| Readiness {
+                    condition,
+                    timeout_ms,
+                    kill_if_not_ready,
+                    outcome: outcome.as_deref().and_then(ReadyOutcome::from_stored),
+                    detail,
+                },
+            )
+        },
     }))
+}
+
+/// The readiness a starting monitor must evaluate: the stored condition,
+/// unless its outcome is already recorded.
+fn pending_ready(
+    condition: Option<ReadyCondition>,
+    timeout_ms: Option<u64>,
+    kill: Option<bool>,
+    outcome: Option<String>,
+) -> Option<ReadySpec> {
+    if outcome.is_some() {
+        return None;
+    }
+    Some(ReadySpec {
+        condition: condition?,
+        timeout_ms: timeout_ms.unwrap_or(crate::ready::DEFAULT_READY_TIMEOUT_MS),
+        kill_if_not_ready: kill.unwrap_or(false),
+    })
 }
 
 /// A stored optional count or duration (never negative when bgtask wrote it).

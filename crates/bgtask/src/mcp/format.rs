@@ -75,6 +75,8 @@ impl BlockEntry {
         if !lines.is_empty() {
             json.insert("output_tail".into(), lines.join("\n").into());
         }
+        // Beside the other kinds of notification (issue 16) in one list.
+        json.insert("kind".into(), "completed".into());
         let json = serde_json::Value::Object(json);
         BlockEntry { text, json }
     }

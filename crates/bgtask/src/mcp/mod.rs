@@ -15,6 +15,7 @@
 //! tasks it started before.
 
 pub(crate) mod format;
+mod notices;
 mod resources;
 mod tools;
 mod transport;
@@ -47,6 +48,8 @@ pub struct BgMcp {
     /// What each result showed, acknowledged once the client has it.
     receipts: Arc<Receipts>,
     subscriptions: Arc<Subscriptions>,
+    /// Notifications beside completions shown so far (issue 16).
+    notes: Arc<notices::Shown>,
 }
 
 /// The session `bgtask mcp` uses when none is given: one per project
@@ -92,6 +95,7 @@ pub fn run(config: Config) -> Result<u8> {
             cwd: std::env::current_dir().ok(),
             receipts: Arc::clone(&receipts),
             subscriptions,
+            notes: Arc::default(),
         };
         let running = server.serve(StdioTransport::new(receipts)).await?;
         running.waiting().await?;
@@ -117,12 +121,31 @@ impl BgMcp {
     {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
+            me.notes.settle(&me.service);
             let answer = work(&me).unwrap_or_else(|e| Answer::failed(&e));
-            let block = me.claim_block();
+            let mut block = me.claim_block();
+            let (notes, notes_json) = me.notes.block(&me.service);
+            block.text = match (notes.is_empty(), block.text.take()) {
+                (true, text) => text,
+                (false, text) => Some(text.unwrap_or_default() + &notes),
+            };
             let mut shown: Vec<_> = block.ids.clone();
             shown.extend(answer.held.clone());
             me.receipts.shown(request, shown);
-            into_result(block, answer)
+            let mut result = into_result(block, answer);
+            // One `notifications` list: completions first, then the other
+            // kinds, each with its `kind`.
+            if let Some(serde_json::Value::Object(map)) = &mut result.structured_content {
+                if !notes_json.is_empty() {
+                    let list = map
+                        .entry("notifications")
+                        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                    if let serde_json::Value::Array(list) = list {
+                        list.extend(notes_json);
+                    }
+                }
+            }
+            result
         })
         .await
         .map_err(|e| McpError::internal_error(format!("tool failed: {e}"), None))

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use bgtask_core::protocol::{BashParams, Defaults, OutputParams, WaitParams, KILL_GRACE_MS};
 use bgtask_core::{BashOutcome, ListRequest, TaskId};
 
-use super::{format, BgMcp};
+use super::{format, notices, BgMcp};
 
 /// MCP's side of each setting where it and serve differ.
 const DEFAULTS: Defaults = Defaults::MCP;
@@ -42,6 +42,9 @@ pub struct BashArgs {
     #[serde(default)]
     #[schemars(schema_with = "count_schema")]
     pub wait_ms: Option<u64>,
+    /// Start it in the background and return once it is ready: give one of log (a regex a
+    /// line matches), port (something listens) or http (a local URL answers below 500).
+    pub ready: Option<super::notices::ReadyArgs>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,20 +72,21 @@ pub struct OutputArgs {
 /// A non-negative integer, without the `"format": "uint64"` schemars
 /// writes for `u64`: clients that validate schemas (Gemini CLI) warn about
 /// that format on every run.
-fn count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(super) fn count_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "type": "integer", "minimum": 0 })
 }
 
 impl BashArgs {
-    fn into_params(self) -> BashParams {
-        BashParams {
+    fn into_params(self) -> Result<BashParams, bgtask_core::Error> {
+        Ok(BashParams {
             command: self.command,
             cwd: self.cwd,
             timeout_ms: self.timeout_ms,
             background: self.background.unwrap_or(false),
             wait_ms: self.wait_ms,
+            ready: self.ready.map(|r| r.into_params()).transpose()?,
             ..BashParams::default()
-        }
+        })
     }
 }
 
@@ -108,6 +112,9 @@ pub struct WaitArgs {
     #[serde(default)]
     #[schemars(schema_with = "count_schema")]
     pub timeout_ms: Option<u64>,
+    /// "end" (default): until the tasks end; "ready": until they are ready; "notification":
+    /// until this session has any notification (a completion, readiness, a watch match).
+    pub until: Option<String>,
 }
 
 /// What a tool produced before the completion block is added.
@@ -134,7 +141,7 @@ pub struct Block {
 }
 
 impl Answer {
-    fn ok(text: String, structured: Value) -> Self {
+    pub(super) fn ok(text: String, structured: Value) -> Self {
         Answer {
             text,
             structured,
@@ -157,7 +164,7 @@ impl Answer {
 #[tool_router(vis = "pub")]
 impl BgMcp {
     #[tool(
-        description = "Run a shell command. If it finishes within wait_ms (default 10 s) you get its exit status and output (bounded; noise such as progress bars folded). Otherwise it keeps running in the background as a durable task: you get its task id at once and its completion (status, exit code, last output lines) is reported at the start of a later tool result. Use background=true for servers and long jobs."
+        description = "Run a shell command. If it finishes within wait_ms (default 10 s) you get its exit status and output (bounded; noise such as progress bars folded). Otherwise it keeps running in the background as a durable task: you get its task id at once and its completion (status, exit code, last output lines) is reported at the start of a later tool result. Use background=true for long jobs. For a server, pass ready (e.g. {\"port\": 3000} or {\"log\": \"listening\"}): start a server and return once it listens on port 3000, with the reason and its output if it crashed first."
     )]
     async fn bash(
         &self,
@@ -257,7 +264,7 @@ impl BgMcp {
     }
 
     #[tool(
-        description = "Block until the named tasks end (or, with no task_ids, until any running task of this session ends), at most timeout_ms (default 30 s, max 60 s). Returns their states."
+        description = "Block until the named tasks end (or, with no task_ids, until any running task of this session ends), at most timeout_ms (default 30 s, max 60 s). Returns their states. until=\"ready\" waits for the tasks to be ready; until=\"notification\" waits for any notification of this session (completion, readiness, watch match)."
     )]
     async fn bash_wait(
         &self,
@@ -270,8 +277,13 @@ impl BgMcp {
                     .map(|s| parse_id(s))
                     .collect::<Result<_, _>>()?,
                 timeout_ms: args.timeout_ms,
+                until: Default::default(),
             };
             let timeout = params.timeout_ms(&DEFAULTS);
+            let until = args.until.as_deref();
+            if let Some(answer) = notices::wait(&me.service, until, &params.task_ids, timeout)? {
+                return Ok(answer);
+            }
             let outcome = if params.task_ids.is_empty() {
                 // Unlike serve, MCP waits for any task of the session when
                 // none is named: a model rarely has the ids at hand.
@@ -308,14 +320,39 @@ impl BgMcp {
         })
         .await
     }
+
+    #[tool(
+        description = "Watch a running task's output: be told (at the start of later tool results, at most once per cooldown, with a count of further matches) when a line matches pattern, e.g. \"ERROR|panic\". At most 8 watches per task. Returns a watch_id."
+    )]
+    async fn bash_watch(
+        &self,
+        Parameters(args): Parameters<notices::WatchArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        self.answer(context.id, move |me| notices::watch(&me.service, args))
+            .await
+    }
+
+    #[tool(description = "Remove a watch made with bash_watch.")]
+    async fn bash_unwatch(
+        &self,
+        Parameters(args): Parameters<notices::UnwatchArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        self.answer(context.id, move |me| notices::unwatch(&me.service, args))
+            .await
+    }
 }
 
 impl BgMcp {
     fn run_bash(&self, args: BashArgs) -> Result<Answer, bgtask_core::Error> {
         let tasks = self.service.config().tasks;
         let request = args
-            .into_params()
+            .into_params()?
             .into_request(&DEFAULTS, &tasks, self.cwd.clone());
+        if request.spawn.ready.is_some() {
+            return notices::run_ready(&self.service, &request);
+        }
         let (outcome, held) = self.service.bash_held(&request)?;
         Ok(match outcome {
             BashOutcome::Finished { task, output } => {

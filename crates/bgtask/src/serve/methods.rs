@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use bgtask_core::protocol::rpc::{self, RpcError, METHOD_NOT_FOUND};
 use bgtask_core::protocol::{
-    finished_result, AckParams, AckResult, BashParams, CompletionsResult, Defaults, Empty,
+    finished_result, AckParams, AckResult, BashParams, CompletionsResult, Defaults, DrainParams,
     InitializeParams, InitializeResult, KillParams, ListParams, ListResult, OutputParams,
-    PromoteResult, StatusParams, TaskParams, WaitParams,
+    PromoteResult, StatusParams, TaskParams, Until, WaitParams,
 };
 use bgtask_core::{BashOutcome, BashRequest, Config, ListRequest, Service};
 
@@ -21,7 +21,7 @@ use super::{Server, Session, DEFAULT_REMINDER_MS};
 /// serve's side of each setting where it and MCP differ.
 const DEFAULTS: Defaults = Defaults::SERVE;
 
-type Reply = Result<Value, RpcError>;
+pub(super) type Reply = Result<Value, RpcError>;
 
 /// How a method is run (see the module docs of `serve`).
 pub enum Class {
@@ -39,6 +39,8 @@ pub fn class(method: &str) -> Class {
         // `bash` waits for its task to start, and in the foreground for
         // `wait_ms`; `bash_kill` for the end, up to its grace + 10 s.
         "bash" | "bash_wait" | "bash_kill" => Class::Waiting,
+        // `bash_watch` tells the task's monitor (up to its reply timeout).
+        "bash_watch" | "bash_unwatch" => Class::Waiting,
         _ => Class::Quick,
     }
 }
@@ -56,11 +58,16 @@ pub fn call(server: &Server, session: &Session, method: &str, params: Value) -> 
         "bash_promote" => promote(service, rpc::params(params)?),
         "bash_wait" => wait(service, rpc::params(params)?),
         "bash_drain_completions" => {
-            let Empty {} = rpc::params(params)?;
+            let p: DrainParams = rpc::params(params)?;
+            if p.all_kinds {
+                return super::notices::drain_all(service);
+            }
             result(&CompletionsResult {
                 completions: service.completions()?,
             })
         }
+        "bash_watch" => super::notices::watch(service, rpc::params(params)?),
+        "bash_unwatch" => super::notices::unwatch(service, rpc::params(params)?),
         "bash_ack_completions" => ack(service, rpc::params(params)?),
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
@@ -92,12 +99,14 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
     // Read before the switch, so a completion recorded after it is pushed
     // even if the push thread notices the new session late.
     let pushed_after = service.last_completion_seq()?;
+    let notes_after = service.last_notification_seq()?;
     server.switch(Session {
         service,
         project_root: p.project_root,
         long_running_interval_ms: p.long_running_interval_ms.unwrap_or(DEFAULT_REMINDER_MS),
         generation: 0, // numbered by `switch`
         pushed_after,
+        notes_after,
     });
     // The push thread may be asleep until a far-off reminder: wake it so
     // it picks up the new session and interval now.
@@ -108,6 +117,9 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
 fn bash(session: &Session, p: BashParams) -> Reply {
     let tasks = session.service.config().tasks;
     let request = p.into_request(&DEFAULTS, &tasks, session.project_root.clone());
+    if request.spawn.ready.is_some() {
+        return super::notices::bash_ready(&session.service, &request);
+    }
     match session.service.bash(&request)? {
         BashOutcome::Finished { task, output } => Ok(finished_result(&task, &output)),
         BashOutcome::Background { task } => Ok(background_reply(&task, &request)),
@@ -166,10 +178,16 @@ fn promote(service: &Service, p: TaskParams) -> Reply {
 }
 
 fn wait(service: &Service, p: WaitParams) -> Reply {
+    if p.until == Until::Notification {
+        return super::notices::wait(service, &p, p.timeout_ms(&DEFAULTS));
+    }
     if p.task_ids.is_empty() {
         return Err(RpcError::invalid_params(
             "invalid params: task_ids: must name at least one task",
         ));
+    }
+    if p.until != Until::End {
+        return super::notices::wait(service, &p, p.timeout_ms(&DEFAULTS));
     }
     result(&service.wait(&p.task_ids, p.timeout_ms(&DEFAULTS))?)
 }
@@ -181,7 +199,7 @@ fn ack(service: &Service, p: AckParams) -> Reply {
 }
 
 /// A result as the reply's JSON value.
-fn result(value: &impl Serialize) -> Reply {
+pub(super) fn result(value: &impl Serialize) -> Reply {
     serde_json::to_value(value)
         .map_err(|e| RpcError::new(rpc::APPLICATION_ERROR, format!("internal error: {e}")))
 }

@@ -11,6 +11,7 @@
 //! read. stdout carries protocol lines only; one writer task owns it.
 
 mod methods;
+mod notices;
 mod push;
 
 use std::sync::{Arc, RwLock};
@@ -54,6 +55,8 @@ pub struct Session {
     /// The newest outbox sequence number when the session became current:
     /// completions after it are pushed, earlier ones are left to drain.
     pub pushed_after: i64,
+    /// The same for notifications of the other kinds (issue 16).
+    pub notes_after: i64,
 }
 
 /// Default interval of `bash_long_running` reminders.
@@ -109,6 +112,7 @@ async fn serve(config: Config) -> Result<u8> {
     let service = Arc::new(Service::open(config.clone())?);
     // Read before the first request, so a task that ends after it is pushed.
     let pushed_after = service.last_completion_seq()?;
+    let notes_after = service.last_notification_seq()?;
     let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
     let server = Arc::new(Server {
         base: config,
@@ -118,6 +122,7 @@ async fn serve(config: Config) -> Result<u8> {
             long_running_interval_ms: DEFAULT_REMINDER_MS,
             generation: 0,
             pushed_after,
+            notes_after,
         }),
         out,
     });

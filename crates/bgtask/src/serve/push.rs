@@ -47,6 +47,8 @@ struct Pusher {
     session: super::Session,
     /// The newest outbox sequence number pushed (or skipped) so far.
     last_seq: i64,
+    /// The same for the notifications of the other kinds.
+    last_note_seq: i64,
     /// When each running task's next reminder is due.
     due: HashMap<TaskId, Instant>,
 }
@@ -55,6 +57,7 @@ fn run(server: &Server) {
     let session = server.session();
     let mut pusher = Pusher {
         last_seq: session.pushed_after,
+        last_note_seq: session.notes_after,
         session,
         due: HashMap::new(),
     };
@@ -100,6 +103,7 @@ impl Pusher {
             // same session again: carry on, so none is skipped or repeated.
             if current.service.session() != self.session.service.session() {
                 self.last_seq = current.pushed_after;
+                self.last_note_seq = current.notes_after;
             }
             self.session = current;
             self.due.clear();
@@ -127,6 +131,16 @@ impl Pusher {
             // from here, never skipping a completion.
             self.last_seq = seq;
             self.due.remove(&c.task_id);
+        }
+        // `bash_ready`, `bash_ready_failed`, `bash_watch_match` (issue 16).
+        for (seq, n) in self
+            .session
+            .service
+            .notifications_after(self.last_note_seq)?
+        {
+            let (method, params) = super::notices::frame(&n);
+            server.send(notification(&method, params));
+            self.last_note_seq = seq;
         }
         let timeout = remind(server, &self.session, &mut self.due)?;
         watch.wait(timeout)?;

@@ -59,7 +59,6 @@ fn the_monitor_answers_every_request_of_the_vocabulary() {
             },
             "input",
         ),
-        (Control::Watch, "watch"),
     ] {
         let reply = control::send(&bg.home, &task, &request).unwrap();
         assert_eq!(
@@ -69,6 +68,9 @@ fn the_monitor_answers_every_request_of_the_vocabulary() {
             }
         );
     }
+    // Watch (issue 16): the monitor re-reads the stored watches.
+    let reply = control::send(&bg.home, &task, &Control::Watch).unwrap();
+    assert_eq!(reply, Reply::Done);
     assert_eq!(bg.status(&id)["status"], "running");
     // A kill sent without recording it first is recorded by the monitor.
     let reply = control::send(&bg.home, &task, &Control::Kill { grace_ms: 0 }).unwrap();

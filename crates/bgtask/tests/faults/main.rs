@@ -22,6 +22,7 @@ mod disk;
 mod handoff;
 mod hostile;
 mod identity;
+mod notices;
 mod races;
 mod store;
 

@@ -12,6 +12,7 @@ mod completions;
 mod errors;
 mod hardening;
 mod lifecycle;
+mod notices;
 mod output;
 mod requests;
 mod settings;

@@ -49,6 +49,8 @@ fn task(n: u64, session: &str, status: Status, command: &str, (age_s, ran_s): (i
         notify: true,
         env_keys: Vec::new(),
         output_dropped_bytes: 0,
+        ready_at: None,
+        readiness: None,
     }
 }
 

@@ -23,6 +23,27 @@ pub fn wait_for_go() -> Option<Vec<(String, String)>> {
     go
 }
 
+/// Tells the starter, if it still waits on the go pipe, that something it
+/// waits for has happened (a readiness outcome is recorded): the pipe's
+/// read end (our stdin) is replaced by /dev/null, so the starter's write
+/// end reports POLLERR. The monitor reads nothing more from it after go.
+pub fn release_go_pipe() {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
+}
+
+/// Whether the monitor at the other end of a go pipe (its write end, kept
+/// by the starter after go) has released it or ended, waiting at most
+/// `timeout`. The write end of a pipe polls POLLERR once no reader is left.
+pub fn go_pipe_released(
+    write_end: &std::os::fd::OwnedFd,
+    timeout: Option<std::time::Duration>,
+) -> bool {
+    use std::os::fd::AsFd;
+    super::wait::wait_readable(&[write_end.as_fd()], timeout).is_ok_and(|r| r[0])
+}
+
 /// Most bytes of environment a go message may carry (far above what one
 /// exec accepts, which the shell's start reports as its own error).
 const MAX_GO_ENV_BYTES: usize = 64 << 20;

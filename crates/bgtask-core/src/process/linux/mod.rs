@@ -14,7 +14,7 @@ mod wait;
 
 pub use cgroup::Cgroup;
 pub use control::{connect_control, ControlListener};
-pub use go::{go_message, wait_for_go};
+pub use go::{go_message, go_pipe_released, release_go_pipe, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
 pub use shell::{start_shell, PendingShell, Shell, ShellCommand};
 pub use signal_pipe::SignalPipe;
