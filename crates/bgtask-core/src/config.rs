@@ -82,6 +82,8 @@ pub struct SpawnRequest {
     pub max_output: u64,
     /// Whether the task's end produces a completion.
     pub notify: bool,
+    /// How the task's stdin is connected (issue 18).
+    pub interaction: crate::interact::Interaction,
 }
 
 impl Default for SpawnRequest {
@@ -94,6 +96,7 @@ impl Default for SpawnRequest {
             idle_timeout_ms: None,
             max_output: DEFAULT_MAX_OUTPUT,
             notify: true,
+            interaction: crate::interact::Interaction::None,
         }
     }
 }

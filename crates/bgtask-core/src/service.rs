@@ -144,6 +144,7 @@ impl Service {
             idle_timeout_ms: req.idle_timeout_ms,
             max_output: req.max_output,
             notify: req.notify,
+            interaction: req.interaction,
             owner,
             created_at: now_ms(),
         };
@@ -509,6 +510,7 @@ impl Launch {
             id: &id,
             cwd: &cwd,
             command: &req.command,
+            interaction: req.interaction,
         };
         let launched = executor::for_new_task().launch(&config, &job)?;
         Ok(Launch {
@@ -538,6 +540,9 @@ fn validate(req: &SpawnRequest) -> Result<PathBuf> {
     }
     for (key, value) in &req.env {
         validate_env(key, value)?;
+    }
+    if let Some(size) = req.interaction.pty() {
+        crate::interact::PtySize::new(size.rows, size.cols)?;
     }
     if req.max_output < MIN_CAP {
         return Err(Error::InvalidArgument(format!(

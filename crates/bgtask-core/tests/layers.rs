@@ -16,13 +16,14 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &[
         "clock", "error", "task", "units", "config", "settings", "output", "compact", "process",
+        "interact",
     ],
     &["store"],
     &["control"],
     &["monitor"],
     &["executor"],
     &["reconcile", "waiter"],
-    &["service", "doctor"],
+    &["service", "doctor", "tell"],
     &["wait", "agent"],
     &["protocol"],
 ];

@@ -13,6 +13,7 @@ use crate::agent::{BashRequest, DEFAULT_OUTPUT_BUDGET};
 use crate::compact::{ShapeOptions, Shaped};
 use crate::config::{SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
+use crate::interact::{Interaction, PtySize};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Status, Task, TaskId};
 
@@ -122,6 +123,36 @@ pub struct BashParams {
     pub notify_on_completion: Option<bool>,
     pub compressed: Option<bool>,
     pub output_bytes: Option<usize>,
+    /// Issue 18: a stdin pipe the task can be sent input on.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Issue 18: run under a pseudo-terminal (default 24x80).
+    pub pty: Option<PtyParams>,
+}
+
+/// `bash`'s `pty`: the terminal's size.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct PtyParams {
+    pub rows: Option<u16>,
+    pub cols: Option<u16>,
+}
+
+impl PtyParams {
+    pub fn size(self) -> PtySize {
+        PtySize {
+            rows: self.rows.unwrap_or(PtySize::DEFAULT.rows),
+            cols: self.cols.unwrap_or(PtySize::DEFAULT.cols),
+        }
+    }
+}
+
+/// How `stdin` and `pty` connect the task's input (a terminal wins).
+pub fn interaction(stdin: bool, pty: Option<PtyParams>) -> Interaction {
+    match (pty, stdin) {
+        (Some(pty), _) => Interaction::Pty(pty.size()),
+        (None, true) => Interaction::Stdin,
+        (None, false) => Interaction::None,
+    }
 }
 
 impl BashParams {
@@ -153,6 +184,7 @@ impl BashParams {
                 max_output: self.max_output_bytes.unwrap_or(tasks.max_output),
                 // Decided by `notify_on_completion` (see `BashRequest`).
                 notify: true,
+                interaction: interaction(self.stdin, self.pty),
             },
             background: self.background,
             wait_ms: if self.background {

@@ -29,6 +29,11 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE completions ADD COLUMN claim_pid INTEGER;
      ALTER TABLE completions ADD COLUMN claim_start INTEGER;
      ALTER TABLE completions ADD COLUMN claim_boot TEXT;",
+    // 4 (issue 18): how the task's stdin is connected (`stdin`,
+    // `pty ROWSxCOLS`; NULL for /dev/null) and the signals sent to it
+    // with `bgtask signal` (a JSON list of names, oldest first).
+    "ALTER TABLE tasks ADD COLUMN io TEXT;
+     ALTER TABLE tasks ADD COLUMN signals_sent TEXT;",
 ];
 
 /// The schema this build writes.

@@ -29,7 +29,7 @@ impl std::fmt::Display for LiveSet {
 
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
-    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid";
+    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, io, signals_sent";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -53,6 +53,8 @@ pub struct NewTask {
     pub idle_timeout_ms: Option<u64>,
     pub max_output: u64,
     pub notify: bool,
+    /// How its stdin is connected (issue 18).
+    pub interaction: crate::interact::Interaction,
     /// The process responsible for the task until its monitor claims it.
     pub owner: ProcessIdentity,
     pub created_at: i64,
@@ -120,8 +122,8 @@ impl Store {
             .query_row(
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
-                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, io) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -143,6 +145,7 @@ impl Store {
                     // pids are numbers in (the monitor records the shell from
                     // the namespace it was started in).
                     task.owner.pid_ns,
+                    task.interaction.stored(),
                 ],
                 |r| task_from_row(home, r),
             )
@@ -518,6 +521,7 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
     let env_keys: String = r.get(5)?;
     let started_at: Option<i64> = r.get(12)?;
     let finished_at: Option<i64> = r.get(13)?;
+    let interaction = crate::interact::Interaction::from_stored(r.get::<_, Option<String>>(20)?.as_deref());
     Ok(Some(Task {
         stdout_path: super::stdout_path(home, &task_id),
         stderr_path: super::stderr_path(home, &task_id),
@@ -544,6 +548,12 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
         output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
         monitor_pid: r.get(19)?,
+        stdin: interaction == crate::interact::Interaction::Stdin,
+        pty: interaction.pty(),
+        signals_sent: r
+            .get::<_, Option<String>>(21)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
     }))
 }
 
