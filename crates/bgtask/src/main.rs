@@ -9,6 +9,7 @@
 mod cli;
 mod commands;
 mod env;
+mod interact;
 mod mcp;
 mod render;
 mod serve;
