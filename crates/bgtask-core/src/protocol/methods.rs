@@ -223,6 +223,9 @@ pub struct TaskParams {
 pub struct StatusParams {
     pub task_id: TaskId,
     pub tail_bytes: Option<u64>,
+    /// `screen`: add a `--pty` task's rendered screen (issue 18).
+    #[serde(default)]
+    pub view: super::View,
 }
 
 impl StatusParams {
@@ -279,6 +282,10 @@ pub struct OutputParams {
     pub stream: Stream,
     pub offset: Option<u64>,
     pub max_bytes: Option<u64>,
+    /// `screen`: a `--pty` task's rendered screen instead of raw bytes
+    /// (issue 18).
+    #[serde(default)]
+    pub view: super::View,
 }
 
 /// The result of `bash_output`: one chunk of a stream.

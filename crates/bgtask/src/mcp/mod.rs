@@ -15,6 +15,7 @@
 //! tasks it started before.
 
 mod format;
+mod interact;
 mod resources;
 mod tools;
 mod transport;
