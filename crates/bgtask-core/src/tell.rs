@@ -112,7 +112,21 @@ impl Service {
     /// One request to the task's monitor; its refusal as an error.
     fn tell(&self, task: &Task, request: &Control) -> Result<Reply> {
         let id = &task.task_id;
-        match control::send(&self.config().home, id, request) {
+        let mut sent = control::send(&self.config().home, id, request);
+        // A monitor that gave up reading a long request (its per-read
+        // timeout, on a loaded machine) closed the connection before the
+        // request was complete: it carried out nothing, so asking again is
+        // safe. A request it read is always answered.
+        for _ in 0..3 {
+            match &sent {
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) => sent = control::send(&self.config().home, id, request),
+                _ => break,
+            }
+        }
+        match sent {
             Ok(Reply::Failed { message }) => Err(Error::NotInteractive(format!("task {id}: {message}"))),
             Ok(Reply::NotSupported { .. }) => Err(Error::NotInteractive(format!(
                 "task {id}'s monitor is of an older bgtask and takes no {} requests",

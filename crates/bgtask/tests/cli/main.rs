@@ -13,6 +13,7 @@ mod durability;
 mod generate;
 mod home;
 mod ids;
+mod interactive;
 mod output;
 mod paths;
 mod run_args;
