@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use bgtask_core::protocol::rpc::{self, Id, Incoming, RpcError};
 use bgtask_core::protocol::{
     AckParams, BashParams, Defaults, Empty, InitializeParams, KillParams, ListParams, OutputParams,
-    StatusParams, TaskParams, WaitParams,
+    ResizeParams, SignalParams, StatusParams, TaskParams, WaitParams, WriteParams,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -53,6 +53,10 @@ fuzz_target!(|line: &[u8]| {
                 reply(&id, decoded::<TaskParams>(&params)),
                 reply(&id, rpc::params::<WaitParams>(params.clone()).map(wait)),
                 reply(&id, decoded::<AckParams>(&params)),
+                // Issue 18: interactive tasks.
+                reply(&id, decoded::<WriteParams>(&params)),
+                reply(&id, decoded::<SignalParams>(&params)),
+                reply(&id, decoded::<ResizeParams>(&params)),
                 reply(&id, rpc::params::<Empty>(params).map(|_| json!(method))),
             ];
             for reply in &replies {

@@ -17,6 +17,7 @@ mod clock;
 mod compare;
 mod completion;
 mod harness;
+mod interactive;
 mod latency;
 mod output;
 mod pueue;
@@ -133,6 +134,21 @@ fn main() -> ExitCode {
             None => {
                 eprintln!("{USAGE}");
                 ExitCode::from(2)
+            }
+        };
+    }
+    if argv.first().map(String::as_str) == Some("interactive") {
+        // Issue 18's numbers: `bench interactive [RUNS]` (release build).
+        let runs = argv.get(1).and_then(|r| r.parse().ok()).unwrap_or(200);
+        let run = workspace_root()
+            .and_then(|root| harness::build_bgtask(&root))
+            .and_then(Bgtask::new)
+            .and_then(|bg| interactive::run(&bg, runs));
+        return match run {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e:#}");
+                ExitCode::FAILURE
             }
         };
     }

@@ -266,11 +266,17 @@ mod tests {
         for io in [
             Interaction::None,
             Interaction::Stdin,
-            Interaction::Pty(PtySize { rows: 30, cols: 100 }),
+            Interaction::Pty(PtySize {
+                rows: 30,
+                cols: 100,
+            }),
         ] {
             assert_eq!(Interaction::from_stored(io.stored().as_deref()), io);
         }
-        assert_eq!(Interaction::from_stored(Some("telepathy")), Interaction::None);
+        assert_eq!(
+            Interaction::from_stored(Some("telepathy")),
+            Interaction::None
+        );
     }
 
     #[test]

@@ -119,15 +119,21 @@ impl Service {
         // safe. A request it read is always answered.
         for _ in 0..3 {
             match &sent {
-                Err(e) if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
-                ) => sent = control::send(&self.config().home, id, request),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    sent = control::send(&self.config().home, id, request)
+                }
                 _ => break,
             }
         }
         match sent {
-            Ok(Reply::Failed { message }) => Err(Error::NotInteractive(format!("task {id}: {message}"))),
+            Ok(Reply::Failed { message }) => {
+                Err(Error::NotInteractive(format!("task {id}: {message}")))
+            }
             Ok(Reply::NotSupported { .. }) => Err(Error::NotInteractive(format!(
                 "task {id}'s monitor is of an older bgtask and takes no {} requests",
                 request.name()
@@ -170,4 +176,3 @@ fn replay(task: &Task, size: PtySize) -> Result<Screen> {
         .map_err(|e| Error::io("cannot read output", &task.stdout_path, e))?;
     Ok(crate::interact::render(&data, size))
 }
-

@@ -64,10 +64,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Logs(args) => logs(&service, args),
-        Command::Send(args) => interact::send(&service, &parse_id(&service, &args.task_id)?, args, json),
-        Command::Signal(args) => interact::signal(&service, &parse_id(&service, &args.task_id)?, &args, json),
-        Command::Screen(args) => interact::screen(&service, &parse_id(&service, &args.task_id)?, json),
-        Command::Resize(args) => interact::resize(&service, &parse_id(&service, &args.task_id)?, args.size, json),
+        Command::Send(args) => {
+            interact::send(&service, &parse_id(&service, &args.task_id)?, args, json)
+        }
+        Command::Signal(args) => {
+            interact::signal(&service, &parse_id(&service, &args.task_id)?, &args, json)
+        }
+        Command::Screen(args) => {
+            interact::screen(&service, &parse_id(&service, &args.task_id)?, json)
+        }
+        Command::Resize(args) => interact::resize(
+            &service,
+            &parse_id(&service, &args.task_id)?,
+            args.size,
+            json,
+        ),
         Command::Kill {
             task_ids,
             all,

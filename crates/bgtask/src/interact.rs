@@ -91,7 +91,10 @@ pub fn signal(service: &Service, id: &TaskId, args: &SignalArgs, json: bool) -> 
     if json {
         render::json(&task)?;
     } else {
-        let sent = task.signals_sent.last().map_or("the signal", String::as_str);
+        let sent = task
+            .signals_sent
+            .last()
+            .map_or("the signal", String::as_str);
         let whom = if args.leader { "shell of " } else { "" };
         render::line(&format!("sent {sent} to the {whom}task {id}"))?;
     }

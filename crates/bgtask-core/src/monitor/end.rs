@@ -33,8 +33,16 @@ pub(super) fn end(
         Outcome::Signaled(sig) if task.sent_signals.contains(&sig) => Outcome::SignalSent(sig),
         other => other,
     };
-    if let Some(lost) = task.input.as_ref().map(|i| i.undelivered()).filter(|n| *n > 0) {
-        log(&format!("{}: {lost} bytes of input were never read by the task", task.id));
+    if let Some(lost) = task
+        .input
+        .as_ref()
+        .map(|i| i.undelivered())
+        .filter(|n| *n > 0)
+    {
+        log(&format!(
+            "{}: {lost} bytes of input were never read by the task",
+            task.id
+        ));
     }
     finish(store, &task, outcome);
 }

@@ -15,9 +15,9 @@ use super::log;
 use super::stop::signal_tree;
 use super::supervise::Running;
 use crate::control::{Control, Reply};
-use crate::process::{ProcessHandle, Signal};
 use crate::interact::{Interaction, PtySize, Screen, Sent, MAX_INPUT_BYTES};
 use crate::process;
+use crate::process::{ProcessHandle, Signal};
 use crate::task::TaskId;
 
 /// The input of an interactive task, held by the monitor.
@@ -251,8 +251,7 @@ pub(super) fn answer(task: &mut Running, request: &Control, shell: &ProcessHandl
             let Ok(size) = PtySize::new(*rows, *cols) else {
                 return failed(&format!("invalid terminal size {rows}x{cols}"));
             };
-            let (Some(input), Some(terminal)) = (&task.input, &mut task.streams[0].terminal)
-            else {
+            let (Some(input), Some(terminal)) = (&task.input, &mut task.streams[0].terminal) else {
                 return failed("the task does not run under a terminal (start it with --pty)");
             };
             // The screen first: the program redraws for the new size as

@@ -5,8 +5,8 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::stop::{kill_and_reap, Limits, Tree};
 use super::interact::{wire, Input, Terminal};
+use super::stop::{kill_and_reap, Limits, Tree};
 use super::supervise::{Running, Stream};
 use super::{log, now_ms, TaskCommand};
 use crate::control::Channel;
@@ -188,7 +188,11 @@ impl Launched {
         };
         let (out_path, err_path) = (store.stdout_path(&id), store.stderr_path(&id));
         // Under a terminal the one stream gets the whole cap.
-        let cap = if pty.is_some() { task.max_output } else { task.max_output / 2 };
+        let cap = if pty.is_some() {
+            task.max_output
+        } else {
+            task.max_output / 2
+        };
         let stream = |pipe, path, file| Stream {
             pipe,
             writer: CappedWriter::new(path, file, cap),

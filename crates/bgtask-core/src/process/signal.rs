@@ -107,7 +107,9 @@ impl Signal {
         let upper = text.trim().to_ascii_uppercase();
         if let Ok(number) = upper.parse::<i32>() {
             // 1..=64: the kernel's signals (SIGRTMAX is 64 on Linux).
-            return (1..=64).contains(&number).then(|| Signal::from_number(number));
+            return (1..=64)
+                .contains(&number)
+                .then(|| Signal::from_number(number));
         }
         let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
         TABLE

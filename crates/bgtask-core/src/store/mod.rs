@@ -13,8 +13,8 @@
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
 mod holders;
-mod interact;
 mod home;
+mod interact;
 mod outbox;
 mod schema;
 mod tasks;

@@ -521,7 +521,8 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
     let env_keys: String = r.get(5)?;
     let started_at: Option<i64> = r.get(12)?;
     let finished_at: Option<i64> = r.get(13)?;
-    let interaction = crate::interact::Interaction::from_stored(r.get::<_, Option<String>>(20)?.as_deref());
+    let interaction =
+        crate::interact::Interaction::from_stored(r.get::<_, Option<String>>(20)?.as_deref());
     Ok(Some(Task {
         stdout_path: super::stdout_path(home, &task_id),
         stderr_path: super::stderr_path(home, &task_id),

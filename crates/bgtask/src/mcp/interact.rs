@@ -72,7 +72,11 @@ fn parse_view(text: Option<&str>) -> Result<View, bgtask_core::Error> {
 }
 
 /// `bash_status`, with the screen when asked.
-pub fn status(service: &Service, args: StatusArgs, tail: u64) -> Result<Answer, bgtask_core::Error> {
+pub fn status(
+    service: &Service,
+    args: StatusArgs,
+    tail: u64,
+) -> Result<Answer, bgtask_core::Error> {
     let view = parse_view(args.view.as_deref())?;
     let id = args.task_id.parse()?;
     let status = service.status(&id, tail)?;
@@ -120,7 +124,9 @@ pub fn write(service: &Service, args: WriteArgs) -> Result<Answer, bgtask_core::
     if sent.closed {
         text.push_str("; its input is now closed");
     }
-    text.push_str(". Read its reply with bash_status (view \"screen\" for a pty task) or bash_output.");
+    text.push_str(
+        ". Read its reply with bash_status (view \"screen\" for a pty task) or bash_output.",
+    );
     Ok(Answer::ok(text, json!(result)))
 }
 

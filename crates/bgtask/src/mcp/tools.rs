@@ -181,8 +181,10 @@ impl BgMcp {
         Parameters(args): Parameters<super::interact::WriteArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(context.id, move |me| super::interact::write(&me.service, args))
-            .await
+        self.answer(context.id, move |me| {
+            super::interact::write(&me.service, args)
+        })
+        .await
     }
 
     #[tool(
@@ -193,8 +195,10 @@ impl BgMcp {
         Parameters(args): Parameters<super::interact::SignalArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
-        self.answer(context.id, move |me| super::interact::signal(&me.service, args))
-            .await
+        self.answer(context.id, move |me| {
+            super::interact::signal(&me.service, args)
+        })
+        .await
     }
 
     #[tool(

@@ -48,7 +48,10 @@ fn a_python_repl_is_driven_by_send() {
 #[test]
 fn read_prompts_are_answered_on_a_pipe_and_under_a_terminal() {
     let bg = Bg::new();
-    let piped = bg.spawn(&["--stdin"], "read -r name; read -r more; echo \"hello $name, $more\"");
+    let piped = bg.spawn(
+        &["--stdin"],
+        "read -r name; read -r more; echo \"hello $name, $more\"",
+    );
     bg.run(&["send", &piped, "ada", "--key", "enter"]).ok();
     bg.run(&["send", &piped, "again", "--key", "enter"]).ok();
     assert_eq!(bg.wait(&piped)["status"], "completed");
@@ -58,15 +61,23 @@ fn read_prompts_are_answered_on_a_pipe_and_under_a_terminal() {
         &["--pty"],
         "read -r -p 'name? ' n; read -r -p 'sure? [y/N] ' a; echo \"hello $n ($a)\"",
     );
-    wait_until("the first prompt", || screen_text(&bg, &id).contains("name?"));
+    wait_until("the first prompt", || {
+        screen_text(&bg, &id).contains("name?")
+    });
     bg.run(&["send", &id, "bob", "--key", "enter"]).ok();
-    wait_until("the second prompt", || screen_text(&bg, &id).contains("sure?"));
+    wait_until("the second prompt", || {
+        screen_text(&bg, &id).contains("sure?")
+    });
     bg.run(&["send", &id, "y", "--key", "enter"]).ok();
     let ended = bg.wait(&id);
     assert_eq!(ended["status"], "completed", "{ended}");
     assert_eq!(ended["pty"], serde_json::json!({"rows": 24, "cols": 80}));
     // One raw stream: the terminal's echo and carriage returns included.
-    assert!(logs(&bg, &id).contains("hello bob (y)\r\n"), "{:?}", logs(&bg, &id));
+    assert!(
+        logs(&bg, &id).contains("hello bob (y)\r\n"),
+        "{:?}",
+        logs(&bg, &id)
+    );
     // The screen of an ended task is its output replayed.
     let last = screen(&bg, &id);
     assert_eq!(last["lines"][2], "hello bob (y)", "{last}");
@@ -123,7 +134,9 @@ fn leader_signals_only_the_shell() {
     let id = bg.spawn(&[], &command);
     let pid: u32 = read_when_ready(&child_pid).parse().unwrap();
     bg.run(&["signal", "--leader", &id, "10"]).ok();
-    wait_until("the shell's trap", || logs(&bg, &id).contains("shell got it"));
+    wait_until("the shell's trap", || {
+        logs(&bg, &id).contains("shell got it")
+    });
     assert!(is_running(pid), "the shell's child got the signal too");
     bg.run(&["kill", &id]).ok();
 }
@@ -135,10 +148,16 @@ fn tput_sees_the_new_size_after_a_resize() {
         return;
     }
     let bg = Bg::new();
-    let id = bg.spawn(&["--pty", "--size", "20x70"], "tput cols; read -r -p 'go? ' x; tput cols; tput lines");
+    let id = bg.spawn(
+        &["--pty", "--size", "20x70"],
+        "tput cols; read -r -p 'go? ' x; tput cols; tput lines",
+    );
     wait_until("the prompt", || screen_text(&bg, &id).contains("go?"));
     bg.run(&["resize", &id, "30x132"]).ok();
-    assert_eq!(bg.status(&id)["pty"], serde_json::json!({"rows": 30, "cols": 132}));
+    assert_eq!(
+        bg.status(&id)["pty"],
+        serde_json::json!({"rows": 30, "cols": 132})
+    );
     bg.run(&["send", &id, "--key", "enter"]).ok();
     assert_eq!(bg.wait(&id)["status"], "completed");
     let out = logs(&bg, &id);
@@ -165,11 +184,19 @@ fn less_shows_its_screen_and_q_quits_it() {
         screen["lines"][0] == "line 1" && screen["lines"][8] == "line 9"
     });
     let shown = screen(&bg, &id);
-    assert_eq!((shown["rows"].as_u64(), shown["cols"].as_u64()), (Some(10), Some(40)));
-    assert!(shown["lines"][9].as_str().unwrap().contains("numbers.txt"), "{shown}");
+    assert_eq!(
+        (shown["rows"].as_u64(), shown["cols"].as_u64()),
+        (Some(10), Some(40))
+    );
+    assert!(
+        shown["lines"][9].as_str().unwrap().contains("numbers.txt"),
+        "{shown}"
+    );
     // Page down, then quit.
     bg.run(&["send", &id, " "]).ok();
-    wait_until("the next page", || screen(&bg, &id)["lines"][0] == "line 10");
+    wait_until("the next page", || {
+        screen(&bg, &id)["lines"][0] == "line 10"
+    });
     bg.run(&["send", &id, "q"]).ok();
     let ended = bg.wait(&id);
     assert_eq!(ended["status"], "completed", "{ended}");
@@ -194,7 +221,15 @@ fn input_reaches_the_task_after_its_starter_was_sigkilled() {
     let bg = Bg::new();
     let mut starter = bg
         .cmd()
-        .args(["run", "--json", "--stdin", "--wait", "60s", "--", "read -r x; echo \"got $x\""])
+        .args([
+            "run",
+            "--json",
+            "--stdin",
+            "--wait",
+            "60s",
+            "--",
+            "read -r x; echo \"got $x\"",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -234,7 +269,10 @@ fn a_send_that_does_not_fit_says_what_waits_and_input_is_never_stored() {
     );
     // Later input waits behind it, in order, and the sender is told.
     let human = bg.run(&["send", &id, "more"]).ok();
-    assert!(human.stderr.contains("4 of 4 bytes wait for the task"), "{human:?}");
+    assert!(
+        human.stderr.contains("4 of 4 bytes wait for the task"),
+        "{human:?}"
+    );
     for entry in std::fs::read_dir(&bg.home).unwrap().flatten() {
         if entry.file_name().to_string_lossy().starts_with("bgtask.db") {
             let bytes = std::fs::read(entry.path()).unwrap();
@@ -256,9 +294,15 @@ fn what_cannot_take_input_says_so() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("takes no input"), "{run:?}");
     let run = bg.run(&["resize", &plain, "10x10"]);
-    assert!(run.stderr.contains("does not run under a terminal"), "{run:?}");
+    assert!(
+        run.stderr.contains("does not run under a terminal"),
+        "{run:?}"
+    );
     let run = bg.run(&["screen", &plain]);
-    assert!(run.stderr.contains("does not run under a terminal"), "{run:?}");
+    assert!(
+        run.stderr.contains("does not run under a terminal"),
+        "{run:?}"
+    );
     let run = bg.run(&["signal", &plain, "NOPE"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("unknown signal"), "{run:?}");

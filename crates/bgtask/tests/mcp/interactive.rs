@@ -38,7 +38,12 @@ fn a_real_mcp_client_drives_interactive_tasks() {
         .output()
     {
         let tasks: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        for id in tasks.as_array().into_iter().flatten().filter_map(|t| t["task_id"].as_str()) {
+        for id in tasks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["task_id"].as_str())
+        {
             let _ = Command::new(BIN)
                 .args(["kill", "--grace", "0ms", id])
                 .env("BGTASK_HOME", &home)

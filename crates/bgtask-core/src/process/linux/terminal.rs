@@ -16,7 +16,8 @@ use rustix::termios::Winsize;
 /// The task's side is opened without becoming anyone's controlling
 /// terminal: the shell claims it after its `setsid` (see `shell.rs`).
 pub fn open_pty(rows: u16, cols: u16) -> io::Result<(OwnedFd, OwnedFd)> {
-    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
     rustix::pty::unlockpt(&master)?;
     // TIOCGPTPEER opens the peer by descriptor (no path lookup to race);
