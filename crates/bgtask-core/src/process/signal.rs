@@ -105,13 +105,14 @@ impl Signal {
     /// number (`15`). `None` for anything else.
     pub fn parse(text: &str) -> Option<Signal> {
         let upper = text.trim().to_ascii_uppercase();
-        if let Ok(number) = upper.parse::<i32>() {
+        // `SIG18` is how a signal without a name here is stored.
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Ok(number) = bare.parse::<i32>() {
             // 1..=64: the kernel's signals (SIGRTMAX is 64 on Linux).
             return (1..=64)
                 .contains(&number)
                 .then(|| Signal::from_number(number));
         }
-        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
         TABLE
             .iter()
             .find(|(_, _, name)| &name[3..] == bare)
@@ -157,6 +158,9 @@ mod tests {
         assert_eq!(Signal::parse("15"), Some(Signal::Term));
         assert_eq!(Signal::parse("WINCH"), Some(Signal::Other(libc::SIGWINCH)));
         assert_eq!(Signal::parse("0"), None);
+        // A stored name parses back to its signal.
+        let cont = Signal::parse("CONT").unwrap();
+        assert_eq!(Signal::parse(&cont.name()), Some(cont));
         assert_eq!(Signal::parse("65"), None);
         assert_eq!(Signal::parse("NOPE"), None);
     }
