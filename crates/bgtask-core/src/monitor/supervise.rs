@@ -293,17 +293,17 @@ pub(super) fn pump(id: &TaskId, stream: &mut Stream, buf: &mut [u8]) -> Pumped {
     let Some(pipe) = &stream.pipe else {
         return Pumped::Nothing;
     };
-    match process::read_fd(pipe.as_fd(), buf) {
+    let read = process::read_fd(pipe.as_fd(), buf);
+    // A terminal task's screen sees every byte (issue 18).
+    if let (Ok(n), Some(terminal)) = (&read, &mut stream.terminal) {
+        terminal.feed(&buf[..*n]);
+    }
+    match read {
         Ok(0) => {
             stream.pipe = None;
             Pumped::Nothing
         }
-        Ok(n) => match {
-            if let Some(terminal) = &mut stream.terminal {
-                terminal.feed(&buf[..n]);
-            }
-            stream.writer.write(&buf[..n])
-        } {
+        Ok(n) => match stream.writer.write(&buf[..n]) {
             Ok(true) => Pumped::Compacted,
             Ok(false) => Pumped::Output,
             // Disk full or similar: keep draining the pipe so the task is
