@@ -23,7 +23,6 @@ mod service;
 pub mod settings;
 mod store;
 mod task;
-mod tell;
 pub mod units;
 mod wait;
 mod waiter;

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["monitor"],
     &["executor"],
     &["reconcile", "waiter"],
-    &["service", "doctor", "tell"],
+    &["service", "doctor"],
     &["wait", "agent"],
     &["protocol"],
 ];

@@ -4,11 +4,11 @@
 //! terminal, so they outlive whoever started the task); what must survive
 //! (a signal sent, a terminal's size) is recorded in the store first.
 
+use super::Service;
 use crate::control::{self, Control, Reply};
 use crate::error::{Error, Result};
 use crate::interact::{Interaction, PtySize, Screen, Sent, MAX_INPUT_BYTES};
 use crate::process::Signal;
-use crate::service::Service;
 use crate::task::{Task, TaskId};
 
 impl Service {
