@@ -32,6 +32,21 @@ pub fn run(bg: &Bgtask, runs: usize) -> Result<()> {
             }
         }
     }
+    // The screen's share: the same bytes, as a terminal shows them
+    // (`\r\n` line ends), through the vt100 emulator alone, in-process.
+    let text: Vec<u8> = b"bgtask benchmark output line\r\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(CAPTURE_BYTES as usize)
+        .collect();
+    let mut parse = Series::new("vt100 emulator alone, 64 MiB (in-process)", "ms");
+    for _ in 0..3 {
+        let start = Instant::now();
+        let screen = bgtask_core::interact::render(&text, bgtask_core::interact::PtySize::DEFAULT);
+        parse.push(start.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(screen);
+    }
     let mib = CAPTURE_BYTES as f64 / (1 << 20) as f64;
     println!("| Measure | p50 | p90 | target |");
     println!("|---|---|---|---|");
@@ -44,7 +59,7 @@ pub fn run(bg: &Bgtask, runs: usize) -> Result<()> {
             series.percentile(90.0)
         );
     }
-    for series in [&on_pipes, &on_pty] {
+    for series in [&on_pipes, &on_pty, &parse] {
         println!(
             "| {} ({} runs) | {:.0} ms ({:.0} MiB/s) | {:.0} ms | |",
             series.label,

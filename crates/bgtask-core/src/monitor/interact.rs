@@ -262,7 +262,7 @@ pub(super) fn answer(task: &mut Running, request: &Control, shell: &ProcessHandl
                 Err(e) => failed(&format!("cannot resize the terminal: {e}")),
             }
         }
-        Control::Screen => match &task.streams[0].terminal {
+        Control::Screen => match &mut task.streams[0].terminal {
             Some(terminal) => Reply::Screen {
                 screen: terminal.screen(),
             },
@@ -280,11 +280,28 @@ fn failed(message: &str) -> Reply {
     }
 }
 
-/// A terminal task's screen: every byte of its output goes through a
-/// vt100 parser, which also notes the cursor-position queries to answer.
+/// A terminal task's screen, kept lazily: the vt100 emulator is about
+/// five times slower than a pty delivers output (docs/BENCHMARKS.md, issue
+/// 18), so output is only collected as it passes and emulated when the
+/// screen is asked for, when the task asks where the cursor is (ESC [ 6 n,
+/// which must be answered), or when [`PENDING_MAX`] bytes wait. A task that
+/// floods more than that between two looks gets its screen rebuilt from the
+/// last [`KEEP`] bytes: what a flood of output leaves on a screen is its
+/// tail.
 pub(super) struct Terminal {
     parser: vt100::Parser<Queries>,
+    /// Output not emulated yet, oldest first.
+    pending: Vec<u8>,
+    /// The last bytes of the previous chunk, so a query split across two
+    /// reads is still seen.
+    carry: [u8; 3],
 }
+
+/// Output collected before the screen is rebuilt from its tail.
+const PENDING_MAX: usize = 1 << 20;
+/// What a rebuilt screen is emulated from.
+const KEEP: usize = 256 << 10;
+const CURSOR_QUERY: &[u8] = b"\x1b[6n";
 
 /// What the parser saw that needs an answer from the terminal.
 #[derive(Default)]
@@ -315,13 +332,47 @@ impl vt100::Callbacks for Queries {
 impl Terminal {
     pub fn new(size: PtySize) -> Terminal {
         Terminal {
-            parser: vt100::Parser::new_with_callbacks(size.rows, size.cols, 0, Queries::default()),
+            parser: parser(size),
+            pending: Vec::new(),
+            carry: [0; 3],
         }
     }
 
-    /// Output of the task, as the terminal shows it.
+    /// Output of the task, as it passes to the capture.
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.parser.process(bytes);
+        let asks = asks_cursor(&self.carry, bytes);
+        let tail = bytes.len().min(3);
+        self.carry.rotate_left(tail);
+        self.carry[3 - tail..].copy_from_slice(&bytes[bytes.len() - tail..]);
+        self.pending.extend_from_slice(bytes);
+        if asks {
+            self.catch_up();
+        } else if self.pending.len() > PENDING_MAX {
+            self.rebuild_from_tail();
+        }
+    }
+
+    /// Emulates what waits (the cursor queries in it get their answers).
+    fn catch_up(&mut self) {
+        self.parser.process(&self.pending);
+        self.pending.clear();
+        if self.pending.capacity() > KEEP {
+            self.pending = Vec::new();
+        }
+    }
+
+    /// A fresh terminal of the same size, fed the last [`KEEP`] bytes
+    /// (from a line start, so no escape sequence is cut in two there).
+    fn rebuild_from_tail(&mut self) {
+        let (rows, cols) = self.parser.screen().size();
+        let mut start = self.pending.len() - KEEP;
+        if let Some(nl) = self.pending[start..].iter().position(|b| *b == b'\n') {
+            start += nl + 1;
+        }
+        let replies = self.take_replies();
+        self.parser = parser(PtySize { rows, cols });
+        self.parser.callbacks_mut().replies = replies;
+        self.pending.drain(..start);
     }
 
     /// Answers the task asked for since the last call.
@@ -330,12 +381,31 @@ impl Terminal {
     }
 
     pub fn resize(&mut self, size: PtySize) {
+        self.catch_up();
         self.parser.screen_mut().set_size(size.rows, size.cols);
     }
 
-    pub fn screen(&self) -> Screen {
+    pub fn screen(&mut self) -> Screen {
+        self.catch_up();
         Screen::of(self.parser.screen())
     }
+}
+
+fn parser(size: PtySize) -> vt100::Parser<Queries> {
+    vt100::Parser::new_with_callbacks(size.rows, size.cols, 0, Queries::default())
+}
+
+/// Whether `bytes` (after `carry`, the end of the previous chunk) hold a
+/// cursor-position query. Plain output has no ESC: one scan for it.
+fn asks_cursor(carry: &[u8; 3], bytes: &[u8]) -> bool {
+    if !bytes.contains(&b'\x1b') && !carry.contains(&b'\x1b') {
+        return false;
+    }
+    let mut joined = carry.to_vec();
+    joined.extend_from_slice(bytes);
+    joined
+        .windows(CURSOR_QUERY.len())
+        .any(|w| w == CURSOR_QUERY)
 }
 
 #[cfg(test)]
@@ -355,5 +425,24 @@ mod tests {
         let screen = term.screen();
         assert!(screen.alternate_screen);
         assert_eq!(screen.lines, ["full"]);
+    }
+
+    #[test]
+    fn a_query_split_across_reads_is_answered() {
+        let mut term = Terminal::new(PtySize { rows: 5, cols: 20 });
+        term.feed(b"ab\x1b[");
+        assert!(term.take_replies().is_empty());
+        term.feed(b"6n");
+        assert_eq!(term.take_replies(), b"\x1b[1;3R");
+    }
+
+    #[test]
+    fn a_flood_leaves_the_screen_its_tail_shows() {
+        let mut term = Terminal::new(PtySize { rows: 3, cols: 20 });
+        for i in 0..200_000 {
+            term.feed(format!("line {i}\r\n").as_bytes());
+        }
+        assert!(term.pending.len() <= PENDING_MAX);
+        assert_eq!(term.screen().lines, ["line 199998", "line 199999"]);
     }
 }
