@@ -11,7 +11,8 @@ use std::fmt::Debug;
 use bgtask_core::protocol::rpc::{self, Id, Incoming, RpcError};
 use bgtask_core::protocol::{
     AckParams, BashParams, Defaults, DrainParams, Empty, InitializeParams, KillParams, ListParams,
-    OutputParams, StatusParams, TaskParams, UnwatchParams, WaitParams, WatchParams,
+    OutputParams, ResizeParams, SignalParams, StatusParams, TaskParams, UnwatchParams, WaitParams,
+    WatchParams, WriteParams,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -56,6 +57,10 @@ fuzz_target!(|line: &[u8]| {
                 reply(&id, decoded::<WatchParams>(&params)),
                 reply(&id, decoded::<UnwatchParams>(&params)),
                 reply(&id, decoded::<DrainParams>(&params)),
+                // Issue 18: interactive tasks.
+                reply(&id, decoded::<WriteParams>(&params)),
+                reply(&id, decoded::<SignalParams>(&params)),
+                reply(&id, decoded::<ResizeParams>(&params)),
                 reply(&id, rpc::params::<Empty>(params).map(|_| json!(method))),
             ];
             for reply in &replies {

@@ -18,6 +18,7 @@ mod compare;
 mod completion;
 mod harness;
 mod hooks;
+mod interactive;
 mod latency;
 mod output;
 mod pueue;
@@ -153,6 +154,25 @@ fn main() -> ExitCode {
             None => {
                 eprintln!("{USAGE}");
                 ExitCode::from(2)
+            }
+        };
+    }
+    if argv.first().map(String::as_str) == Some("interactive") {
+        // Issue 18's numbers: `bench interactive [RUNS] [BGTASK]` (release
+        // build; BGTASK defaults to building the one beside this binary).
+        let runs = argv.get(1).and_then(|r| r.parse().ok()).unwrap_or(200);
+        let exe = match argv.get(2) {
+            Some(path) => Ok(PathBuf::from(path)),
+            None => workspace_root().and_then(|root| harness::build_bgtask(&root)),
+        };
+        let run = exe
+            .and_then(Bgtask::new)
+            .and_then(|bg| interactive::run(&bg, runs));
+        return match run {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e:#}");
+                ExitCode::FAILURE
             }
         };
     }

@@ -84,6 +84,8 @@ pub struct SpawnRequest {
     pub notify: bool,
     /// What makes the task ready (issue 16), evaluated by its monitor.
     pub ready: Option<crate::ready::ReadySpec>,
+    /// How the task's stdin is connected (issue 18).
+    pub interaction: crate::interact::Interaction,
 }
 
 impl Default for SpawnRequest {
@@ -97,6 +99,7 @@ impl Default for SpawnRequest {
             max_output: DEFAULT_MAX_OUTPUT,
             notify: true,
             ready: None,
+            interaction: crate::interact::Interaction::None,
         }
     }
 }

@@ -46,6 +46,8 @@ pub enum Control {
     Resize { rows: u16, cols: u16 },
     /// Re-read the task's stored watches (issue 16).
     Watch,
+    /// The current screen of a `--pty` task (issue 18).
+    Screen,
 }
 
 impl Control {
@@ -57,6 +59,7 @@ impl Control {
             Control::Input { .. } => "input",
             Control::Resize { .. } => "resize",
             Control::Watch => "watch",
+            Control::Screen => "screen",
         }
     }
 }
@@ -71,6 +74,10 @@ pub enum Reply {
     NotSupported { request: String },
     /// The request could not be read or carried out.
     Failed { message: String },
+    /// Input was taken: how much at once and how much waits (issue 18).
+    Sent { sent: crate::interact::Sent },
+    /// A `--pty` task's screen (issue 18).
+    Screen { screen: crate::interact::Screen },
 }
 
 /// How long a sender waits for the monitor's answer. A monitor answers

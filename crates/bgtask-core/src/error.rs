@@ -86,6 +86,10 @@ pub enum Error {
     /// pid namespace); nothing was changed.
     #[error("{0}")]
     Unreachable(String),
+    /// Input, a signal, a resize or a screen asked of a task that cannot
+    /// take it (not interactive, ended, input closed; issue 18).
+    #[error("{0}")]
+    NotInteractive(String),
 }
 
 /// The class of an error, as clients see it. `as_str` gives the stable
@@ -104,6 +108,7 @@ pub enum ErrorKind {
     StoreError,
     Timeout,
     Unreachable,
+    NotInteractive,
 }
 
 impl ErrorKind {
@@ -119,6 +124,7 @@ impl ErrorKind {
             ErrorKind::StoreError => "store_error",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Unreachable => "unreachable",
+            ErrorKind::NotInteractive => "not_interactive",
         }
     }
 }
@@ -153,6 +159,7 @@ impl Error {
             Error::NewerStore { .. } | Error::UnsafeHome { .. } => ErrorKind::StoreError,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Unreachable(_) => ErrorKind::Unreachable,
+            Error::NotInteractive(_) => ErrorKind::NotInteractive,
         }
     }
 
@@ -218,6 +225,7 @@ mod tests {
             ),
             (Error::Timeout("x".into()), "timeout"),
             (Error::Unreachable("x".into()), "unreachable"),
+            (Error::NotInteractive("x".into()), "not_interactive"),
         ];
         for (err, name) in cases {
             assert_eq!(err.kind().as_str(), name, "{err:?}");

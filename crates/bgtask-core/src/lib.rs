@@ -14,6 +14,7 @@ mod doctor;
 mod error;
 mod executor;
 pub mod hook;
+pub mod interact;
 pub mod monitor;
 mod notices;
 pub mod output;

@@ -33,6 +33,9 @@ const GC_BATCH: u32 = 200;
 /// Age after which finished, acknowledged tasks are collected by default.
 pub const DEFAULT_GC_AGE_MS: u64 = 24 * 3_600_000;
 
+/// Telling a running task input, signals, a size; its screen (issue 18).
+mod tell;
+
 /// The bgtask engine over one store, acting for one session.
 pub struct Service {
     config: Config,
@@ -158,6 +161,7 @@ impl Service {
             idle_timeout_ms: req.idle_timeout_ms,
             max_output: req.max_output,
             notify: req.notify,
+            interaction: req.interaction,
             owner,
             created_at: now_ms(),
             ready: req.ready.clone(),
@@ -552,6 +556,7 @@ impl Launch {
             id: &id,
             cwd: &cwd,
             command: &req.command,
+            interaction: req.interaction,
         };
         let launched = executor::for_new_task().launch(&config, &job)?;
         Ok(Launch {
@@ -584,6 +589,9 @@ fn validate(req: &SpawnRequest) -> Result<PathBuf> {
     }
     if let Some(ready) = &req.ready {
         crate::ready::validate_spec(ready)?;
+    }
+    if let Some(size) = req.interaction.pty() {
+        crate::interact::PtySize::new(size.rows, size.cols)?;
     }
     if req.max_output < MIN_CAP {
         return Err(Error::InvalidArgument(format!(

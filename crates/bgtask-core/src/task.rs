@@ -162,6 +162,9 @@ pub enum Outcome {
     Exited(i32),
     /// The shell died of a signal nobody in bgtask sent.
     Signaled(Signal),
+    /// The shell died of a signal sent with `bgtask signal` (issue 18):
+    /// an end like [`Outcome::Signaled`], with the reason saying who sent it.
+    SignalSent(Signal),
     /// Killed on request; the signal that ended it (or the last one sent).
     Killed(Signal),
     /// The hard timeout fired.
@@ -191,6 +194,12 @@ impl Outcome {
                 Some(sig.exit_code()),
                 Some(sig.name()),
                 Some(format!("terminated by {}", sig.name())),
+            ),
+            Outcome::SignalSent(sig) => (
+                Status::Failed,
+                Some(sig.exit_code()),
+                Some(sig.name()),
+                Some(format!("ended by {} sent with bgtask signal", sig.name())),
             ),
             Outcome::Killed(sig) => (
                 Status::Killed,
@@ -256,6 +265,15 @@ pub struct Task {
     pub stdout_path: PathBuf,
     #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+    /// Its stdin is a pipe that takes input (`run --stdin`; issue 18).
+    #[serde(default)]
+    pub stdin: bool,
+    /// It runs under a pseudo-terminal of this size (`run --pty`).
+    #[serde(default)]
+    pub pty: Option<crate::interact::PtySize>,
+    /// Signals sent to it with `bgtask signal`, oldest first.
+    #[serde(default)]
+    pub signals_sent: Vec<String>,
     /// When the task became ready (unix ms; issue 16), else null.
     pub ready_at: Option<i64>,
     /// The task's readiness condition and its outcome, if it has one.
@@ -412,6 +430,16 @@ pub struct Watch {
 }
 
 impl Task {
+    /// How the task's stdin is connected.
+    pub fn interaction(&self) -> crate::interact::Interaction {
+        use crate::interact::Interaction;
+        match (self.pty, self.stdin) {
+            (Some(size), _) => Interaction::Pty(size),
+            (None, true) => Interaction::Stdin,
+            (None, false) => Interaction::None,
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
         self.status.is_terminal()
     }

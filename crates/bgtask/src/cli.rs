@@ -196,6 +196,14 @@ pub enum Command {
     /// Show the effective settings and where each one comes from
     #[command(after_help = CONFIG_HELP)]
     Config,
+    /// Write to a --stdin or --pty task's input: text, keys, end of file
+    Send(crate::interact::SendArgs),
+    /// Send a signal to a task's processes (or only its shell)
+    Signal(crate::interact::SignalArgs),
+    /// Show a --pty task's current screen
+    Screen(crate::interact::ScreenArgs),
+    /// Give a --pty task's terminal a new size
+    Resize(crate::interact::ResizeArgs),
 }
 
 const CONFIG_HELP: &str = "Settings come from, in rising precedence: built-in defaults, the \
@@ -259,6 +267,16 @@ pub struct RunArgs {
     /// Do not record a completion when the task ends
     #[arg(long)]
     pub no_notify: bool,
+    /// Give the task a stdin pipe, held open by its monitor, for `bgtask send`
+    #[arg(long, conflicts_with = "pty")]
+    pub stdin: bool,
+    /// Run the task under a pseudo-terminal (one raw output stream; see
+    /// `bgtask send`, `screen`, `resize`)
+    #[arg(long)]
+    pub pty: bool,
+    /// With --pty: the terminal's size, ROWSxCOLS [default: 24x80]
+    #[arg(long, requires = "pty", value_parser = crate::interact::pty_size, value_name = "ROWSxCOLS")]
+    pub size: Option<bgtask_core::interact::PtySize>,
     /// Wait up to this long for the task to end and print its final state.
     /// If it ended in time, exit with its exit code (124 if it timed out,
     /// 1 if it has none); exit 0 if it is still running

@@ -9,7 +9,10 @@ use bgtask_core::{
     Config, Launch, ListRequest, OutputFile, Service, SpawnRequest, Status, StreamChoice, TaskId,
 };
 
+use bgtask_core::interact::{Interaction, PtySize};
+
 use crate::cli::{Cli, Command, Generate, LogsArgs, RunArgs};
+use crate::interact;
 use crate::render;
 
 pub fn run(cli: Cli) -> Result<u8> {
@@ -68,6 +71,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             crate::views::list(&service, &request, json, watch)
         }
         Command::Logs(args) => logs(&service, args),
+        Command::Send(args) => {
+            interact::send(&service, &parse_id(&service, &args.task_id)?, args, json)
+        }
+        Command::Signal(args) => {
+            interact::signal(&service, &parse_id(&service, &args.task_id)?, &args, json)
+        }
+        Command::Screen(args) => {
+            interact::screen(&service, &parse_id(&service, &args.task_id)?, json)
+        }
+        Command::Resize(args) => interact::resize(
+            &service,
+            &parse_id(&service, &args.task_id)?,
+            args.size,
+            json,
+        ),
         Command::Kill {
             task_ids,
             all,
@@ -254,6 +272,11 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
         max_output: args.max_output.unwrap_or(config.tasks.max_output),
         notify: !args.no_notify,
         ready,
+        interaction: match (args.pty, args.stdin) {
+            (true, _) => Interaction::Pty(args.size.unwrap_or(PtySize::DEFAULT)),
+            (false, true) => Interaction::Stdin,
+            (false, false) => Interaction::None,
+        },
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.

@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod env;
 mod hook;
+mod interact;
 mod mcp;
 mod notices;
 mod render;
@@ -174,8 +175,14 @@ fn usage_error(err: &clap::Error) -> u8 {
     }
 }
 
-/// `__monitor HOME TASK_ID CWD COMMAND`, as the starter passes them.
+/// `__monitor HOME TASK_ID CWD COMMAND [IO]`, as the starter passes them
+/// (IO: an interactive task's `stdin` or `pty ROWSxCOLS`, issue 18).
 fn run_monitor(args: &[std::ffi::OsString]) -> u8 {
+    let (args, io) = match args {
+        [rest @ .., io] if rest.len() == 4 => (rest, io.to_str()),
+        _ => (args, None),
+    };
+    let interaction = bgtask_core::interact::Interaction::from_stored(io);
     let [home, id, cwd, command] = args else {
         eprintln!("bgtask: {MONITOR_ARG} is internal");
         return EXIT_USAGE;
@@ -191,6 +198,7 @@ fn run_monitor(args: &[std::ffi::OsString]) -> u8 {
     let task = monitor::TaskCommand {
         cwd: std::path::Path::new(cwd),
         command,
+        interaction,
     };
     monitor::run(std::path::Path::new(home), &id, task) as u8
 }
@@ -243,7 +251,8 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
             ErrorKind::LimitExceeded
             | ErrorKind::SpawnFailed
             | ErrorKind::StoreError
-            | ErrorKind::Unreachable,
+            | ErrorKind::Unreachable
+            | ErrorKind::NotInteractive,
         ) => 1,
     }
 }

@@ -180,6 +180,10 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
         job.cwd.as_os_str().to_owned(),
         job.command.into(),
     ];
+    // Issue 18: an interactive task's stdin (`stdin`, `pty ROWSxCOLS`),
+    // needed before the shell starts, so before the store is open.
+    let mut args = args;
+    args.extend(job.interaction.stored().map(OsString::from));
     process::spawn_detached(&config.monitor_exe, &args, log).map_err(|e| {
         Error::spawn_step(
             format!("cannot start monitor {}", config.monitor_exe.display()),

@@ -26,6 +26,8 @@ pub struct Job<'a> {
     pub id: &'a TaskId,
     pub cwd: &'a std::path::Path,
     pub command: &'a str,
+    /// How the task's stdin is connected (issue 18).
+    pub interaction: crate::interact::Interaction,
 }
 
 /// One engine that runs tasks.

@@ -40,7 +40,22 @@ pub(super) fn end(
     // The last lines without a newline, and matches still counted.
     task.watching.streams_ended(store, &task.id);
     task.watching.ended(store, &task.id);
-    let outcome = outcome(status, stopping.as_ref());
+    let outcome = match outcome(status, stopping.as_ref()) {
+        // Issue 18: an end by a signal sent with `bgtask signal` says so.
+        Outcome::Signaled(sig) if task.sent_signals.contains(&sig) => Outcome::SignalSent(sig),
+        other => other,
+    };
+    if let Some(lost) = task
+        .input
+        .as_ref()
+        .map(|i| i.undelivered())
+        .filter(|n| *n > 0)
+    {
+        log(&format!(
+            "{}: {lost} bytes of input were never read by the task",
+            task.id
+        ));
+    }
     finish(store, &task, outcome);
 }
 

@@ -26,6 +26,7 @@ use crate::store::{CacheSize, Store};
 use crate::task::TaskId;
 
 mod end;
+mod interact;
 mod start;
 mod stop;
 mod supervise;
@@ -41,6 +42,8 @@ pub const DEFAULT_GRACE_MS: u64 = 2_000;
 pub struct TaskCommand<'a> {
     pub cwd: &'a Path,
     pub command: &'a str,
+    /// How the shell's stdin is connected (issue 18).
+    pub interaction: crate::interact::Interaction,
 }
 
 /// Runs the monitor for `id` until the task ends; returns the process exit

@@ -5,11 +5,13 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::interact::{wire, Input, Terminal};
 use super::stop::{kill_and_reap, Limits, Tree};
 use super::supervise::{Running, Stream};
 use super::{log, now_ms, TaskCommand};
 use crate::control::Channel;
 use crate::error::{Error, Result};
+use crate::interact::PtySize;
 use crate::output::CappedWriter;
 use crate::process::{self, Cgroup, ProcessIdentity, ShellCommand, SignalPipe};
 use crate::store::{self, FinishRecord, LiveTask, Store};
@@ -59,7 +61,10 @@ pub(super) struct Launched {
     shell: process::PendingShell,
     cgroup: Option<Cgroup>,
     files: (std::fs::File, std::fs::File),
-    pipes: (OwnedFd, OwnedFd),
+    pipes: (OwnedFd, Option<OwnedFd>),
+    /// An interactive task's input and terminal size (issue 18).
+    input: Option<Input>,
+    pty: Option<PtySize>,
     signals: SignalPipe,
     channel: Option<Channel>,
     started: Instant,
@@ -89,17 +94,23 @@ pub(super) fn launch(
     // (and that the task cannot take over with a variable of its own).
     env.retain(|(key, _)| key != process::TASK_MARKER);
     env.push((process::TASK_MARKER.to_owned(), id.to_string()));
+    // Under our terminal, programs must know what it understands (the
+    // starter's TERM described the starter's terminal).
+    if task.interaction.pty().is_some() && !env.iter().any(|(key, _)| key == "TERM") {
+        env.push(("TERM".to_owned(), "xterm-256color".to_owned()));
+    }
     let env = process::environment(&env).map_err(|e| Error::spawn_step("environment", e))?;
     let files = store::create_output_files(home, id)?;
-    let (out_r, out_w) = process::pipe().map_err(|e| Error::spawn_step("pipe", e))?;
-    let (err_r, err_w) = process::pipe().map_err(|e| Error::spawn_step("pipe", e))?;
+    let wiring = wire(task.interaction).map_err(|e| Error::spawn_step("pipe", e))?;
     let shell = shell_path();
     let started = process::start_shell(ShellCommand {
         shell: Path::new(shell),
         command: task.command,
         cwd: task.cwd,
-        stdout: out_w,
-        stderr: err_w,
+        stdout: wiring.stdout,
+        stderr: wiring.stderr,
+        stdin: wiring.stdin,
+        terminal: wiring.terminal,
         cgroup: cgroup.as_ref(),
         env: &env,
     });
@@ -109,7 +120,9 @@ pub(super) fn launch(
             shell: pending,
             cgroup,
             files,
-            pipes: (out_r, err_r),
+            pipes: (wiring.out_r, wiring.err_r),
+            input: wiring.input,
+            pty: task.interaction.pty(),
             signals,
             channel,
             started: Instant::now(),
@@ -133,6 +146,8 @@ impl Launched {
             cgroup,
             files: (out_file, err_file),
             pipes: (out_r, err_r),
+            input,
+            pty,
             signals,
             channel,
             started,
@@ -173,20 +188,28 @@ impl Launched {
         };
         let (out_path, err_path) = (store.stdout_path(&id), store.stderr_path(&id));
         let id_for_watch = id.clone();
-        let stream = |pipe, path, file| Stream {
-            pipe: Some(pipe),
-            writer: CappedWriter::new(path, file, task.max_output / 2),
-            write_failed: false,
+        // Under a terminal the one stream gets the whole cap.
+        let cap = if pty.is_some() {
+            task.max_output
+        } else {
+            task.max_output / 2
         };
+        let stream = |pipe, path, file| Stream {
+            pipe,
+            writer: CappedWriter::new(path, file, cap),
+            write_failed: false,
+            terminal: None,
+        };
+        let mut out = stream(Some(out_r), out_path, out_file);
+        out.terminal = pty.map(Terminal::new);
         Ok(Some(Running {
             id,
             pgid: child.id(),
             child,
             cgroup,
-            streams: [
-                stream(out_r, out_path, out_file),
-                stream(err_r, err_path, err_file),
-            ],
+            streams: [out, stream(err_r, err_path, err_file)],
+            input,
+            sent_signals: Vec::new(),
             signals,
             channel,
             limits: Limits {

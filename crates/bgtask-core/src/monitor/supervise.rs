@@ -7,12 +7,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use super::end::{end, finish_lost};
+use super::interact::{self, Input, Terminal};
 use super::stop::{expired, next_deadline, signal_tree, Limits, Stop, Stopping, Tree};
 use super::watch::{Verdict, Watching};
 use super::{log, DEFAULT_GRACE_MS};
 use crate::control::{Channel, Control, Reply};
 use crate::output::CappedWriter;
-use crate::process::{self, Cgroup, ProcessHandle, SignalPipe};
+use crate::process::{self, Cgroup, ProcessHandle, Signal, SignalPipe};
 use crate::store::Store;
 use crate::task::{Status, TaskId};
 
@@ -32,6 +33,11 @@ pub(super) struct Running {
     pub kill_requested: bool,
     /// Its readiness condition and watches (issue 16).
     pub watching: Watching,
+    /// An interactive task's input (issue 18; `None` for /dev/null).
+    pub input: Option<Input>,
+    /// Signals carried out for `bgtask signal`, so an end by one of them
+    /// says who sent it.
+    pub sent_signals: Vec<Signal>,
 }
 
 impl Running {
@@ -56,6 +62,8 @@ pub(super) struct Stream {
     pub writer: CappedWriter,
     /// Set after the first failed write, so a full disk logs once.
     pub write_failed: bool,
+    /// A `--pty` task's screen, fed with everything read (issue 18).
+    pub terminal: Option<Terminal>,
 }
 
 /// What one read from a pipe did.
@@ -79,6 +87,8 @@ struct Wake {
     request: bool,
     /// Each output pipe: data or end of file.
     output: [bool; 2],
+    /// The task's input can take the input that waits (issue 18).
+    writable: bool,
 }
 
 /// The poll slots: fixed ones first, then those present right now.
@@ -103,13 +113,15 @@ fn wait(
             *slots = Some(fds.len() - 1);
         }
     }
-    let ready = process::wait_readable(&fds, timeout)?;
+    let waiting_input = task.input.as_ref().and_then(Input::waiting_fd);
+    let (ready, writable) = process::wait_ready(&fds, waiting_input, timeout)?;
     let is_ready = |slot: Option<usize>| slot.is_some_and(|i| ready[i]);
     Ok(Wake {
         exited: ready[SLOT_EXITED],
         signal: ready[SLOT_SIGNAL],
         request: is_ready(request_slot),
         output: output_slots.map(is_ready),
+        writable,
     })
 }
 
@@ -198,6 +210,7 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
         if compacted {
             let _ = store.set_dropped_bytes(&task.id, task.dropped_bytes());
         }
+        interact::after_wake(&mut task, wake.writable);
         if wake.exited {
             // The exit is handled before any kill request that arrived in
             // the same wake-up: a natural exit racing a kill keeps its code.
@@ -229,7 +242,8 @@ fn answer_requests(
     stopping: &mut Option<Stopping>,
     pidfd: &ProcessHandle,
 ) {
-    let Some(channel) = &task.channel else {
+    // Taken for the loop, so a request's answer may change the task.
+    let Some(channel) = task.channel.take() else {
         return;
     };
     while let Some(incoming) = channel.next() {
@@ -250,12 +264,16 @@ fn answer_requests(
                 task.watching.reload(store, &task.id);
                 incoming.answer(&Reply::Done);
             }
-            Control::Signal { .. } | Control::Input { .. } | Control::Resize { .. } => {
-                let request = incoming.request.name().to_owned();
-                incoming.answer(&Reply::NotSupported { request });
+            Control::Signal { .. }
+            | Control::Input { .. }
+            | Control::Resize { .. }
+            | Control::Screen => {
+                let reply = interact::answer(task, &incoming.request, pidfd);
+                incoming.answer(&reply);
             }
         }
     }
+    task.channel = Some(channel);
 }
 
 /// Makes sure the store says `killing` for a kill that came without a
@@ -303,7 +321,12 @@ pub(super) fn pump(id: &TaskId, stream: &mut Stream, buf: &mut [u8]) -> Pumped {
     let Some(pipe) = &stream.pipe else {
         return Pumped::Nothing;
     };
-    match process::read_fd(pipe.as_fd(), buf) {
+    let read = process::read_fd(pipe.as_fd(), buf);
+    // A terminal task's screen sees every byte (issue 18).
+    if let (Ok(n), Some(terminal)) = (&read, &mut stream.terminal) {
+        terminal.feed(&buf[..*n]);
+    }
+    match read {
         Ok(0) => {
             stream.pipe = None;
             Pumped::Nothing

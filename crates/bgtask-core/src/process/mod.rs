@@ -44,6 +44,9 @@
 //! - [`ControlListener`] / [`connect_control`]: a local socket reachable by
 //!   processes of the same user only (checked on accept).
 //!
+//! Interactive tasks
+//! - [`open_pty`], [`set_pty_size`], [`write_some`], [`wait_ready`].
+//!
 //! The calling process and its filesystems
 //! - [`can_enter`], [`free_bytes`], [`disk_size`], [`effective_uid`],
 //!   [`fill_random`], [`release_startup_pages`], [`device_numbers`].
@@ -53,6 +56,9 @@ mod linux;
 mod signal;
 
 pub use signal::Signal;
+
+// Interactive tasks (issue 18): a task's terminal and input.
+pub use linux::{open_pty, set_pty_size, wait_ready, write_some};
 
 pub use linux::{
     become_subreaper, boot_id, can_enter, child_handle, close_inherited_fds, connect_control,

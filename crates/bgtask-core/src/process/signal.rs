@@ -89,6 +89,43 @@ impl Signal {
     }
 }
 
+/// Signals a person may send by name that bgtask keeps by number.
+const OTHER_NAMES: [(&str, i32); 7] = [
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("WINCH", libc::SIGWINCH),
+    ("URG", libc::SIGURG),
+];
+
+impl Signal {
+    /// A signal as a person names it: `INT`, `SIGINT`, `int` or its
+    /// number (`15`). `None` for anything else.
+    pub fn parse(text: &str) -> Option<Signal> {
+        let upper = text.trim().to_ascii_uppercase();
+        // `SIG18` is how a signal without a name here is stored.
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Ok(number) = bare.parse::<i32>() {
+            // 1..=64: the kernel's signals (SIGRTMAX is 64 on Linux).
+            return (1..=64)
+                .contains(&number)
+                .then(|| Signal::from_number(number));
+        }
+        TABLE
+            .iter()
+            .find(|(_, _, name)| &name[3..] == bare)
+            .map(|(s, _, _)| *s)
+            .or_else(|| {
+                OTHER_NAMES
+                    .iter()
+                    .find(|(name, _)| *name == bare)
+                    .map(|(_, n)| Signal::from_number(*n))
+            })
+    }
+}
+
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
@@ -112,5 +149,19 @@ mod tests {
             assert_eq!(signal.number(), number);
         }
         assert_eq!(Signal::from_number(40), Signal::Other(40));
+    }
+
+    #[test]
+    fn signals_parse_by_name_or_number() {
+        assert_eq!(Signal::parse("INT"), Some(Signal::Int));
+        assert_eq!(Signal::parse("sigusr1"), Some(Signal::Usr1));
+        assert_eq!(Signal::parse("15"), Some(Signal::Term));
+        assert_eq!(Signal::parse("WINCH"), Some(Signal::Other(libc::SIGWINCH)));
+        assert_eq!(Signal::parse("0"), None);
+        // A stored name parses back to its signal.
+        let cont = Signal::parse("CONT").unwrap();
+        assert_eq!(Signal::parse(&cont.name()), Some(cont));
+        assert_eq!(Signal::parse("65"), None);
+        assert_eq!(Signal::parse("NOPE"), None);
     }
 }

@@ -14,6 +14,7 @@ use crate::compact::{ShapeOptions, Shaped};
 use crate::config::{SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
 use crate::ready::{ReadyCondition, ReadySpec, DEFAULT_READY_TIMEOUT_MS};
+use crate::interact::{Interaction, PtySize};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Notification, Status, Task, TaskId, Watch};
 
@@ -125,6 +126,11 @@ pub struct BashParams {
     pub output_bytes: Option<usize>,
     /// Return once the task is ready (issue 16) instead of after `wait_ms`.
     pub ready: Option<ReadyParams>,
+    /// Issue 18: a stdin pipe the task can be sent input on.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Issue 18: run under a pseudo-terminal (default 24x80).
+    pub pty: Option<PtyParams>,
 }
 
 /// `bash`'s `ready`: exactly one of `log`, `port`, `http`, and a limit.
@@ -168,6 +174,31 @@ impl TryFrom<RawReady> for ReadyParams {
     }
 }
 
+/// `bash`'s `pty`: the terminal's size.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct PtyParams {
+    pub rows: Option<u16>,
+    pub cols: Option<u16>,
+}
+
+impl PtyParams {
+    pub fn size(self) -> PtySize {
+        PtySize {
+            rows: self.rows.unwrap_or(PtySize::DEFAULT.rows),
+            cols: self.cols.unwrap_or(PtySize::DEFAULT.cols),
+        }
+    }
+}
+
+/// How `stdin` and `pty` connect the task's input (a terminal wins).
+pub fn interaction(stdin: bool, pty: Option<PtyParams>) -> Interaction {
+    match (pty, stdin) {
+        (Some(pty), _) => Interaction::Pty(pty.size()),
+        (None, true) => Interaction::Stdin,
+        (None, false) => Interaction::None,
+    }
+}
+
 impl BashParams {
     /// The request these params ask for; `tasks`'s limits where they name
     /// none (the configured agent defaults), `default_cwd` when they name
@@ -198,6 +229,7 @@ impl BashParams {
                 // Decided by `notify_on_completion` (see `BashRequest`).
                 notify: true,
                 ready: self.ready.map(|r| r.0),
+                interaction: interaction(self.stdin, self.pty),
             },
             background: self.background,
             wait_ms: if self.background {
@@ -236,6 +268,9 @@ pub struct TaskParams {
 pub struct StatusParams {
     pub task_id: TaskId,
     pub tail_bytes: Option<u64>,
+    /// `screen`: add a `--pty` task's rendered screen (issue 18).
+    #[serde(default)]
+    pub view: super::View,
 }
 
 impl StatusParams {
@@ -292,6 +327,10 @@ pub struct OutputParams {
     pub stream: Stream,
     pub offset: Option<u64>,
     pub max_bytes: Option<u64>,
+    /// `screen`: a `--pty` task's rendered screen instead of raw bytes
+    /// (issue 18).
+    #[serde(default)]
+    pub view: super::View,
 }
 
 /// The result of `bash_output`: one chunk of a stream.

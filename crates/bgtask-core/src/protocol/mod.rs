@@ -5,7 +5,9 @@
 //! two servers differ, the difference is a named field of [`Defaults`].
 //! docs/protocol.md is the contract these types keep.
 
+mod interact;
 mod methods;
 pub mod rpc;
 
+pub use interact::*;
 pub use methods::*;

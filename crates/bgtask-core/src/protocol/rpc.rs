@@ -108,7 +108,8 @@ pub fn code_of(kind: ErrorKind) -> i64 {
         | ErrorKind::SpawnFailed
         | ErrorKind::StoreError
         | ErrorKind::Timeout
-        | ErrorKind::Unreachable => APPLICATION_ERROR,
+        | ErrorKind::Unreachable
+        | ErrorKind::NotInteractive => APPLICATION_ERROR,
     }
 }
 

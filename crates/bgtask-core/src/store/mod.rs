@@ -15,6 +15,7 @@
 mod holders;
 mod home;
 mod notify;
+mod interact;
 mod outbox;
 mod schema;
 mod tasks;

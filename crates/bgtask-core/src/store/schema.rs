@@ -63,6 +63,11 @@ const MIGRATIONS: &[&str] = &[
          pending       INTEGER NOT NULL DEFAULT 0
      );
      CREATE INDEX IF NOT EXISTS watches_by_task ON watches(task_id);",
+    // 5 (issue 18): how the task's stdin is connected (`stdin`,
+    // `pty ROWSxCOLS`; NULL for /dev/null) and the signals sent to it
+    // with `bgtask signal` (a JSON list of names, oldest first).
+    "ALTER TABLE tasks ADD COLUMN io TEXT;
+     ALTER TABLE tasks ADD COLUMN signals_sent TEXT;",
 ];
 
 /// The schema this build writes.

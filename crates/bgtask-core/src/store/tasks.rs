@@ -31,7 +31,7 @@ impl std::fmt::Display for LiveSet {
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
     idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, ready_kind, ready_value, \
-    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail";
+    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -57,6 +57,8 @@ pub struct NewTask {
     pub idle_timeout_ms: Option<u64>,
     pub max_output: u64,
     pub notify: bool,
+    /// How its stdin is connected (issue 18).
+    pub interaction: crate::interact::Interaction,
     /// The process responsible for the task until its monitor claims it.
     pub owner: ProcessIdentity,
     pub created_at: i64,
@@ -128,9 +130,9 @@ impl Store {
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
                      owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \
-                     ready_kind, ready_value, ready_timeout_ms, ready_kill) \
+                     ready_kind, ready_value, ready_timeout_ms, ready_kill, io) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19) \
+                     ?16, ?17, ?18, ?19, ?20) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -156,6 +158,7 @@ impl Store {
                     ready.as_ref().map(|r| r.1.clone()),
                     task.ready.as_ref().map(|r| r.timeout_ms as i64),
                     task.ready.as_ref().is_some_and(|r| r.kill_if_not_ready),
+                    task.interaction.stored(),
                 ],
                 |r| task_from_row(home, r),
             )
@@ -592,6 +595,8 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
     let env_keys: String = r.get(5)?;
     let started_at: Option<i64> = r.get(12)?;
     let finished_at: Option<i64> = r.get(13)?;
+    let interaction =
+        crate::interact::Interaction::from_stored(r.get::<_, Option<String>>(27)?.as_deref());
     Ok(Some(Task {
         stdout_path: super::stdout_path(home, &task_id),
         stderr_path: super::stderr_path(home, &task_id),
@@ -634,6 +639,12 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
                 },
             )
         },
+        stdin: interaction == crate::interact::Interaction::Stdin,
+        pty: interaction.pty(),
+        signals_sent: r
+            .get::<_, Option<String>>(28)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
     }))
 }
 

@@ -15,6 +15,7 @@
 //! tasks it started before.
 
 pub(crate) mod format;
+mod interact;
 mod notices;
 mod resources;
 mod tools;

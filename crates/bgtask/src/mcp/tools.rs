@@ -45,6 +45,10 @@ pub struct BashArgs {
     /// Start it in the background and return once it is ready: give one of log (a regex a
     /// line matches), port (something listens) or http (a local URL answers below 500).
     pub ready: Option<super::notices::ReadyArgs>,
+    /// Give the command a stdin you can write to later with bash_write (for programs that read input: a REPL, a prompt). Default false: stdin is empty.
+    pub stdin: Option<bool>,
+    /// Run the command under a pseudo-terminal ({} for 24x80, or {"rows": 40, "cols": 120}) for programs that need a terminal: interactive prompts, REPLs, full-screen tools. Drive it with bash_write, read its screen with bash_status view "screen".
+    pub pty: Option<super::interact::PtyArgs>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -85,6 +89,8 @@ impl BashArgs {
             background: self.background.unwrap_or(false),
             wait_ms: self.wait_ms,
             ready: self.ready.map(|r| r.into_params()).transpose()?,
+            stdin: self.stdin.unwrap_or(false),
+            pty: self.pty.map(Into::into),
             ..BashParams::default()
         })
     }
@@ -97,6 +103,7 @@ impl OutputArgs {
             stream: self.stream.as_deref().unwrap_or("stdout").parse()?,
             offset: self.offset,
             max_bytes: self.max_bytes,
+            view: Default::default(),
         })
     }
 }
@@ -174,21 +181,44 @@ impl BgMcp {
         self.answer(context.id, move |me| me.run_bash(args)).await
     }
 
-    #[tool(description = "Show a task's status, exit code and the last 4 KiB of its output.")]
+    #[tool(
+        description = "Show a task's status, exit code and the last 4 KiB of its output. For a task started with pty, view \"screen\" shows what its terminal displays now (a prompt waiting for an answer, a REPL, a full-screen program)."
+    )]
     async fn bash_status(
         &self,
-        Parameters(args): Parameters<TaskArgs>,
+        Parameters(args): Parameters<super::interact::StatusArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         self.answer(context.id, move |me| {
-            let id = parse_id(&args.task_id)?;
-            let status = me.service.status(&id, DEFAULTS.status_tail_bytes)?;
-            let mut text = format::task_line(&status.task);
-            if !status.output_tail.is_empty() {
-                text.push_str("\nLast output:\n");
-                text.push_str(&bgtask_core::compact::compact(&status.output_tail));
-            }
-            Ok(Answer::ok(text, format::status_structured(&status)))
+            super::interact::status(&me.service, args, DEFAULTS.status_tail_bytes)
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Type into a running task started with stdin=true or pty: answer an interactive prompt (\"continue? [y/N]\"), drive a REPL, press keys (enter, ctrl-c, arrows) in a terminal program. Text is sent as given; add the key \"enter\" to submit a line. Then read the reply with bash_status (view \"screen\" for pty tasks) or bash_output."
+    )]
+    async fn bash_write(
+        &self,
+        Parameters(args): Parameters<super::interact::WriteArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        self.answer(context.id, move |me| {
+            super::interact::write(&me.service, args)
+        })
+        .await
+    }
+
+    #[tool(
+        description = "Send a signal to a running task's processes: INT to stop a server gracefully (like ctrl-c), HUP to make it reload, USR1/USR2 for program-specific actions, TERM to ask it to exit. With leader=true only its shell gets it. To stop a task for good use bash_kill."
+    )]
+    async fn bash_signal(
+        &self,
+        Parameters(args): Parameters<super::interact::SignalArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        self.answer(context.id, move |me| {
+            super::interact::signal(&me.service, args)
         })
         .await
     }

@@ -12,7 +12,8 @@ use bgtask_core::protocol::rpc::{self, RpcError, METHOD_NOT_FOUND};
 use bgtask_core::protocol::{
     finished_result, AckParams, AckResult, BashParams, CompletionsResult, Defaults, DrainParams,
     InitializeParams, InitializeResult, KillParams, ListParams, ListResult, OutputParams,
-    PromoteResult, StatusParams, TaskParams, Until, WaitParams,
+    PromoteResult, ResizeParams, SignalParams, StatusParams, TaskParams, Until, View, WaitParams,
+    WriteParams,
 };
 use bgtask_core::{BashOutcome, BashRequest, Config, ListRequest, Service};
 
@@ -69,6 +70,10 @@ pub fn call(server: &Server, session: &Session, method: &str, params: Value) -> 
         "bash_watch" => super::notices::watch(service, rpc::params(params)?),
         "bash_unwatch" => super::notices::unwatch(service, rpc::params(params)?),
         "bash_ack_completions" => ack(service, rpc::params(params)?),
+        // Issue 18: interactive tasks.
+        "bash_write" => result(&rpc::params::<WriteParams>(params)?.send(service)?),
+        "bash_signal" => result(&rpc::params::<SignalParams>(params)?.send(service)?),
+        "bash_resize" => result(&rpc::params::<ResizeParams>(params)?.resize(service)?),
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!("unknown method {method:?}"),
@@ -150,10 +155,17 @@ fn background_reply(task: &bgtask_core::Task, request: &BashRequest) -> Value {
 
 fn status(service: &Service, p: StatusParams) -> Reply {
     let status = service.status(&p.task_id, p.tail_bytes(&DEFAULTS))?;
-    result(&status)
+    let mut value = result(&status)?;
+    if p.view == View::Screen {
+        value["screen"] = result(&service.screen(&p.task_id)?)?;
+    }
+    Ok(value)
 }
 
 fn output(service: &Service, p: OutputParams) -> Reply {
+    if p.view == View::Screen {
+        return Ok(bgtask_core::protocol::screen_output(service, &p.task_id)?.1);
+    }
     result(&p.read(service, &DEFAULTS)?)
 }
 

@@ -424,22 +424,12 @@ fn carry_out(service: &Arc<Service>, effect: Effect, tx: &Sender<Msg>) {
                 Ok(task) => format!("{id}: {}", crate::render::status_text(&task)),
                 Err(e) => format!("kill {id}: {e}"),
             },
-            Effect::Signal(id, signal) => {
-                let request = bgtask_core::control::Control::Signal {
-                    signal: signal.to_owned(),
-                    leader: false,
-                };
-                match bgtask_core::control::send(&service.config().home, &id, &request) {
-                    Ok(bgtask_core::control::Reply::Done) => format!("{signal} sent to {id}"),
-                    Ok(bgtask_core::control::Reply::NotSupported { .. }) => {
-                        format!("{id}'s monitor cannot send signals yet (only kill)")
-                    }
-                    Ok(bgtask_core::control::Reply::Failed { message }) => {
-                        format!("{signal} to {id}: {message}")
-                    }
-                    Err(e) => format!("{signal} to {id}: {e}"),
-                }
-            }
+            // Recorded in the task's history first, then carried out by
+            // its monitor (as `bgtask signal` does).
+            Effect::Signal(id, signal) => match service.signal(&id, signal, false) {
+                Ok(_) => format!("{signal} sent to {id}"),
+                Err(e) => format!("{signal} to {id}: {e}"),
+            },
             Effect::Ack(id) => match service.ack(std::slice::from_ref(&id)) {
                 Ok(0) => format!("{id}: no completion to acknowledge in this session"),
                 Ok(_) => format!("{id}: completion acknowledged"),

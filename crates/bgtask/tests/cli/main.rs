@@ -14,6 +14,7 @@ mod generate;
 mod home;
 mod human;
 mod ids;
+mod interactive;
 mod output;
 mod paths;
 mod readiness;

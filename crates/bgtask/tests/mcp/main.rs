@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod interactive;
+
 const BIN: &str = env!("CARGO_BIN_EXE_bgtask");
 /// The SDK version the session script is written against.
 const MCP_SDK: &str = "mcp==2.3.0";

@@ -11,6 +11,7 @@ mod fixture;
 mod completions;
 mod errors;
 mod hardening;
+mod interactive;
 mod lifecycle;
 mod notices;
 mod output;

@@ -51,6 +51,9 @@ fn task(n: u64, session: &str, status: Status, command: &str, (age_s, ran_s): (i
         output_dropped_bytes: 0,
         ready_at: None,
         readiness: None,
+        stdin: false,
+        pty: None,
+        signals_sent: Vec::new(),
     }
 }
 

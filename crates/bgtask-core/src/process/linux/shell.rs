@@ -31,6 +31,11 @@ pub struct ShellCommand<'a> {
     pub cwd: &'a Path,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// The shell's stdin; `/dev/null` when `None` (issue 18: an input
+    /// pipe or a terminal).
+    pub stdin: Option<OwnedFd>,
+    /// Make stdin the shell's controlling terminal (a `--pty` task).
+    pub terminal: bool,
     pub cgroup: Option<&'a Cgroup>,
     /// The shell's whole environment, `KEY=VALUE` (see
     /// [`super::environment`]); prepared before the clone, which may not
@@ -153,9 +158,13 @@ fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<PendingShell> 
         argv: &argv,
         envp: &envp,
         cwd: cstring(spec.cwd.as_os_str().as_bytes())?,
-        stdin: std::fs::File::open("/dev/null")?.into(),
+        stdin: match spec.stdin {
+            Some(fd) => fd,
+            None => std::fs::File::open("/dev/null")?.into(),
+        },
         stdout: spec.stdout,
         stderr: spec.stderr,
+        terminal: spec.terminal,
         procs: None,
     };
     let (report_r, report_w) = super::pipe()?;
@@ -194,6 +203,7 @@ struct Prepared<'a> {
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    terminal: bool,
     /// `cgroup.procs` to join, when the child was not born in its cgroup.
     procs: Option<CString>,
 }
@@ -235,6 +245,9 @@ impl Prepared<'_> {
 
     fn prepare(&self) -> rustix::io::Result<()> {
         rustix::process::setsid()?;
+        if self.terminal {
+            super::terminal::claim_controlling_terminal(&self.stdin)?;
+        }
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
         if let Some(procs) = &self.procs {
             let fd = rustix::fs::open(
@@ -353,6 +366,8 @@ mod tests {
                 cwd: Path::new("/"),
                 stdout: out_w,
                 stderr: err_w,
+                stdin: None,
+                terminal: false,
                 cgroup,
                 env: &super::super::environment(&[]).unwrap(),
             },
@@ -400,6 +415,8 @@ mod tests {
             cwd: Path::new("/"),
             stdout: out_w,
             stderr: err_w,
+            stdin: None,
+            terminal: false,
             cgroup: None,
             env: &[],
         })
@@ -442,6 +459,8 @@ mod tests {
             cwd: Path::new("/"),
             stdout: out_w,
             stderr: err_w,
+            stdin: None,
+            terminal: false,
             cgroup: None,
             env: &env,
         })
