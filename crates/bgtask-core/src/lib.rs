@@ -18,6 +18,7 @@ pub mod output;
 mod process;
 pub mod protocol;
 mod reconcile;
+pub mod sandbox;
 mod service;
 pub mod settings;
 mod store;

@@ -256,6 +256,9 @@ pub struct Task {
     pub stdout_path: PathBuf,
     #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+    /// The effective confinement of a sandboxed task (docs/sandbox.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 impl Task {

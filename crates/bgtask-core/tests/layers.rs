@@ -16,6 +16,7 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     &[
         "clock", "error", "task", "units", "config", "settings", "output", "compact", "process",
+        "sandbox",
     ],
     &["store"],
     &["control"],

@@ -163,11 +163,25 @@ fn usage_error(err: &clap::Error) -> u8 {
     }
 }
 
-/// `__monitor HOME TASK_ID CWD COMMAND`, as the starter passes them.
+/// `__monitor HOME TASK_ID CWD COMMAND [SANDBOX]`, as the starter passes
+/// them (SANDBOX: the confinement policy as JSON).
 fn run_monitor(args: &[std::ffi::OsString]) -> u8 {
-    let [home, id, cwd, command] = args else {
-        eprintln!("bgtask: {MONITOR_ARG} is internal");
-        return EXIT_USAGE;
+    let (home, id, cwd, command, sandbox) = match args {
+        [home, id, cwd, command] => (home, id, cwd, command, None),
+        [home, id, cwd, command, sandbox] => (home, id, cwd, command, Some(sandbox)),
+        _ => {
+            eprintln!("bgtask: {MONITOR_ARG} is internal");
+            return EXIT_USAGE;
+        }
+    };
+    let sandbox = match sandbox.map(|s| s.to_str().map(bgtask_core::sandbox::Policy::from_arg)) {
+        None => None,
+        Some(Some(Ok(policy))) => Some(policy),
+        Some(_) => {
+            // Never run unconfined what was asked to be confined.
+            eprintln!("bgtask: {MONITOR_ARG}: invalid sandbox policy");
+            return EXIT_USAGE;
+        }
     };
     let Some(id) = id.to_str().and_then(|s| s.parse().ok()) else {
         eprintln!("bgtask: {MONITOR_ARG}: invalid task id");
@@ -180,6 +194,7 @@ fn run_monitor(args: &[std::ffi::OsString]) -> u8 {
     let task = monitor::TaskCommand {
         cwd: std::path::Path::new(cwd),
         command,
+        sandbox,
     };
     monitor::run(std::path::Path::new(home), &id, task) as u8
 }

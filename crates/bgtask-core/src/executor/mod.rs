@@ -26,6 +26,8 @@ pub struct Job<'a> {
     pub id: &'a TaskId,
     pub cwd: &'a std::path::Path,
     pub command: &'a str,
+    /// The confinement the engine applies before the task's shell runs.
+    pub sandbox: Option<&'a crate::sandbox::Policy>,
 }
 
 /// One engine that runs tasks.

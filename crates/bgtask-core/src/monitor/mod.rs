@@ -40,6 +40,8 @@ pub const DEFAULT_GRACE_MS: u64 = 2_000;
 pub struct TaskCommand<'a> {
     pub cwd: &'a Path,
     pub command: &'a str,
+    /// The confinement to apply before the shell runs (sandboxed tasks).
+    pub sandbox: Option<crate::sandbox::Policy>,
 }
 
 /// Runs the monitor for `id` until the task ends; returns the process exit

@@ -2,7 +2,7 @@
 //! task recorded `running` (or its failure to start recorded).
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::stop::{kill_and_reap, Limits, Tree};
@@ -53,6 +53,40 @@ pub(super) fn record_start_failure(store: &mut Store, id: &TaskId, reason: &str)
     store.touch_events();
 }
 
+/// What a sandboxed task's end needs: its private temporary directory
+/// (removed when the task ends) and the note a failure's reason gets.
+pub(super) struct Sandboxed {
+    tmp: Option<PathBuf>,
+    pub note: String,
+}
+
+impl Sandboxed {
+    pub(super) fn remove_tmp(&self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+    }
+}
+
+/// Creates the private temporary directory of a task confined by
+/// Landlock (0700, inside the home, which only its user can enter).
+fn private_tmp(home: &Path, id: &TaskId) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let tmp = store::task_tmp_path(home, id);
+    if let Some(parent) = tmp.parent() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(parent)
+            .map_err(|e| Error::io("cannot create the temporary directories", parent, e))?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| Error::io("cannot create the task's temporary directory", &tmp, e))?;
+    Ok(tmp)
+}
+
 /// A shell started for a task whose record does not say so yet.
 pub(super) struct Launched {
     id: TaskId,
@@ -63,6 +97,7 @@ pub(super) struct Launched {
     signals: SignalPipe,
     channel: Option<Channel>,
     started: Instant,
+    sandbox: Option<Sandboxed>,
 }
 
 /// Starts the shell (without waiting for its exec), with everything
@@ -89,6 +124,34 @@ pub(super) fn launch(
     // (and that the task cannot take over with a variable of its own).
     env.retain(|(key, _)| key != process::TASK_MARKER);
     env.push((process::TASK_MARKER.to_owned(), id.to_string()));
+    // A sandboxed task writes temporary files in a directory of its own.
+    let tmp = match &task.sandbox {
+        Some(policy) if policy.mode != crate::sandbox::Mode::None => Some(private_tmp(home, id)?),
+        _ => None,
+    };
+    let sandbox = task.sandbox.as_ref().map(|policy| Sandboxed {
+        tmp: tmp.clone(),
+        note: policy.failure_note(),
+    });
+    let confinement = match &task.sandbox {
+        Some(policy) => {
+            if let Some(tmp) = &tmp {
+                env.retain(|(key, _)| key != "TMPDIR");
+                env.push(("TMPDIR".to_owned(), tmp.to_string_lossy().into_owned()));
+            }
+            let prepared = process::prepare_confinement(&policy.confinement(tmp.as_deref()));
+            match prepared {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    if let Some(s) = &sandbox {
+                        s.remove_tmp();
+                    }
+                    return Err(Error::spawn_step("sandbox", e));
+                }
+            }
+        }
+        None => None,
+    };
     let env = process::environment(&env).map_err(|e| Error::spawn_step("environment", e))?;
     let files = store::create_output_files(home, id)?;
     let (out_r, out_w) = process::pipe().map_err(|e| Error::spawn_step("pipe", e))?;
@@ -102,6 +165,7 @@ pub(super) fn launch(
         stderr: err_w,
         cgroup: cgroup.as_ref(),
         env: &env,
+        confine: confinement.as_ref(),
     });
     match started {
         Ok(pending) => Ok(Launched {
@@ -113,10 +177,14 @@ pub(super) fn launch(
             signals,
             channel,
             started: Instant::now(),
+            sandbox,
         }),
         Err(e) => {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
+            }
+            if let Some(s) = &sandbox {
+                s.remove_tmp();
             }
             Err(Error::spawn_step(shell, e))
         }
@@ -136,12 +204,16 @@ impl Launched {
             signals,
             channel,
             started,
+            sandbox,
         } = self;
         let child = match shell.confirm() {
             Ok(child) => child,
             Err(e) => {
                 if let Some(cg) = &cgroup {
                     let _ = cg.remove();
+                }
+                if let Some(s) = &sandbox {
+                    s.remove_tmp();
                 }
                 return Err(Error::spawn_step(shell_path(), e));
             }
@@ -164,10 +236,16 @@ impl Launched {
             Ok(Some(task)) => task,
             Ok(None) => {
                 kill_and_reap(&tree);
+                if let Some(s) = &sandbox {
+                    s.remove_tmp();
+                }
                 return Ok(None);
             }
             Err(e) => {
                 kill_and_reap(&tree);
+                if let Some(s) = &sandbox {
+                    s.remove_tmp();
+                }
                 return Err(e);
             }
         };
@@ -194,6 +272,7 @@ impl Launched {
                 idle_timeout: task.idle_timeout_ms.map(Duration::from_millis),
             },
             kill_requested: task.status == Status::Killing,
+            sandbox,
         }))
     }
 
@@ -204,6 +283,9 @@ impl Launched {
             cgroup: self.cgroup.as_ref(),
             group: None,
         });
+        if let Some(s) = &self.sandbox {
+            s.remove_tmp();
+        }
     }
 }
 

@@ -29,6 +29,8 @@ pub(super) struct Running {
     pub limits: Limits,
     /// The record said `killing` when the shell was recorded.
     pub kill_requested: bool,
+    /// A sandboxed task's private directory and failure note (`start.rs`).
+    pub sandbox: Option<super::start::Sandboxed>,
 }
 
 impl Running {

@@ -13,6 +13,7 @@ use crate::agent::{BashRequest, DEFAULT_OUTPUT_BUDGET};
 use crate::compact::{ShapeOptions, Shaped};
 use crate::config::{SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
+use crate::sandbox::{Mode, SandboxRequest};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Status, Task, TaskId};
 
@@ -122,6 +123,12 @@ pub struct BashParams {
     pub notify_on_completion: Option<bool>,
     pub compressed: Option<bool>,
     pub output_bytes: Option<usize>,
+    /// `none`, `workspace` or `read-only`: may only narrow the configured
+    /// agent sandbox (docs/sandbox.md).
+    pub sandbox: Option<Mode>,
+    pub no_network: Option<bool>,
+    #[serde(default)]
+    pub allow_write: Vec<PathBuf>,
 }
 
 impl BashParams {
@@ -134,6 +141,15 @@ impl BashParams {
         tasks: &TaskDefaults,
         default_cwd: Option<PathBuf>,
     ) -> BashRequest {
+        // The workspace a sandboxed task may write is the server's, not
+        // whatever `cwd` the call names (that would widen it).
+        let sandbox = SandboxRequest {
+            mode: self.sandbox,
+            no_network: self.no_network,
+            allow_write: self.allow_write,
+            workspace: default_cwd.clone(),
+            ..SandboxRequest::default()
+        };
         BashRequest {
             spawn: SpawnRequest {
                 command: self.command,
@@ -153,6 +169,7 @@ impl BashParams {
                 max_output: self.max_output_bytes.unwrap_or(tasks.max_output),
                 // Decided by `notify_on_completion` (see `BashRequest`).
                 notify: true,
+                sandbox,
             },
             background: self.background,
             wait_ms: if self.background {

@@ -209,6 +209,12 @@ pub fn control_socket_path(home: &Path, id: &TaskId) -> PathBuf {
     home.join("ctl").join(format!("{id}.sock"))
 }
 
+/// The private temporary directory of sandboxed task `id` (its `TMPDIR`,
+/// `HOME/tmp/<id>`; created by its monitor, removed when the task ends).
+pub fn task_tmp_path(home: &Path, id: &TaskId) -> PathBuf {
+    home.join("tmp").join(id.as_str())
+}
+
 /// Where a task's stdout is kept in the store at `home`.
 pub fn stdout_path(home: &Path, id: &TaskId) -> PathBuf {
     output_dir(home).join(format!("{id}.out"))

@@ -29,6 +29,9 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE completions ADD COLUMN claim_pid INTEGER;
      ALTER TABLE completions ADD COLUMN claim_start INTEGER;
      ALTER TABLE completions ADD COLUMN claim_boot TEXT;",
+    // 4: a sandboxed task's effective confinement, as JSON
+    // (`sandbox::Sandbox`); NULL for an unconfined task.
+    "ALTER TABLE tasks ADD COLUMN sandbox TEXT;",
 ];
 
 /// The schema this build writes.

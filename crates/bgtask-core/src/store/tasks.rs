@@ -29,7 +29,7 @@ impl std::fmt::Display for LiveSet {
 
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
-    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid";
+    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, sandbox";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -56,6 +56,8 @@ pub struct NewTask {
     /// The process responsible for the task until its monitor claims it.
     pub owner: ProcessIdentity,
     pub created_at: i64,
+    /// The effective confinement (`None`: unconfined, as asked).
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 /// What supervision needs to know about a live task.
@@ -98,6 +100,10 @@ impl Store {
     /// Returns the task as recorded.
     pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<Task> {
         let env_keys = serde_json::to_string(&task.env_keys).unwrap_or_else(|_| "[]".into());
+        let sandbox = task
+            .sandbox
+            .as_ref()
+            .and_then(|s| serde_json::to_string(s).ok());
         let path = self.db_path.clone();
         let err = |source| super::store_error(&path, source);
         let tx = self
@@ -120,8 +126,9 @@ impl Store {
             .query_row(
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
-                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \
+                     sandbox) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -143,6 +150,7 @@ impl Store {
                     // pids are numbers in (the monitor records the shell from
                     // the namespace it was started in).
                     task.owner.pid_ns,
+                    sandbox,
                 ],
                 |r| task_from_row(home, r),
             )
@@ -544,6 +552,9 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
         output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
         monitor_pid: r.get(19)?,
+        sandbox: r
+            .get::<_, Option<String>>(20)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     }))
 }
 

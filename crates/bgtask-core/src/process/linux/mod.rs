@@ -5,6 +5,7 @@ mod cgroup;
 mod control;
 mod go;
 mod identity;
+mod sandbox;
 mod shell;
 mod signal_pipe;
 mod signals;
@@ -16,6 +17,7 @@ pub use cgroup::Cgroup;
 pub use control::{connect_control, ControlListener};
 pub use go::{go_message, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
+pub use sandbox::{landlock_abi, network_namespaces, prepare_confinement, ConfineSpec};
 pub use shell::{start_shell, PendingShell, Shell, ShellCommand};
 pub use signal_pipe::SignalPipe;
 pub use signals::{

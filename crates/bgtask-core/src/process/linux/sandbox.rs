@@ -1,0 +1,336 @@
+//! Confinement of a task's shell: a Landlock ruleset and a network
+//! namespace, prepared by the monitor before the clone and applied by the
+//! child between clone and exec (`shell.rs`), with async-signal-safe
+//! system calls only.
+//!
+//! # "Everything except the denied paths" with an allow-list
+//!
+//! Landlock only grants. Reading is granted on every entry of `/` except
+//! the entries that are a denied path or lie on the way to one; those are
+//! descended into and the same rule applied to their entries, so the rules
+//! cover everything but the denied paths (and what is created later
+//! directly inside a directory on the way to one). Symlinks get no rule:
+//! what they point to is reached by its own path. Listing directories
+//! (`ReadDir`) is granted everywhere, so a denied directory's names stay
+//! visible while its files cannot be opened. Writable trees are granted
+//! the same way: a denied path beneath one stays denied.
+//!
+//! The handled rights are those of Landlock ABI 3 (reads, writes,
+//! renames across directories, truncation): the starter refuses a kernel
+//! below it (`sandbox::MIN_LANDLOCK_ABI`).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, ABI,
+};
+
+/// What to confine a task's shell to.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfineSpec<'a> {
+    /// Apply Landlock (read everything but `deny`, write `write` and
+    /// `tmp`); `false` for a network namespace alone.
+    pub landlock: bool,
+    pub write: &'a [PathBuf],
+    /// Readable although beneath a denied path.
+    pub read: &'a [PathBuf],
+    pub deny: &'a [PathBuf],
+    /// The task's private temporary directory (read and write).
+    pub tmp: Option<&'a Path>,
+    pub no_network: bool,
+}
+
+/// A confinement ready to be applied in the child.
+#[derive(Debug)]
+pub struct Confinement {
+    /// The Landlock ruleset (close-on-exec).
+    ruleset: Option<OwnedFd>,
+    netns: Option<NetNs>,
+}
+
+/// A user + network namespace's set-up, written by the child itself.
+#[derive(Debug)]
+struct NetNs {
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
+}
+
+/// Device files a writing task needs, beyond its trees.
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+];
+
+/// The kernel's Landlock ABI version, 0 without Landlock.
+pub fn landlock_abi() -> u32 {
+    // SAFETY: landlock_create_ruleset with a NULL attribute, size 0 and
+    // LANDLOCK_CREATE_RULESET_VERSION only returns the ABI version.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32, // LANDLOCK_CREATE_RULESET_VERSION
+        )
+    };
+    u32::try_from(ret).unwrap_or(0)
+}
+
+/// Whether a task can get a network namespace of its own (through a user
+/// namespace); `Err` says why not.
+pub fn network_namespaces() -> Result<(), String> {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    if !Path::new("/proc/self/ns/net").exists() {
+        return Err("this kernel has no network namespaces".into());
+    }
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Err("user namespaces are disabled (user.max_user_namespaces = 0)".into());
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0")
+        && rustix::process::geteuid().as_raw() != 0
+    {
+        return Err("unprivileged user namespaces are disabled".into());
+    }
+    Ok(())
+}
+
+/// Prepares `spec` (in the monitor, before the clone: this allocates,
+/// opens and lists directories).
+pub fn prepare_confinement(spec: &ConfineSpec<'_>) -> io::Result<Confinement> {
+    let ruleset = if spec.landlock {
+        Some(ruleset(spec).map_err(|e| io::Error::other(format!("landlock: {e}")))?)
+    } else {
+        None
+    };
+    let netns = spec.no_network.then(|| {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        NetNs {
+            uid_map: format!("{uid} {uid} 1\n").into_bytes(),
+            gid_map: format!("{gid} {gid} 1\n").into_bytes(),
+        }
+    });
+    Ok(Confinement { ruleset, netns })
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn ruleset(spec: &ConfineSpec<'_>) -> Result<OwnedFd, Error> {
+    let abi = ABI::V3;
+    let all = AccessFs::from_all(abi);
+    let read = AccessFs::from_read(abi);
+    let mut rules = Rules {
+        ruleset: Some(
+            Ruleset::default()
+                .set_compatibility(CompatLevel::HardRequirement)
+                .handle_access(all)?
+                .create()?,
+        ),
+        deny: spec.deny,
+        abi,
+    };
+    // Listing is granted everywhere (see the module's comment).
+    rules.add(Path::new("/"), AccessFs::ReadDir.into())?;
+    rules.grant(Path::new("/"), read)?;
+    for path in spec.read {
+        rules.add(path, read)?;
+    }
+    for path in spec.write {
+        rules.grant(path, all)?;
+    }
+    if let Some(tmp) = spec.tmp {
+        rules.add(tmp, all)?;
+    }
+    for device in DEVICES {
+        if Path::new(device).exists() {
+            rules.add(Path::new(device), all)?;
+        }
+    }
+    if Path::new("/dev/pts").is_dir() {
+        rules.add(Path::new("/dev/pts"), all)?;
+    }
+    rules
+        .ruleset
+        .and_then(Option::<OwnedFd>::from)
+        .ok_or_else(|| "the kernel has no Landlock".into())
+}
+
+struct Rules<'a> {
+    ruleset: Option<landlock::RulesetCreated>,
+    deny: &'a [PathBuf],
+    abi: ABI,
+}
+
+impl Rules<'_> {
+    /// Grants `access` on `path` and beneath, except the denied paths:
+    /// on the way to one, each entry is granted instead.
+    fn grant(&mut self, path: &Path, access: BitFlags<AccessFs>) -> Result<(), Error> {
+        if self.deny.iter().any(|d| path.starts_with(d)) {
+            return Ok(());
+        }
+        if !self.deny.iter().any(|d| d.starts_with(path)) {
+            return self.add(path, access);
+        }
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if !is_symlink {
+                self.grant(&entry.path(), access)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One rule; a path that vanished meanwhile is skipped.
+    fn add(&mut self, path: &Path, access: BitFlags<AccessFs>) -> Result<(), Error> {
+        let Ok(fd) = open_path(path) else {
+            return Ok(());
+        };
+        let is_dir = rustix::fs::fstat(&fd)
+            .map(|st| {
+                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
+            })
+            .unwrap_or(false);
+        let access = if is_dir {
+            access
+        } else {
+            access & AccessFs::from_file(self.abi)
+        };
+        if access.is_empty() {
+            return Ok(());
+        }
+        let ruleset = self.ruleset.take().ok_or("the ruleset was lost")?;
+        self.ruleset = Some(ruleset.add_rule(PathBeneath::new(fd.as_fd(), access))?);
+        Ok(())
+    }
+}
+
+/// An `O_PATH` descriptor of `path` itself (a symlink is not followed).
+fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?)
+}
+
+/// The child's part: what `Confinement` prepared, as raw system calls on
+/// prepared memory. Async-signal-safe; errors are errnos.
+pub(super) struct ChildConfinement<'a> {
+    ruleset: Option<&'a OwnedFd>,
+    netns: Option<(&'a [u8], &'a [u8])>,
+    ifreq: libc::ifreq,
+}
+
+impl Confinement {
+    /// Borrowed for the child (called before the clone).
+    pub(super) fn for_child(&self) -> ChildConfinement<'_> {
+        // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+        let mut ifreq: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in ifreq.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        ChildConfinement {
+            ruleset: self.ruleset.as_ref(),
+            netns: self
+                .netns
+                .as_ref()
+                .map(|n| (n.uid_map.as_slice(), n.gid_map.as_slice())),
+            ifreq,
+        }
+    }
+}
+
+/// Which step of the confinement failed in the child (reported with the
+/// errno through the exec-report pipe).
+pub(super) const STEP_NETNS: u32 = 1;
+pub(super) const STEP_LOOPBACK: u32 = 2;
+pub(super) const STEP_LANDLOCK: u32 = 3;
+
+impl ChildConfinement<'_> {
+    /// In the child: enters the network namespace (loopback up), then
+    /// restricts itself with the ruleset. Returns the failed step and errno.
+    pub(super) fn apply(&self) -> Result<(), (u32, i32)> {
+        let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        if let Some((uid_map, gid_map)) = self.netns {
+            // A user namespace too: it lets a user without privileges own
+            // the network namespace, and keeps a root task from leaving it
+            // (setns back needs privileges in the outer namespace).
+            // SAFETY: unshare is a plain system call.
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
+                return Err((STEP_NETNS, errno()));
+            }
+            for (file, data) in [
+                (c"/proc/self/setgroups", b"deny".as_slice()),
+                (c"/proc/self/uid_map", uid_map),
+                (c"/proc/self/gid_map", gid_map),
+            ] {
+                write_file(file, data).map_err(|e| (STEP_NETNS, e))?;
+            }
+            let mut ifreq = self.ifreq;
+            // SAFETY: socket and ioctl on a prepared ifreq naming "lo".
+            unsafe {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+                if fd < 0 {
+                    return Err((STEP_LOOPBACK, errno()));
+                }
+                if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifreq) != 0 {
+                    return Err((STEP_LOOPBACK, errno()));
+                }
+                ifreq.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifreq) != 0 {
+                    return Err((STEP_LOOPBACK, errno()));
+                }
+                libc::close(fd);
+            }
+        }
+        if let Some(ruleset) = self.ruleset {
+            use std::os::fd::AsRawFd;
+            // SAFETY: prctl and landlock_restrict_self are plain system
+            // calls on a descriptor we own. No new privileges is what lets
+            // an unprivileged process restrict itself, and keeps setuid
+            // programs from running with more than the task has.
+            unsafe {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err((STEP_LANDLOCK, errno()));
+                }
+                if libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) != 0 {
+                    return Err((STEP_LANDLOCK, errno()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `data` to `path` (async-signal-safe).
+fn write_file(path: &std::ffi::CStr, data: &[u8]) -> Result<(), i32> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| e.raw_os_error())?;
+    rustix::io::write(&fd, data).map_err(|e| e.raw_os_error())?;
+    Ok(())
+}
+
+/// The name of a failed step, for the error the monitor records.
+pub(super) fn step_name(step: u32) -> Option<&'static str> {
+    match step {
+        STEP_NETNS => Some("sandbox: cannot create the task's network namespace"),
+        STEP_LOOPBACK => Some("sandbox: cannot bring up loopback in the task's network namespace"),
+        STEP_LANDLOCK => Some("sandbox: cannot apply the Landlock ruleset"),
+        _ => None,
+    }
+}
