@@ -224,6 +224,8 @@ pub struct RunArgs {
     /// 1 if it has none); exit 0 if it is still running
     #[arg(long, value_parser = duration_some, value_name = "DUR")]
     pub wait: Option<u64>,
+    #[command(flatten)]
+    pub sandbox: crate::sandbox::SandboxArgs,
     /// The command, run by bash -c. One argument is a shell command line
     /// (quote it: 'make && ./run'); several are quoted one by one, so they
     /// arrive as given. `--` before it is optional; options after its first

@@ -11,6 +11,7 @@ mod commands;
 mod env;
 mod mcp;
 mod render;
+mod sandbox;
 mod serve;
 
 use bgtask_core::monitor::{self, MONITOR_ARG};

@@ -79,6 +79,9 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
     writeln!(out, "command:  {}", printable(&task.command, false))?;
     writeln!(out, "cwd:      {}", path_text(&task.cwd))?;
     writeln!(out, "session:  {}", printable(&task.session, false))?;
+    if let Some(sandbox) = &task.sandbox {
+        writeln!(out, "sandbox:  {}", crate::sandbox::describe(sandbox))?;
+    }
     if let Some(pid) = task.pid {
         writeln!(out, "pid:      {pid}")?;
     }

@@ -40,6 +40,12 @@ pub struct BashArgs {
     pub background: Option<bool>,
     /// How long to wait for the command before it continues in the background (default 10000).
     pub wait_ms: Option<u64>,
+    /// Run confined: "workspace" (write only the workspace) or "read-only". May only narrow the configured sandbox.
+    pub sandbox: Option<String>,
+    /// true: no network access (loopback servers the command starts itself still work).
+    pub no_network: Option<bool>,
+    /// Paths a sandboxed command may also write (must already be writable under the configured sandbox).
+    pub allow_write: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -61,15 +67,18 @@ pub struct OutputArgs {
 }
 
 impl BashArgs {
-    fn into_params(self) -> BashParams {
-        BashParams {
+    fn into_params(self) -> Result<BashParams, bgtask_core::Error> {
+        Ok(BashParams {
             command: self.command,
             cwd: self.cwd,
             timeout_ms: self.timeout_ms,
             background: self.background.unwrap_or(false),
             wait_ms: self.wait_ms,
+            sandbox: self.sandbox.as_deref().map(str::parse).transpose()?,
+            no_network: self.no_network,
+            allow_write: self.allow_write.unwrap_or_default(),
             ..BashParams::default()
-        }
+        })
     }
 }
 
@@ -290,7 +299,7 @@ impl BgMcp {
     fn run_bash(&self, args: BashArgs) -> Result<Answer, bgtask_core::Error> {
         let tasks = self.service.config().tasks;
         let request = args
-            .into_params()
+            .into_params()?
             .into_request(&DEFAULTS, &tasks, self.cwd.clone());
         let (outcome, held) = self.service.bash_held(&request)?;
         Ok(match outcome {
