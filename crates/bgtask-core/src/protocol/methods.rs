@@ -147,7 +147,7 @@ impl BashParams {
             mode: self.sandbox,
             no_network: self.no_network,
             allow_write: self.allow_write,
-            workspace: default_cwd.clone(),
+            workspace: default_cwd.clone().or_else(|| std::env::current_dir().ok()),
             ..SandboxRequest::default()
         };
         BashRequest {

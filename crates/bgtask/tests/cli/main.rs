@@ -16,6 +16,7 @@ mod ids;
 mod output;
 mod paths;
 mod run_args;
+mod sandbox;
 mod secrets;
 mod supervision;
 mod terminal;
