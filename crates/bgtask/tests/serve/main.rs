@@ -14,4 +14,5 @@ mod hardening;
 mod lifecycle;
 mod output;
 mod requests;
+mod sandbox;
 mod settings;
