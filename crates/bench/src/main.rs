@@ -21,6 +21,7 @@ mod latency;
 mod output;
 mod pueue;
 mod report;
+mod sandbox;
 mod scale;
 mod stats;
 mod store;
@@ -115,7 +116,8 @@ const USAGE: &str =
                   built if missing]
   --out DIR       where the report and the chart go
   --baseline PATH an older bgtask binary: adds a before/after figure, measured side by side
-  --only LIST     figures to run: start, e2e, completion, scale, output, cold, compare
+  --only LIST     figures to run: start, e2e, completion, scale, output, cold,
+                  sandbox, compare
   --runs N        interleaved iterations of the start and end-to-end figures
                   [default: 200 in full, 5 in smoke]";
 
@@ -241,6 +243,7 @@ fn run(args: Args) -> Result<()> {
     step("scale", &mut || scale::run(&bgtask, &plan))?;
     step("output", &mut || output::run(&bgtask, &plan))?;
     step("cold", &mut || store::cold_start(&bgtask, &plan))?;
+    step("sandbox", &mut || sandbox::run(&bgtask, &plan))?;
     if let Some(path) = &baseline {
         let old = Bgtask::new(path.clone())?;
         step("compare", &mut || compare::run(&bgtask, &old, &plan))?;
