@@ -127,6 +127,9 @@ pub struct SandboxConfig {
     /// this (never below [`MIN_LANDLOCK_ABI`]); a test raises it to prove
     /// that an older kernel is refused.
     pub require_abi: u32,
+    /// `no_network` by a seccomp filter even where network namespaces
+    /// work (where they do not, the filter is used anyway).
+    pub network_filter: bool,
 }
 
 /// What a start asks for; unset fields take the configured defaults.
@@ -170,6 +173,9 @@ pub struct Policy {
     pub read: Vec<PathBuf>,
     /// Never readable nor writable.
     pub deny: Vec<PathBuf>,
+    /// `no_network` by the seccomp filter, not a network namespace.
+    #[serde(default)]
+    pub network_filter: bool,
 }
 
 impl Policy {
@@ -192,6 +198,7 @@ impl Policy {
             deny: &self.deny,
             tmp,
             no_network: self.no_network,
+            network_filter: self.network_filter,
         }
     }
 }
@@ -278,12 +285,13 @@ pub fn resolve(
         ));
     }
     let deny = denied_paths(config, home, &read);
-    let policy = Policy {
+    let mut policy = Policy {
         mode,
         no_network,
         write: write.clone(),
         read,
         deny,
+        network_filter: false,
     };
     let mut enforced_by = Vec::new();
     let mut missing = Vec::new();
@@ -300,9 +308,22 @@ pub fn resolve(
         }
     }
     if no_network {
-        match process::network_namespaces() {
+        let namespaces = if config.network_filter {
+            Err("the config asks for the seccomp filter".to_owned())
+        } else {
+            process::network_namespaces()
+        };
+        match namespaces {
             Ok(()) => enforced_by.push("network namespace".to_owned()),
-            Err(why) => missing.push(format!("no_network needs a network namespace: {why}")),
+            // Where namespaces are refused, a filter on `socket` still
+            // closes the network (loopback too).
+            Err(_) if process::seccomp_available() => {
+                policy.network_filter = true;
+                enforced_by.push("seccomp (no sockets but unix ones)".to_owned());
+            }
+            Err(why) => missing.push(format!(
+                "no_network needs a network namespace or seccomp: {why}"
+            )),
         }
     }
     let allow_write = if mode == Mode::None {

@@ -133,6 +133,9 @@ pub struct SandboxSettings {
     pub allow_write: Setting<Vec<PathBuf>>,
     pub deny: Setting<Vec<PathBuf>>,
     pub require_abi: Setting<u32>,
+    /// How `no_network` is enforced: "namespace" (falling back to the
+    /// filter where namespaces are refused) or "seccomp".
+    pub network: Setting<String>,
 }
 
 /// The config file's contents. Unknown keys are errors: a misspelt
@@ -157,6 +160,7 @@ struct FileSandbox {
     allow_write: Option<Vec<String>>,
     deny: Option<Vec<String>>,
     require_abi: Option<u32>,
+    network: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,6 +366,11 @@ impl Settings {
                 sb.require_abi.value.to_string(),
                 &sb.require_abi.source,
             ),
+            Entry::new(
+                "sandbox.network",
+                sb.network.value.clone(),
+                &sb.network.source,
+            ),
         ]);
         out
     }
@@ -399,6 +408,7 @@ impl SandboxSettings {
             allow_write: Setting::default(Vec::new()),
             deny: Setting::default(Vec::new()),
             require_abi: Setting::default(MIN_LANDLOCK_ABI),
+            network: Setting::default("namespace".to_owned()),
         };
         let mode = |text: &str, place: &str| text.parse::<Mode>().map_err(|e| within(place, e));
         let paths = |list: &[String], key: &str| -> Result<Vec<PathBuf>> {
@@ -423,6 +433,15 @@ impl SandboxSettings {
                 s.deny.set(Some(paths(list, "sandbox.deny")?), Source::File);
             }
             s.require_abi.set(f.require_abi, Source::File);
+            if let Some(text) = &f.network {
+                if !matches!(text.as_str(), "namespace" | "seccomp") {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: {text:?} is not namespace or seccomp",
+                        in_file("sandbox.network")
+                    )));
+                }
+                s.network.set(Some(text.clone()), Source::File);
+            }
         }
         for (name, to) in [
             ("BGTASK_SANDBOX", &mut s.run),
@@ -457,6 +476,7 @@ impl SandboxSettings {
             allow_write: self.allow_write.value.clone(),
             deny: self.deny.value.clone(),
             require_abi: self.require_abi.value,
+            network_filter: self.network.value == "seccomp",
         }
     }
 }

@@ -347,3 +347,44 @@ fn bad_sandbox_flags_are_one_line_usage_errors() {
         assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     }
 }
+
+#[test]
+fn without_namespaces_no_network_is_a_seccomp_filter_that_keeps_unix_sockets() {
+    let bg = Bg::new();
+    if !can_sandbox(&bg) {
+        return;
+    }
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    // The config's test hook stands for a machine without namespaces.
+    bg.write_config("[sandbox]\nnetwork = \"seccomp\"\n");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = r#"python3 - <<'EOF'
+import socket
+a, b = socket.socketpair(); a.send(b'unix'); print(b.recv(4).decode())
+for family in (socket.AF_INET, socket.AF_INET6):
+    try:
+        socket.socket(family)
+        print('opened')
+    except PermissionError:
+        print('denied')
+try:
+    socket.create_connection(('127.0.0.1', PORT), 3)
+    print('reached')
+except PermissionError:
+    print('denied')
+EOF"#
+        .replace("PORT", &port.to_string());
+    let (task, out, err) = run_in_work(&bg, &["--no-network"], &script);
+    assert_eq!(out, "unix\ndenied\ndenied\ndenied\n", "{task} {err}");
+    let enforced = task["sandbox"]["enforced_by"].as_str().unwrap();
+    assert!(enforced.contains("seccomp"), "{task}");
+    drop(listener);
+}

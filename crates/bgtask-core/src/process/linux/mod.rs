@@ -17,7 +17,9 @@ pub use cgroup::Cgroup;
 pub use control::{connect_control, ControlListener};
 pub use go::{go_message, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
-pub use sandbox::{landlock_abi, network_namespaces, prepare_confinement, ConfineSpec};
+pub use sandbox::{
+    landlock_abi, network_namespaces, prepare_confinement, seccomp_available, ConfineSpec,
+};
 pub use shell::{start_shell, PendingShell, Shell, ShellCommand};
 pub use signal_pipe::SignalPipe;
 pub use signals::{

@@ -41,6 +41,9 @@ pub struct ConfineSpec<'a> {
     /// The task's private temporary directory (read and write).
     pub tmp: Option<&'a Path>,
     pub no_network: bool,
+    /// With `no_network`: a seccomp filter (no sockets but unix ones)
+    /// instead of a network namespace, for where namespaces are refused.
+    pub network_filter: bool,
 }
 
 /// A confinement ready to be applied in the child.
@@ -49,6 +52,7 @@ pub struct Confinement {
     /// The Landlock ruleset (close-on-exec).
     ruleset: Option<OwnedFd>,
     netns: Option<NetNs>,
+    filter: Option<Vec<libc::sock_filter>>,
 }
 
 /// A user + network namespace's set-up, written by the child itself.
@@ -110,7 +114,8 @@ pub fn prepare_confinement(spec: &ConfineSpec<'_>) -> io::Result<Confinement> {
     } else {
         None
     };
-    let netns = spec.no_network.then(|| {
+    let filter = (spec.no_network && spec.network_filter).then(socket_filter);
+    let netns = (spec.no_network && !spec.network_filter).then(|| {
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
         NetNs {
@@ -118,7 +123,11 @@ pub fn prepare_confinement(spec: &ConfineSpec<'_>) -> io::Result<Confinement> {
             gid_map: format!("{gid} {gid} 1\n").into_bytes(),
         }
     });
-    Ok(Confinement { ruleset, netns })
+    Ok(Confinement {
+        ruleset,
+        netns,
+        filter,
+    })
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -230,6 +239,7 @@ pub(super) struct ChildConfinement<'a> {
     ruleset: Option<&'a OwnedFd>,
     netns: Option<(&'a [u8], &'a [u8])>,
     ifreq: libc::ifreq,
+    filter: Option<libc::sock_fprog>,
 }
 
 impl Confinement {
@@ -247,6 +257,10 @@ impl Confinement {
                 .as_ref()
                 .map(|n| (n.uid_map.as_slice(), n.gid_map.as_slice())),
             ifreq,
+            filter: self.filter.as_ref().map(|f| libc::sock_fprog {
+                len: f.len() as u16,
+                filter: f.as_ptr().cast_mut(),
+            }),
         }
     }
 }
@@ -256,6 +270,7 @@ impl Confinement {
 pub(super) const STEP_NETNS: u32 = 1;
 pub(super) const STEP_LOOPBACK: u32 = 2;
 pub(super) const STEP_LANDLOCK: u32 = 3;
+pub(super) const STEP_SECCOMP: u32 = 4;
 
 impl ChildConfinement<'_> {
     /// In the child: enters the network namespace (loopback up), then
@@ -309,8 +324,72 @@ impl ChildConfinement<'_> {
                 }
             }
         }
+        if let Some(filter) = &self.filter {
+            // SAFETY: prctl with a filter program that lives in the
+            // Confinement borrowed by this child until its exec.
+            unsafe {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        filter as *const libc::sock_fprog,
+                    ) != 0
+                {
+                    return Err((STEP_SECCOMP, errno()));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Whether this kernel filters system calls with seccomp.
+pub fn seccomp_available() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|status| status.lines().any(|l| l.starts_with("Seccomp:")))
+}
+
+/// The seccomp program of `--no-network` without namespaces: `socket` and
+/// `socketpair` fail with EACCES for every family but `AF_UNIX`, and so
+/// does `io_uring_setup` (io_uring can open sockets by itself). Other
+/// architectures' and the x32 ABI's system calls fail with ENOSYS, so no
+/// second calling convention slips past. Loopback is closed too: a
+/// filter cannot tell a local address from a remote one.
+fn socket_filter() -> Vec<libc::sock_filter> {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    const ERRNO: u32 = 0x0005_0000; // SECCOMP_RET_ERRNO
+    const X32_BIT: u32 = 0x4000_0000;
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let denied = ERRNO | libc::EACCES as u32;
+    let nosys = ERRNO | libc::ENOSYS as u32;
+    vec![
+        // seccomp_data: nr at 0, arch at 4, args[0] at 16 (its low half
+        // on little-endian machines).
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ, 1, 0, ARCH),
+        op(RET, 0, 0, nosys),
+        op(LD_W_ABS, 0, 0, 0),
+        op(JGE, 0, 1, X32_BIT),
+        op(RET, 0, 0, nosys),
+        op(JEQ, 4, 0, libc::SYS_socket as u32),
+        op(JEQ, 3, 0, libc::SYS_socketpair as u32),
+        op(JEQ, 1, 0, libc::SYS_io_uring_setup as u32),
+        op(RET, 0, 0, ALLOW),
+        op(RET, 0, 0, denied),
+        // socket / socketpair: only AF_UNIX.
+        op(LD_W_ABS, 0, 0, 16),
+        op(JEQ, 0, 1, libc::AF_UNIX as u32),
+        op(RET, 0, 0, ALLOW),
+        op(RET, 0, 0, denied),
+    ]
 }
 
 /// Writes `data` to `path` (async-signal-safe).
@@ -331,6 +410,7 @@ pub(super) fn step_name(step: u32) -> Option<&'static str> {
         STEP_NETNS => Some("sandbox: cannot create the task's network namespace"),
         STEP_LOOPBACK => Some("sandbox: cannot bring up loopback in the task's network namespace"),
         STEP_LANDLOCK => Some("sandbox: cannot apply the Landlock ruleset"),
+        STEP_SECCOMP => Some("sandbox: cannot install the network filter"),
         _ => None,
     }
 }
