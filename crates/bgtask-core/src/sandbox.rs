@@ -58,6 +58,10 @@ pub const DENIED_UNDER_HOME: &[&str] = &[
     ".config/claude",
     ".gemini/oauth_creds.json",
     ".config/github-copilot",
+    // Browser profiles: session cookies are credentials too.
+    ".mozilla",
+    ".config/google-chrome",
+    ".config/chromium",
 ];
 
 /// Variables an agent's `env` may not set: they change what runs (the

@@ -388,3 +388,34 @@ EOF"#
     assert!(enforced.contains("seccomp"), "{task}");
     drop(listener);
 }
+
+#[test]
+fn a_sandboxed_task_cannot_signal_processes_outside_it() {
+    let bg = Bg::new();
+    if !can_sandbox(&bg) {
+        return;
+    }
+    let mut outside = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let script = format!(
+        "kill -0 {} 2>/dev/null; echo outside=$?; sleep 0 & kill -0 $! 2>/dev/null; echo own=$?",
+        outside.id()
+    );
+    let (task, out, _) = run_in_work(&bg, &["--sandbox", "workspace"], &script);
+    let _ = outside.kill();
+    let _ = outside.wait();
+    let enforced = task["sandbox"]["enforced_by"].as_str().unwrap().to_owned();
+    let abi: u32 = enforced
+        .split("ABI ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if abi < 6 {
+        eprintln!("skipped: Landlock ABI {abi} has no signal scope");
+        return;
+    }
+    assert_eq!(out, "outside=1\nown=0\n", "{task}");
+}

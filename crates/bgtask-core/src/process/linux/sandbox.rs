@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use landlock::{
     Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, ABI,
+    RulesetCreatedAttr, Scope, ABI,
 };
 
 /// What to confine a task's shell to.
@@ -136,13 +136,17 @@ fn ruleset(spec: &ConfineSpec<'_>) -> Result<OwnedFd, Error> {
     let abi = ABI::V3;
     let all = AccessFs::from_all(abi);
     let read = AccessFs::from_read(abi);
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(all)?;
+    // Where the kernel has them (ABI 6), scopes keep the task from
+    // signalling processes outside its sandbox (its monitor, the user's
+    // other programs) and from abstract unix sockets created outside it.
+    if landlock_abi() >= 6 {
+        ruleset = ruleset.scope(Scope::AbstractUnixSocket | Scope::Signal)?;
+    }
     let mut rules = Rules {
-        ruleset: Some(
-            Ruleset::default()
-                .set_compatibility(CompatLevel::HardRequirement)
-                .handle_access(all)?
-                .create()?,
-        ),
+        ruleset: Some(ruleset.create()?),
         deny: spec.deny,
         abi,
     };
