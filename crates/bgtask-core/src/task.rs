@@ -285,6 +285,9 @@ pub struct Completion {
     pub stdout_path: PathBuf,
     #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+    /// The confinement the task ran under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 /// Serializes a path as a JSON string. Paths are bytes and JSON strings

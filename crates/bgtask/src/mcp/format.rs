@@ -74,6 +74,7 @@ impl BlockEntry {
             "output_truncated": c.output_truncated,
             "stdout_path": c.stdout_path,
             "stderr_path": c.stderr_path,
+            "sandbox": c.sandbox,
         });
         BlockEntry { text, json }
     }

@@ -67,6 +67,15 @@ fn an_agent_gets_the_configured_sandbox_and_cannot_widen_it() {
     assert_eq!(task["sandbox"]["mode"], "read-only", "{task}");
     assert!(!work.join("inside2").exists(), "{task}");
     assert!(stdout_of(&task).contains('1'), "{task}");
+    // The notification of a failed sandboxed task carries its sandbox and
+    // says it may be why.
+    let task = server.call("bash", json!({"command": "exit 3", "background": true}));
+    let done = server.completion(task["task_id"].as_str().unwrap());
+    assert_eq!(done["sandbox"]["mode"], "workspace", "{done}");
+    assert!(
+        done["reason"].as_str().unwrap().contains("ran sandboxed"),
+        "{done}"
+    );
 }
 
 #[test]
