@@ -68,6 +68,49 @@ impl Sandboxed {
     }
 }
 
+/// A sandbox made ready before the go (while the starter records the
+/// task): the private temporary directory and the confinement.
+pub(super) struct PreparedSandbox {
+    sandboxed: Sandboxed,
+    confinement: process::Confinement,
+}
+
+impl PreparedSandbox {
+    /// Gives up on it (no go came).
+    pub(super) fn discard(&self) {
+        self.sandboxed.remove_tmp();
+    }
+}
+
+/// Prepares `policy` for task `id`: its private temporary directory (when
+/// Landlock confines it) and the confinement (the ruleset is built here,
+/// listing directories: it costs a few hundred system calls, done while
+/// the starter records the task rather than after its go).
+pub(super) fn prepare_sandbox(
+    home: &Path,
+    id: &TaskId,
+    policy: &crate::sandbox::Policy,
+) -> Result<PreparedSandbox> {
+    let tmp = match policy.mode {
+        crate::sandbox::Mode::None => None,
+        _ => Some(private_tmp(home, id)?),
+    };
+    let sandboxed = Sandboxed {
+        tmp,
+        note: policy.failure_note(),
+    };
+    match process::prepare_confinement(&policy.confinement(sandboxed.tmp.as_deref())) {
+        Ok(confinement) => Ok(PreparedSandbox {
+            sandboxed,
+            confinement,
+        }),
+        Err(e) => {
+            sandboxed.remove_tmp();
+            Err(Error::spawn_step("sandbox", e))
+        }
+    }
+}
+
 /// Creates the private temporary directory of a task confined by
 /// Landlock (0700, inside the home, which only its user can enter).
 fn private_tmp(home: &Path, id: &TaskId) -> Result<PathBuf> {
@@ -107,7 +150,10 @@ pub(super) fn launch(
     id: &TaskId,
     task: &TaskCommand<'_>,
     mut env: Vec<(String, String)>,
+    sandbox: Option<Result<PreparedSandbox>>,
 ) -> Result<Launched> {
+    // A sandbox that could not be prepared: nothing starts (fail closed).
+    let sandbox = sandbox.transpose()?;
     // Both inbound channels exist before anyone can learn from the store
     // that this monitor runs the task (mark_running).
     let signals = SignalPipe::install().map_err(|e| Error::spawn_step("signal pipe", e))?;
@@ -124,33 +170,15 @@ pub(super) fn launch(
     // (and that the task cannot take over with a variable of its own).
     env.retain(|(key, _)| key != process::TASK_MARKER);
     env.push((process::TASK_MARKER.to_owned(), id.to_string()));
-    // A sandboxed task writes temporary files in a directory of its own.
-    let tmp = match &task.sandbox {
-        Some(policy) if policy.mode != crate::sandbox::Mode::None => Some(private_tmp(home, id)?),
-        _ => None,
-    };
-    let sandbox = task.sandbox.as_ref().map(|policy| Sandboxed {
-        tmp: tmp.clone(),
-        note: policy.failure_note(),
-    });
-    let confinement = match &task.sandbox {
-        Some(policy) => {
-            if let Some(tmp) = &tmp {
+    let (sandbox, confinement) = match sandbox {
+        Some(prepared) => {
+            if let Some(tmp) = &prepared.sandboxed.tmp {
                 env.retain(|(key, _)| key != "TMPDIR");
                 env.push(("TMPDIR".to_owned(), tmp.to_string_lossy().into_owned()));
             }
-            let prepared = process::prepare_confinement(&policy.confinement(tmp.as_deref()));
-            match prepared {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    if let Some(s) = &sandbox {
-                        s.remove_tmp();
-                    }
-                    return Err(Error::spawn_step("sandbox", e));
-                }
-            }
+            (Some(prepared.sandboxed), Some(prepared.confinement))
         }
-        None => None,
+        None => (None, None),
     };
     let env = process::environment(&env).map_err(|e| Error::spawn_step("environment", e))?;
     let files = store::create_output_files(home, id)?;

@@ -33,7 +33,7 @@
 //! Confinement (sandboxed tasks, see `sandbox.rs` at the crate's root)
 //! - [`landlock_abi`], [`network_namespaces`], [`seccomp_available`]: what
 //!   the kernel can enforce;
-//!   [`prepare_confinement`] with [`ConfineSpec`] → `Confinement`, given
+//!   [`prepare_confinement`] with [`ConfineSpec`] → [`Confinement`], given
 //!   to [`start_shell`] and applied in the child before its exec.
 //!
 //! The go pipe (starter → monitor, once)
@@ -66,6 +66,6 @@ pub use linux::{
     landlock_abi, network_namespaces, pipe, prepare_confinement, read_fd, reap_if_exited, reap_one,
     release_startup_pages, seccomp_available, set_nonblocking, signal_group, signal_marked,
     signal_own_children, spawn_detached, start_shell, try_reap, wait_for_go, wait_readable, Cgroup,
-    ConfineSpec, ControlListener, Detached, ExitStatus, FileWatch, Liveness, PendingShell,
-    ProcessHandle, ProcessIdentity, Shell, ShellCommand, SignalPipe, TASK_MARKER,
+    ConfineSpec, Confinement, ControlListener, Detached, ExitStatus, FileWatch, Liveness,
+    PendingShell, ProcessHandle, ProcessIdentity, Shell, ShellCommand, SignalPipe, TASK_MARKER,
 };

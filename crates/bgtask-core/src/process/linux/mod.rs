@@ -19,6 +19,7 @@ pub use go::{go_message, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
 pub use sandbox::{
     landlock_abi, network_namespaces, prepare_confinement, seccomp_available, ConfineSpec,
+    Confinement,
 };
 pub use shell::{start_shell, PendingShell, Shell, ShellCommand};
 pub use signal_pipe::SignalPipe;

@@ -186,19 +186,30 @@ impl Rules<'_> {
     /// Grants `access` on `path` and beneath, except the denied paths:
     /// on the way to one, each entry is granted instead.
     fn grant(&mut self, path: &Path, access: BitFlags<AccessFs>) -> Result<(), Error> {
+        self.grant_known(path, None, access)
+    }
+
+    /// [`Rules::grant`], `is_dir` known from the directory entry (saves a
+    /// `fstat` per entry: an ancestor of a denied path may hold hundreds).
+    fn grant_known(
+        &mut self,
+        path: &Path,
+        is_dir: Option<bool>,
+        access: BitFlags<AccessFs>,
+    ) -> Result<(), Error> {
         if self.deny.iter().any(|d| path.starts_with(d)) {
             return Ok(());
         }
         if !self.deny.iter().any(|d| d.starts_with(path)) {
-            return self.add(path, access);
+            return self.add_known(path, is_dir, access);
         }
         let Ok(entries) = std::fs::read_dir(path) else {
             return Ok(());
         };
         for entry in entries.flatten() {
-            let is_symlink = entry.file_type().is_ok_and(|t| t.is_symlink());
-            if !is_symlink {
-                self.grant(&entry.path(), access)?;
+            let kind = entry.file_type().ok();
+            if !kind.is_some_and(|t| t.is_symlink()) {
+                self.grant_known(&entry.path(), kind.map(|t| t.is_dir()), access)?;
             }
         }
         Ok(())
@@ -206,14 +217,26 @@ impl Rules<'_> {
 
     /// One rule; a path that vanished meanwhile is skipped.
     fn add(&mut self, path: &Path, access: BitFlags<AccessFs>) -> Result<(), Error> {
+        self.add_known(path, None, access)
+    }
+
+    fn add_known(
+        &mut self,
+        path: &Path,
+        is_dir: Option<bool>,
+        access: BitFlags<AccessFs>,
+    ) -> Result<(), Error> {
         let Ok(fd) = open_path(path) else {
             return Ok(());
         };
-        let is_dir = rustix::fs::fstat(&fd)
-            .map(|st| {
-                rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
-            })
-            .unwrap_or(false);
+        let is_dir = is_dir.unwrap_or_else(|| {
+            rustix::fs::fstat(&fd)
+                .map(|st| {
+                    rustix::fs::FileType::from_raw_mode(st.st_mode)
+                        == rustix::fs::FileType::Directory
+                })
+                .unwrap_or(false)
+        });
         let access = if is_dir {
             access
         } else {
