@@ -430,9 +430,13 @@ fn denied_paths(config: &SandboxConfig, home: &Path, read: &[PathBuf]) -> Vec<Pa
         } else {
             continue;
         };
-        if let Ok(real) = path.canonicalize() {
-            if real != path {
-                out.push(real);
+        // One `stat` for the many listed paths that do not exist; only an
+        // existing one is resolved (realpath costs a call per component).
+        if path.exists() {
+            if let Ok(real) = path.canonicalize() {
+                if real != path {
+                    out.push(real);
+                }
             }
         }
         out.push(path);
