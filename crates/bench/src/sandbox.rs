@@ -103,9 +103,9 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
             "Wall time of `bgtask run` with and without `--sandbox workspace`, until the id \
              is printed (the starter's part: resolving the policy and asking the kernel's \
              Landlock ABI) and with `--wait` until the end is recorded (the monitor's part \
-             too: the private TMPDIR made and removed, the Landlock ruleset built before \
-             the clone and applied in the child, and with `--no-network` a user and network \
-             namespace). Interleaved in rotating order, {} times, {} ms pause before each.",
+             too: the private TMPDIR made and removed, the Landlock ruleset built while \
+             the starter records the task and applied in the child before its exec, and \
+             with `--no-network` a user and network namespace). Interleaved in rotating order, {} times, {} ms pause before each.",
             plan.latency_runs,
             SETTLE.as_millis()
         ),
