@@ -68,6 +68,15 @@ impl Sandboxed {
     }
 }
 
+/// Whatever way the start or the task ends (an error on the way
+/// included), the private temporary directory goes with it. The end
+/// removes it earlier, before the end is recorded.
+impl Drop for Sandboxed {
+    fn drop(&mut self) {
+        self.remove_tmp();
+    }
+}
+
 /// A sandbox made ready before the go (while the starter records the
 /// task): the private temporary directory and the confinement.
 pub(super) struct PreparedSandbox {
