@@ -24,6 +24,7 @@ mod output;
 mod pueue;
 mod ready;
 mod report;
+mod sandbox;
 mod scale;
 mod stats;
 mod store;
@@ -121,7 +122,8 @@ const USAGE: &str =
                   built if missing]
   --out DIR       where the report and the chart go
   --baseline PATH an older bgtask binary: adds a before/after figure, measured side by side
-  --only LIST     figures to run: start, e2e, completion, scale, output, cold, hooks, top, ready, compare
+  --only LIST     figures to run: start, e2e, completion, scale, output, cold, hooks, top, ready,
+                  sandbox, compare
   --runs N        interleaved iterations of the start and end-to-end figures
                   [default: 200 in full, 5 in smoke]";
 
@@ -284,6 +286,7 @@ fn run(args: Args) -> Result<()> {
     step("hooks", &mut || hooks::run(&bgtask, &plan))?;
     step("top", &mut || top::run(&bgtask, &plan))?;
     step("ready", &mut || ready::run(&bgtask, &plan))?;
+    step("sandbox", &mut || sandbox::run(&bgtask, &plan))?;
     if let Some(path) = &baseline {
         let old = Bgtask::new(path.clone())?;
         step("compare", &mut || compare::run(&bgtask, &old, &plan))?;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+use crate::sandbox::{SandboxConfig, SandboxRequest};
 
 /// Default hard timeout of an agent's task.
 pub const DEFAULT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
@@ -25,6 +26,9 @@ pub struct Config {
     /// Limits of a task whose request names none (`serve` and `mcp` use
     /// these; `run` has its own flags with the same defaults).
     pub tasks: TaskDefaults,
+    /// The sandbox of a task whose request names none, and whether a
+    /// request may only narrow it (agents).
+    pub sandbox: SandboxConfig,
 }
 
 /// The limits a task gets when its request does not name them.
@@ -86,6 +90,9 @@ pub struct SpawnRequest {
     pub ready: Option<crate::ready::ReadySpec>,
     /// How the task's stdin is connected (issue 18).
     pub interaction: crate::interact::Interaction,
+    /// The confinement asked for (`sandbox.rs`); the config's default
+    /// where it names none.
+    pub sandbox: SandboxRequest,
 }
 
 impl Default for SpawnRequest {
@@ -100,6 +107,7 @@ impl Default for SpawnRequest {
             notify: true,
             ready: None,
             interaction: crate::interact::Interaction::None,
+            sandbox: SandboxRequest::default(),
         }
     }
 }

@@ -50,6 +50,10 @@ pub enum Error {
     LimitExceeded { limit: u32 },
     #[error("could not start the task: {0}")]
     SpawnFailed(String),
+    /// The kernel cannot enforce the sandbox a task asked for (fails
+    /// closed: nothing was started).
+    #[error("cannot sandbox the task: {0}")]
+    SandboxUnavailable(String),
     /// A step of a start failed; the step is named, the cause kept.
     #[error("could not start the task: {step}")]
     SpawnStep {
@@ -154,7 +158,9 @@ impl Error {
             | Error::EnvFile { .. } => ErrorKind::InvalidArgument,
             Error::InvalidCwd { .. } | Error::CwdNotADirectory(_) => ErrorKind::InvalidCwd,
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
-            Error::SpawnFailed(_) | Error::SpawnStep { .. } => ErrorKind::SpawnFailed,
+            Error::SpawnFailed(_) | Error::SpawnStep { .. } | Error::SandboxUnavailable(_) => {
+                ErrorKind::SpawnFailed
+            }
             Error::Io { .. } | Error::Store { .. } | Error::NewerRecord(_) => ErrorKind::StoreError,
             Error::NewerStore { .. } | Error::UnsafeHome { .. } => ErrorKind::StoreError,
             Error::Timeout(_) => ErrorKind::Timeout,

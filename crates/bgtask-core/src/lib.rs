@@ -22,6 +22,7 @@ mod process;
 pub mod protocol;
 pub mod ready;
 mod reconcile;
+pub mod sandbox;
 mod service;
 pub mod settings;
 mod store;

@@ -149,6 +149,7 @@ impl Service {
             req,
             cwd,
             launched,
+            sandbox,
         } = launch;
         let owner = launched.owner()?;
         let new = NewTask {
@@ -165,6 +166,7 @@ impl Service {
             owner,
             created_at: now_ms(),
             ready: req.ready.clone(),
+            sandbox,
         };
         let task = self.insert(&new)?;
         if let Some(holder) = holder {
@@ -538,12 +540,21 @@ pub struct Launch {
     req: SpawnRequest,
     cwd: PathBuf,
     launched: Box<dyn Launched>,
+    /// The effective confinement, recorded on the task.
+    sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 impl Launch {
     /// Checks the request and starts the task's monitor.
     pub fn start(config: &Config, req: &SpawnRequest) -> Result<Launch> {
         let cwd = validate(req)?;
+        if config.sandbox.agent {
+            crate::sandbox::check_agent_env(&req.env)?;
+        }
+        let config = with_absolute_home(config.clone())?;
+        // Fails closed before anything starts: a kernel that cannot
+        // enforce the asked confinement refuses the task here.
+        let sandbox = crate::sandbox::resolve(&config.sandbox, &req.sandbox, &cwd, &config.home)?;
         check_free_space(&config.home)?;
         let id = TaskId::random();
         // The monitor is started before the record exists so the record can
@@ -551,12 +562,12 @@ impl Launch {
         // a starter that may exit the instant it prints the id. Until it
         // reads "go" on its stdin the monitor does nothing; end of file
         // without "go" (this process failed or died) makes it give up.
-        let config = with_absolute_home(config.clone())?;
         let job = Job {
             id: &id,
             cwd: &cwd,
             command: &req.command,
             interaction: req.interaction,
+            sandbox: sandbox.policy.as_ref(),
         };
         let launched = executor::for_new_task().launch(&config, &job)?;
         Ok(Launch {
@@ -564,6 +575,7 @@ impl Launch {
             req: req.clone(),
             cwd,
             launched,
+            sandbox: sandbox.record,
         })
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, TaskDefaults, DEFAULT_MAX_RUNNING, DEFAULT_SESSION};
 use crate::error::{Error, Result};
+use crate::sandbox::{Mode, SandboxConfig, MIN_LANDLOCK_ABI};
 use crate::units::{format_duration_ms, parse_duration_ms, parse_size};
 
 /// Names the config file to read instead of the default one (which then
@@ -71,14 +72,17 @@ pub struct TaskSettings {
     pub timeout: Setting<Option<u64>>,
     pub idle_timeout: Setting<Option<u64>>,
     pub max_output: Setting<u64>,
+    /// Agents' tasks: a request may only narrow the sandbox.
+    pub agent: bool,
 }
 
 impl TaskSettings {
-    fn new(defaults: TaskDefaults) -> Self {
+    fn new(defaults: TaskDefaults, agent: bool) -> Self {
         TaskSettings {
             timeout: Setting::default(defaults.timeout_ms),
             idle_timeout: Setting::default(defaults.idle_timeout_ms),
             max_output: Setting::default(defaults.max_output),
+            agent,
         }
     }
 
@@ -113,6 +117,25 @@ pub struct Settings {
     pub run: TaskSettings,
     /// Tasks started by agents through `serve` or `mcp`.
     pub agent: TaskSettings,
+    /// The `[sandbox]` section (docs/sandbox.md).
+    pub sandbox: SandboxSettings,
+}
+
+/// Sandbox defaults: a mode (and network) for people's tasks and one for
+/// agents' tasks, extra writable and denied paths, and the Landlock ABI a
+/// sandboxed task requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxSettings {
+    pub run: Setting<Mode>,
+    pub agent: Setting<Mode>,
+    pub run_no_network: Setting<bool>,
+    pub agent_no_network: Setting<bool>,
+    pub allow_write: Setting<Vec<PathBuf>>,
+    pub deny: Setting<Vec<PathBuf>>,
+    pub require_abi: Setting<u32>,
+    /// How `no_network` is enforced: "namespace" (falling back to the
+    /// filter where namespaces are refused) or "seccomp".
+    pub network: Setting<String>,
 }
 
 /// The config file's contents. Unknown keys are errors: a misspelt
@@ -124,6 +147,20 @@ struct FileSettings {
     max_running: Option<u32>,
     run: Option<FileTask>,
     agent: Option<FileTask>,
+    sandbox: Option<FileSandbox>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSandbox {
+    run: Option<String>,
+    agent: Option<String>,
+    run_no_network: Option<bool>,
+    agent_no_network: Option<bool>,
+    allow_write: Option<Vec<String>>,
+    deny: Option<Vec<String>>,
+    require_abi: Option<u32>,
+    network: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,8 +260,8 @@ impl Settings {
             )));
         }
 
-        let mut run = TaskSettings::new(TaskDefaults::RUN);
-        let mut agent = TaskSettings::new(TaskDefaults::AGENT);
+        let mut run = TaskSettings::new(TaskDefaults::RUN, false);
+        let mut agent = TaskSettings::new(TaskDefaults::AGENT, true);
         for (settings, section, prefix) in [
             (&mut run, &parsed.run, "BGTASK_"),
             (&mut agent, &parsed.agent, "BGTASK_AGENT_"),
@@ -236,6 +273,8 @@ impl Settings {
             apply_env(settings, prefix, &env)?;
         }
 
+        let sandbox = SandboxSettings::load(parsed.sandbox.as_ref(), &in_file, &env)?;
+
         Ok(Settings {
             file,
             file_found,
@@ -244,6 +283,7 @@ impl Settings {
             max_running,
             run,
             agent,
+            sandbox,
         })
     }
 
@@ -256,6 +296,7 @@ impl Settings {
             max_running: self.max_running.value,
             monitor_exe,
             tasks: tasks.defaults(),
+            sandbox: self.sandbox.config(tasks.agent),
         }
     }
 
@@ -292,6 +333,45 @@ impl Settings {
                 &task.max_output.source,
             ));
         }
+        let sb = &self.sandbox;
+        let paths = |paths: &[PathBuf]| {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            format!("[{}]", shown.join(", "))
+        };
+        out.extend([
+            Entry::new("sandbox.run", sb.run.value.to_string(), &sb.run.source),
+            Entry::new(
+                "sandbox.agent",
+                sb.agent.value.to_string(),
+                &sb.agent.source,
+            ),
+            Entry::new(
+                "sandbox.run_no_network",
+                sb.run_no_network.value.to_string(),
+                &sb.run_no_network.source,
+            ),
+            Entry::new(
+                "sandbox.agent_no_network",
+                sb.agent_no_network.value.to_string(),
+                &sb.agent_no_network.source,
+            ),
+            Entry::new(
+                "sandbox.allow_write",
+                paths(&sb.allow_write.value),
+                &sb.allow_write.source,
+            ),
+            Entry::new("sandbox.deny", paths(&sb.deny.value), &sb.deny.source),
+            Entry::new(
+                "sandbox.require_abi",
+                sb.require_abi.value.to_string(),
+                &sb.require_abi.source,
+            ),
+            Entry::new(
+                "sandbox.network",
+                sb.network.value.clone(),
+                &sb.network.source,
+            ),
+        ]);
         out
     }
 }
@@ -310,6 +390,93 @@ impl Entry {
             key: key.to_owned(),
             value,
             source: source.to_string(),
+        }
+    }
+}
+
+impl SandboxSettings {
+    fn load(
+        file: Option<&FileSandbox>,
+        in_file: &dyn Fn(&str) -> String,
+        env: &dyn Fn(&str) -> Result<Option<String>>,
+    ) -> Result<SandboxSettings> {
+        let mut s = SandboxSettings {
+            run: Setting::default(Mode::None),
+            agent: Setting::default(Mode::None),
+            run_no_network: Setting::default(false),
+            agent_no_network: Setting::default(false),
+            allow_write: Setting::default(Vec::new()),
+            deny: Setting::default(Vec::new()),
+            require_abi: Setting::default(MIN_LANDLOCK_ABI),
+            network: Setting::default("namespace".to_owned()),
+        };
+        let mode = |text: &str, place: &str| text.parse::<Mode>().map_err(|e| within(place, e));
+        let paths = |list: &[String], key: &str| -> Result<Vec<PathBuf>> {
+            list.iter().map(|p| expand_home(p, &in_file(key))).collect()
+        };
+        if let Some(f) = file {
+            if let Some(text) = &f.run {
+                s.run
+                    .set(Some(mode(text, &in_file("sandbox.run"))?), Source::File);
+            }
+            if let Some(text) = &f.agent {
+                s.agent
+                    .set(Some(mode(text, &in_file("sandbox.agent"))?), Source::File);
+            }
+            s.run_no_network.set(f.run_no_network, Source::File);
+            s.agent_no_network.set(f.agent_no_network, Source::File);
+            if let Some(list) = &f.allow_write {
+                s.allow_write
+                    .set(Some(paths(list, "sandbox.allow_write")?), Source::File);
+            }
+            if let Some(list) = &f.deny {
+                s.deny.set(Some(paths(list, "sandbox.deny")?), Source::File);
+            }
+            s.require_abi.set(f.require_abi, Source::File);
+            if let Some(text) = &f.network {
+                if !matches!(text.as_str(), "namespace" | "seccomp") {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: {text:?} is not namespace or seccomp",
+                        in_file("sandbox.network")
+                    )));
+                }
+                s.network.set(Some(text.clone()), Source::File);
+            }
+        }
+        for (name, to) in [
+            ("BGTASK_SANDBOX", &mut s.run),
+            ("BGTASK_AGENT_SANDBOX", &mut s.agent),
+        ] {
+            if let Some(text) = env(name)? {
+                to.set(Some(mode(&text, name)?), Source::Env(name));
+            }
+        }
+        let abi = "BGTASK_SANDBOX_REQUIRE_ABI";
+        if let Some(text) = env(abi)? {
+            let n = text
+                .trim()
+                .parse()
+                .map_err(|_| Error::InvalidArgument(format!("{abi}={text:?} is not a number")))?;
+            s.require_abi.set(Some(n), Source::Env(abi));
+        }
+        Ok(s)
+    }
+
+    /// The sandbox defaults of people's tasks, or of agents' (`agent`).
+    pub fn config(&self, agent: bool) -> SandboxConfig {
+        let (mode, no_network) = if agent {
+            (&self.agent, &self.agent_no_network)
+        } else {
+            (&self.run, &self.run_no_network)
+        };
+        SandboxConfig {
+            agent,
+            mode: mode.value,
+            no_network: no_network.value,
+            allow_write: self.allow_write.value.clone(),
+            deny: self.deny.value.clone(),
+            require_abi: self.require_abi.value,
+            network_filter: self.network.value == "seccomp",
         }
     }
 }
@@ -526,6 +693,28 @@ mod tests {
             let err = load(&env, file).unwrap_err().to_string();
             assert!(err.contains("use \"none\""), "{err}");
         }
+    }
+
+    #[test]
+    fn the_sandbox_section_sets_each_kind_s_default_and_agents_narrow_only() {
+        let file = "[sandbox]\nagent = \"workspace\"\nagent_no_network = true\ndeny = [\"/srv/secrets\"]\nrequire_abi = 99\n";
+        let s = load(&[("BGTASK_SANDBOX", "read-only")], Some(file)).unwrap();
+        assert_eq!(s.sandbox.agent.value, Mode::Workspace);
+        assert_eq!(s.sandbox.run.source, Source::Env("BGTASK_SANDBOX"));
+        let agent = s.config(&s.agent, "/bin/true".into()).sandbox;
+        assert!(agent.agent && agent.no_network && agent.require_abi == 99);
+        assert_eq!(agent.deny, [PathBuf::from("/srv/secrets")]);
+        let run = s.config(&s.run, "/bin/true".into()).sandbox;
+        assert!(!run.agent && run.mode == Mode::ReadOnly && !run.no_network);
+        let keys: Vec<String> = s.entries().into_iter().map(|e| e.key).collect();
+        assert!(keys.contains(&"sandbox.require_abi".to_owned()), "{keys:?}");
+        let err = load(&[], Some("[sandbox]\nagent = \"open\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sandbox.agent") && err.contains("open"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -265,6 +265,9 @@ pub struct Task {
     pub stdout_path: PathBuf,
     #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+    /// The effective confinement of a sandboxed task (docs/sandbox.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::Sandbox>,
     /// Its stdin is a pipe that takes input (`run --stdin`; issue 18).
     #[serde(default)]
     pub stdin: bool,
@@ -463,6 +466,9 @@ pub struct Completion {
     pub stdout_path: PathBuf,
     #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+    /// The confinement the task ran under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 /// Serializes a path as a JSON string. Paths are bytes and JSON strings

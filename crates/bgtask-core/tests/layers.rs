@@ -15,8 +15,8 @@ use std::path::Path;
 /// only from lower layers.
 const LAYERS: &[&[&str]] = &[
     &[
-        "clock", "error", "task", "units", "config", "settings", "output", "compact", "process", "ready",
-        "interact",
+        "clock", "error", "task", "units", "config", "settings", "output", "compact", "process",
+        "ready", "interact", "sandbox",
     ],
     &["store"],
     &["control"],

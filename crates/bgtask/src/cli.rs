@@ -307,6 +307,8 @@ pub struct RunArgs {
     /// End the task if it is not ready in time
     #[arg(long)]
     pub kill_if_not_ready: bool,
+    #[command(flatten)]
+    pub sandbox: crate::sandbox::SandboxArgs,
     /// The command, run by bash -c. One argument is a shell command line
     /// (quote it: 'make && ./run'); several are quoted one by one, so they
     /// arrive as given. `--` before it is optional; options after its first

@@ -277,6 +277,7 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
             (false, true) => Interaction::Stdin,
             (false, false) => Interaction::None,
         },
+        sandbox: args.sandbox.request(),
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.

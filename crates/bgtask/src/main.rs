@@ -14,6 +14,7 @@ mod interact;
 mod mcp;
 mod notices;
 mod render;
+mod sandbox;
 mod serve;
 mod setup;
 mod top;
@@ -175,18 +176,39 @@ fn usage_error(err: &clap::Error) -> u8 {
     }
 }
 
-/// `__monitor HOME TASK_ID CWD COMMAND [IO]`, as the starter passes them
-/// (IO: an interactive task's `stdin` or `pty ROWSxCOLS`, issue 18).
+/// `__monitor HOME TASK_ID CWD COMMAND [io=IO] [sandbox=POLICY]`, as the
+/// starter passes them. IO: an interactive task's `stdin` or `pty
+/// ROWSxCOLS` (issue 18); POLICY: the confinement policy as JSON (issue
+/// 22). Both are needed before the shell starts, so before the store is
+/// open.
 fn run_monitor(args: &[std::ffi::OsString]) -> u8 {
-    let (args, io) = match args {
-        [rest @ .., io] if rest.len() == 4 => (rest, io.to_str()),
-        _ => (args, None),
-    };
-    let interaction = bgtask_core::interact::Interaction::from_stored(io);
-    let [home, id, cwd, command] = args else {
+    let (Some([home, id, cwd, command]), options) = (
+        args.get(..4).and_then(|a| <&[_; 4]>::try_from(a).ok()),
+        args.get(4..).unwrap_or_default(),
+    ) else {
         eprintln!("bgtask: {MONITOR_ARG} is internal");
         return EXIT_USAGE;
     };
+    let mut io = None;
+    let mut sandbox = None;
+    for option in options {
+        match option.to_str().and_then(|o| o.split_once('=')) {
+            Some(("io", value)) => io = Some(value),
+            Some(("sandbox", value)) => match bgtask_core::sandbox::Policy::from_arg(value) {
+                Ok(policy) => sandbox = Some(policy),
+                Err(_) => {
+                    // Never run unconfined what was asked to be confined.
+                    eprintln!("bgtask: {MONITOR_ARG}: invalid sandbox policy");
+                    return EXIT_USAGE;
+                }
+            },
+            _ => {
+                eprintln!("bgtask: {MONITOR_ARG}: unknown option");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let interaction = bgtask_core::interact::Interaction::from_stored(io);
     let Some(id) = id.to_str().and_then(|s| s.parse().ok()) else {
         eprintln!("bgtask: {MONITOR_ARG}: invalid task id");
         return EXIT_USAGE;
@@ -199,6 +221,7 @@ fn run_monitor(args: &[std::ffi::OsString]) -> u8 {
         cwd: std::path::Path::new(cwd),
         command,
         interaction,
+        sandbox,
     };
     monitor::run(std::path::Path::new(home), &id, task) as u8
 }

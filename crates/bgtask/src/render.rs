@@ -120,6 +120,9 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
     writeln!(out, "command:  {}", printable(&task.command, false))?;
     writeln!(out, "cwd:      {}", path_text(&task.cwd))?;
     writeln!(out, "session:  {}", printable(&task.session, false))?;
+    if let Some(sandbox) = &task.sandbox {
+        writeln!(out, "sandbox:  {}", describe_sandbox(sandbox))?;
+    }
     if let Some(pid) = task.pid {
         writeln!(out, "pid:      {pid}")?;
     }
@@ -576,4 +579,23 @@ pub fn printable(text: &str, multiline: bool) -> Cow<'_, str> {
         }
     }
     Cow::Owned(shown)
+}
+
+/// One line for `status`: `workspace, no network (landlock (ABI 7) + …);
+/// writes: /src/app`.
+fn describe_sandbox(sandbox: &bgtask_core::sandbox::Sandbox) -> String {
+    let mut line = sandbox.mode.to_string();
+    if sandbox.no_network {
+        line.push_str(", no network");
+    }
+    line.push_str(&format!(" (enforced by {})", sandbox.enforced_by));
+    if !sandbox.allow_write.is_empty() {
+        let paths: Vec<String> = sandbox
+            .allow_write
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        line.push_str(&format!("; writes: {}", paths.join(", ")));
+    }
+    printable(&line, false).into_owned()
 }

@@ -88,8 +88,10 @@ impl Executor for LocalExecutor {
     /// number alone: with the monitor gone, the leader's pid and group may
     /// be someone else's.
     fn clean_up(&self, store: &Store, task: &LiveTask) {
-        // The control socket of a dead monitor answers nobody.
+        // The control socket of a dead monitor answers nobody, and its
+        // sandboxed task's private temporary directory serves nobody.
         let _ = std::fs::remove_file(store::control_socket_path(store.home(), &task.id));
+        let _ = std::fs::remove_dir_all(store::task_tmp_path(store.home(), &task.id));
         // Nothing of an earlier boot runs (and every live task of one is
         // reconciled at once after a reboot: no search of /proc for each).
         if task
@@ -173,17 +175,22 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
         .open(&log_path)
         .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
     // The monitor's command line (read by the binary's `__monitor` mode).
-    let args: Vec<OsString> = vec![
+    let mut args: Vec<OsString> = vec![
         MONITOR_ARG.into(),
         config.home.clone().into_os_string(),
         job.id.as_str().into(),
         job.cwd.as_os_str().to_owned(),
         job.command.into(),
     ];
-    // Issue 18: an interactive task's stdin (`stdin`, `pty ROWSxCOLS`),
-    // needed before the shell starts, so before the store is open.
-    let mut args = args;
-    args.extend(job.interaction.stored().map(OsString::from));
+    // Needed before the shell starts, so before the store is open: an
+    // interactive task's stdin (`stdin`, `pty ROWSxCOLS`; issue 18) and
+    // the sandbox policy (issue 22). Read by the binary's `run_monitor`.
+    if let Some(io) = job.interaction.stored() {
+        args.push(format!("io={io}").into());
+    }
+    if let Some(policy) = job.sandbox {
+        args.push(format!("sandbox={}", policy.to_arg()).into());
+    }
     process::spawn_detached(&config.monitor_exe, &args, log).map_err(|e| {
         Error::spawn_step(
             format!("cannot start monitor {}", config.monitor_exe.display()),

@@ -28,6 +28,8 @@ pub struct Job<'a> {
     pub command: &'a str,
     /// How the task's stdin is connected (issue 18).
     pub interaction: crate::interact::Interaction,
+    /// The confinement the engine applies before the task's shell runs.
+    pub sandbox: Option<&'a crate::sandbox::Policy>,
 }
 
 /// One engine that runs tasks.

@@ -10,7 +10,7 @@ use super::{log, now_ms, PREVIEW_BYTES};
 use crate::output::combined_tail;
 use crate::process::{self, ExitStatus};
 use crate::store::{FinishRecord, Store};
-use crate::task::Outcome;
+use crate::task::{Outcome, Status};
 
 pub(super) fn end(
     store: &mut Store,
@@ -21,6 +21,9 @@ pub(super) fn end(
     // Anything the shell left behind belongs to the task: end it and reap
     // it, so nothing lingers unmanaged.
     kill_and_reap(&task.tree());
+    if let Some(sandboxed) = &task.sandbox {
+        sandboxed.remove_tmp();
+    }
     let mut buf = vec![0u8; 64 << 10];
     for which in 0..task.streams.len() {
         let stream = &mut task.streams[which];
@@ -81,6 +84,9 @@ pub(super) fn outcome(status: Option<ExitStatus>, stopping: Option<&Stopping>) -
 /// unknown.
 pub(super) fn finish_lost(store: &mut Store, task: Running, reason: &str) {
     kill_and_reap(&task.tree());
+    if let Some(sandboxed) = &task.sandbox {
+        sandboxed.remove_tmp();
+    }
     finish(store, &task, Outcome::Lost(reason.to_owned()));
 }
 
@@ -92,8 +98,15 @@ fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
     )
     .unwrap_or_default();
     let dropped = task.dropped_bytes();
+    let mut end = outcome.into_end();
+    if let (Some(sandboxed), Status::Failed) = (&task.sandbox, end.status) {
+        end.reason = Some(match end.reason {
+            Some(reason) => format!("{reason}; {}", sandboxed.note),
+            None => sandboxed.note.clone(),
+        });
+    }
     let record = FinishRecord {
-        end: outcome.into_end(),
+        end,
         finished_at: now_ms(),
         preview: tail.text,
         output_truncated: tail.truncated || dropped > 0,
@@ -126,7 +139,6 @@ fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
 mod tests {
     use super::*;
     use crate::process::Signal;
-    use crate::task::Status;
 
     fn stop(why: Stop, last_signal: Signal) -> Stopping {
         let mut s = Stopping::begin(why, 1000, Instant::now());

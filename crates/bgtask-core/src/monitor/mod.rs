@@ -44,6 +44,8 @@ pub struct TaskCommand<'a> {
     pub command: &'a str,
     /// How the shell's stdin is connected (issue 18).
     pub interaction: crate::interact::Interaction,
+    /// The confinement to apply before the shell runs (sandboxed tasks).
+    pub sandbox: Option<crate::sandbox::Policy>,
 }
 
 /// Runs the monitor for `id` until the task ends; returns the process exit
@@ -53,7 +55,15 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
     // Before anything of ours is open: what the starter left open is not
     // the monitor's, nor the task's.
     process::close_inherited_fds();
+    // The sandbox is prepared while the starter records the task.
+    let sandbox = task
+        .sandbox
+        .as_ref()
+        .map(|policy| start::prepare_sandbox(home, id, policy));
     let Some(env) = process::wait_for_go() else {
+        if let Some(Ok(prepared)) = &sandbox {
+            prepared.discard();
+        }
         if let Some(mut store) = open_store(home, id) {
             start::abandon(&mut store, id);
         }
@@ -62,7 +72,7 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
     process::fault::point("monitor_before_start");
     // The shell is started first and the store opened while its exec runs:
     // the open is most of a monitor's own start.
-    let launched = start::launch(home, id, &task, env);
+    let launched = start::launch(home, id, &task, env, sandbox);
     let Some(mut store) = open_store(home, id) else {
         // The task stays `starting` with a dead owner: the next command
         // that looks at it records it as failed.

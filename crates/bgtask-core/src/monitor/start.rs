@@ -2,7 +2,7 @@
 //! task recorded `running` (or its failure to start recorded).
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::interact::{wire, Input, Terminal};
@@ -55,6 +55,92 @@ pub(super) fn record_start_failure(store: &mut Store, id: &TaskId, reason: &str)
     store.touch_events();
 }
 
+/// What a sandboxed task's end needs: its private temporary directory
+/// (removed when the task ends) and the note a failure's reason gets.
+pub(super) struct Sandboxed {
+    tmp: Option<PathBuf>,
+    pub note: String,
+}
+
+impl Sandboxed {
+    pub(super) fn remove_tmp(&self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+    }
+}
+
+/// Whatever way the start or the task ends (an error on the way
+/// included), the private temporary directory goes with it. The end
+/// removes it earlier, before the end is recorded.
+impl Drop for Sandboxed {
+    fn drop(&mut self) {
+        self.remove_tmp();
+    }
+}
+
+/// A sandbox made ready before the go (while the starter records the
+/// task): the private temporary directory and the confinement.
+pub(super) struct PreparedSandbox {
+    sandboxed: Sandboxed,
+    confinement: process::Confinement,
+}
+
+impl PreparedSandbox {
+    /// Gives up on it (no go came).
+    pub(super) fn discard(&self) {
+        self.sandboxed.remove_tmp();
+    }
+}
+
+/// Prepares `policy` for task `id`: its private temporary directory (when
+/// Landlock confines it) and the confinement (the ruleset is built here,
+/// listing directories: it costs a few hundred system calls, done while
+/// the starter records the task rather than after its go).
+pub(super) fn prepare_sandbox(
+    home: &Path,
+    id: &TaskId,
+    policy: &crate::sandbox::Policy,
+) -> Result<PreparedSandbox> {
+    let tmp = match policy.mode {
+        crate::sandbox::Mode::None => None,
+        _ => Some(private_tmp(home, id)?),
+    };
+    let sandboxed = Sandboxed {
+        tmp,
+        note: policy.failure_note(),
+    };
+    match process::prepare_confinement(&policy.confinement(sandboxed.tmp.as_deref())) {
+        Ok(confinement) => Ok(PreparedSandbox {
+            sandboxed,
+            confinement,
+        }),
+        Err(e) => {
+            sandboxed.remove_tmp();
+            Err(Error::spawn_step("sandbox", e))
+        }
+    }
+}
+
+/// Creates the private temporary directory of a task confined by
+/// Landlock (0700, inside the home, which only its user can enter).
+fn private_tmp(home: &Path, id: &TaskId) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let tmp = store::task_tmp_path(home, id);
+    if let Some(parent) = tmp.parent() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(parent)
+            .map_err(|e| Error::io("cannot create the temporary directories", parent, e))?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| Error::io("cannot create the task's temporary directory", &tmp, e))?;
+    Ok(tmp)
+}
+
 /// A shell started for a task whose record does not say so yet.
 pub(super) struct Launched {
     id: TaskId,
@@ -68,6 +154,7 @@ pub(super) struct Launched {
     signals: SignalPipe,
     channel: Option<Channel>,
     started: Instant,
+    sandbox: Option<Sandboxed>,
 }
 
 /// Starts the shell (without waiting for its exec), with everything
@@ -77,7 +164,10 @@ pub(super) fn launch(
     id: &TaskId,
     task: &TaskCommand<'_>,
     mut env: Vec<(String, String)>,
+    sandbox: Option<Result<PreparedSandbox>>,
 ) -> Result<Launched> {
+    // A sandbox that could not be prepared: nothing starts (fail closed).
+    let sandbox = sandbox.transpose()?;
     // Both inbound channels exist before anyone can learn from the store
     // that this monitor runs the task (mark_running).
     let signals = SignalPipe::install().map_err(|e| Error::spawn_step("signal pipe", e))?;
@@ -99,6 +189,16 @@ pub(super) fn launch(
     if task.interaction.pty().is_some() && !env.iter().any(|(key, _)| key == "TERM") {
         env.push(("TERM".to_owned(), "xterm-256color".to_owned()));
     }
+    let (sandbox, confinement) = match sandbox {
+        Some(prepared) => {
+            if let Some(tmp) = &prepared.sandboxed.tmp {
+                env.retain(|(key, _)| key != "TMPDIR");
+                env.push(("TMPDIR".to_owned(), tmp.to_string_lossy().into_owned()));
+            }
+            (Some(prepared.sandboxed), Some(prepared.confinement))
+        }
+        None => (None, None),
+    };
     let env = process::environment(&env).map_err(|e| Error::spawn_step("environment", e))?;
     let files = store::create_output_files(home, id)?;
     let wiring = wire(task.interaction).map_err(|e| Error::spawn_step("pipe", e))?;
@@ -113,6 +213,7 @@ pub(super) fn launch(
         terminal: wiring.terminal,
         cgroup: cgroup.as_ref(),
         env: &env,
+        confine: confinement.as_ref(),
     });
     match started {
         Ok(pending) => Ok(Launched {
@@ -126,10 +227,14 @@ pub(super) fn launch(
             signals,
             channel,
             started: Instant::now(),
+            sandbox,
         }),
         Err(e) => {
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
+            }
+            if let Some(s) = &sandbox {
+                s.remove_tmp();
             }
             Err(Error::spawn_step(shell, e))
         }
@@ -151,12 +256,16 @@ impl Launched {
             signals,
             channel,
             started,
+            sandbox,
         } = self;
         let child = match shell.confirm() {
             Ok(child) => child,
             Err(e) => {
                 if let Some(cg) = &cgroup {
                     let _ = cg.remove();
+                }
+                if let Some(s) = &sandbox {
+                    s.remove_tmp();
                 }
                 return Err(Error::spawn_step(shell_path(), e));
             }
@@ -179,10 +288,16 @@ impl Launched {
             Ok(Some(task)) => task,
             Ok(None) => {
                 kill_and_reap(&tree);
+                if let Some(s) = &sandbox {
+                    s.remove_tmp();
+                }
                 return Ok(None);
             }
             Err(e) => {
                 kill_and_reap(&tree);
+                if let Some(s) = &sandbox {
+                    s.remove_tmp();
+                }
                 return Err(e);
             }
         };
@@ -224,6 +339,7 @@ impl Launched {
                 task.ready.clone(),
                 started,
             ),
+            sandbox,
         }))
     }
 
@@ -234,6 +350,9 @@ impl Launched {
             cgroup: self.cgroup.as_ref(),
             group: None,
         });
+        if let Some(s) = &self.sandbox {
+            s.remove_tmp();
+        }
     }
 }
 

@@ -38,6 +38,8 @@ pub(super) struct Running {
     /// Signals carried out for `bgtask signal`, so an end by one of them
     /// says who sent it.
     pub sent_signals: Vec<Signal>,
+    /// A sandboxed task's private directory and failure note (`start.rs`).
+    pub sandbox: Option<super::start::Sandboxed>,
 }
 
 impl Running {

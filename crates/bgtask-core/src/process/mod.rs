@@ -30,6 +30,12 @@
 //!   [`start_shell`] with [`ShellCommand`] → [`PendingShell`] → [`Shell`]
 //!   (the task's shell), [`environment`], [`close_inherited_fds`].
 //!
+//! Confinement (sandboxed tasks, see `sandbox.rs` at the crate's root)
+//! - [`landlock_abi`], [`network_namespaces`], [`seccomp_available`]: what
+//!   the kernel can enforce;
+//!   [`prepare_confinement`] with [`ConfineSpec`] → [`Confinement`], given
+//!   to [`start_shell`] and applied in the child before its exec.
+//!
 //! The go pipe (starter → monitor, once)
 //! - [`go_message`], [`wait_for_go`].
 //!
@@ -63,9 +69,10 @@ pub use linux::{open_pty, set_pty_size, wait_ready, write_some};
 pub use linux::{
     become_subreaper, boot_id, can_enter, child_handle, close_inherited_fds, connect_control,
     device_numbers, disk_size, effective_uid, environment, fill_random, free_bytes, go_message,
-    go_pipe_released, pipe, read_fd, reap_if_exited, reap_one, release_go_pipe,
-    release_startup_pages, set_nonblocking, signal_group, signal_marked, signal_own_children,
-    spawn_detached, start_shell, try_reap, wait_for_go, wait_readable, Cgroup, ControlListener,
+    go_pipe_released, landlock_abi, network_namespaces, pipe, prepare_confinement, read_fd,
+    reap_if_exited, reap_one, release_go_pipe, release_startup_pages, seccomp_available,
+    set_nonblocking, signal_group, signal_marked, signal_own_children, spawn_detached, start_shell,
+    try_reap, wait_for_go, wait_readable, Cgroup, ConfineSpec, Confinement, ControlListener,
     Detached, ExitStatus, FileWatch, Liveness, PendingShell, ProcessHandle, ProcessIdentity, Shell,
     ShellCommand, SignalPipe, TASK_MARKER,
 };

@@ -13,8 +13,9 @@ use crate::agent::{BashRequest, DEFAULT_OUTPUT_BUDGET};
 use crate::compact::{ShapeOptions, Shaped};
 use crate::config::{SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
-use crate::ready::{ReadyCondition, ReadySpec, DEFAULT_READY_TIMEOUT_MS};
 use crate::interact::{Interaction, PtySize};
+use crate::ready::{ReadyCondition, ReadySpec, DEFAULT_READY_TIMEOUT_MS};
+use crate::sandbox::{Mode, SandboxRequest};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Notification, Status, Task, TaskId, Watch};
 
@@ -131,6 +132,12 @@ pub struct BashParams {
     pub stdin: bool,
     /// Issue 18: run under a pseudo-terminal (default 24x80).
     pub pty: Option<PtyParams>,
+    /// `none`, `workspace` or `read-only`: may only narrow the configured
+    /// agent sandbox (docs/sandbox.md).
+    pub sandbox: Option<Mode>,
+    pub no_network: Option<bool>,
+    #[serde(default)]
+    pub allow_write: Vec<PathBuf>,
 }
 
 /// `bash`'s `ready`: exactly one of `log`, `port`, `http`, and a limit.
@@ -209,6 +216,15 @@ impl BashParams {
         tasks: &TaskDefaults,
         default_cwd: Option<PathBuf>,
     ) -> BashRequest {
+        // The workspace a sandboxed task may write is the server's, not
+        // whatever `cwd` the call names (that would widen it).
+        let sandbox = SandboxRequest {
+            mode: self.sandbox,
+            no_network: self.no_network,
+            allow_write: self.allow_write,
+            workspace: default_cwd.clone().or_else(|| std::env::current_dir().ok()),
+            ..SandboxRequest::default()
+        };
         BashRequest {
             spawn: SpawnRequest {
                 command: self.command,
@@ -230,6 +246,7 @@ impl BashParams {
                 notify: true,
                 ready: self.ready.map(|r| r.0),
                 interaction: interaction(self.stdin, self.pty),
+                sandbox,
             },
             background: self.background,
             wait_ms: if self.background {

@@ -58,7 +58,7 @@ pub(super) fn is_store(home: &Path) -> Result<bool> {
 /// Whether a name in the home is one bgtask creates there.
 fn is_store_entry(name: &std::ffi::OsStr) -> bool {
     let name = name.as_encoded_bytes();
-    matches!(name, b"out" | b"ctl" | b"events" | b"monitor.log")
+    matches!(name, b"out" | b"ctl" | b"tmp" | b"events" | b"monitor.log")
         || name.starts_with(b"bgtask.")
         || name
             .strip_prefix(b"ballast.")

@@ -14,8 +14,8 @@
 
 mod holders;
 mod home;
-mod notify;
 mod interact;
+mod notify;
 mod outbox;
 mod schema;
 mod tasks;
@@ -210,6 +210,12 @@ pub fn output_dir(home: &Path) -> PathBuf {
 /// (`HOME/ctl/<id>.sock`; the control module speaks on it).
 pub fn control_socket_path(home: &Path, id: &TaskId) -> PathBuf {
     home.join("ctl").join(format!("{id}.sock"))
+}
+
+/// The private temporary directory of sandboxed task `id` (its `TMPDIR`,
+/// `HOME/tmp/<id>`; created by its monitor, removed when the task ends).
+pub fn task_tmp_path(home: &Path, id: &TaskId) -> PathBuf {
+    home.join("tmp").join(id.as_str())
 }
 
 /// Where a task's stdout is kept in the store at `home`.

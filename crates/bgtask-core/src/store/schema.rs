@@ -68,6 +68,9 @@ const MIGRATIONS: &[&str] = &[
     // with `bgtask signal` (a JSON list of names, oldest first).
     "ALTER TABLE tasks ADD COLUMN io TEXT;
      ALTER TABLE tasks ADD COLUMN signals_sent TEXT;",
+    // 6 (issue 22): a sandboxed task's effective confinement, as JSON
+    // (`sandbox::Sandbox`); NULL for an unconfined task.
+    "ALTER TABLE tasks ADD COLUMN sandbox TEXT;",
 ];
 
 /// The schema this build writes.

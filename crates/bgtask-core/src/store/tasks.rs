@@ -31,7 +31,7 @@ impl std::fmt::Display for LiveSet {
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
     idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, ready_kind, ready_value, \
-    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent";
+    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent, sandbox";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -64,6 +64,8 @@ pub struct NewTask {
     pub created_at: i64,
     /// Its readiness condition (issue 16).
     pub ready: Option<ReadySpec>,
+    /// The effective confinement (`None`: unconfined, as asked).
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 /// What supervision needs to know about a live task.
@@ -106,6 +108,10 @@ impl Store {
     /// Returns the task as recorded.
     pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<Task> {
         let env_keys = serde_json::to_string(&task.env_keys).unwrap_or_else(|_| "[]".into());
+        let sandbox = task
+            .sandbox
+            .as_ref()
+            .and_then(|s| serde_json::to_string(s).ok());
         let path = self.db_path.clone();
         let err = |source| super::store_error(&path, source);
         let tx = self
@@ -130,9 +136,9 @@ impl Store {
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
                      owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \
-                     ready_kind, ready_value, ready_timeout_ms, ready_kill, io) \
+                     ready_kind, ready_value, ready_timeout_ms, ready_kill, io, sandbox) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19, ?20) \
+                     ?16, ?17, ?18, ?19, ?20, ?21) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -159,6 +165,7 @@ impl Store {
                     task.ready.as_ref().map(|r| r.timeout_ms as i64),
                     task.ready.as_ref().is_some_and(|r| r.kill_if_not_ready),
                     task.interaction.stored(),
+                    sandbox,
                 ],
                 |r| task_from_row(home, r),
             )
@@ -645,6 +652,9 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
             .get::<_, Option<String>>(28)?
             .and_then(|s| serde_json::from_str(&s).ok())
             .unwrap_or_default(),
+        sandbox: r
+            .get::<_, Option<String>>(29)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     }))
 }
 

@@ -75,6 +75,10 @@ impl BlockEntry {
         if !lines.is_empty() {
             json.insert("output_tail".into(), lines.join("\n").into());
         }
+        // A sandboxed task's confinement: a failure may come from it.
+        if let Some(sandbox) = &c.sandbox {
+            json.insert("sandbox".into(), serde_json::json!(sandbox));
+        }
         // Beside the other kinds of notification (issue 16) in one list.
         json.insert("kind".into(), "completed".into());
         let json = serde_json::Value::Object(json);

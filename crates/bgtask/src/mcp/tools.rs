@@ -49,6 +49,12 @@ pub struct BashArgs {
     pub stdin: Option<bool>,
     /// Run the command under a pseudo-terminal ({} for 24x80, or {"rows": 40, "cols": 120}) for programs that need a terminal: interactive prompts, REPLs, full-screen tools. Drive it with bash_write, read its screen with bash_status view "screen".
     pub pty: Option<super::interact::PtyArgs>,
+    /// Run confined: "workspace" (write only the workspace) or "read-only". May only narrow the configured sandbox.
+    pub sandbox: Option<String>,
+    /// true: no network access (loopback servers the command starts itself still work).
+    pub no_network: Option<bool>,
+    /// Paths a sandboxed command may also write (must already be writable under the configured sandbox).
+    pub allow_write: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -91,6 +97,9 @@ impl BashArgs {
             ready: self.ready.map(|r| r.into_params()).transpose()?,
             stdin: self.stdin.unwrap_or(false),
             pty: self.pty.map(Into::into),
+            sandbox: self.sandbox.as_deref().map(str::parse).transpose()?,
+            no_network: self.no_network,
+            allow_write: self.allow_write.unwrap_or_default(),
             ..BashParams::default()
         })
     }

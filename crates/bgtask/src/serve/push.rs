@@ -125,6 +125,7 @@ impl Pusher {
                     "output_truncated": c.output_truncated,
                     "stdout_path": c.stdout_path.to_string_lossy(),
                     "stderr_path": c.stderr_path.to_string_lossy(),
+                    "sandbox": c.sandbox,
                 }),
             ));
             // Advanced only once sent: an error in this loop is retried

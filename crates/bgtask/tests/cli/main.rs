@@ -19,6 +19,7 @@ mod output;
 mod paths;
 mod readiness;
 mod run_args;
+mod sandbox;
 mod secrets;
 mod supervision;
 mod terminal;

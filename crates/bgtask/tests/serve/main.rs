@@ -16,4 +16,5 @@ mod lifecycle;
 mod notices;
 mod output;
 mod requests;
+mod sandbox;
 mod settings;

@@ -24,6 +24,9 @@ const SETTING_VARS: &[&str] = &[
     "BGTASK_AGENT_TIMEOUT",
     "BGTASK_AGENT_IDLE_TIMEOUT",
     "BGTASK_AGENT_MAX_OUTPUT",
+    "BGTASK_SANDBOX",
+    "BGTASK_AGENT_SANDBOX",
+    "BGTASK_SANDBOX_REQUIRE_ABI",
 ];
 
 /// How long any wait for the server or a task may take before the test

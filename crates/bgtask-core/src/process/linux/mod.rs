@@ -5,6 +5,7 @@ mod cgroup;
 mod control;
 mod go;
 mod identity;
+mod sandbox;
 mod shell;
 mod signal_pipe;
 mod signals;
@@ -17,6 +18,10 @@ pub use cgroup::Cgroup;
 pub use control::{connect_control, ControlListener};
 pub use go::{go_message, go_pipe_released, release_go_pipe, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
+pub use sandbox::{
+    landlock_abi, network_namespaces, prepare_confinement, seccomp_available, ConfineSpec,
+    Confinement,
+};
 pub use shell::{start_shell, PendingShell, Shell, ShellCommand};
 pub use signal_pipe::SignalPipe;
 pub use signals::{

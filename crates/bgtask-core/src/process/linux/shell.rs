@@ -21,6 +21,7 @@ use std::path::Path;
 
 use rustix::process::{Pid, WaitOptions};
 
+use super::sandbox::{step_name, ChildConfinement, Confinement};
 use super::{Cgroup, ExitStatus};
 use crate::process::Signal;
 
@@ -41,6 +42,9 @@ pub struct ShellCommand<'a> {
     /// [`super::environment`]); prepared before the clone, which may not
     /// allocate.
     pub env: &'a [CString],
+    /// Landlock and a network namespace, applied after the chdir (see
+    /// `sandbox.rs`); prepared before the clone.
+    pub confine: Option<&'a Confinement>,
 }
 
 /// The started shell: a child of the calling process until reaped.
@@ -100,7 +104,8 @@ impl Shell {
 #[derive(Debug)]
 pub struct PendingShell {
     shell: Shell,
-    /// Close-on-exec: end of file once the exec succeeded, else the errno.
+    /// Close-on-exec: end of file once the exec succeeded, else the failed
+    /// step (0: the exec itself, else a sandbox step) and the errno.
     report: OwnedFd,
 }
 
@@ -109,10 +114,10 @@ impl PendingShell {
     /// (the child is reaped then).
     pub fn confirm(self) -> io::Result<Shell> {
         let PendingShell { mut shell, report } = self;
-        let mut errno = [0u8; 4];
+        let mut failure = [0u8; 8];
         let mut got = 0;
-        while got < errno.len() {
-            match rustix::io::read(&report, &mut errno[got..]) {
+        while got < failure.len() {
+            match rustix::io::read(&report, &mut failure[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(rustix::io::Errno::INTR) => continue,
@@ -123,7 +128,12 @@ impl PendingShell {
             return Ok(shell);
         }
         let _ = shell.wait();
-        Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+        let [s0, s1, s2, s3, e0, e1, e2, e3] = failure;
+        let error = io::Error::from_raw_os_error(i32::from_ne_bytes([e0, e1, e2, e3]));
+        Err(match step_name(u32::from_ne_bytes([s0, s1, s2, s3])) {
+            Some(step) => io::Error::new(error.kind(), format!("{step}: {error}")),
+            None => error,
+        })
     }
 }
 
@@ -166,6 +176,7 @@ fn spawn(spec: ShellCommand<'_>, born_inside: bool) -> io::Result<PendingShell> 
         stderr: spec.stderr,
         terminal: spec.terminal,
         procs: None,
+        confine: spec.confine.map(Confinement::for_child),
     };
     let (report_r, report_w) = super::pipe()?;
     let pid = match spec.cgroup {
@@ -206,6 +217,7 @@ struct Prepared<'a> {
     terminal: bool,
     /// `cgroup.procs` to join, when the child was not born in its cgroup.
     procs: Option<CString>,
+    confine: Option<ChildConfinement<'a>>,
 }
 
 impl Prepared<'_> {
@@ -223,7 +235,7 @@ impl Prepared<'_> {
     /// # Safety
     /// Must only be called in a freshly cloned child.
     unsafe fn exec(&self, report: &OwnedFd) -> ! {
-        let errno = match self.prepare() {
+        let (step, errno) = match self.prepare() {
             Ok(()) => {
                 // SAFETY: the pointers come from live CStrings and
                 // null-terminated arrays.
@@ -234,16 +246,32 @@ impl Prepared<'_> {
                         self.envp.as_ptr(),
                     )
                 };
-                io::Error::last_os_error().raw_os_error().unwrap_or(0)
+                (0, io::Error::last_os_error().raw_os_error().unwrap_or(0))
             }
-            Err(e) => e.raw_os_error(),
+            Err(failed) => failed,
         };
-        let _ = rustix::io::write(report, &errno.to_ne_bytes());
+        let mut failure = [0u8; 8];
+        failure[..4].copy_from_slice(&u32::to_ne_bytes(step));
+        failure[4..].copy_from_slice(&i32::to_ne_bytes(errno));
+        let _ = rustix::io::write(report, &failure);
         // SAFETY: _exit is async-signal-safe and skips atexit handlers.
         unsafe { libc::_exit(127) }
     }
 
-    fn prepare(&self) -> rustix::io::Result<()> {
+    /// The child's set-up; on failure the step (0, or a sandbox step) and
+    /// the errno.
+    fn prepare(&self) -> Result<(), (u32, i32)> {
+        self.prepare_process().map_err(|e| (0, e.raw_os_error()))?;
+        // After the chdir (a directory the sandbox may not grant is entered
+        // first), before the descriptors are marked close-on-exec (the
+        // ruleset's own is close-on-exec already).
+        if let Some(confine) = &self.confine {
+            confine.apply()?;
+        }
+        Ok(())
+    }
+
+    fn prepare_process(&self) -> rustix::io::Result<()> {
         rustix::process::setsid()?;
         if self.terminal {
             super::terminal::claim_controlling_terminal(&self.stdin)?;
@@ -370,6 +398,7 @@ mod tests {
                 terminal: false,
                 cgroup,
                 env: &super::super::environment(&[]).unwrap(),
+                confine: None,
             },
             born_inside,
         )?
@@ -419,6 +448,7 @@ mod tests {
             terminal: false,
             cgroup: None,
             env: &[],
+            confine: None,
         })
         .unwrap()
         .confirm()
@@ -463,6 +493,7 @@ mod tests {
             terminal: false,
             cgroup: None,
             env: &env,
+            confine: None,
         })
         .unwrap()
         .confirm()
