@@ -123,6 +123,7 @@ impl Home {
             max_running: 2000,
             monitor_exe: self.exe.clone(),
             tasks: bgtask_core::TaskDefaults::AGENT,
+            executor: bgtask_core::Engine::Local,
         })?)
     }
 

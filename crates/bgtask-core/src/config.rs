@@ -25,6 +25,41 @@ pub struct Config {
     /// Limits of a task whose request names none (`serve` and `mcp` use
     /// these; `run` has its own flags with the same defaults).
     pub tasks: TaskDefaults,
+    /// The engine of a task whose request names none (`BGTASK_EXECUTOR`).
+    pub executor: Engine,
+}
+
+/// Where a task runs (the row's `executor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// A monitor process on this machine.
+    #[default]
+    Local,
+    /// A Slurm batch job, watched from here (`executor/slurm.rs`).
+    Slurm,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Local => "local",
+            Engine::Slurm => "slurm",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "local" => Ok(Engine::Local),
+            "slurm" => Ok(Engine::Slurm),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown executor {s:?} (expected local or slurm)"
+            ))),
+        }
+    }
 }
 
 /// The limits a task gets when its request does not name them.
@@ -82,6 +117,10 @@ pub struct SpawnRequest {
     pub max_output: u64,
     /// Whether the task's end produces a completion.
     pub notify: bool,
+    /// The engine; the config's default (`executor` setting) when `None`.
+    pub executor: Option<Engine>,
+    /// Site flags passed verbatim to `sbatch` (Slurm tasks only).
+    pub slurm_args: Vec<String>,
 }
 
 impl Default for SpawnRequest {
@@ -94,6 +133,8 @@ impl Default for SpawnRequest {
             idle_timeout_ms: None,
             max_output: DEFAULT_MAX_OUTPUT,
             notify: true,
+            executor: None,
+            slurm_args: Vec::new(),
         }
     }
 }

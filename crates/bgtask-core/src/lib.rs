@@ -20,6 +20,7 @@ pub mod protocol;
 mod reconcile;
 mod service;
 pub mod settings;
+pub mod slurm;
 mod store;
 mod task;
 pub mod units;
@@ -29,7 +30,7 @@ mod waiter;
 pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
 pub use clock::now_ms;
 pub use config::{
-    Config, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING,
+    Config, Engine, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING,
     DEFAULT_SESSION, DEFAULT_TIMEOUT_MS,
 };
 pub use doctor::{doctor, DoctorReport, Finding};

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::config::{Config, SpawnRequest};
+use crate::config::{Config, Engine, SpawnRequest};
 use crate::error::{Error, Result};
 use crate::executor::{self, Job, Launched};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
@@ -132,6 +132,7 @@ impl Service {
             req,
             cwd,
             launched,
+            engine,
         } = launch;
         let owner = launched.owner()?;
         let new = NewTask {
@@ -146,6 +147,7 @@ impl Service {
             notify: req.notify,
             owner,
             created_at: now_ms(),
+            executor: engine,
         };
         let task = self.insert(&new)?;
         if let Some(holder) = holder {
@@ -491,6 +493,7 @@ pub struct Launch {
     req: SpawnRequest,
     cwd: PathBuf,
     launched: Box<dyn Launched>,
+    engine: Engine,
 }
 
 impl Launch {
@@ -509,13 +512,16 @@ impl Launch {
             id: &id,
             cwd: &cwd,
             command: &req.command,
+            request: req,
         };
-        let launched = executor::for_new_task().launch(&config, &job)?;
+        let engine = req.executor.unwrap_or(config.executor);
+        let launched = executor::for_new_task(engine).launch(&config, &job)?;
         Ok(Launch {
             id,
             req: req.clone(),
             cwd,
             launched,
+            engine,
         })
     }
 }

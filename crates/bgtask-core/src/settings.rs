@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, TaskDefaults, DEFAULT_MAX_RUNNING, DEFAULT_SESSION};
+use crate::config::{Config, Engine, TaskDefaults, DEFAULT_MAX_RUNNING, DEFAULT_SESSION};
 use crate::error::{Error, Result};
 use crate::units::{format_duration_ms, parse_duration_ms, parse_size};
 
@@ -109,6 +109,8 @@ pub struct Settings {
     pub home: Setting<PathBuf>,
     pub session: Setting<String>,
     pub max_running: Setting<u32>,
+    /// Where new tasks run unless a request names it (`BGTASK_EXECUTOR`).
+    pub executor: Setting<Engine>,
     /// Tasks started with `bgtask run`.
     pub run: TaskSettings,
     /// Tasks started by agents through `serve` or `mcp`.
@@ -122,6 +124,7 @@ pub struct Settings {
 struct FileSettings {
     home: Option<String>,
     max_running: Option<u32>,
+    executor: Option<String>,
     run: Option<FileTask>,
     agent: Option<FileTask>,
 }
@@ -223,6 +226,16 @@ impl Settings {
             )));
         }
 
+        let mut executor = Setting::default(Engine::Local);
+        if let Some(text) = &parsed.executor {
+            let engine = text.parse().map_err(|e| within(&in_file("executor"), e))?;
+            executor.set(Some(engine), Source::File);
+        }
+        if let Some(text) = env("BGTASK_EXECUTOR")?.filter(|s| !s.is_empty()) {
+            let engine = text.parse().map_err(|e| within("BGTASK_EXECUTOR", e))?;
+            executor.set(Some(engine), Source::Env("BGTASK_EXECUTOR"));
+        }
+
         let mut run = TaskSettings::new(TaskDefaults::RUN);
         let mut agent = TaskSettings::new(TaskDefaults::AGENT);
         for (settings, section, prefix) in [
@@ -242,6 +255,7 @@ impl Settings {
             home,
             session,
             max_running,
+            executor,
             run,
             agent,
         })
@@ -256,6 +270,7 @@ impl Settings {
             max_running: self.max_running.value,
             monitor_exe,
             tasks: tasks.defaults(),
+            executor: self.executor.value,
         }
     }
 
@@ -273,6 +288,11 @@ impl Settings {
                 "max_running",
                 self.max_running.value.to_string(),
                 &self.max_running.source,
+            ),
+            Entry::new(
+                "executor",
+                self.executor.value.as_str().to_owned(),
+                &self.executor.source,
             ),
         ];
         for (name, task) in [("run", &self.run), ("agent", &self.agent)] {

@@ -256,6 +256,16 @@ pub struct Task {
     pub stdout_path: PathBuf,
     #[serde(serialize_with = "serialize_path")]
     pub stderr_path: PathBuf,
+    /// Where it runs: `"local"` or `"slurm"`.
+    #[serde(default = "local_executor")]
+    pub executor: String,
+    /// Its Slurm job id (null for a local task, and until sbatch answers).
+    #[serde(default)]
+    pub job_id: Option<String>,
+}
+
+fn local_executor() -> String {
+    "local".to_owned()
 }
 
 impl Task {

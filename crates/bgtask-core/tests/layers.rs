@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["store"],
     &["control"],
-    &["monitor"],
+    &["monitor", "slurm"],
     &["executor"],
     &["reconcile", "waiter"],
     &["service", "doctor"],

@@ -224,6 +224,15 @@ pub struct RunArgs {
     /// 1 if it has none); exit 0 if it is still running
     #[arg(long, value_parser = duration_some, value_name = "DUR")]
     pub wait: Option<u64>,
+    /// Where the task runs: local (a monitor on this machine) or slurm (a
+    /// batch job; see docs/slurm.md) [default: executor in `bgtask config`,
+    /// built in: local]
+    #[arg(long, value_name = "ENGINE", value_parser = ["local", "slurm"])]
+    pub executor: Option<String>,
+    /// Flag passed verbatim to sbatch (repeatable; Slurm tasks only), e.g.
+    /// --slurm-arg=--partition=gpu
+    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub slurm_args: Vec<String>,
     /// The command, run by bash -c. One argument is a shell command line
     /// (quote it: 'make && ./run'); several are quoted one by one, so they
     /// arrive as given. `--` before it is optional; options after its first

@@ -236,6 +236,8 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
             .map_or(config.tasks.idle_timeout_ms, |l| l.0),
         max_output: args.max_output.unwrap_or(config.tasks.max_output),
         notify: !args.no_notify,
+        executor: args.executor.as_deref().map(str::parse).transpose()?,
+        slurm_args: args.slurm_args,
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.

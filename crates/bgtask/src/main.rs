@@ -121,6 +121,10 @@ fn run(args: Vec<std::ffi::OsString>) -> u8 {
     if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
         return run_monitor(&args[2..]);
     }
+    // The Slurm watcher and the wrapper inside a job (bgtask_core::slurm).
+    if let Some(code) = bgtask_core::slurm::hidden_mode(&args) {
+        return code;
+    }
     let cli = match cli::Cli::from_command_line(args) {
         Ok(cli) => cli,
         Err(err) => return usage_error(&err),

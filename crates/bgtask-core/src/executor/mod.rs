@@ -12,29 +12,31 @@
 //! out.
 
 mod local;
+mod slurm;
 
-use crate::config::Config;
+use crate::config::{Config, Engine, SpawnRequest};
 use crate::error::Result;
 use crate::process::{Liveness, ProcessHandle, ProcessIdentity};
 use crate::store::{LiveTask, Store};
 use crate::task::TaskId;
 
 pub use local::LocalExecutor;
+pub use slurm::SlurmExecutor;
 
 /// What an engine is asked to run: the values the starter records.
 pub struct Job<'a> {
     pub id: &'a TaskId,
     pub cwd: &'a std::path::Path,
     pub command: &'a str,
+    /// The whole request (limits, engine flags) for engines that submit
+    /// them elsewhere.
+    pub request: &'a SpawnRequest,
 }
 
 /// One engine that runs tasks.
 pub trait Executor: Sync {
-    /// The engine's name, as a task row will record it.
-    #[expect(
-        dead_code,
-        reason = "read once rows record their engine (a second executor)"
-    )]
+    /// The engine's name, as a task row records it (`config::Engine`).
+    #[expect(dead_code, reason = "rows record `Engine`; kept for diagnostics")]
     fn name(&self) -> &'static str;
 
     /// The first half of a start: starts the engine's side of a task,
@@ -72,6 +74,14 @@ pub trait Executor: Sync {
     /// Ends whatever is left of a task whose supervisor is gone. Runs
     /// before the end is recorded.
     fn clean_up(&self, store: &Store, task: &LiveTask);
+
+    /// A task whose supervisor is gone: gives it a new one where the
+    /// engine can (a remote job keeps running without its local watcher;
+    /// a new watcher re-attaches by job id). True: the task stays live.
+    /// The local engine cannot: its monitor was the task's parent.
+    fn reattach(&self, _store: &mut Store, _task: &LiveTask) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A task whose engine side is started and waits for its record.
@@ -88,13 +98,19 @@ pub trait Launched {
     fn go(self: Box<Self>, env: &[(String, String)]);
 }
 
-/// The engine that runs new tasks.
-pub fn for_new_task() -> &'static dyn Executor {
-    &LocalExecutor
+/// The engine that runs new tasks of this kind.
+pub fn for_new_task(engine: Engine) -> &'static dyn Executor {
+    by_name(engine)
 }
 
-/// The engine that runs a recorded task. Every row is local today; a row
-/// will name its engine when a second one exists.
-pub fn of(_task: &LiveTask) -> &'static dyn Executor {
-    &LocalExecutor
+/// The engine that runs a recorded task: the one its row names.
+pub fn of(task: &LiveTask) -> &'static dyn Executor {
+    by_name(task.executor)
+}
+
+fn by_name(engine: Engine) -> &'static dyn Executor {
+    match engine {
+        Engine::Local => &LocalExecutor,
+        Engine::Slurm => &SlurmExecutor,
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::agent::{BashRequest, DEFAULT_OUTPUT_BUDGET};
 use crate::compact::{ShapeOptions, Shaped};
-use crate::config::{SpawnRequest, TaskDefaults};
+use crate::config::{Engine, SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
 use crate::service::{OutputFile, Service};
 use crate::task::{Completion, Status, Task, TaskId};
@@ -122,6 +122,11 @@ pub struct BashParams {
     pub notify_on_completion: Option<bool>,
     pub compressed: Option<bool>,
     pub output_bytes: Option<usize>,
+    /// `"local"` or `"slurm"`; the `executor` setting when absent.
+    pub executor: Option<Engine>,
+    /// Flags passed verbatim to sbatch (Slurm tasks only).
+    #[serde(default)]
+    pub slurm_args: Vec<String>,
 }
 
 impl BashParams {
@@ -153,6 +158,8 @@ impl BashParams {
                 max_output: self.max_output_bytes.unwrap_or(tasks.max_output),
                 // Decided by `notify_on_completion` (see `BashRequest`).
                 notify: true,
+                executor: self.executor,
+                slurm_args: self.slurm_args,
             },
             background: self.background,
             wait_ms: if self.background {

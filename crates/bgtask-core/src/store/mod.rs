@@ -13,6 +13,7 @@
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
 mod holders;
+mod jobs;
 mod home;
 mod outbox;
 mod schema;

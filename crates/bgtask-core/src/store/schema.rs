@@ -29,6 +29,10 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE completions ADD COLUMN claim_pid INTEGER;
      ALTER TABLE completions ADD COLUMN claim_start INTEGER;
      ALTER TABLE completions ADD COLUMN claim_boot TEXT;",
+    // 4: the engine that runs the task (executor/) and its handle there
+    // (a Slurm job id, recorded as soon as sbatch answers).
+    "ALTER TABLE tasks ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
+     ALTER TABLE tasks ADD COLUMN job_id TEXT;",
 ];
 
 /// The schema this build writes.

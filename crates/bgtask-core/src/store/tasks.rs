@@ -6,6 +6,7 @@ use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::schema::RECORD_VERSION;
 use super::Store;
+use crate::config::Engine;
 use crate::error::{Error, Result};
 use crate::process::ProcessIdentity;
 use crate::task::{End, Status, Task, TaskId};
@@ -29,7 +30,7 @@ impl std::fmt::Display for LiveSet {
 
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
-    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid";
+    idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, executor, job_id";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ pub struct NewTask {
     /// The process responsible for the task until its monitor claims it.
     pub owner: ProcessIdentity,
     pub created_at: i64,
+    /// The engine's name (`executor/`).
+    pub executor: Engine,
 }
 
 /// What supervision needs to know about a live task.
@@ -69,6 +72,9 @@ pub struct LiveTask {
     pub leader: Option<ProcessIdentity>,
     pub cgroup: Option<PathBuf>,
     pub kill_grace_ms: Option<u64>,
+    /// The engine that runs it, and its handle there (a Slurm job id).
+    pub executor: Engine,
+    pub job_id: Option<String>,
 }
 
 /// A terminal transition and what goes with it into the outbox.
@@ -120,8 +126,8 @@ impl Store {
             .query_row(
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
-                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, executor) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -143,6 +149,7 @@ impl Store {
                     // pids are numbers in (the monitor records the shell from
                     // the namespace it was started in).
                     task.owner.pid_ns,
+                    task.executor.as_str(),
                 ],
                 |r| task_from_row(home, r),
             )
@@ -410,7 +417,7 @@ impl Store {
     fn live_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<LiveTask>> {
         let sql = format!(
             "SELECT task_id, status, owner_pid, owner_start, pid, pid_start, boot_id, cgroup, \
-             kill_grace_ms, ns FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
+             kill_grace_ms, ns, executor, job_id FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
         let rows = stmt
@@ -441,6 +448,8 @@ impl Store {
                     leader: identity(r.get(4)?, r.get(5)?),
                     cgroup: r.get::<_, Option<String>>(7)?.map(PathBuf::from),
                     kill_grace_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                    executor: engine_from_stored(&r.get::<_, String>(10)?),
+                    job_id: r.get(11)?,
                 })
             })
             .map_err(|e| self.db_err(e))?;
@@ -544,7 +553,17 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         env_keys: serde_json::from_str(&env_keys).unwrap_or_default(),
         output_dropped_bytes: r.get::<_, i64>(18)?.max(0) as u64,
         monitor_pid: r.get(19)?,
+        executor: engine_from_stored(&r.get::<_, String>(20)?)
+            .as_str()
+            .to_owned(),
+        job_id: r.get(21)?,
     }))
+}
+
+/// A stored engine name. A name this build does not know (a newer engine
+/// writes a newer `record_version`, skipped before this) reads as local.
+pub(crate) fn engine_from_stored(text: &str) -> Engine {
+    text.parse().unwrap_or_default()
 }
 
 /// A stored optional count or duration (never negative when bgtask wrote it).

@@ -40,6 +40,10 @@ pub struct BashArgs {
     pub background: Option<bool>,
     /// How long to wait for the command before it continues in the background (default 10000).
     pub wait_ms: Option<u64>,
+    /// Where to run it: "local" (this machine) or "slurm" (a batch job on the cluster). Default: the executor setting.
+    pub executor: Option<String>,
+    /// Flags passed verbatim to sbatch for a Slurm task, e.g. ["--partition=gpu", "--gres=gpu:1"].
+    pub slurm_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -68,6 +72,9 @@ impl BashArgs {
             timeout_ms: self.timeout_ms,
             background: self.background.unwrap_or(false),
             wait_ms: self.wait_ms,
+            // Checked in `run_bash` (an unknown name is an error there).
+            executor: self.executor.and_then(|e| e.parse().ok()),
+            slurm_args: self.slurm_args.unwrap_or_default(),
             ..BashParams::default()
         }
     }
@@ -289,6 +296,9 @@ impl BgMcp {
 impl BgMcp {
     fn run_bash(&self, args: BashArgs) -> Result<Answer, bgtask_core::Error> {
         let tasks = self.service.config().tasks;
+        if let Some(name) = &args.executor {
+            name.parse::<bgtask_core::Engine>()?;
+        }
         let request = args
             .into_params()
             .into_request(&DEFAULTS, &tasks, self.cwd.clone());
