@@ -1,0 +1,342 @@
+//! The Slurm engine against a real cluster (issue 19): `.ci/run` starts a
+//! single-node one with `scripts/slurm-cluster.sh` and exports
+//! `SLURM_CONF` and `BGTASK_TEST_SLURM=1`. Without a cluster each test
+//! prints why and passes, unless `BGTASK_TEST_SLURM` is set (then a
+//! missing cluster is a failure).
+//!
+//! Tests share the cluster; the one that restarts the controller holds an
+//! exclusive lock on a file in the cluster's directory while the others
+//! hold it shared, so no other test sees the controller down.
+
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+#[path = "../cli/fixture.rs"]
+#[allow(dead_code, reason = "each test binary uses part of the shared fixture")]
+mod fixture;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fixture::{is_running, wait_until, Bg};
+use serde_json::Value;
+
+/// The cluster's directory (where slurm.conf and the pid files are), or
+/// `None` with the reason printed when there is none to test against.
+fn cluster() -> Option<PathBuf> {
+    let required = std::env::var_os("BGTASK_TEST_SLURM").is_some();
+    let why = match std::env::var_os("SLURM_CONF") {
+        None => "SLURM_CONF is not set (start one with scripts/slurm-cluster.sh)".to_owned(),
+        Some(conf) => {
+            let conf = PathBuf::from(conf);
+            match Command::new("sinfo").args(["-h", "-o", "%a"]).output() {
+                Ok(out) if out.status.success() => {
+                    return Some(conf.parent().unwrap().to_owned());
+                }
+                Ok(out) => format!(
+                    "sinfo failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                Err(e) => format!("cannot run sinfo: {e}"),
+            }
+        }
+    };
+    assert!(!required, "BGTASK_TEST_SLURM is set but no cluster: {why}");
+    println!("skipped: no Slurm cluster: {why}");
+    None
+}
+
+/// A shared hold on the cluster (see the module doc).
+fn shared(dir: &std::path::Path) -> File {
+    let lock = File::create(dir.join("bgtask-tests.lock")).unwrap();
+    lock.lock_shared().unwrap();
+    lock
+}
+
+fn slurm_run(bg: &Bg, extra: &[&str], command: &str) -> String {
+    bg.run_id(
+        bg.cmd()
+            .args(["run", "--executor", "slurm"])
+            .args(extra)
+            .args(["--", command]),
+    )
+}
+
+/// What the controller says of the jobs named `name`: `(id, state)`.
+fn jobs_named(name: &str) -> Vec<(String, String)> {
+    let out = Command::new("squeue")
+        .args(["-t", "all", "-h", "-n", name, "-o", "%i %T"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect()
+}
+
+fn wait_running(bg: &Bg, id: &str) -> Value {
+    let mut task = Value::Null;
+    wait_until("the job to run", || {
+        task = bg.status(id);
+        task["status"] == "running"
+    });
+    task
+}
+
+#[test]
+fn exit_codes_0_3_and_a_signal_map_faithfully() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let ok = slurm_run(&bg, &[], "echo out; echo err >&2");
+    let three = slurm_run(&bg, &[], "exit 3");
+    let signal = slurm_run(&bg, &[], "kill -9 $$");
+    let ok = bg.wait(&ok);
+    assert_eq!(ok["status"], "completed", "{ok}");
+    assert_eq!(ok["exit_code"], 0);
+    assert_eq!(ok["executor"], "slurm");
+    assert!(ok["job_id"].as_str().is_some_and(|j| !j.is_empty()), "{ok}");
+    let logs = bg.run(&["logs", &ok["task_id"].as_str().unwrap()]).ok();
+    assert!(logs.stdout.contains("out") && logs.stdout.contains("err"), "{logs:?}");
+    let three = bg.wait(&three);
+    assert_eq!((three["status"].as_str(), three["exit_code"].as_i64()), (Some("failed"), Some(3)));
+    let signal = bg.wait(&signal);
+    assert_eq!(signal["status"], "failed", "{signal}");
+    assert_eq!(signal["exit_code"], 137);
+    assert_eq!(signal["signal"], "SIGKILL");
+    // A local task's row says so.
+    let local = bg.run(&["run", "--wait", "30s", "--json", "--", "true"]).ok().json();
+    assert_eq!((local["executor"].as_str(), &local["job_id"]), (Some("local"), &Value::Null));
+}
+
+#[test]
+fn kill_cancels_a_running_job_and_a_pending_one() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let running = slurm_run(&bg, &[], "sleep 300");
+    // Held by the scheduler: pending until released, which never comes.
+    let pending = slurm_run(&bg, &["--slurm-arg=--hold"], "sleep 300");
+    wait_running(&bg, &running);
+    assert_eq!(bg.status(&pending)["status"], "starting");
+    for id in [&running, &pending] {
+        let killed = bg.run(&["kill", "--json", id]).ok().json();
+        assert_eq!(killed["status"], "killed", "{killed}");
+        let job = killed["job_id"].as_str().unwrap().to_owned();
+        let jobs = jobs_named(id);
+        assert_eq!(jobs, [(job, "CANCELLED".to_owned())]);
+    }
+}
+
+#[test]
+fn a_hard_timeout_ends_the_job_to_the_second() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let started = Instant::now();
+    let id = slurm_run(&bg, &["--timeout", "2s"], "sleep 120");
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "timed_out", "{task}");
+    assert_eq!(task["exit_code"], 124);
+    // 2 s, the grace, and at most one poll interval (2 s) to notice.
+    assert!(started.elapsed() < Duration::from_secs(12), "{:?}", started.elapsed());
+}
+
+#[test]
+fn the_output_tail_shows_while_the_job_runs() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let gate = bg.gate("tail");
+    let id = slurm_run(&bg, &[], &format!("echo first-line; {}; echo second-line", gate.hold()));
+    wait_until("the first line in the tail", || {
+        let task = bg.status(&id);
+        task["status"] == "running"
+            && task["output_tail"].as_str().unwrap_or("").contains("first-line")
+    });
+    gate.open();
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "completed");
+    let logs = bg.run(&["logs", &id]).ok();
+    assert!(logs.stdout.contains("first-line\nsecond-line"), "{logs:?}");
+}
+
+/// Completions in the store's outbox, per task.
+fn completions_of(bg: &Bg, id: &str) -> i64 {
+    let db = rusqlite::Connection::open(bg.home.join("bgtask.db")).unwrap();
+    db.query_row(
+        "SELECT count(*) FROM completions WHERE task_id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn completions_are_recorded_exactly_once() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let ids: Vec<String> = (0..4).map(|i| slurm_run(&bg, &[], &format!("exit {i}"))).collect();
+    for id in &ids {
+        bg.wait(id);
+    }
+    // Every command that looks again (reconcile) adds nothing.
+    bg.run(&["list", "--json"]).ok();
+    bg.run(&["completions"]).ok();
+    for id in &ids {
+        bg.status(id);
+        assert_eq!(completions_of(&bg, id), 1, "{id}");
+    }
+    let shown = bg.run(&["completions", "--json"]).ok().json();
+    let shown = shown.as_array().unwrap();
+    for id in &ids {
+        assert_eq!(shown.iter().filter(|c| c["task_id"] == id.as_str()).count(), 1);
+    }
+}
+
+#[test]
+fn a_watcher_killed_mid_job_is_replaced_and_the_task_completes() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let gate = bg.gate("watcher");
+    let id = slurm_run(&bg, &[], &format!("{}; exit 7", gate.hold()));
+    let task = wait_running(&bg, &id);
+    let watcher = task["monitor_pid"].as_u64().unwrap() as u32;
+    Command::new("kill").args(["-9", &watcher.to_string()]).status().unwrap();
+    wait_until("the watcher to die", || !is_running(watcher));
+    gate.open();
+    // No command in between: `wait` itself notices and re-attaches.
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["exit_code"], 7, "{task}");
+    assert_ne!(task["monitor_pid"].as_u64().unwrap() as u32, watcher);
+    assert_eq!(completions_of(&bg, &id), 1);
+}
+
+#[test]
+fn the_controller_restarted_mid_job_leaves_the_task_live_then_ends_it() {
+    let Some(dir) = cluster() else { return };
+    let lock = File::create(dir.join("bgtask-tests.lock")).unwrap();
+    lock.lock().unwrap();
+    let bg = Bg::new();
+    let gate = bg.gate("ctld");
+    let id = slurm_run(&bg, &[], &format!("{}; exit 0", gate.hold()));
+    wait_running(&bg, &id);
+    let pid_file = dir.join("slurmctld.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    wait_until("slurmctld to stop", || !is_running(pid.parse().unwrap()));
+    gate.open();
+    // The controller is down: the task stays live and says so.
+    let mut task = Value::Null;
+    let patient = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < patient {
+        task = bg.status(&id);
+        if task["reason"].as_str().is_some_and(|r| r.contains("cannot be reached")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(task["status"], "running", "{task}");
+    assert!(task["reason"].as_str().unwrap_or("").contains("cannot be reached"), "{task}");
+    // Restarted with its saved state (no -c): the job's end is known again.
+    let conf = dir.join("slurm.conf");
+    let started = Command::new("slurmctld").arg("-f").arg(&conf).status().unwrap();
+    assert!(started.success());
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["reason"], Value::Null, "{task}");
+}
+
+#[test]
+fn a_starter_killed_between_submit_and_record_is_recovered_by_tag() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let run = bg.run_with(
+        bg.cmd()
+            .env("BGTASK_FAULT", "slurm_after_submit")
+            .args(["run", "--executor", "slurm", "--", "echo recovered"]),
+    );
+    assert_ne!(run.code, 0, "the starter should have died: {run:?}");
+    let tasks = bg.list_all();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let id = tasks[0]["task_id"].as_str().unwrap().to_owned();
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "completed", "{task}");
+    let jobs = jobs_named(&id);
+    assert_eq!(jobs.len(), 1, "submitted twice: {jobs:?}");
+    assert_eq!(task["job_id"].as_str(), Some(jobs[0].0.as_str()));
+    assert!(bg.run(&["logs", &id]).ok().stdout.contains("recovered"));
+}
+
+#[test]
+fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    // squeue on PATH logs each call, then runs the real one.
+    let bin = bg.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = bg.path("squeue.log");
+    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v squeue"]).output().unwrap().stdout).unwrap();
+    let wrapper = bin.join("squeue");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$(date +%s%3N) $*\" >> '{}'\nexec {} \"$@\"\n",
+            log.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&wrapper).status().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let gate = bg.gate("fifty");
+    let ids: Vec<String> = (0..50)
+        .map(|_| {
+            bg.run_id(
+                bg.cmd()
+                    .env("PATH", &path)
+                    .args(["run", "--executor", "slurm", "--", &gate.hold()]),
+            )
+        })
+        .collect();
+    wait_until("all fifty running", || {
+        bg.list_all().iter().filter(|t| t["status"] == "running").count() == 50
+    });
+    // Three more polls with all fifty running.
+    let polls = |text: &str| -> Vec<(i64, String)> {
+        text.lines()
+            .filter(|l| l.contains(" -j "))
+            .map(|l| {
+                let (t, args) = l.split_once(' ').unwrap();
+                (t.parse().unwrap(), args.to_owned())
+            })
+            .collect()
+    };
+    let before = polls(&std::fs::read_to_string(&log).unwrap()).len();
+    wait_until("three more polls", || {
+        polls(&std::fs::read_to_string(&log).unwrap()).len() >= before + 3
+    });
+    gate.open();
+    for id in &ids {
+        assert_eq!(bg.wait(id)["status"], "completed");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let calls = polls(&text);
+    let last = &calls[before..before + 3];
+    for (_, args) in last {
+        // One call names every task's job.
+        let list = args.split(" -j ").nth(1).unwrap().split(' ').next().unwrap();
+        assert_eq!(list.split(',').count(), 50, "{args}");
+    }
+    for pair in last.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap >= 1900, "two polls {gap} ms apart: {text}");
+    }
+}
