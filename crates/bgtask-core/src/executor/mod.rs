@@ -55,8 +55,10 @@ pub trait Executor: Sync {
 
     /// What a waiter polls to learn that the task's end was recorded: it
     /// becomes readable when the supervisor exits (which it does right
-    /// after recording the end, or by dying). `None`: nothing here can
-    /// tell, and the waiter watches the store's events instead.
+    /// after recording the end, or by dying; a Slurm watcher outlives the
+    /// ends it records, so its waiters watch the store's events too).
+    /// `None`: nothing here can tell, and the waiter watches the store's
+    /// events instead.
     fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle>;
 
     /// Tells the supervisor of a task recorded `killing` to carry the kill

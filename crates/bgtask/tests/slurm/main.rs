@@ -122,7 +122,11 @@ fn kill_cancels_a_running_job_and_a_pending_one() {
     wait_running(&bg, &running);
     assert_eq!(bg.status(&pending)["status"], "starting");
     for id in [&running, &pending] {
+        let asked = Instant::now();
         let killed = bg.run(&["kill", "--json", id]).ok().json();
+        // The watcher lives on (the other task): the kill sees the end
+        // through the store's events, not the watcher's exit.
+        assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
         assert_eq!(killed["status"], "killed", "{killed}");
         let job = killed["job_id"].as_str().unwrap().to_owned();
         let jobs = jobs_named(id);
@@ -206,11 +210,23 @@ fn a_watcher_killed_mid_job_is_replaced_and_the_task_completes() {
     let id = slurm_run(&bg, &[], &format!("{}; exit 7", gate.hold()));
     let task = wait_running(&bg, &id);
     let watcher = task["monitor_pid"].as_u64().unwrap() as u32;
+    // A wait already asleep when the watcher dies notices and re-attaches.
+    let waiting = bg
+        .cmd()
+        .args(["wait", "--json", "--timeout", "60s", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the wait to sleep", || {
+        std::fs::read_to_string(format!("/proc/{}/wchan", waiting.id()))
+            .is_ok_and(|w| w.contains("poll"))
+    });
     Command::new("kill").args(["-9", &watcher.to_string()]).status().unwrap();
     wait_until("the watcher to die", || !is_running(watcher));
     gate.open();
-    // No command in between: `wait` itself notices and re-attaches.
-    let task = bg.wait(&id);
+    let out = waiting.wait_with_output().unwrap();
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let task = task[0].clone();
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["exit_code"], 7, "{task}");
     assert_ne!(task["monitor_pid"].as_u64().unwrap() as u32, watcher);
