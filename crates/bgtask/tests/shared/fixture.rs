@@ -24,6 +24,7 @@ const SETTING_VARS: &[&str] = &[
     "BGTASK_AGENT_TIMEOUT",
     "BGTASK_AGENT_IDLE_TIMEOUT",
     "BGTASK_AGENT_MAX_OUTPUT",
+    "BGTASK_EXECUTOR",
 ];
 
 /// How long any wait for the server or a task may take before the test

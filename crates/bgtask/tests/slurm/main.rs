@@ -356,3 +356,29 @@ fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
         assert!(gap >= 1900, "two polls {gap} ms apart: {text}");
     }
 }
+
+#[test]
+fn a_partition_sbatch_refuses_fails_the_task_with_sbatch_s_words() {
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let bg = Bg::new();
+    let id = slurm_run(&bg, &["--slurm-arg=--partition=no-such-partition"], "true");
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "failed", "{task}");
+    let reason = task["reason"].as_str().unwrap();
+    assert!(reason.contains("sbatch refused") && reason.contains("partition"), "{reason}");
+    assert_eq!(task["job_id"], Value::Null);
+}
+
+#[test]
+fn an_unknown_executor_is_a_one_line_error_and_records_nothing() {
+    let bg = Bg::new();
+    let run = bg.run(&["run", "--executor", "k8s", "--", "true"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--executor"), "{run:?}");
+    let run = bg.run_with(bg.cmd().env("BGTASK_EXECUTOR", "k8s").args(["run", "--", "true"]));
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("BGTASK_EXECUTOR") && run.stderr.lines().count() == 1, "{run:?}");
+    let config = bg.run(&["config"]).ok();
+    assert!(config.stdout.contains("executor"), "{config:?}");
+}
