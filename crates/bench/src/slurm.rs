@@ -18,7 +18,11 @@ use crate::harness::{time_ok, Bgtask};
 use crate::stats::Series;
 
 pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
-    if !Command::new("sinfo").arg("-h").output().is_ok_and(|o| o.status.success()) {
+    if !Command::new("sinfo")
+        .arg("-h")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         bail!("no Slurm cluster answers (set SLURM_CONF; see scripts/slurm-cluster.sh)");
     }
     let home = bgtask.home()?;
@@ -26,14 +30,8 @@ pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
     let mut theirs = Series::new("sbatch --parsable", "ms");
     let mut job_ids = Vec::new();
     for _ in 0..runs {
-        let (ms, _) = time_ok(&mut home.cmd(&[
-            "run",
-            "--executor",
-            "slurm",
-            "--no-notify",
-            "--",
-            "true",
-        ]))?;
+        let (ms, _) =
+            time_ok(&mut home.cmd(&["run", "--executor", "slurm", "--no-notify", "--", "true"]))?;
         ours.push(ms);
         let (ms, id) = sbatch("#!/bin/bash\ntrue\n")?;
         theirs.push(ms);
@@ -56,10 +54,26 @@ pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
     println!("Command: `scripts/slurm-cluster.sh start /tmp/slurm && SLURM_CONF=/tmp/slurm/slurm.conf cargo run --release -p bench -- slurm --runs {runs} --ends {ends}` ({}; single-node Slurm 22.05 from Debian, 2 cores).\n", bgtask.version);
     println!("| Figure | median | p99 | target |");
     println!("|---|---|---|---|");
-    println!("| {} | {:.1} ms | {:.1} ms | |", ours.label, ours.median(), ours.p99());
-    println!("| {} | {:.1} ms | {:.1} ms | |", theirs.label, theirs.median(), theirs.p99());
+    println!(
+        "| {} | {:.1} ms | {:.1} ms | |",
+        ours.label,
+        ours.median(),
+        ours.p99()
+    );
+    println!(
+        "| {} | {:.1} ms | {:.1} ms | |",
+        theirs.label,
+        theirs.median(),
+        theirs.p99()
+    );
     println!("| ratio (medians) | {ratio:.2}× | | ≤ 1.5× |");
-    println!("| {} ({} jobs) | {:.0} ms | {:.0} ms | ≤ 2500 ms (poll interval 2 s + 0.5 s) |", ends_ms.label, ends_ms.len(), ends_ms.median(), ends_ms.p99());
+    println!(
+        "| {} ({} jobs) | {:.0} ms | {:.0} ms | ≤ 2500 ms (poll interval 2 s + 0.5 s) |",
+        ends_ms.label,
+        ends_ms.len(),
+        ends_ms.median(),
+        ends_ms.p99()
+    );
     let _ = std::io::stdout().flush();
     for id in job_ids {
         let _ = Command::new("scancel").arg(id).status();
@@ -70,12 +84,21 @@ pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
 /// `sbatch --parsable` of `script` on stdin: its wall time and job id.
 fn sbatch(script: &str) -> Result<(f64, String)> {
     let mut cmd = Command::new("sbatch");
-    cmd.args(["--parsable", "--no-requeue", "--output=/dev/null", "--error=/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+    cmd.args([
+        "--parsable",
+        "--no-requeue",
+        "--output=/dev/null",
+        "--error=/dev/null",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped());
     let start = std::time::Instant::now();
     let mut child = cmd.spawn()?;
-    child.stdin.take().context("stdin")?.write_all(script.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(script.as_bytes())?;
     let out = child.wait_with_output()?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     if !out.status.success() {

@@ -30,8 +30,8 @@ mod waiter;
 pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
 pub use clock::now_ms;
 pub use config::{
-    Config, Engine, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING,
-    DEFAULT_SESSION, DEFAULT_TIMEOUT_MS,
+    Config, Engine, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT,
+    DEFAULT_MAX_RUNNING, DEFAULT_SESSION, DEFAULT_TIMEOUT_MS,
 };
 pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, ErrorKind, Result};

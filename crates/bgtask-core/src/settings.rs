@@ -540,16 +540,35 @@ mod tests {
     #[test]
     fn the_executor_is_local_unless_the_file_or_environment_says_slurm() {
         let s = load(&[], None).unwrap();
-        assert_eq!((s.executor.value, &s.executor.source), (Engine::Local, &Source::Default));
+        assert_eq!(
+            (s.executor.value, &s.executor.source),
+            (Engine::Local, &Source::Default)
+        );
         let s = load(&[], Some("executor = \"slurm\"\n")).unwrap();
-        assert_eq!((s.executor.value, &s.executor.source), (Engine::Slurm, &Source::File));
-        let s = load(&[("BGTASK_EXECUTOR", "slurm")], Some("executor = \"local\"\n")).unwrap();
+        assert_eq!(
+            (s.executor.value, &s.executor.source),
+            (Engine::Slurm, &Source::File)
+        );
+        let s = load(
+            &[("BGTASK_EXECUTOR", "slurm")],
+            Some("executor = \"local\"\n"),
+        )
+        .unwrap();
         assert_eq!(s.executor.source, Source::Env("BGTASK_EXECUTOR"));
         assert_eq!(s.config(&s.run, "bgtask".into()).executor, Engine::Slurm);
-        let entry = s.entries().into_iter().find(|e| e.key == "executor").unwrap();
+        let entry = s
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "executor")
+            .unwrap();
         assert_eq!(entry.value, "slurm");
-        let err = load(&[("BGTASK_EXECUTOR", "k8s")], None).unwrap_err().to_string();
-        assert!(err.contains("BGTASK_EXECUTOR") && err.contains("k8s"), "{err}");
+        let err = load(&[("BGTASK_EXECUTOR", "k8s")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("BGTASK_EXECUTOR") && err.contains("k8s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -104,7 +104,9 @@ impl Service {
             // the ends it records: its pidfd tells only of its death.
             let pidfds_suffice = wake == Wake::OwnerExit
                 && owners.len() == live
-                && tasks.iter().all(|t| t.is_terminal() || t.executor == "local");
+                && tasks
+                    .iter()
+                    .all(|t| t.is_terminal() || t.executor == "local");
             waiter.sleep(&owners, !pidfds_suffice)?;
         }
     }

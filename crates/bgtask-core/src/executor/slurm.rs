@@ -162,7 +162,10 @@ fn start_watcher(home: &Path, exe: &Path) -> Result<ProcessIdentity> {
         .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
     let args: Vec<OsString> = vec![slurm::WATCH_ARG.into(), home.as_os_str().to_owned()];
     let watcher = process::spawn_detached(exe, &args, log).map_err(|e| {
-        Error::spawn_step(format!("cannot start the Slurm watcher {}", exe.display()), e)
+        Error::spawn_step(
+            format!("cannot start the Slurm watcher {}", exe.display()),
+            e,
+        )
     })?;
     let identity = ProcessIdentity::of_child(watcher.pid)
         .map_err(|e| Error::spawn_step("cannot identify the Slurm watcher", e))?;

@@ -399,10 +399,14 @@ mod tests {
             outcome(&job("TIMEOUT", 0), run, Some(5000), None),
             Some(Outcome::TimedOut { after_ms: 5000 })
         );
-        for state in ["NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"] {
-            let end = outcome(&job(state, 0), run, None, None)
-                .unwrap()
-                .into_end();
+        for state in [
+            "NODE_FAIL",
+            "OUT_OF_MEMORY",
+            "PREEMPTED",
+            "BOOT_FAIL",
+            "DEADLINE",
+        ] {
+            let end = outcome(&job(state, 0), run, None, None).unwrap().into_end();
             assert_eq!(end.status, Status::Failed);
             assert!(end.reason.unwrap().contains(state));
         }

@@ -241,8 +241,12 @@ fn unreachable_note(e: &crate::error::Error) -> String {
 /// Records a task's end with its completion (one transaction; a task
 /// already ended is left as it is).
 fn finish(store: &mut Store, id: &TaskId, outcome: Outcome, dropped: u64) {
-    let tail = combined_tail(&store.stdout_path(id), &store.stderr_path(id), PREVIEW_BYTES)
-        .unwrap_or_default();
+    let tail = combined_tail(
+        &store.stdout_path(id),
+        &store.stderr_path(id),
+        PREVIEW_BYTES,
+    )
+    .unwrap_or_default();
     let record = FinishRecord {
         end: outcome.into_end(),
         finished_at: now_ms(),

@@ -13,8 +13,8 @@
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
 mod holders;
-mod jobs;
 mod home;
+mod jobs;
 mod outbox;
 mod schema;
 mod tasks;
@@ -155,7 +155,9 @@ impl Store {
         if self.absent {
             return Ok(());
         }
-        for path in [self.stdout_path(id), self.stderr_path(id)] {
+        // `<id>.end`: what a Slurm job's wrapper wrote (slurm/job.rs).
+        let end = self.output_dir().join(format!("{id}.end"));
+        for path in [self.stdout_path(id), self.stderr_path(id), end] {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::io("cannot remove output file", path, e))

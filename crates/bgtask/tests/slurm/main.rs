@@ -14,13 +14,17 @@
 #[allow(dead_code, reason = "each test binary uses part of the shared fixture")]
 mod fixture;
 
+#[path = "../shared/client.rs"]
+#[allow(dead_code, reason = "each test binary uses part of the shared client")]
+mod client;
+
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fixture::{is_running, wait_until, Bg};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The cluster's directory (where slurm.conf and the pid files are), or
 /// `None` with the reason printed when there is none to test against.
@@ -99,16 +103,28 @@ fn exit_codes_0_3_and_a_signal_map_faithfully() {
     assert_eq!(ok["executor"], "slurm");
     assert!(ok["job_id"].as_str().is_some_and(|j| !j.is_empty()), "{ok}");
     let logs = bg.run(&["logs", &ok["task_id"].as_str().unwrap()]).ok();
-    assert!(logs.stdout.contains("out") && logs.stdout.contains("err"), "{logs:?}");
+    assert!(
+        logs.stdout.contains("out") && logs.stdout.contains("err"),
+        "{logs:?}"
+    );
     let three = bg.wait(&three);
-    assert_eq!((three["status"].as_str(), three["exit_code"].as_i64()), (Some("failed"), Some(3)));
+    assert_eq!(
+        (three["status"].as_str(), three["exit_code"].as_i64()),
+        (Some("failed"), Some(3))
+    );
     let signal = bg.wait(&signal);
     assert_eq!(signal["status"], "failed", "{signal}");
     assert_eq!(signal["exit_code"], 137);
     assert_eq!(signal["signal"], "SIGKILL");
     // A local task's row says so.
-    let local = bg.run(&["run", "--wait", "30s", "--json", "--", "true"]).ok().json();
-    assert_eq!((local["executor"].as_str(), &local["job_id"]), (Some("local"), &Value::Null));
+    let local = bg
+        .run(&["run", "--wait", "30s", "--json", "--", "true"])
+        .ok()
+        .json();
+    assert_eq!(
+        (local["executor"].as_str(), &local["job_id"]),
+        (Some("local"), &Value::Null)
+    );
 }
 
 #[test]
@@ -126,7 +142,11 @@ fn kill_cancels_a_running_job_and_a_pending_one() {
         let killed = bg.run(&["kill", "--json", id]).ok().json();
         // The watcher lives on (the other task): the kill sees the end
         // through the store's events, not the watcher's exit.
-        assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
         assert_eq!(killed["status"], "killed", "{killed}");
         let job = killed["job_id"].as_str().unwrap().to_owned();
         let jobs = jobs_named(id);
@@ -145,7 +165,11 @@ fn a_hard_timeout_ends_the_job_to_the_second() {
     assert_eq!(task["status"], "timed_out", "{task}");
     assert_eq!(task["exit_code"], 124);
     // 2 s, the grace, and at most one poll interval (2 s) to notice.
-    assert!(started.elapsed() < Duration::from_secs(12), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -154,11 +178,18 @@ fn the_output_tail_shows_while_the_job_runs() {
     let _hold = shared(&dir);
     let bg = Bg::new();
     let gate = bg.gate("tail");
-    let id = slurm_run(&bg, &[], &format!("echo first-line; {}; echo second-line", gate.hold()));
+    let id = slurm_run(
+        &bg,
+        &[],
+        &format!("echo first-line; {}; echo second-line", gate.hold()),
+    );
     wait_until("the first line in the tail", || {
         let task = bg.status(&id);
         task["status"] == "running"
-            && task["output_tail"].as_str().unwrap_or("").contains("first-line")
+            && task["output_tail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("first-line")
     });
     gate.open();
     let task = bg.wait(&id);
@@ -183,7 +214,9 @@ fn completions_are_recorded_exactly_once() {
     let Some(dir) = cluster() else { return };
     let _hold = shared(&dir);
     let bg = Bg::new();
-    let ids: Vec<String> = (0..4).map(|i| slurm_run(&bg, &[], &format!("exit {i}"))).collect();
+    let ids: Vec<String> = (0..4)
+        .map(|i| slurm_run(&bg, &[], &format!("exit {i}")))
+        .collect();
     for id in &ids {
         bg.wait(id);
     }
@@ -197,7 +230,10 @@ fn completions_are_recorded_exactly_once() {
     let shown = bg.run(&["completions", "--json"]).ok().json();
     let shown = shown.as_array().unwrap();
     for id in &ids {
-        assert_eq!(shown.iter().filter(|c| c["task_id"] == id.as_str()).count(), 1);
+        assert_eq!(
+            shown.iter().filter(|c| c["task_id"] == id.as_str()).count(),
+            1
+        );
     }
 }
 
@@ -221,7 +257,10 @@ fn a_watcher_killed_mid_job_is_replaced_and_the_task_completes() {
         std::fs::read_to_string(format!("/proc/{}/wchan", waiting.id()))
             .is_ok_and(|w| w.contains("poll"))
     });
-    Command::new("kill").args(["-9", &watcher.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &watcher.to_string()])
+        .status()
+        .unwrap();
     wait_until("the watcher to die", || !is_running(watcher));
     gate.open();
     let out = waiting.wait_with_output().unwrap();
@@ -243,7 +282,10 @@ fn the_controller_restarted_mid_job_leaves_the_task_live_then_ends_it() {
     let id = slurm_run(&bg, &[], &format!("{}; exit 0", gate.hold()));
     wait_running(&bg, &id);
     let pid_file = dir.join("slurmctld.pid");
-    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     wait_until("slurmctld to stop", || !is_running(pid.parse().unwrap()));
     gate.open();
@@ -252,16 +294,29 @@ fn the_controller_restarted_mid_job_leaves_the_task_live_then_ends_it() {
     let patient = Instant::now() + Duration::from_secs(60);
     while Instant::now() < patient {
         task = bg.status(&id);
-        if task["reason"].as_str().is_some_and(|r| r.contains("cannot be reached")) {
+        if task["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot be reached"))
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(task["status"], "running", "{task}");
-    assert!(task["reason"].as_str().unwrap_or("").contains("cannot be reached"), "{task}");
+    assert!(
+        task["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot be reached"),
+        "{task}"
+    );
     // Restarted with its saved state (no -c): the job's end is known again.
     let conf = dir.join("slurm.conf");
-    let started = Command::new("slurmctld").arg("-f").arg(&conf).status().unwrap();
+    let started = Command::new("slurmctld")
+        .arg("-f")
+        .arg(&conf)
+        .status()
+        .unwrap();
     assert!(started.success());
     let task = bg.wait(&id);
     assert_eq!(task["status"], "completed", "{task}");
@@ -273,11 +328,13 @@ fn a_starter_killed_between_submit_and_record_is_recovered_by_tag() {
     let Some(dir) = cluster() else { return };
     let _hold = shared(&dir);
     let bg = Bg::new();
-    let run = bg.run_with(
-        bg.cmd()
-            .env("BGTASK_FAULT", "slurm_after_submit")
-            .args(["run", "--executor", "slurm", "--", "echo recovered"]),
-    );
+    let run = bg.run_with(bg.cmd().env("BGTASK_FAULT", "slurm_after_submit").args([
+        "run",
+        "--executor",
+        "slurm",
+        "--",
+        "echo recovered",
+    ]));
     assert_ne!(run.code, 0, "the starter should have died: {run:?}");
     let tasks = bg.list_all();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
@@ -299,7 +356,14 @@ fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
     let bin = bg.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let log = bg.path("squeue.log");
-    let real = String::from_utf8(Command::new("sh").args(["-c", "command -v squeue"]).output().unwrap().stdout).unwrap();
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v squeue"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let wrapper = bin.join("squeue");
     std::fs::write(
         &wrapper,
@@ -310,20 +374,30 @@ fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
         ),
     )
     .unwrap();
-    Command::new("chmod").arg("+x").arg(&wrapper).status().unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let gate = bg.gate("fifty");
     let ids: Vec<String> = (0..50)
         .map(|_| {
-            bg.run_id(
-                bg.cmd()
-                    .env("PATH", &path)
-                    .args(["run", "--executor", "slurm", "--", &gate.hold()]),
-            )
+            bg.run_id(bg.cmd().env("PATH", &path).args([
+                "run",
+                "--executor",
+                "slurm",
+                "--",
+                &gate.hold(),
+            ]))
         })
         .collect();
     wait_until("all fifty running", || {
-        bg.list_all().iter().filter(|t| t["status"] == "running").count() == 50
+        bg.list_all()
+            .iter()
+            .filter(|t| t["status"] == "running")
+            .count()
+            == 50
     });
     // Three more polls with all fifty running.
     let polls = |text: &str| -> Vec<(i64, String)> {
@@ -348,7 +422,13 @@ fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
     let last = &calls[before..before + 3];
     for (_, args) in last {
         // One call names every task's job.
-        let list = args.split(" -j ").nth(1).unwrap().split(' ').next().unwrap();
+        let list = args
+            .split(" -j ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
         assert_eq!(list.split(',').count(), 50, "{args}");
     }
     for pair in last.windows(2) {
@@ -366,7 +446,10 @@ fn a_partition_sbatch_refuses_fails_the_task_with_sbatch_s_words() {
     let task = bg.wait(&id);
     assert_eq!(task["status"], "failed", "{task}");
     let reason = task["reason"].as_str().unwrap();
-    assert!(reason.contains("sbatch refused") && reason.contains("partition"), "{reason}");
+    assert!(
+        reason.contains("sbatch refused") && reason.contains("partition"),
+        "{reason}"
+    );
     assert_eq!(task["job_id"], Value::Null);
 }
 
@@ -376,9 +459,42 @@ fn an_unknown_executor_is_a_one_line_error_and_records_nothing() {
     let run = bg.run(&["run", "--executor", "k8s", "--", "true"]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--executor"), "{run:?}");
-    let run = bg.run_with(bg.cmd().env("BGTASK_EXECUTOR", "k8s").args(["run", "--", "true"]));
+    let run = bg.run_with(
+        bg.cmd()
+            .env("BGTASK_EXECUTOR", "k8s")
+            .args(["run", "--", "true"]),
+    );
     assert_ne!(run.code, 0, "{run:?}");
-    assert!(run.stderr.contains("BGTASK_EXECUTOR") && run.stderr.lines().count() == 1, "{run:?}");
+    assert!(
+        run.stderr.contains("BGTASK_EXECUTOR") && run.stderr.lines().count() == 1,
+        "{run:?}"
+    );
     let config = bg.run(&["config"]).ok();
     assert!(config.stdout.contains("executor"), "{config:?}");
+}
+
+#[test]
+fn serve_runs_a_slurm_task_and_refuses_an_unknown_executor() {
+    let bg = Bg::new();
+    let mut server = bg.serve();
+    let error = server.call_error("bash", json!({"command": "true", "executor": "k8s"}));
+    assert_eq!(error["code"], -32602, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("executor"),
+        "{error}"
+    );
+    assert!(bg.list_all().is_empty());
+    let Some(dir) = cluster() else { return };
+    let _hold = shared(&dir);
+    let done = server.call(
+        "bash",
+        json!({"command": "echo via-serve", "executor": "slurm", "slurm_args": ["--comment=x"], "wait_ms": 30000}),
+    );
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["executor"], "slurm");
+    assert!(
+        done["output"].as_str().unwrap().contains("via-serve"),
+        "{done}"
+    );
+    server.close();
 }
