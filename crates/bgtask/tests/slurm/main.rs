@@ -102,7 +102,7 @@ fn exit_codes_0_3_and_a_signal_map_faithfully() {
     assert_eq!(ok["exit_code"], 0);
     assert_eq!(ok["executor"], "slurm");
     assert!(ok["job_id"].as_str().is_some_and(|j| !j.is_empty()), "{ok}");
-    let logs = bg.run(&["logs", &ok["task_id"].as_str().unwrap()]).ok();
+    let logs = bg.run(&["logs", ok["task_id"].as_str().unwrap()]).ok();
     assert!(
         logs.stdout.contains("out") && logs.stdout.contains("err"),
         "{logs:?}"
