@@ -26,17 +26,28 @@ use std::time::{Duration, Instant};
 use fixture::{is_running, wait_until, Bg};
 use serde_json::{json, Value};
 
-/// The cluster's directory (where slurm.conf and the pid files are), or
-/// `None` with the reason printed when there is none to test against.
-fn cluster() -> Option<PathBuf> {
+/// The cluster's directory (where slurm.conf and the pid files are) and a
+/// hold on it (shared, or exclusive for the test that restarts the
+/// controller; taken before the cluster is checked, so no test sees the
+/// controller that test stopped), or `None` with the reason printed when
+/// there is none to test against.
+fn cluster_held(exclusive: bool) -> Option<(PathBuf, File)> {
     let required = std::env::var_os("BGTASK_TEST_SLURM").is_some();
     let why = match std::env::var_os("SLURM_CONF") {
         None => "SLURM_CONF is not set (start one with scripts/slurm-cluster.sh)".to_owned(),
         Some(conf) => {
-            let conf = PathBuf::from(conf);
+            let dir = PathBuf::from(conf).parent().unwrap().to_owned();
+            let hold = File::create(dir.join("bgtask-tests.lock")).ok();
+            if let Some(hold) = &hold {
+                if exclusive {
+                    hold.lock().unwrap();
+                } else {
+                    hold.lock_shared().unwrap();
+                }
+            }
             match Command::new("sinfo").args(["-h", "-o", "%a"]).output() {
-                Ok(out) if out.status.success() => {
-                    return Some(conf.parent().unwrap().to_owned());
+                Ok(out) if out.status.success() && hold.is_some() => {
+                    return Some((dir, hold.unwrap()));
                 }
                 Ok(out) => format!(
                     "sinfo failed: {}",
@@ -51,11 +62,9 @@ fn cluster() -> Option<PathBuf> {
     None
 }
 
-/// A shared hold on the cluster (see the module doc).
-fn shared(dir: &std::path::Path) -> File {
-    let lock = File::create(dir.join("bgtask-tests.lock")).unwrap();
-    lock.lock_shared().unwrap();
-    lock
+/// A shared hold on the cluster (see `cluster_held`).
+fn cluster() -> Option<(PathBuf, File)> {
+    cluster_held(false)
 }
 
 fn slurm_run(bg: &Bg, extra: &[&str], command: &str) -> String {
@@ -91,8 +100,9 @@ fn wait_running(bg: &Bg, id: &str) -> Value {
 
 #[test]
 fn exit_codes_0_3_and_a_signal_map_faithfully() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let ok = slurm_run(&bg, &[], "echo out; echo err >&2");
     let three = slurm_run(&bg, &[], "exit 3");
@@ -129,8 +139,9 @@ fn exit_codes_0_3_and_a_signal_map_faithfully() {
 
 #[test]
 fn kill_cancels_a_running_job_and_a_pending_one() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let running = slurm_run(&bg, &[], "sleep 300");
     // Held by the scheduler: pending until released, which never comes.
@@ -156,8 +167,9 @@ fn kill_cancels_a_running_job_and_a_pending_one() {
 
 #[test]
 fn a_hard_timeout_ends_the_job_to_the_second() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let started = Instant::now();
     let id = slurm_run(&bg, &["--timeout", "2s"], "sleep 120");
@@ -174,8 +186,9 @@ fn a_hard_timeout_ends_the_job_to_the_second() {
 
 #[test]
 fn the_output_tail_shows_while_the_job_runs() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let gate = bg.gate("tail");
     let id = slurm_run(
@@ -211,8 +224,9 @@ fn completions_of(bg: &Bg, id: &str) -> i64 {
 
 #[test]
 fn completions_are_recorded_exactly_once() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let ids: Vec<String> = (0..4)
         .map(|i| slurm_run(&bg, &[], &format!("exit {i}")))
@@ -239,8 +253,9 @@ fn completions_are_recorded_exactly_once() {
 
 #[test]
 fn a_watcher_killed_mid_job_is_replaced_and_the_task_completes() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let gate = bg.gate("watcher");
     let id = slurm_run(&bg, &[], &format!("{}; exit 7", gate.hold()));
@@ -274,9 +289,9 @@ fn a_watcher_killed_mid_job_is_replaced_and_the_task_completes() {
 
 #[test]
 fn the_controller_restarted_mid_job_leaves_the_task_live_then_ends_it() {
-    let Some(dir) = cluster() else { return };
-    let lock = File::create(dir.join("bgtask-tests.lock")).unwrap();
-    lock.lock().unwrap();
+    let Some((dir, _hold)) = cluster_held(true) else {
+        return;
+    };
     let bg = Bg::new();
     let gate = bg.gate("ctld");
     let id = slurm_run(&bg, &[], &format!("{}; exit 0", gate.hold()));
@@ -325,8 +340,9 @@ fn the_controller_restarted_mid_job_leaves_the_task_live_then_ends_it() {
 
 #[test]
 fn a_starter_killed_between_submit_and_record_is_recovered_by_tag() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let run = bg.run_with(bg.cmd().env("BGTASK_FAULT", "slurm_after_submit").args([
         "run",
@@ -349,8 +365,9 @@ fn a_starter_killed_between_submit_and_record_is_recovered_by_tag() {
 
 #[test]
 fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     // squeue on PATH logs each call, then runs the real one.
     let bin = bg.path("bin");
@@ -439,8 +456,9 @@ fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
 
 #[test]
 fn a_partition_sbatch_refuses_fails_the_task_with_sbatch_s_words() {
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let bg = Bg::new();
     let id = slurm_run(&bg, &["--slurm-arg=--partition=no-such-partition"], "true");
     let task = bg.wait(&id);
@@ -484,8 +502,9 @@ fn serve_runs_a_slurm_task_and_refuses_an_unknown_executor() {
         "{error}"
     );
     assert!(bg.list_all().is_empty());
-    let Some(dir) = cluster() else { return };
-    let _hold = shared(&dir);
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
     let done = server.call(
         "bash",
         json!({"command": "echo via-serve", "executor": "slurm", "slurm_args": ["--comment=x"], "wait_ms": 30000}),
