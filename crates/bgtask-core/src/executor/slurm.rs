@@ -125,7 +125,7 @@ impl Executor for SlurmExecutor {
                 }
             }
         }
-        match ensure_watcher(store) {
+        match ensure_watcher(store, None) {
             Ok(watcher) => {
                 store.replace_owner(&task.id, task.owner.as_ref(), &watcher)?;
                 Ok(true)
@@ -138,17 +138,21 @@ impl Executor for SlurmExecutor {
     }
 }
 
-/// The store's live watcher, started if none runs.
-fn ensure_watcher(store: &Store) -> Result<ProcessIdentity> {
+/// The store's live watcher, started if none runs: as `exe`, else as the
+/// binary the last starter recorded (for re-attaching commands, which
+/// have none in hand).
+fn ensure_watcher(store: &Store, exe: Option<&Path>) -> Result<ProcessIdentity> {
     if let Some(watcher) = store.slurm_watcher()? {
         if watcher.is_alive() {
             return Ok(watcher);
         }
     }
-    let exe = store
-        .meta(EXE_KEY)?
-        .map(PathBuf::from)
-        .ok_or_else(|| Error::SpawnFailed("no bgtask binary recorded for the watcher".into()))?;
+    let exe = match exe {
+        Some(exe) => exe.to_owned(),
+        None => store.meta(EXE_KEY)?.map(PathBuf::from).ok_or_else(|| {
+            Error::SpawnFailed("no bgtask binary recorded for the watcher".into())
+        })?,
+    };
     start_watcher(store.home(), &exe)
 }
 
@@ -221,7 +225,12 @@ impl SlurmLaunch {
         // an empty task while the job waits in the queue.
         let _ = store::create_output_files(&self.home, &self.id);
         let _ = std::fs::remove_file(slurm::end_path(&self.home, &self.id));
-        store.set_meta(EXE_KEY, &self.exe.to_string_lossy())?;
+        // Before the submit: a command that re-attaches after this
+        // process died starts the watcher as this binary.
+        let exe = self.exe.to_string_lossy();
+        if store.meta(EXE_KEY)?.as_deref() != Some(&*exe) {
+            store.set_meta(EXE_KEY, &exe)?;
+        }
         let job_id = slurm::submit(&Submission {
             id: &self.id,
             home: &self.home,
@@ -235,14 +244,21 @@ impl SlurmLaunch {
             env,
         })?;
         process::fault::point("slurm_after_submit");
-        store.set_job_id(&self.id, &job_id)?;
-        let watcher = ensure_watcher(store)?;
-        store.replace_owner(&self.id, Some(&self.starter), &watcher)?;
-        // A kill recorded while sbatch ran could not be told (no job id).
-        if let Some(live) = store.live(&self.id)? {
-            if live.status == Status::Killing {
-                slurm::cancel(&job_id);
+        // A watcher that cannot start leaves the task to the next command
+        // (its starter, this process, is then dead): the id comes first.
+        let watcher = match ensure_watcher(store, Some(&self.exe)) {
+            Ok(watcher) => watcher,
+            Err(e) => {
+                // The job runs: never recorded as failed for this.
+                store.set_job_id(&self.id, &job_id)?;
+                store.set_live_note(&self.id, Some(&format!("no Slurm watcher yet: {e}")))?;
+                return Ok(());
             }
+        };
+        let status = store.record_job(&self.id, &job_id, &self.starter, &watcher)?;
+        // A kill recorded while sbatch ran could not be told (no job id).
+        if status == Some(Status::Killing) {
+            slurm::cancel(&job_id);
         }
         Ok(())
     }

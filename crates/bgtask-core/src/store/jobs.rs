@@ -3,12 +3,12 @@
 //! one guarded statement, so two watchers, or a watcher and a starter,
 //! never undo each other's work.
 
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::Store;
 use crate::error::Result;
 use crate::process::ProcessIdentity;
-use crate::task::TaskId;
+use crate::task::{Status, TaskId};
 
 /// The `meta` key naming the store's Slurm watcher (`pid start boot`).
 const WATCHER_KEY: &str = "slurm_watcher";
@@ -25,6 +25,42 @@ impl Store {
             )
             .map_err(|e| self.db_err(e))?;
         Ok(n == 1)
+    }
+
+    /// Records the job id sbatch answered and hands the task from its
+    /// starter (`expected`) to the watcher (`owner`), in one statement.
+    /// Returns the task's status after it (`None`: no longer live), so the
+    /// starter sees a kill that arrived while sbatch ran.
+    pub fn record_job(
+        &self,
+        id: &TaskId,
+        job_id: &str,
+        expected: &ProcessIdentity,
+        owner: &ProcessIdentity,
+    ) -> Result<Option<Status>> {
+        self.conn
+            .query_row(
+                "UPDATE tasks SET job_id = ?2, \
+                 owner_pid = CASE WHEN owner_pid IS ?6 AND owner_start IS ?7 THEN ?3 ELSE owner_pid END, \
+                 owner_start = CASE WHEN owner_pid IS ?6 AND owner_start IS ?7 THEN ?4 ELSE owner_start END, \
+                 boot_id = CASE WHEN owner_pid IS ?6 AND owner_start IS ?7 THEN ?5 ELSE boot_id END, \
+                 ns = CASE WHEN owner_pid IS ?6 AND owner_start IS ?7 THEN ?8 ELSE ns END \
+                 WHERE task_id = ?1 AND job_id IS NULL \
+                 AND status IN ('starting','running','killing') RETURNING status",
+                params![
+                    id.as_str(),
+                    job_id,
+                    owner.pid,
+                    owner.start_ticks as i64,
+                    owner.boot_id,
+                    expected.pid,
+                    expected.start_ticks as i64,
+                    owner.pid_ns,
+                ],
+                |r| Ok(Status::from_stored(&r.get::<_, String>(0)?)),
+            )
+            .optional()
+            .map_err(|e| self.db_err(e))
     }
 
     /// Makes `owner` the supervisor of a live task if its recorded owner is
