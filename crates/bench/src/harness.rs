@@ -124,6 +124,7 @@ impl Home {
             monitor_exe: self.exe.clone(),
             tasks: bgtask_core::TaskDefaults::AGENT,
             sandbox: bgtask_core::sandbox::SandboxConfig::default(),
+            executor: bgtask_core::Engine::Local,
         })?)
     }
 

@@ -26,6 +26,7 @@ mod ready;
 mod report;
 mod sandbox;
 mod scale;
+mod slurm;
 mod stats;
 mod store;
 mod top;
@@ -117,6 +118,9 @@ const USAGE: &str =
            target/bench/BENCHMARKS.md and target/bench/benchmarks.svg
   stamp    (internal) write CLOCK_MONOTONIC in nanoseconds to FILE and exit
   listen   (internal) listen on 127.0.0.1:PORT, then stamp FILE and wait
+  slurm    the Slurm executor against the cluster at SLURM_CONF; prints a
+           markdown section for docs/BENCHMARKS.md
+           (bench slurm [--bgtask PATH] [--runs N] [--ends N])
 
   --bgtask PATH   the bgtask binary [default: the release bgtask beside this binary,
                   built if missing]
@@ -178,6 +182,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if argv.first().map(String::as_str) == Some("slurm") {
+        return match run_slurm(&argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench slurm: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse_args(&argv) {
         Ok(args) => args,
         Err(e) => {
@@ -192,6 +205,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bench slurm [--bgtask PATH] [--runs N] [--ends N]`.
+fn run_slurm(argv: &[String]) -> Result<()> {
+    let (mut exe, mut runs, mut ends) = (None, 50, 20);
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--bgtask" => exe = Some(PathBuf::from(value)),
+            "--runs" => runs = value.parse().context("--runs needs a count")?,
+            "--ends" => ends = value.parse().context("--ends needs a count")?,
+            _ => bail!("unknown flag {flag:?}"),
+        }
+    }
+    let exe = match exe {
+        Some(exe) => exe,
+        None => harness::build_bgtask(&workspace_root()?)?,
+    };
+    slurm::run(&Bgtask::new(exe)?, runs, ends)
 }
 
 fn parse_args(argv: &[String]) -> Result<Args> {

@@ -29,6 +29,41 @@ pub struct Config {
     /// The sandbox of a task whose request names none, and whether a
     /// request may only narrow it (agents).
     pub sandbox: SandboxConfig,
+    /// The engine of a task whose request names none (`BGTASK_EXECUTOR`).
+    pub executor: Engine,
+}
+
+/// Where a task runs (the row's `executor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// A monitor process on this machine.
+    #[default]
+    Local,
+    /// A Slurm batch job, watched from here (`executor/slurm.rs`).
+    Slurm,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Local => "local",
+            Engine::Slurm => "slurm",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "local" => Ok(Engine::Local),
+            "slurm" => Ok(Engine::Slurm),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown executor {s:?} (expected local or slurm)"
+            ))),
+        }
+    }
 }
 
 /// The limits a task gets when its request does not name them.
@@ -93,6 +128,10 @@ pub struct SpawnRequest {
     /// The confinement asked for (`sandbox.rs`); the config's default
     /// where it names none.
     pub sandbox: SandboxRequest,
+    /// The engine; the config's default (`executor` setting) when `None`.
+    pub executor: Option<Engine>,
+    /// Site flags passed verbatim to `sbatch` (Slurm tasks only).
+    pub slurm_args: Vec<String>,
 }
 
 impl Default for SpawnRequest {
@@ -108,6 +147,8 @@ impl Default for SpawnRequest {
             ready: None,
             interaction: crate::interact::Interaction::None,
             sandbox: SandboxRequest::default(),
+            executor: None,
+            slurm_args: Vec::new(),
         }
     }
 }

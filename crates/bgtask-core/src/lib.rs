@@ -25,6 +25,7 @@ mod reconcile;
 pub mod sandbox;
 mod service;
 pub mod settings;
+pub mod slurm;
 mod store;
 mod task;
 pub mod units;
@@ -34,8 +35,8 @@ mod waiter;
 pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
 pub use clock::now_ms;
 pub use config::{
-    Config, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_RUNNING,
-    DEFAULT_SESSION, DEFAULT_TIMEOUT_MS,
+    Config, Engine, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT,
+    DEFAULT_MAX_RUNNING, DEFAULT_SESSION, DEFAULT_TIMEOUT_MS,
 };
 pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, ErrorKind, Result};

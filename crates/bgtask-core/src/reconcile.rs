@@ -43,6 +43,10 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     let Some(task) = store.live(&task.id)? else {
         return Ok(false);
     };
+    // A remote job outlives its local watcher: a new one takes it over.
+    if engine.reattach(store, &task)? {
+        return Ok(false);
+    }
     let reason = engine.lost_reason(store, &task);
     engine.clean_up(store, &task);
     let tail = combined_tail(

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::config::{Config, SpawnRequest};
+use crate::config::{Config, Engine, SpawnRequest};
 use crate::error::{Error, Result};
 use crate::executor::{self, Job, Launched};
 use crate::output::{self, combined_tail, Chunk, MIN_CAP};
@@ -150,6 +150,7 @@ impl Service {
             cwd,
             launched,
             sandbox,
+            engine,
         } = launch;
         let owner = launched.owner()?;
         let new = NewTask {
@@ -167,6 +168,7 @@ impl Service {
             created_at: now_ms(),
             ready: req.ready.clone(),
             sandbox,
+            executor: engine,
         };
         let task = self.insert(&new)?;
         if let Some(holder) = holder {
@@ -542,6 +544,7 @@ pub struct Launch {
     launched: Box<dyn Launched>,
     /// The effective confinement, recorded on the task.
     sandbox: Option<crate::sandbox::Sandbox>,
+    engine: Engine,
 }
 
 impl Launch {
@@ -555,6 +558,10 @@ impl Launch {
         // Fails closed before anything starts: a kernel that cannot
         // enforce the asked confinement refuses the task here.
         let sandbox = crate::sandbox::resolve(&config.sandbox, &req.sandbox, &cwd, &config.home)?;
+        let engine = req.executor.unwrap_or(config.executor);
+        if engine == Engine::Slurm {
+            local_only(req, sandbox.policy.is_some())?;
+        }
         check_free_space(&config.home)?;
         let id = TaskId::random();
         // The monitor is started before the record exists so the record can
@@ -568,16 +575,36 @@ impl Launch {
             command: &req.command,
             interaction: req.interaction,
             sandbox: sandbox.policy.as_ref(),
+            request: req,
         };
-        let launched = executor::for_new_task().launch(&config, &job)?;
+        let launched = executor::for_new_task(engine).launch(&config, &job)?;
         Ok(Launch {
             id,
             req: req.clone(),
             cwd,
             launched,
             sandbox: sandbox.record,
+            engine,
         })
     }
+}
+
+/// Refuses, for a Slurm task, what only a local monitor carries out: a
+/// readiness condition, input or a terminal, a sandbox (the batch job
+/// runs on a compute node, outside this machine's monitor).
+fn local_only(req: &SpawnRequest, sandboxed: bool) -> Result<()> {
+    let feature = if req.ready.is_some() {
+        "a readiness condition"
+    } else if req.interaction != crate::interact::Interaction::None {
+        "stdin or a pseudo-terminal"
+    } else if sandboxed {
+        "a sandbox (set sandbox mode none for Slurm tasks)"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument(format!(
+        "{feature} is not available for Slurm tasks (executor slurm); run it with executor local"
+    )))
 }
 
 /// Checks a request; returns its resolved working directory.

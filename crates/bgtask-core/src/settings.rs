@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, TaskDefaults, DEFAULT_MAX_RUNNING, DEFAULT_SESSION};
+use crate::config::{Config, Engine, TaskDefaults, DEFAULT_MAX_RUNNING, DEFAULT_SESSION};
 use crate::error::{Error, Result};
 use crate::sandbox::{Mode, SandboxConfig, MIN_LANDLOCK_ABI};
 use crate::units::{format_duration_ms, parse_duration_ms, parse_size};
@@ -113,6 +113,8 @@ pub struct Settings {
     pub home: Setting<PathBuf>,
     pub session: Setting<String>,
     pub max_running: Setting<u32>,
+    /// Where new tasks run unless a request names it (`BGTASK_EXECUTOR`).
+    pub executor: Setting<Engine>,
     /// Tasks started with `bgtask run`.
     pub run: TaskSettings,
     /// Tasks started by agents through `serve` or `mcp`.
@@ -145,6 +147,7 @@ pub struct SandboxSettings {
 struct FileSettings {
     home: Option<String>,
     max_running: Option<u32>,
+    executor: Option<String>,
     run: Option<FileTask>,
     agent: Option<FileTask>,
     sandbox: Option<FileSandbox>,
@@ -260,6 +263,16 @@ impl Settings {
             )));
         }
 
+        let mut executor = Setting::default(Engine::Local);
+        if let Some(text) = &parsed.executor {
+            let engine = text.parse().map_err(|e| within(&in_file("executor"), e))?;
+            executor.set(Some(engine), Source::File);
+        }
+        if let Some(text) = env("BGTASK_EXECUTOR")?.filter(|s| !s.is_empty()) {
+            let engine = text.parse().map_err(|e| within("BGTASK_EXECUTOR", e))?;
+            executor.set(Some(engine), Source::Env("BGTASK_EXECUTOR"));
+        }
+
         let mut run = TaskSettings::new(TaskDefaults::RUN, false);
         let mut agent = TaskSettings::new(TaskDefaults::AGENT, true);
         for (settings, section, prefix) in [
@@ -281,6 +294,7 @@ impl Settings {
             home,
             session,
             max_running,
+            executor,
             run,
             agent,
             sandbox,
@@ -297,6 +311,7 @@ impl Settings {
             monitor_exe,
             tasks: tasks.defaults(),
             sandbox: self.sandbox.config(tasks.agent),
+            executor: self.executor.value,
         }
     }
 
@@ -314,6 +329,11 @@ impl Settings {
                 "max_running",
                 self.max_running.value.to_string(),
                 &self.max_running.source,
+            ),
+            Entry::new(
+                "executor",
+                self.executor.value.as_str().to_owned(),
+                &self.executor.source,
             ),
         ];
         for (name, task) in [("run", &self.run), ("agent", &self.agent)] {
@@ -680,6 +700,40 @@ mod tests {
             .to_string();
         assert!(
             err.contains("agent.timeout") && err.contains("soon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_executor_is_local_unless_the_file_or_environment_says_slurm() {
+        let s = load(&[], None).unwrap();
+        assert_eq!(
+            (s.executor.value, &s.executor.source),
+            (Engine::Local, &Source::Default)
+        );
+        let s = load(&[], Some("executor = \"slurm\"\n")).unwrap();
+        assert_eq!(
+            (s.executor.value, &s.executor.source),
+            (Engine::Slurm, &Source::File)
+        );
+        let s = load(
+            &[("BGTASK_EXECUTOR", "slurm")],
+            Some("executor = \"local\"\n"),
+        )
+        .unwrap();
+        assert_eq!(s.executor.source, Source::Env("BGTASK_EXECUTOR"));
+        assert_eq!(s.config(&s.run, "bgtask".into()).executor, Engine::Slurm);
+        let entry = s
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "executor")
+            .unwrap();
+        assert_eq!(entry.value, "slurm");
+        let err = load(&[("BGTASK_EXECUTOR", "k8s")], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("BGTASK_EXECUTOR") && err.contains("k8s"),
             "{err}"
         );
     }

@@ -281,6 +281,12 @@ pub struct Task {
     pub ready_at: Option<i64>,
     /// The task's readiness condition and its outcome, if it has one.
     pub readiness: Option<Readiness>,
+    /// Where it runs: `"local"` or `"slurm"`.
+    #[serde(default = "local_executor")]
+    pub executor: String,
+    /// Its Slurm job id (null for a local task, and until sbatch answers).
+    #[serde(default)]
+    pub job_id: Option<String>,
 }
 
 /// A task's readiness condition as clients see it, with its outcome.
@@ -337,6 +343,10 @@ pub enum ReadyState {
     Ended,
     /// The readiness timeout passed.
     TimedOut,
+}
+
+fn local_executor() -> String {
+    "local".to_owned()
 }
 
 impl Task {

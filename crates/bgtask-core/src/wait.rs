@@ -112,7 +112,13 @@ impl Service {
             // start), which exits right after, or by whoever finds the
             // monitor dead: waiting for an end, its pidfd is enough.
             let live = tasks.iter().filter(|t| !t.is_terminal()).count();
-            let pidfds_suffice = wake == Wake::OwnerExit && owners.len() == live;
+            // A Slurm task's owner is the store's watcher, which outlives
+            // the ends it records: its pidfd tells only of its death.
+            let pidfds_suffice = wake == Wake::OwnerExit
+                && owners.len() == live
+                && tasks
+                    .iter()
+                    .all(|t| t.is_terminal() || t.executor == "local");
             waiter.sleep(&owners, !pidfds_suffice)?;
         }
     }

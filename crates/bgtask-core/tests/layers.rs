@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["store"],
     &["control"],
-    &["monitor"],
+    &["monitor", "slurm"],
     &["executor"],
     &["reconcile", "waiter"],
     &["service", "doctor"],

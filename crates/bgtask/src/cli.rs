@@ -52,7 +52,7 @@ impl Cli {
         let matches = parser.try_get_matches_from(args).ok()?;
         Some(Cli {
             global: Global::from_arg_matches(&matches).ok()?,
-            command: Command::Run(RunArgs::from_arg_matches(&matches).ok()?),
+            command: Command::Run(Box::new(RunArgs::from_arg_matches(&matches).ok()?)),
         })
     }
 }
@@ -75,7 +75,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a command in the background and print its task id
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show a task and the end of its output
     #[command(after_help = ID_HELP)]
     Status {
@@ -309,6 +309,15 @@ pub struct RunArgs {
     pub kill_if_not_ready: bool,
     #[command(flatten)]
     pub sandbox: crate::sandbox::SandboxArgs,
+    /// Where the task runs: local (a monitor on this machine) or slurm (a
+    /// batch job; see docs/slurm.md) [default: executor in `bgtask config`,
+    /// built in: local]
+    #[arg(long, value_name = "ENGINE", value_parser = ["local", "slurm"])]
+    pub executor: Option<String>,
+    /// Flag passed verbatim to sbatch (repeatable; Slurm tasks only), e.g.
+    /// --slurm-arg=--partition=gpu
+    #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub slurm_args: Vec<String>,
     /// The command, run by bash -c. One argument is a shell command line
     /// (quote it: 'make && ./run'); several are quoted one by one, so they
     /// arrive as given. `--` before it is optional; options after its first

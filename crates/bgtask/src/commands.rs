@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         return crate::setup::run(&args);
     }
     if let Command::Run(args) = cli.command {
-        return run_task(config, args, json);
+        return run_task(config, *args, json);
     }
     // Only the servers start tasks here: every other command works on the
     // tasks a store already has, and without a store creates none.
@@ -278,6 +278,8 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
             (false, false) => Interaction::None,
         },
         sandbox: args.sandbox.request(),
+        executor: args.executor.as_deref().map(str::parse).transpose()?,
+        slurm_args: args.slurm_args,
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.

@@ -128,6 +128,10 @@ fn run(args: Vec<std::ffi::OsString>) -> u8 {
     if args.get(1).is_some_and(|a| a == MONITOR_ARG) {
         return run_monitor(&args[2..]);
     }
+    // The Slurm watcher and the wrapper inside a job (bgtask_core::slurm).
+    if let Some(code) = bgtask_core::slurm::hidden_mode(&args) {
+        return code;
+    }
     // Claude Code reads a hook's exit 2 as "wake the model with stderr":
     // a misconfigured `bgtask hook` fails as any other error (1).
     let hook = args.get(1).is_some_and(|a| a == "hook");

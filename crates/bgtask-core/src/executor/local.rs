@@ -212,6 +212,8 @@ mod tests {
             owner,
             cgroup: None,
             kill_grace_ms: None,
+            executor: crate::config::Engine::Local,
+            job_id: None,
         }
     }
 

@@ -12,14 +12,16 @@
 //! out.
 
 mod local;
+mod slurm;
 
-use crate::config::Config;
+use crate::config::{Config, Engine, SpawnRequest};
 use crate::error::Result;
 use crate::process::{Liveness, ProcessHandle, ProcessIdentity};
 use crate::store::{LiveTask, Store};
 use crate::task::TaskId;
 
 pub use local::LocalExecutor;
+pub use slurm::SlurmExecutor;
 
 /// What an engine is asked to run: the values the starter records.
 pub struct Job<'a> {
@@ -30,15 +32,15 @@ pub struct Job<'a> {
     pub interaction: crate::interact::Interaction,
     /// The confinement the engine applies before the task's shell runs.
     pub sandbox: Option<&'a crate::sandbox::Policy>,
+    /// The whole request (limits, engine flags) for engines that submit
+    /// them elsewhere.
+    pub request: &'a SpawnRequest,
 }
 
 /// One engine that runs tasks.
 pub trait Executor: Sync {
-    /// The engine's name, as a task row will record it.
-    #[expect(
-        dead_code,
-        reason = "read once rows record their engine (a second executor)"
-    )]
+    /// The engine's name, as a task row records it (`config::Engine`).
+    #[expect(dead_code, reason = "rows record `Engine`; kept for diagnostics")]
     fn name(&self) -> &'static str;
 
     /// The first half of a start: starts the engine's side of a task,
@@ -57,8 +59,10 @@ pub trait Executor: Sync {
 
     /// What a waiter polls to learn that the task's end was recorded: it
     /// becomes readable when the supervisor exits (which it does right
-    /// after recording the end, or by dying). `None`: nothing here can
-    /// tell, and the waiter watches the store's events instead.
+    /// after recording the end, or by dying; a Slurm watcher outlives the
+    /// ends it records, so its waiters watch the store's events too).
+    /// `None`: nothing here can tell, and the waiter watches the store's
+    /// events instead.
     fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle>;
 
     /// Tells the supervisor of a task recorded `killing` to carry the kill
@@ -76,6 +80,14 @@ pub trait Executor: Sync {
     /// Ends whatever is left of a task whose supervisor is gone. Runs
     /// before the end is recorded.
     fn clean_up(&self, store: &Store, task: &LiveTask);
+
+    /// A task whose supervisor is gone: gives it a new one where the
+    /// engine can (a remote job keeps running without its local watcher;
+    /// a new watcher re-attaches by job id). True: the task stays live.
+    /// The local engine cannot: its monitor was the task's parent.
+    fn reattach(&self, _store: &mut Store, _task: &LiveTask) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A task whose engine side is started and waits for its record.
@@ -94,13 +106,19 @@ pub trait Launched {
     fn go(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd>;
 }
 
-/// The engine that runs new tasks.
-pub fn for_new_task() -> &'static dyn Executor {
-    &LocalExecutor
+/// The engine that runs new tasks of this kind.
+pub fn for_new_task(engine: Engine) -> &'static dyn Executor {
+    by_name(engine)
 }
 
-/// The engine that runs a recorded task. Every row is local today; a row
-/// will name its engine when a second one exists.
-pub fn of(_task: &LiveTask) -> &'static dyn Executor {
-    &LocalExecutor
+/// The engine that runs a recorded task: the one its row names.
+pub fn of(task: &LiveTask) -> &'static dyn Executor {
+    by_name(task.executor)
+}
+
+fn by_name(engine: Engine) -> &'static dyn Executor {
+    match engine {
+        Engine::Local => &LocalExecutor,
+        Engine::Slurm => &SlurmExecutor,
+    }
 }

@@ -55,7 +55,7 @@ const TABLE: [(Signal, i32, &str); 17] = [
 
 impl Signal {
     /// The signal this platform numbers `number`.
-    pub(super) fn from_number(number: i32) -> Signal {
+    pub fn from_number(number: i32) -> Signal {
         TABLE
             .iter()
             .find(|(_, n, _)| *n == number)

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::agent::{BashRequest, DEFAULT_OUTPUT_BUDGET};
 use crate::compact::{ShapeOptions, Shaped};
-use crate::config::{SpawnRequest, TaskDefaults};
+use crate::config::{Engine, SpawnRequest, TaskDefaults};
 use crate::error::{Error, Result};
 use crate::interact::{Interaction, PtySize};
 use crate::ready::{ReadyCondition, ReadySpec, DEFAULT_READY_TIMEOUT_MS};
@@ -138,6 +138,11 @@ pub struct BashParams {
     pub no_network: Option<bool>,
     #[serde(default)]
     pub allow_write: Vec<PathBuf>,
+    /// `"local"` or `"slurm"`; the `executor` setting when absent.
+    pub executor: Option<Engine>,
+    /// Flags passed verbatim to sbatch (Slurm tasks only).
+    #[serde(default)]
+    pub slurm_args: Vec<String>,
 }
 
 /// `bash`'s `ready`: exactly one of `log`, `port`, `http`, and a limit.
@@ -247,6 +252,8 @@ impl BashParams {
                 ready: self.ready.map(|r| r.0),
                 interaction: interaction(self.stdin, self.pty),
                 sandbox,
+                executor: self.executor,
+                slurm_args: self.slurm_args,
             },
             background: self.background,
             wait_ms: if self.background {

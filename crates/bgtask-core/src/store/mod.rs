@@ -15,6 +15,7 @@
 mod holders;
 mod home;
 mod interact;
+mod jobs;
 mod notify;
 mod outbox;
 mod schema;
@@ -157,7 +158,9 @@ impl Store {
         if self.absent {
             return Ok(());
         }
-        for path in [self.stdout_path(id), self.stderr_path(id)] {
+        // `<id>.end`: what a Slurm job's wrapper wrote (slurm/job.rs).
+        let end = self.output_dir().join(format!("{id}.end"));
+        for path in [self.stdout_path(id), self.stderr_path(id), end] {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(Error::io("cannot remove output file", path, e))

@@ -71,6 +71,10 @@ const MIGRATIONS: &[&str] = &[
     // 6 (issue 22): a sandboxed task's effective confinement, as JSON
     // (`sandbox::Sandbox`); NULL for an unconfined task.
     "ALTER TABLE tasks ADD COLUMN sandbox TEXT;",
+    // 7 (issue 19): the engine that runs the task (executor/) and its handle there
+    // (a Slurm job id, recorded as soon as sbatch answers).
+    "ALTER TABLE tasks ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
+     ALTER TABLE tasks ADD COLUMN job_id TEXT;",
 ];
 
 /// The schema this build writes.

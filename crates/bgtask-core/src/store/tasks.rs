@@ -6,6 +6,7 @@ use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::schema::RECORD_VERSION;
 use super::Store;
+use crate::config::Engine;
 use crate::error::{Error, Result};
 use crate::process::ProcessIdentity;
 use crate::ready::{ReadyCondition, ReadySpec};
@@ -31,7 +32,7 @@ impl std::fmt::Display for LiveSet {
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
     idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, ready_kind, ready_value, \
-    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent, sandbox";
+    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent, sandbox, executor, job_id";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -66,6 +67,8 @@ pub struct NewTask {
     pub ready: Option<ReadySpec>,
     /// The effective confinement (`None`: unconfined, as asked).
     pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// The engine's name (`executor/`).
+    pub executor: Engine,
 }
 
 /// What supervision needs to know about a live task.
@@ -79,6 +82,9 @@ pub struct LiveTask {
     pub leader: Option<ProcessIdentity>,
     pub cgroup: Option<PathBuf>,
     pub kill_grace_ms: Option<u64>,
+    /// The engine that runs it, and its handle there (a Slurm job id).
+    pub executor: Engine,
+    pub job_id: Option<String>,
 }
 
 /// A terminal transition and what goes with it into the outbox.
@@ -136,9 +142,9 @@ impl Store {
                 &format!(
                     "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
                      owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \
-                     ready_kind, ready_value, ready_timeout_ms, ready_kill, io, sandbox) \
+                     ready_kind, ready_value, ready_timeout_ms, ready_kill, io, sandbox, executor) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19, ?20, ?21) \
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22) \
                      RETURNING {TASK_COLUMNS}"
                 ),
                 params![
@@ -166,6 +172,7 @@ impl Store {
                     task.ready.as_ref().is_some_and(|r| r.kill_if_not_ready),
                     task.interaction.stored(),
                     sandbox,
+                    task.executor.as_str(),
                 ],
                 |r| task_from_row(home, r),
             )
@@ -492,7 +499,7 @@ impl Store {
     fn live_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<LiveTask>> {
         let sql = format!(
             "SELECT task_id, status, owner_pid, owner_start, pid, pid_start, boot_id, cgroup, \
-             kill_grace_ms, ns FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
+             kill_grace_ms, ns, executor, job_id FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
         let rows = stmt
@@ -523,6 +530,8 @@ impl Store {
                     leader: identity(r.get(4)?, r.get(5)?),
                     cgroup: r.get::<_, Option<String>>(7)?.map(PathBuf::from),
                     kill_grace_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                    executor: engine_from_stored(&r.get::<_, String>(10)?),
+                    job_id: r.get(11)?,
                 })
             })
             .map_err(|e| self.db_err(e))?;
@@ -655,6 +664,10 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         sandbox: r
             .get::<_, Option<String>>(29)?
             .and_then(|text| serde_json::from_str(&text).ok()),
+        executor: engine_from_stored(&r.get::<_, String>(30)?)
+            .as_str()
+            .to_owned(),
+        job_id: r.get(31)?,
     }))
 }
 
@@ -674,6 +687,12 @@ fn pending_ready(
         timeout_ms: timeout_ms.unwrap_or(crate::ready::DEFAULT_READY_TIMEOUT_MS),
         kill_if_not_ready: kill.unwrap_or(false),
     })
+}
+
+/// A stored engine name. A name this build does not know (a newer engine
+/// writes a newer `record_version`, skipped before this) reads as local.
+pub(crate) fn engine_from_stored(text: &str) -> Engine {
+    text.parse().unwrap_or_default()
 }
 
 /// A stored optional count or duration (never negative when bgtask wrote it).

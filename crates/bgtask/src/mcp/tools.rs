@@ -55,6 +55,10 @@ pub struct BashArgs {
     pub no_network: Option<bool>,
     /// Paths a sandboxed command may also write (must already be writable under the configured sandbox).
     pub allow_write: Option<Vec<PathBuf>>,
+    /// Where to run it: "local" (this machine) or "slurm" (a batch job on the cluster). Default: the executor setting.
+    pub executor: Option<String>,
+    /// Flags passed verbatim to sbatch for a Slurm task, e.g. ["--partition=gpu", "--gres=gpu:1"].
+    pub slurm_args: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -100,6 +104,9 @@ impl BashArgs {
             sandbox: self.sandbox.as_deref().map(str::parse).transpose()?,
             no_network: self.no_network,
             allow_write: self.allow_write.unwrap_or_default(),
+            // Checked in `run_bash` (an unknown name is an error there).
+            executor: self.executor.and_then(|e| e.parse().ok()),
+            slurm_args: self.slurm_args.unwrap_or_default(),
             ..BashParams::default()
         })
     }
@@ -386,6 +393,9 @@ impl BgMcp {
 impl BgMcp {
     fn run_bash(&self, args: BashArgs) -> Result<Answer, bgtask_core::Error> {
         let tasks = self.service.config().tasks;
+        if let Some(name) = &args.executor {
+            name.parse::<bgtask_core::Engine>()?;
+        }
         let request = args
             .into_params()?
             .into_request(&DEFAULTS, &tasks, self.cwd.clone());

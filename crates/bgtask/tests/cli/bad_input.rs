@@ -246,3 +246,25 @@ fn huge_limits_are_refused_or_kept_never_wrapped() {
     let id = task["task_id"].as_str().unwrap();
     bg.run(&["wait", "--timeout", "36500d", id]).ok();
 }
+
+#[test]
+fn what_only_a_local_monitor_does_is_refused_for_slurm_tasks() {
+    let bg = Bg::new();
+    for (flags, names) in [
+        (&["--stdin"][..], "stdin"),
+        (&["--pty"][..], "pseudo-terminal"),
+        (&["--ready-port", "3000"][..], "readiness"),
+        (&["--sandbox", "workspace"][..], "sandbox"),
+    ] {
+        let mut args = vec!["run", "--executor", "slurm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "true"]);
+        let run = bg.run(&args);
+        assert_rejected(&run, 2, names);
+        assert!(
+            run.stderr.contains("not available for Slurm tasks"),
+            "{run:?}"
+        );
+    }
+    assert!(bg.list_all().is_empty(), "nothing may be stored");
+}

@@ -27,6 +27,7 @@ const SETTING_VARS: &[&str] = &[
     "BGTASK_SANDBOX",
     "BGTASK_AGENT_SANDBOX",
     "BGTASK_SANDBOX_REQUIRE_ABI",
+    "BGTASK_EXECUTOR",
 ];
 
 /// How long any wait for the server or a task may take before the test

@@ -55,6 +55,8 @@ fn task(n: u64, session: &str, status: Status, command: &str, (age_s, ran_s): (i
         pty: None,
         signals_sent: Vec::new(),
         sandbox: None,
+        executor: "local".into(),
+        job_id: None,
     }
 }
 
