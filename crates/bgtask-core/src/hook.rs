@@ -135,11 +135,16 @@ impl Service {
     }
 }
 
-/// Whether a live task may hold or wake a turn. Readiness (issue 16) adds
-/// its condition here: a task with a readiness condition holds the turn
-/// only until it is ready (`ready`/`ready_failed` wake it), never after.
+/// Whether a live task may hold or wake a turn: one that notifies, and,
+/// if it has a readiness condition (issue 16), only until that is decided.
+/// A dev server started to be used once ready must not hold a turn for
+/// as long as it runs.
 pub fn holds_turn(task: &Task) -> bool {
     task.notify
+        && task
+            .readiness
+            .as_ref()
+            .is_none_or(|readiness| readiness.outcome.is_none())
 }
 
 /// Replaces `path` with `text` (its directory made if needed, 0700).

@@ -167,6 +167,40 @@ fn wake_without_live_tasks_exits_at_once() {
 }
 
 #[test]
+fn a_server_that_is_ready_no_longer_holds_the_turn() {
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let gate = bg.gate("server");
+    // `run --ready-log` returns once the line is printed (and delivered
+    // the `ready` notification itself); the server keeps running.
+    let run = bg
+        .run_with(bg.cmd_in(&session).args([
+            "--json",
+            "run",
+            "--ready-log",
+            "listening",
+            "--",
+            &format!("echo listening; {}", gate.hold()),
+        ]))
+        .ok();
+    let id = run.json()["task_id"].as_str().unwrap().to_owned();
+    assert_eq!(bg.status(&id)["status"], "running", "{run:?}");
+    let started = Instant::now();
+    for agent in ["claude-code", "codex", "gemini"] {
+        let name = if agent == "gemini" {
+            "AfterAgent"
+        } else {
+            "Stop"
+        };
+        let run = hook(&bg, agent, &event(name, &dir));
+        assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{agent}: {run:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    gate.open();
+    bg.wait(&id);
+}
+
+#[test]
 fn wake_waits_for_the_next_completion_and_wakes_claude_code_with_exit_2() {
     let bg = Bg::new();
     let (dir, session) = project(&bg);
