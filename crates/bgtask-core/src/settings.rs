@@ -471,6 +471,20 @@ impl SandboxSettings {
                 to.set(Some(mode(&text, name)?), Source::Env(name));
             }
         }
+        // Set by `bgtask setup` in an agent's MCP server entry.
+        let no_net = "BGTASK_AGENT_NO_NETWORK";
+        if let Some(text) = env(no_net)? {
+            let on = match text.trim() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "{no_net}={text:?} is not a boolean (1 or 0)"
+                    )))
+                }
+            };
+            s.agent_no_network.set(Some(on), Source::Env(no_net));
+        }
         let abi = "BGTASK_SANDBOX_REQUIRE_ABI";
         if let Some(text) = env(abi)? {
             let n = text

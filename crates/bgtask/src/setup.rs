@@ -31,6 +31,82 @@ pub struct SetupArgs {
     /// Remove bgtask's entries instead
     #[arg(long)]
     pub remove: bool,
+    /// Confine the agent's tasks (docs/sandbox.md): the agent's calls may
+    /// narrow this, never widen it. Codex: taken from its own
+    /// `sandbox_mode` when not given
+    #[arg(long, value_name = "MODE", value_parser = ["none", "workspace", "read-only"])]
+    pub sandbox: Option<String>,
+    /// With --sandbox: the agent's tasks have no network
+    #[arg(long, requires = "sandbox")]
+    pub no_network: bool,
+}
+
+/// The sandbox of the agent's tasks, set through its MCP server entry's
+/// environment (`BGTASK_AGENT_SANDBOX`, `BGTASK_AGENT_NO_NETWORK`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AgentSandbox {
+    mode: Option<String>,
+    no_network: bool,
+    /// Where the choice came from, for the output.
+    why: String,
+}
+
+impl AgentSandbox {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(mode) = self.mode.as_ref().filter(|m| *m != "none") {
+            env.push(("BGTASK_AGENT_SANDBOX", mode.clone()));
+            if self.no_network {
+                env.push(("BGTASK_AGENT_NO_NETWORK", "1".to_owned()));
+            }
+        }
+        env
+    }
+}
+
+/// The agent's sandbox: the flags, else (Codex) its own `sandbox_mode`
+/// mapped to bgtask's (docs/sandbox.md, "Agents"), else none.
+fn agent_sandbox(args: &SetupArgs, project: &Path) -> Result<AgentSandbox> {
+    if let Some(mode) = &args.sandbox {
+        return Ok(AgentSandbox {
+            mode: Some(mode.clone()),
+            no_network: args.no_network,
+            why: "--sandbox".into(),
+        });
+    }
+    if args.agent != Agent::Codex {
+        return Ok(AgentSandbox::default());
+    }
+    // The project's file wins over the user's, as in Codex.
+    let user = match std::env::var_os("CODEX_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => home_dir()?.join(".codex"),
+    };
+    for file in [project.join(".codex/config.toml"), user.join("config.toml")] {
+        let Some(text) = read(&file)? else { continue };
+        let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+            continue;
+        };
+        let Some(mode) = doc.get("sandbox_mode").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let network = doc
+            .get("sandbox_workspace_write")
+            .and_then(|t| t.get("network_access"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let (mode, no_network) = match mode {
+            "read-only" => ("read-only", true),
+            "workspace-write" => ("workspace", !network),
+            _ => ("none", false),
+        };
+        return Ok(AgentSandbox {
+            mode: Some(mode.to_owned()),
+            no_network,
+            why: format!("Codex's sandbox_mode in {}", file.display()),
+        });
+    }
+    Ok(AgentSandbox::default())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -112,6 +188,13 @@ pub fn run(args: &SetupArgs) -> Result<u8> {
     if !args.remove && !args.dry_run {
         out.push_str(still_needed(args.agent, args.scope));
     }
+    if !args.remove && args.sandbox.is_none() && args.agent == Agent::ClaudeCode {
+        out.push_str(
+            "tip: `bgtask setup claude-code --sandbox workspace` confines the agent's bgtask \
+             tasks to this project (writes only here, credentials unreadable), as Claude Code's \
+             own sandbox does for its Bash tool (docs/sandbox.md)\n",
+        );
+    }
     print!("{out}");
     Ok(0)
 }
@@ -164,6 +247,15 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
     let project = std::env::current_dir().context("cannot read the current directory")?;
     let hook = format!("{bgtask} hook {}", args.agent.name());
     let add = !args.remove;
+    let sandbox = agent_sandbox(args, &project)?;
+    let env = sandbox.env();
+    let env_json = (!env.is_empty()).then(|| {
+        Value::Object(
+            env.iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
+                .collect(),
+        )
+    });
     Ok(match args.agent {
         Agent::ClaudeCode => {
             let (mcp_file, settings) = match args.scope {
@@ -185,8 +277,8 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
             });
             let plain = json!({ "type": "command", "command": hook });
             vec![
-                json_change(&mcp_file, "MCP server bgtask", |doc| {
-                    set_mcp_server(doc, bgtask, add, None)
+                json_change(&mcp_file, &server_what(&sandbox), |doc| {
+                    set_mcp_server(doc, bgtask, add, env_json.clone())
                 })?,
                 json_change(
                     &settings,
@@ -219,7 +311,7 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
                 json!({ "type": "command", "command": hook, "timeout": CODEX_STOP_TIMEOUT_S });
             let plain = json!({ "type": "command", "command": hook });
             vec![
-                toml_change(&dir.join("config.toml"), bgtask, add)?,
+                toml_change(&dir.join("config.toml"), bgtask, add, &sandbox)?,
                 json_change(
                     &dir.join("hooks.json"),
                     "hooks SessionStart, UserPromptSubmit, PostToolUse, Stop",
@@ -249,9 +341,12 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
             let plain = json!({ "type": "command", "command": hook });
             vec![json_change(
                 &settings,
-                "MCP server bgtask; hooks SessionStart, BeforeAgent, AfterTool, AfterAgent",
+                &format!(
+                    "{}; hooks SessionStart, BeforeAgent, AfterTool, AfterAgent",
+                    server_what(&sandbox)
+                ),
                 |doc| {
-                    set_mcp_server(doc, bgtask, add, None);
+                    set_mcp_server(doc, bgtask, add, env_json.clone());
                     set_hooks(
                         doc,
                         &hook,
@@ -361,8 +456,24 @@ fn set_hooks(doc: &mut Map<String, Value>, hook: &str, add: bool, events: &[(&st
     }
 }
 
+/// What the MCP server entry says, for the output.
+fn server_what(sandbox: &AgentSandbox) -> String {
+    match &sandbox.mode {
+        Some(mode) if mode != "none" => format!(
+            "MCP server bgtask (agent tasks sandboxed: {mode}{}, from {})",
+            if sandbox.no_network {
+                ", no network"
+            } else {
+                ""
+            },
+            sandbox.why
+        ),
+        _ => "MCP server bgtask".to_owned(),
+    }
+}
+
 /// Codex's `config.toml`: `[mcp_servers.bgtask]`, edited in place.
-fn toml_change(path: &Path, bgtask: &str, add: bool) -> Result<Change> {
+fn toml_change(path: &Path, bgtask: &str, add: bool, sandbox: &AgentSandbox) -> Result<Change> {
     use toml_edit::{value, Array, DocumentMut, Item, Table};
     let before = read(path)?;
     let mut doc: DocumentMut = before
@@ -391,6 +502,14 @@ fn toml_change(path: &Path, bgtask: &str, add: bool) -> Result<Change> {
         }
         // Codex gives an MCP server only the variables listed here.
         entry.insert("env_vars", value(env));
+        let fixed = sandbox.env();
+        if !fixed.is_empty() {
+            let mut table = toml_edit::InlineTable::new();
+            for (key, val) in fixed {
+                table.insert(key, val.into());
+            }
+            entry.insert("env", value(table));
+        }
         let same = servers
             .get("bgtask")
             .and_then(Item::as_table)
@@ -418,7 +537,10 @@ fn toml_change(path: &Path, bgtask: &str, add: bool) -> Result<Change> {
         path: path.to_owned(),
         before,
         after,
-        what: "MCP server bgtask (passing BGTASK_HOME, BGTASK_SESSION)".into(),
+        what: format!(
+            "{} (passing BGTASK_HOME, BGTASK_SESSION)",
+            server_what(sandbox)
+        ),
     })
 }
 

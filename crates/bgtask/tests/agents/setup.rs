@@ -168,3 +168,88 @@ fn a_config_file_that_is_not_json_is_left_alone() {
         "{ not json"
     );
 }
+
+#[test]
+fn codex_sandbox_mode_becomes_the_agent_tasks_sandbox() {
+    let bg = Bg::new();
+    let project = bg.path("project");
+    std::fs::create_dir_all(project.join(".codex")).unwrap();
+    // The user's Codex runs workspace-write without network.
+    let user = bg.dir.path().join(".codex");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(
+        user.join("config.toml"),
+        "sandbox_mode = \"workspace-write\"\n",
+    )
+    .unwrap();
+    let run = setup(&bg, &["codex"]).ok();
+    assert!(
+        run.stdout
+            .contains("agent tasks sandboxed: workspace, no network"),
+        "{run:?}"
+    );
+    let config = std::fs::read_to_string(project.join(".codex/config.toml")).unwrap();
+    assert!(
+        config.contains(
+            r#"env = { BGTASK_AGENT_SANDBOX = "workspace", BGTASK_AGENT_NO_NETWORK = "1" }"#
+        ),
+        "{config}"
+    );
+    // The project's own Codex setting wins; network access is kept.
+    std::fs::write(
+        project.join(".codex/config.toml"),
+        "sandbox_mode = \"workspace-write\"\n[sandbox_workspace_write]\nnetwork_access = true\n",
+    )
+    .unwrap();
+    setup(&bg, &["codex"]).ok();
+    let config = std::fs::read_to_string(project.join(".codex/config.toml")).unwrap();
+    assert!(
+        config.contains(r#"env = { BGTASK_AGENT_SANDBOX = "workspace" }"#),
+        "{config}"
+    );
+    // danger-full-access: nothing to confine.
+    std::fs::write(
+        project.join(".codex/config.toml"),
+        "sandbox_mode = \"danger-full-access\"\n",
+    )
+    .unwrap();
+    setup(&bg, &["codex"]).ok();
+    let config = std::fs::read_to_string(project.join(".codex/config.toml")).unwrap();
+    assert!(!config.contains("BGTASK_AGENT_SANDBOX"), "{config}");
+}
+
+#[test]
+fn claude_code_is_offered_the_workspace_sandbox_and_the_setting_reaches_bgtask() {
+    let bg = Bg::new();
+    let run = setup(&bg, &["claude-code"]).ok();
+    assert!(
+        run.stdout.contains("--sandbox workspace"),
+        "offered: {run:?}"
+    );
+    setup(
+        &bg,
+        &["claude-code", "--sandbox", "workspace", "--no-network"],
+    )
+    .ok();
+    let mcp = read_json(&bg.path("project").join(".mcp.json"));
+    let env = &mcp["mcpServers"]["bgtask"]["env"];
+    assert_eq!(
+        env,
+        &json!({"BGTASK_AGENT_SANDBOX": "workspace", "BGTASK_AGENT_NO_NETWORK": "1"})
+    );
+    // What the MCP server started with that environment applies to agents' tasks.
+    let mut cmd = bg.cmd();
+    for (key, value) in env.as_object().unwrap() {
+        cmd.env(key, value.as_str().unwrap());
+    }
+    let config = bg.run_with(cmd.args(["--json", "config"])).ok().json();
+    assert_eq!(config["settings"]["sandbox.agent"]["value"], "workspace");
+    assert_eq!(
+        config["settings"]["sandbox.agent_no_network"]["value"],
+        "true"
+    );
+    assert_eq!(
+        config["settings"]["sandbox.agent_no_network"]["source"],
+        "env BGTASK_AGENT_NO_NETWORK"
+    );
+}
