@@ -58,8 +58,10 @@ pub(super) fn is_store(home: &Path) -> Result<bool> {
 /// Whether a name in the home is one bgtask creates there.
 fn is_store_entry(name: &std::ffi::OsStr) -> bool {
     let name = name.as_encoded_bytes();
-    matches!(name, b"out" | b"ctl" | b"tmp" | b"events" | b"monitor.log")
-        || name.starts_with(b"bgtask.")
+    matches!(
+        name,
+        b"out" | b"ctl" | b"tmp" | b"waiters" | b"events" | b"monitor.log"
+    ) || name.starts_with(b"bgtask.")
         || name
             .strip_prefix(b"ballast.")
             .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
