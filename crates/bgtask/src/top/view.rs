@@ -145,7 +145,7 @@ fn cell(col: Col, task: &Task, model: &Model) -> String {
     match col {
         Col::Id => task.task_id.to_string(),
         Col::Session => render::printable(&task.session, false).into_owned(),
-        Col::Status => task.status.to_string(),
+        Col::Status => status_cell(task),
         Col::Exit => task.exit_code.map_or("-".into(), |c| c.to_string()),
         Col::Age => render::age(task, model.now_ms),
         Col::Duration => render::duration(task, model.now_ms),
@@ -154,6 +154,21 @@ fn cell(col: Col, task: &Task, model: &Model) -> String {
             let line = task.command.lines().next().unwrap_or("");
             render::printable(line, false).into_owned()
         }
+    }
+}
+
+/// The status, with readiness (issue 16) for a running task that has a
+/// condition: `not ready` until it is decided, `ready` once it is; a
+/// failed readiness leaves plain `running` (its notification says why).
+fn status_cell(task: &Task) -> String {
+    use bgtask_core::ReadyOutcome;
+    match (&task.readiness, task.status) {
+        (Some(r), Status::Running) => match r.outcome {
+            None => "not ready".into(),
+            Some(ReadyOutcome::Ready) => "ready".into(),
+            Some(_) => task.status.to_string(),
+        },
+        _ => task.status.to_string(),
     }
 }
 

@@ -160,6 +160,37 @@ fn an_80_by_24_frame_shows_the_table_the_selected_tail_and_the_help_line() {
 }
 
 #[test]
+fn the_status_of_a_server_with_a_readiness_condition_says_whether_it_is_ready() {
+    use bgtask_core::ready::ReadyCondition;
+    use bgtask_core::{Readiness, ReadyOutcome};
+    let with = |outcome| {
+        let mut t = task(0xe5, "me", Status::Running, "vite", (5, 0));
+        t.readiness = Some(Readiness {
+            condition: ReadyCondition::Port { port: 5173 },
+            timeout_ms: 120_000,
+            kill_if_not_ready: false,
+            outcome,
+            detail: None,
+        });
+        t
+    };
+    for (outcome, shown) in [
+        (None, "not ready"),
+        (Some(ReadyOutcome::Ready), "ready"),
+        (Some(ReadyOutcome::Timeout), "running"),
+    ] {
+        let mut m = Model::new("me".into(), true);
+        m.set_tasks(vec![with(outcome)], NOW);
+        let lines = screen(&mut m, 80, 24);
+        let row = row_of(&lines, "vite");
+        assert!(row.contains(shown), "{outcome:?} → {shown:?}: {row}");
+        if shown == "ready" {
+            assert!(!row.contains("not ready"), "{row}");
+        }
+    }
+}
+
+#[test]
 fn keys_filter_sort_hide_finished_and_ask_before_killing() {
     let mut m = model();
     // Down to the second row (pytest), kill asks first.
