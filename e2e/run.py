@@ -216,8 +216,7 @@ def claude_interactive(bgtask):
         # the server opens, then for the prompt.
         wait_for(lambda: os.path.exists(os.path.join(s.store, "bgtask.db")), 60)
         wait_for(lambda: "❯" in pane(tmux), 60)
-        time.sleep(2)
-        subprocess.run(["tmux", "send-keys", "-t", tmux, f"RUN: {s.command}", "Enter"], check=True)
+        type_prompt(tmux, f"RUN: {s.command}", s)
         # The turn ends (WAITING) while the task still runs: the session is idle.
         waited = wait_for(lambda: any(r["answer"] == ["text", "WAITING"] for r in s.requests()), 60)
         check(waited, f"{s.name}: the turn ended while the task ran", pane(tmux))
@@ -261,14 +260,7 @@ def codex_interactive(bgtask):
                         f"cd {shlex_quote(s.project)} && env {exports} codex --dangerously-bypass-hook-trust; sleep 600"],
                        check=True)
         wait_for(lambda: "Ask Codex" in pane(tmux), 60)
-        time.sleep(2)
-        subprocess.run(["tmux", "send-keys", "-t", tmux, "-l", f"RUN: {s.command}"], check=True)
-        # The TUI may take the first Enter as part of a paste: press it
-        # until the prompt is sent.
-        for _ in range(5):
-            subprocess.run(["tmux", "send-keys", "-t", tmux, "Enter"], check=True)
-            if wait_for(lambda: any(r["answer"][0] == "tool" for r in s.requests()), 5):
-                break
+        type_prompt(tmux, f"RUN: {s.command}", s)
         waited = wait_for(lambda: any(r["answer"] == ["text", "WAITING"] for r in s.requests()), 60)
         check(waited, f"{s.name}: the turn ended while the task ran", pane(tmux))
         woke = wait_for(lambda: any(r["answer"][1].startswith("NOTIFIED") for r in s.requests()), 90)
@@ -317,6 +309,18 @@ def shlex_quote(text):
     import shlex
 
     return shlex.quote(text)
+
+
+def type_prompt(tmux, text, s):
+    """Types `text` into the TUI, waits until the pane shows it (the input
+    box took it), then presses Enter until the model server sees the
+    prompt's tool call: a TUI may take the first Enter as part of a paste."""
+    subprocess.run(["tmux", "send-keys", "-t", tmux, "-l", text], check=True)
+    wait_for(lambda: text in pane(tmux), 30)
+    for _ in range(5):
+        subprocess.run(["tmux", "send-keys", "-t", tmux, "Enter"], check=True)
+        if wait_for(lambda: any(r["answer"][0] == "tool" for r in s.requests()), 5):
+            return
 
 
 def pane(session):

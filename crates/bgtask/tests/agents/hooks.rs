@@ -61,6 +61,18 @@ fn task_in(bg: &Bg, session: &str, command: &str) -> String {
     bg.start(bg.cmd_in(session).args(["run", "--", command]))
 }
 
+/// Waits until a hook registered as its session's waiter (it then sleeps
+/// on the store's events and the monitors' pidfds).
+fn wait_for_waiter(bg: &Bg) {
+    let slots = bg.home.join("waiters");
+    wait_until("a hook to register as the session's waiter", || {
+        std::fs::read_dir(&slots).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| !e.file_name().to_string_lossy().starts_with("blocks-"))
+        })
+    });
+}
+
 fn pending(bg: &Bg, session: &str) -> Vec<String> {
     let run = bg
         .run_with(bg.cmd_in(session).args(["completions", "--json"]))
@@ -208,7 +220,7 @@ fn wake_waits_for_the_next_completion_and_wakes_claude_code_with_exit_2() {
     let id = task_in(&bg, &session, &format!("{}; echo build-done", gate.hold()));
     let child = start_hook(hook_cmd(&bg, "claude-code"), &event("Stop", &dir));
     // The hook waits while the task runs.
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_waiter(&bg);
     gate.open();
     let run = finish(child);
     assert_eq!(run.code, 2, "{run:?}");
@@ -227,10 +239,7 @@ fn a_newer_waiter_supersedes_the_older() {
     let gate = bg.gate("long");
     let id = task_in(&bg, &session, &gate.hold());
     let older = start_hook(hook_cmd(&bg, "claude-code"), &event("Stop", &dir));
-    let slot = bg.home.join("waiters");
-    wait_until("the first waiter to register", || {
-        std::fs::read_dir(&slot).is_ok_and(|d| d.count() > 0)
-    });
+    wait_for_waiter(&bg);
     let newer = start_hook(hook_cmd(&bg, "claude-code"), &event("Stop", &dir));
     let older = finish(older);
     assert_eq!((older.code, older.stderr.as_str()), (0, ""), "{older:?}");
@@ -247,7 +256,7 @@ fn gates_answer_block_with_the_notification() {
     let gate = bg.gate("tests");
     let id = task_in(&bg, &session, &format!("{}; echo 3 passed", gate.hold()));
     let child = start_hook(hook_cmd(&bg, "gemini"), &event("AfterAgent", &dir));
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for_waiter(&bg);
     gate.open();
     let run = finish(child).ok();
     let answer: Value = serde_json::from_str(&run.stdout).unwrap();
@@ -390,6 +399,9 @@ fn claude_codes_stop_hook_is_bounded_only_where_it_holds_a_run() {
     cmd.env("CLAUDE_CODE_ENTRYPOINT", "cli")
         .env("BGTASK_HOOK_WAIT", "300ms");
     let mut child = start_hook(cmd, &event("Stop", &dir));
+    wait_for_waiter(&bg);
+    // An absence has no event to wait for: three times the bound the
+    // gate above gave up after, counted from the wait's start.
     std::thread::sleep(Duration::from_millis(900));
     assert!(child.try_wait().unwrap().is_none(), "the wake hook gave up");
     gate.open();
