@@ -32,8 +32,8 @@ pub use system::{
     can_enter, device_numbers, disk_size, effective_uid, fill_random, free_bytes,
     release_startup_pages,
 };
-pub use terminal::{open_pty, set_pty_size, wait_ready, write_some};
+pub use terminal::{open_pty, set_pty_size, write_some};
 pub use wait::{
     child_handle, pipe, read_fd, reap_if_exited, reap_one, set_nonblocking, try_reap,
-    wait_readable, ExitStatus, FileWatch,
+    wait_readable, wait_ready, ExitStatus, FileWatch,
 };

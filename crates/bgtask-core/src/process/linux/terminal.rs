@@ -4,9 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::{Mode, OFlags};
 use rustix::pty::OpenptFlags;
 use rustix::termios::Winsize;
@@ -72,38 +70,6 @@ pub fn write_some(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
     Ok(written)
 }
 
-/// Which of `read` is readable (or hung up) and whether `write` can take
-/// data, after waiting up to `timeout` for any of them.
-pub fn wait_ready(
-    read: &[BorrowedFd<'_>],
-    write: Option<BorrowedFd<'_>>,
-    timeout: Option<Duration>,
-) -> io::Result<(Vec<bool>, bool)> {
-    let mut fds: Vec<PollFd<'_>> = read
-        .iter()
-        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
-        .collect();
-    if let Some(fd) = write {
-        fds.push(PollFd::from_borrowed_fd(fd, PollFlags::OUT));
-    }
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    loop {
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let spec = remaining.map(|r| rustix::event::Timespec {
-            tv_sec: i64::try_from(r.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(r.subsec_nanos()),
-        });
-        match poll(&mut fds, spec.as_ref()) {
-            Ok(_) => break,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let ready: Vec<bool> = fds.iter().map(|p| !p.revents().is_empty()).collect();
-    let writable = write.is_some() && ready[read.len()];
-    Ok((ready[..read.len()].to_vec(), writable))
-}
-
 /// Makes `fd` the calling process's controlling terminal. Only for the
 /// shell between clone and exec, after its `setsid` (a raw system call).
 pub(super) fn claim_controlling_terminal(fd: &OwnedFd) -> rustix::io::Result<()> {
@@ -135,7 +101,9 @@ mod tests {
         let big = vec![b'x'; 1 << 20];
         let n = write_some(w.as_fd(), &big).unwrap();
         assert!(n > 0 && n < big.len(), "{n}");
-        let (_, writable) = wait_ready(&[], Some(w.as_fd()), Some(Duration::ZERO)).unwrap();
+        let (_, writable) =
+            super::super::wait_ready(&[], Some(w.as_fd()), Some(std::time::Duration::ZERO))
+                .unwrap();
         assert!(!writable);
         drop(r);
         assert!(write_some(w.as_fd(), b"x").is_err());

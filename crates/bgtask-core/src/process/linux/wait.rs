@@ -15,10 +15,23 @@ use crate::process::Signal;
 /// Waits until any of `fds` is readable (or hung up), or the timeout passes.
 /// Returns which fds are ready. `None` waits forever.
 pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut pollfds: Vec<PollFd<'_>> = fds
+    wait_ready(fds, None, timeout).map(|(readable, _)| readable)
+}
+
+/// Which of `read` is readable (or hung up) and whether `write` can take
+/// data, after waiting up to `timeout` for any of them.
+pub fn wait_ready(
+    read: &[BorrowedFd<'_>],
+    write: Option<BorrowedFd<'_>>,
+    timeout: Option<Duration>,
+) -> io::Result<(Vec<bool>, bool)> {
+    let mut fds: Vec<PollFd<'_>> = read
         .iter()
         .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
         .collect();
+    if let Some(fd) = write {
+        fds.push(PollFd::from_borrowed_fd(fd, PollFlags::OUT));
+    }
     // A timeout too long to represent is no timeout.
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
@@ -27,13 +40,15 @@ pub fn wait_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::R
             tv_sec: i64::try_from(r.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(r.subsec_nanos()),
         });
-        match poll(&mut pollfds, spec.as_ref()) {
+        match poll(&mut fds, spec.as_ref()) {
             Ok(_) => break,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(pollfds.iter().map(|p| !p.revents().is_empty()).collect())
+    let ready: Vec<bool> = fds.iter().map(|p| !p.revents().is_empty()).collect();
+    let writable = write.is_some() && ready[read.len()];
+    Ok((ready[..read.len()].to_vec(), writable))
 }
 
 /// An exit status of a reaped child.
