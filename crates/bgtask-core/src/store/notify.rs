@@ -112,7 +112,7 @@ pub(super) fn fail_pending_ready(
 }
 
 impl Store {
-    fn immediate(&mut self) -> Result<Transaction<'_>> {
+    pub(super) fn immediate(&mut self) -> Result<Transaction<'_>> {
         let path = self.db_path.clone();
         self.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -475,45 +475,7 @@ impl Store {
     /// session (acknowledged before or not); otherwise nothing changes and
     /// the first unknown id is named. Returns how many were newly acked.
     pub fn ack_tasks(&mut self, session: &str, ids: &[TaskId], now: i64) -> Result<usize> {
-        let path = self.db_path.clone();
-        let err = |e| super::store_error(&path, e);
-        let tx = self.immediate()?;
-        let mut acked = 0;
-        for id in ids {
-            let version: Option<i64> = tx
-                .query_row(
-                    "SELECT t.record_version FROM tasks t WHERE t.task_id = ?1 AND ( \
-                     EXISTS (SELECT 1 FROM completions c WHERE c.task_id = ?1 AND c.session = ?2) \
-                     OR EXISTS (SELECT 1 FROM notifications n WHERE n.task_id = ?1 AND n.session = ?2))",
-                    params![id.as_str(), session],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(err)?;
-            match version {
-                None => {
-                    return Err(Error::CompletionNotFound {
-                        task_id: id.clone(),
-                        session: session.to_owned(),
-                    })
-                }
-                Some(v) if v > RECORD_VERSION => return Err(Error::NewerRecord(id.clone())),
-                Some(_) => {}
-            }
-            for table in ["completions", "notifications"] {
-                acked += tx
-                    .execute(
-                        &format!(
-                            "UPDATE {table} SET acked_at = ?3 WHERE task_id = ?1 AND session = ?2 \
-                             AND acked_at IS NULL"
-                        ),
-                        params![id.as_str(), session, now],
-                    )
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)?;
-        Ok(acked)
+        self.ack_in(&["completions", "notifications"], session, ids, now)
     }
 
     /// Acknowledges a task's `ready` and `ready_failed` notifications.

@@ -412,21 +412,36 @@ impl Store {
     /// a task written by a newer bgtask is refused the same way. Returns how
     /// many were newly acknowledged.
     pub fn ack(&mut self, session: &str, ids: &[TaskId], now: i64) -> Result<usize> {
+        self.ack_in(&["completions"], session, ids, now)
+    }
+
+    /// Acknowledges the named tasks' rows of `session` in `tables`
+    /// (`completions`, `notifications`), all or none: every id must have a
+    /// row in one of them, and a task written by a newer bgtask is refused.
+    pub(super) fn ack_in(
+        &mut self,
+        tables: &[&str],
+        session: &str,
+        ids: &[TaskId],
+        now: i64,
+    ) -> Result<usize> {
         let path = self.db_path.clone();
-        let err = |source| Error::Store {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let err = |e| super::store_error(&path, e);
+        let has_row = tables
+            .iter()
+            .map(|t| {
+                format!("EXISTS (SELECT 1 FROM {t} x WHERE x.task_id = ?1 AND x.session = ?2)")
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let tx = self.immediate()?;
         let mut acked = 0;
         for id in ids {
             let version: Option<i64> = tx
                 .query_row(
-                    "SELECT t.record_version FROM completions c JOIN tasks t ON t.task_id = c.task_id \
-                     WHERE c.task_id = ?1 AND c.session = ?2",
+                    &format!(
+                        "SELECT t.record_version FROM tasks t WHERE t.task_id = ?1 AND ({has_row})"
+                    ),
                     params![id.as_str(), session],
                     |r| r.get(0),
                 )
@@ -442,12 +457,17 @@ impl Store {
                 Some(v) if v > RECORD_VERSION => return Err(Error::NewerRecord(id.clone())),
                 Some(_) => {}
             }
-            acked += tx
-                .execute(
-                    "UPDATE completions SET acked_at = ?3 WHERE task_id = ?1 AND session = ?2 AND acked_at IS NULL",
-                    params![id.as_str(), session, now],
-                )
-                .map_err(err)?;
+            for table in tables {
+                acked += tx
+                    .execute(
+                        &format!(
+                            "UPDATE {table} SET acked_at = ?3 WHERE task_id = ?1 AND session = ?2 \
+                             AND acked_at IS NULL"
+                        ),
+                        params![id.as_str(), session, now],
+                    )
+                    .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
         Ok(acked)
