@@ -48,6 +48,12 @@ pub enum Control {
     Watch,
     /// The current screen of a `--pty` task (issue 18).
     Screen,
+    /// Hold the task's whole tree stopped, as the store's `paused` asks
+    /// (issue 21). Like `Resume`, a nudge: the monitor carries out what
+    /// the store says now, so a late or repeated one changes nothing.
+    Pause,
+    /// Let a paused task run again, as the store's `running` asks.
+    Resume,
 }
 
 impl Control {
@@ -60,6 +66,8 @@ impl Control {
             Control::Resize { .. } => "resize",
             Control::Watch => "watch",
             Control::Screen => "screen",
+            Control::Pause => "pause",
+            Control::Resume => "resume",
         }
     }
 }

@@ -94,6 +94,10 @@ pub enum Error {
     /// take it (not interactive, ended, input closed; issue 18).
     #[error("{0}")]
     NotInteractive(String),
+    /// The task's status does not allow the request: a pause of a task
+    /// that is not running, a resume of one that is not paused (issue 21).
+    #[error("{0}")]
+    InvalidState(String),
 }
 
 /// The class of an error, as clients see it. `as_str` gives the stable
@@ -113,6 +117,7 @@ pub enum ErrorKind {
     Timeout,
     Unreachable,
     NotInteractive,
+    InvalidState,
 }
 
 impl ErrorKind {
@@ -129,6 +134,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::NotInteractive => "not_interactive",
+            ErrorKind::InvalidState => "invalid_state",
         }
     }
 }
@@ -166,6 +172,7 @@ impl Error {
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Unreachable(_) => ErrorKind::Unreachable,
             Error::NotInteractive(_) => ErrorKind::NotInteractive,
+            Error::InvalidState(_) => ErrorKind::InvalidState,
         }
     }
 
@@ -232,6 +239,7 @@ mod tests {
             (Error::Timeout("x".into()), "timeout"),
             (Error::Unreachable("x".into()), "unreachable"),
             (Error::NotInteractive("x".into()), "not_interactive"),
+            (Error::InvalidState("x".into()), "invalid_state"),
         ];
         for (err, name) in cases {
             assert_eq!(err.kind().as_str(), name, "{err:?}");

@@ -11,7 +11,9 @@
 //!
 //! A live owner of a task recorded `killing` is told again: the requester
 //! may have died between recording the kill and telling the monitor, and
-//! a monitor that already stops ignores the repetition.
+//! a monitor that already stops ignores the repetition. So is a live
+//! owner of a task whose `paused` or `running` its monitor has not
+//! answered yet (`held`; issue 21).
 
 use crate::clock::now_ms;
 use crate::error::Result;
@@ -32,6 +34,12 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
         Liveness::Alive | Liveness::Unknown => {
             if task.status == Status::Killing {
                 engine.tell_kill(store, task);
+            }
+            // A pause or resume recorded but not carried out (its
+            // requester died before telling): told again.
+            let wants_held = task.status == Status::Paused;
+            if matches!(task.status, Status::Running | Status::Paused) && wants_held != task.held {
+                let _ = executor::tell_pause(store, task);
             }
             return Ok(false);
         }

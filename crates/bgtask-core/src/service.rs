@@ -35,6 +35,8 @@ pub const DEFAULT_GC_AGE_MS: u64 = 24 * 3_600_000;
 
 /// Telling a running task input, signals, a size; its screen (issue 18).
 mod tell;
+/// Pausing and resuming tasks (issue 21).
+mod pause;
 
 /// The bgtask engine over one store, acting for one session.
 pub struct Service {

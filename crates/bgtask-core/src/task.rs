@@ -80,6 +80,9 @@ impl fmt::Display for TaskId {
 pub enum Status {
     Starting,
     Running,
+    /// Running, but its whole tree is held stopped (`bgtask pause`; issue
+    /// 21): a cgroup freezer, else SIGSTOP. Live; its timeouts do not run.
+    Paused,
     Killing,
     Completed,
     Failed,
@@ -88,9 +91,10 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Starting,
         Status::Running,
+        Status::Paused,
         Status::Killing,
         Status::Completed,
         Status::Failed,
@@ -125,6 +129,7 @@ impl Status {
         match self {
             Status::Starting => "starting",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Killing => "killing",
             Status::Completed => "completed",
             Status::Failed => "failed",
@@ -148,7 +153,7 @@ impl FromStr for Status {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "unknown status {s:?} (expected one of starting, running, killing, completed, failed, killed, timed_out)"
+                    "unknown status {s:?} (expected one of starting, running, paused, killing, completed, failed, killed, timed_out)"
                 ))
             })
     }
@@ -277,6 +282,9 @@ pub struct Task {
     /// Signals sent to it with `bgtask signal`, oldest first.
     #[serde(default)]
     pub signals_sent: Vec<String>,
+    /// Since when a `paused` task is paused (unix ms; issue 21), else null.
+    #[serde(default)]
+    pub paused_at: Option<i64>,
     /// When the task became ready (unix ms; issue 16), else null.
     pub ready_at: Option<i64>,
     /// The task's readiness condition and its outcome, if it has one.
@@ -510,7 +518,15 @@ mod tests {
     #[test]
     fn live_is_what_is_not_terminal_and_unknown_stored_statuses_read_as_failed() {
         let live: Vec<_> = Status::ALL.into_iter().filter(|s| s.is_live()).collect();
-        assert_eq!(live, [Status::Starting, Status::Running, Status::Killing]);
+        assert_eq!(
+            live,
+            [
+                Status::Starting,
+                Status::Running,
+                Status::Paused,
+                Status::Killing
+            ]
+        );
         for status in Status::ALL {
             assert_eq!(Status::from_stored(status.as_str()), status);
         }

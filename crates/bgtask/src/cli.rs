@@ -118,6 +118,11 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = duration_some, value_name = "DUR")]
         grace: u64,
     },
+    /// Pause running tasks: stop each one's whole process tree until
+    /// `resume` (timeouts do not run while paused)
+    Pause(crate::pause::PauseArgs),
+    /// Let paused tasks run again
+    Resume(crate::pause::ResumeArgs),
     /// Wait until tasks end, reporting each as it ends
     #[command(after_help = WAIT_HELP)]
     Wait {

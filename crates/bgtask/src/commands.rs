@@ -106,6 +106,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             let one_named = !all && task_ids.len() == 1;
             kill(&service, &ids, grace, json, one_named)
         }
+        Command::Pause(args) => {
+            crate::pause::pause(&service, &parse_ids(&service, &args.task_ids)?, json)
+        }
+        Command::Resume(args) => {
+            crate::pause::resume(&service, &parse_ids(&service, &args.task_ids)?, json)
+        }
         Command::Wait {
             task_ids,
             timeout,
@@ -209,6 +215,12 @@ fn config(cli: &Cli, settings: &Settings) -> Result<Config> {
 /// A task id as a person types it: full, a unique prefix, or `last`.
 fn parse_id(service: &Service, text: &str) -> Result<TaskId> {
     Ok(service.resolve_id(text)?)
+}
+
+/// Every id resolved before any task is touched, so a bad one changes
+/// nothing.
+fn parse_ids(service: &Service, texts: &[String]) -> Result<Vec<TaskId>> {
+    texts.iter().map(|s| parse_id(service, s)).collect()
 }
 
 /// Kills the tasks at once and prints each one's final state (with

@@ -13,6 +13,7 @@ mod hook;
 mod interact;
 mod mcp;
 mod notices;
+mod pause;
 mod render;
 mod sandbox;
 mod serve;
@@ -26,6 +27,9 @@ use bgtask_core::monitor::{self, MONITOR_ARG};
 const EXIT_USAGE: u8 = 2;
 /// Exit code for an unknown task id.
 const EXIT_UNKNOWN_TASK: u8 = 3;
+/// Exit code when the task's status does not allow the request (a pause
+/// of a task that is not running, a resume of one that is not paused).
+const EXIT_INVALID_STATE: u8 = 4;
 /// Exit code when a wait ran out (as timeout(1) uses).
 const EXIT_TIMEOUT: u8 = 124;
 
@@ -273,6 +277,7 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         | (_, ErrorKind::TaskNotFound | ErrorKind::AmbiguousTaskId) => EXIT_UNKNOWN_TASK,
         (_, ErrorKind::InvalidArgument | ErrorKind::InvalidCwd) => EXIT_USAGE,
         (_, ErrorKind::Timeout) => EXIT_TIMEOUT,
+        (_, ErrorKind::InvalidState) => EXIT_INVALID_STATE,
         (
             _,
             ErrorKind::LimitExceeded

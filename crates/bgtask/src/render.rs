@@ -114,6 +114,14 @@ pub fn waited(out: &mut impl Write, task: &Task, tail: &str, raw: bool) -> Resul
 fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
     writeln!(out, "task:     {}", task.task_id)?;
     writeln!(out, "status:   {}", status_text(task))?;
+    if let Some(since) = task.paused_at {
+        let ago = (bgtask_core::now_ms() - since).max(0) as u64;
+        writeln!(
+            out,
+            "paused:   {} ago (its timeouts wait)",
+            format_duration_ms(ago)
+        )?;
+    }
     if let Some(reason) = &task.reason {
         writeln!(out, "reason:   {}", printable(reason, false))?;
     }

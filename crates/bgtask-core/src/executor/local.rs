@@ -132,6 +132,30 @@ fn tell_monitor_to_kill(store: &Store, task: &LiveTask) -> bool {
         .is_some_and(|handle| handle.signal(Signal::Usr1).is_ok())
 }
 
+/// Tells a live monitor to carry out the pause or resume the store asks
+/// for (issue 21): `Pause` for a `paused` task, `Resume` for a `running`
+/// one; the monitor does what the store says when it hears either. Over
+/// the control channel, else SIGUSR1 ("read the store"). Returns the
+/// monitor's answer, `Err` with why when it failed to, or `Ok(false)`
+/// when it could not be told at all.
+pub(crate) fn tell_pause(store: &Store, task: &LiveTask) -> std::result::Result<bool, String> {
+    let request = if task.status == Status::Paused {
+        Control::Pause
+    } else {
+        Control::Resume
+    };
+    match control::send(store.home(), &task.id, &request) {
+        Ok(Reply::Done) => Ok(true),
+        Ok(Reply::Failed { message }) => Err(message),
+        Ok(other) => Err(format!("its monitor answered {other:?}")),
+        Err(_) => Ok(task
+            .owner
+            .as_ref()
+            .and_then(ProcessIdentity::open)
+            .is_some_and(|handle| handle.signal(Signal::Usr1).is_ok())),
+    }
+}
+
 /// A started monitor waiting for "go".
 struct LocalLaunch(Detached);
 
@@ -214,6 +238,7 @@ mod tests {
             kill_grace_ms: None,
             executor: crate::config::Engine::Local,
             job_id: None,
+            held: false,
         }
     }
 

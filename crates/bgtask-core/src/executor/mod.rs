@@ -12,6 +12,7 @@
 //! out.
 
 mod local;
+pub(crate) use local::tell_pause;
 mod slurm;
 
 use crate::config::{Config, Engine, SpawnRequest};

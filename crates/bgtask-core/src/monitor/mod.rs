@@ -11,6 +11,8 @@
 //! - `start.rs`: wait for the go, start the shell, record it running;
 //! - `supervise.rs`: the wait loop (output, deadlines, signals and the
 //!   control channel's requests: a new request is answered there);
+//! - `pause.rs`: holding the task's tree stopped (`bgtask pause`) and
+//!   letting it go, with its timeouts moved by the time held;
 //! - `stop.rs`: the stop decisions (deadlines, grace) and the one path
 //!   that signals the task's tree, and the one that kills and reaps it;
 //! - `end.rs`: the outcome and its record.
@@ -27,6 +29,7 @@ use crate::task::TaskId;
 
 mod end;
 mod interact;
+mod pause;
 mod start;
 mod stop;
 mod supervise;

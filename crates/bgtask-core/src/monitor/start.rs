@@ -340,6 +340,7 @@ impl Launched {
                 started,
             ),
             sandbox,
+            held: None,
         }))
     }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::end::{end, finish_lost};
 use super::interact::{self, Input, Terminal};
+use super::pause;
 use super::stop::{expired, next_deadline, signal_tree, Limits, Stop, Stopping, Tree};
 use super::watch::{Verdict, Watching};
 use super::{log, DEFAULT_GRACE_MS};
@@ -40,6 +41,8 @@ pub(super) struct Running {
     pub sent_signals: Vec<Signal>,
     /// A sandboxed task's private directory and failure note (`start.rs`).
     pub sandbox: Option<super::start::Sandboxed>,
+    /// Set while the task's tree is held stopped (`bgtask pause`, issue 21).
+    pub held: Option<super::pause::Held>,
 }
 
 impl Running {
@@ -139,25 +142,27 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
     let mut last_output = Instant::now();
     let mut buf = vec![0u8; 64 << 10];
     if task.kill_requested {
-        stopping = Some(begin_stop(
-            &task,
-            Stop::Request,
-            requested_grace(store, &task.id),
-        ));
+        let grace = requested_grace(store, &task.id);
+        stopping = Some(begin_stop(&mut task, Stop::Request, grace));
     }
     loop {
         let now = Instant::now();
+        // A paused task's time does not count: no timeout runs while it is
+        // held (the grace of a stop does; a stop lets it go first).
+        let held = task.held.is_some();
         // Readiness probes and timeouts, watch cooldowns: their own timers,
         // kept apart from the stop deadlines below.
-        if task.watching.next_deadline().is_some_and(|d| d <= now) {
+        let timer = task.watching.next_deadline().filter(|_| !held);
+        if timer.is_some_and(|d| d <= now) {
             let verdict = task.watching.tick(store, &task.id, now);
             if verdict == Verdict::Kill && stopping.is_none() && !pidfd.has_exited() {
-                stopping = Some(begin_stop(&task, Stop::Request, DEFAULT_GRACE_MS));
+                stopping = Some(begin_stop(&mut task, Stop::Request, DEFAULT_GRACE_MS));
                 record_kill(store, &task.id, DEFAULT_GRACE_MS);
             }
             continue;
         }
-        let deadline = next_deadline(&task.limits, stopping.as_ref(), last_output);
+        let deadline = next_deadline(&task.limits, stopping.as_ref(), last_output)
+            .filter(|_| stopping.is_some() || !held);
         if deadline.is_some_and(|d| d <= now) {
             // A shell that exited just as the deadline passed keeps its own
             // end: look at the pidfd before acting on the deadline.
@@ -172,12 +177,11 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
                 }
                 None => {
                     let why = expired(&task.limits, now);
-                    stopping = Some(begin_stop(&task, why, DEFAULT_GRACE_MS));
+                    stopping = Some(begin_stop(&mut task, why, DEFAULT_GRACE_MS));
                 }
             }
             continue;
         }
-        let timer = task.watching.next_deadline();
         let wake_at = match (deadline, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -222,13 +226,21 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
             task.signals.drain();
             if stopping.is_none() && kill_was_requested(store, &task) && !pidfd.has_exited() {
                 let grace = requested_grace(store, &task.id);
-                stopping = Some(begin_stop(&task, Stop::Request, grace));
+                stopping = Some(begin_stop(&mut task, Stop::Request, grace));
+            }
+            // SIGUSR1 also means "read the store" for a pause or resume
+            // told without the control channel.
+            if let Ok(Some(time)) = pause::sync(store, &mut task, stopping.is_some()) {
+                last_output = last_output.checked_add(time).unwrap_or(last_output);
             }
         }
         if wake.request {
-            answer_requests(store, &mut task, &mut stopping, &pidfd);
+            answer_requests(store, &mut task, &mut stopping, &pidfd, &mut last_output);
         }
     }
+    // A task that ended while paused is let go, so that what is left of
+    // its tree can be killed and reaped (and its cgroup removed).
+    pause::release(&mut task);
     // No more requests: the socket goes now, so a sender falls back at
     // once instead of waiting for an answer that will not come.
     task.channel = None;
@@ -239,10 +251,11 @@ pub(super) fn supervise(store: &mut Store, mut task: Running) {
 /// Answers every request waiting on the control channel. A new request
 /// of [`Control`] is carried out here.
 fn answer_requests(
-    store: &Store,
+    store: &mut Store,
     task: &mut Running,
     stopping: &mut Option<Stopping>,
     pidfd: &ProcessHandle,
+    last_output: &mut Instant,
 ) {
     // Taken for the loop, so a request's answer may change the task.
     let Some(channel) = task.channel.take() else {
@@ -265,6 +278,18 @@ fn answer_requests(
                 // The sender stored the change first: read it now.
                 task.watching.reload(store, &task.id);
                 incoming.answer(&Reply::Done);
+            }
+            Control::Pause | Control::Resume => {
+                let reply = match pause::sync(store, task, stopping.is_some()) {
+                    Ok(released) => {
+                        if let Some(time) = released {
+                            *last_output = last_output.checked_add(time).unwrap_or(*last_output);
+                        }
+                        Reply::Done
+                    }
+                    Err(message) => Reply::Failed { message },
+                };
+                incoming.answer(&reply);
             }
             Control::Signal { .. }
             | Control::Input { .. }
@@ -290,10 +315,13 @@ fn record_kill(store: &Store, id: &TaskId, grace_ms: u64) {
 }
 
 /// Starts a stop: SIGTERM now (SIGKILL without grace), SIGKILL at the
-/// grace's end.
-fn begin_stop(task: &Running, why: Stop, grace_ms: u64) -> Stopping {
+/// grace's end. A paused task is let go right after the signal, so that
+/// it sees the signal first and can act on it (a frozen or stopped
+/// process does not).
+fn begin_stop(task: &mut Running, why: Stop, grace_ms: u64) -> Stopping {
     let stopping = Stopping::begin(why, grace_ms, Instant::now());
     signal_tree(&task.tree(), stopping.last_signal);
+    pause::release(task);
     stopping
 }
 

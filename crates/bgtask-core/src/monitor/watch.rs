@@ -99,6 +99,14 @@ impl Watching {
         watching
     }
 
+    /// Moves the readiness timeout later by `by`, the time the task was
+    /// paused (issue 21): a paused task's time does not count.
+    pub fn postpone(&mut self, by: Duration) {
+        if let Some(p) = &mut self.ready {
+            p.deadline = p.deadline.checked_add(by).unwrap_or(p.deadline);
+        }
+    }
+
     /// Nothing to look for: output is not looked at.
     pub fn is_idle(&self) -> bool {
         self.patterns.is_empty()

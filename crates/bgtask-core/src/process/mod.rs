@@ -50,6 +50,12 @@
 //! - [`ControlListener`] / [`connect_control`]: a local socket reachable by
 //!   processes of the same user only (checked on accept).
 //!
+//! Pausing a task (issue 21)
+//! - `Cgroup::freeze` / `Cgroup::thaw` (the freezer; `freeze` answers
+//!   false where the platform has none), [`stop_processes`] /
+//!   [`continue_processes`] (a task without a cgroup): each returns once
+//!   every process is seen stopped.
+//!
 //! Interactive tasks
 //! - [`open_pty`], [`set_pty_size`], [`write_some`], [`wait_ready`].
 //!
@@ -65,6 +71,9 @@ pub use signal::Signal;
 
 // Interactive tasks (issue 18): a task's terminal and input.
 pub use linux::{open_pty, set_pty_size, wait_ready, write_some};
+
+// Pausing a task (issue 21).
+pub use linux::{continue_processes, stop_processes};
 
 pub use linux::{
     become_subreaper, boot_id, can_enter, child_handle, close_inherited_fds, connect_control,

@@ -18,6 +18,7 @@ mod interact;
 mod jobs;
 mod notify;
 mod outbox;
+mod pause;
 mod schema;
 mod tasks;
 

@@ -75,6 +75,10 @@ const MIGRATIONS: &[&str] = &[
     // (a Slurm job id, recorded as soon as sbatch answers).
     "ALTER TABLE tasks ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
      ALTER TABLE tasks ADD COLUMN job_id TEXT;",
+    // 8 (issue 21, pause): since when a `paused` task is paused, and
+    // whether its monitor holds its tree stopped (store/pause.rs).
+    "ALTER TABLE tasks ADD COLUMN paused_at INTEGER;
+     ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema this build writes.

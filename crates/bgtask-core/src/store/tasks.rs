@@ -32,7 +32,7 @@ impl std::fmt::Display for LiveSet {
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
     idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, ready_kind, ready_value, \
-    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent, sandbox, executor, job_id";
+    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent, sandbox, executor, job_id, paused_at";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -85,6 +85,10 @@ pub struct LiveTask {
     /// The engine that runs it, and its handle there (a Slurm job id).
     pub executor: Engine,
     pub job_id: Option<String>,
+    /// The monitor holds the task's tree stopped (issue 21, `store/pause.rs`):
+    /// its answer to `paused`, so a pause or resume it was not told of is
+    /// seen and told again.
+    pub held: bool,
 }
 
 /// A terminal transition and what goes with it into the outbox.
@@ -499,7 +503,7 @@ impl Store {
     fn live_where(&self, filter: &str, args: impl rusqlite::Params) -> Result<Vec<LiveTask>> {
         let sql = format!(
             "SELECT task_id, status, owner_pid, owner_start, pid, pid_start, boot_id, cgroup, \
-             kill_grace_ms, ns, executor, job_id FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
+             kill_grace_ms, ns, executor, job_id, held FROM tasks WHERE status IN {LIVE} AND record_version <= {RECORD_VERSION} AND {filter}"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
         let rows = stmt
@@ -532,6 +536,7 @@ impl Store {
                     kill_grace_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
                     executor: engine_from_stored(&r.get::<_, String>(10)?),
                     job_id: r.get(11)?,
+                    held: r.get(12)?,
                 })
             })
             .map_err(|e| self.db_err(e))?;
@@ -668,6 +673,10 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
             .as_str()
             .to_owned(),
         job_id: r.get(31)?,
+        // Only a paused task is paused since a time.
+        paused_at: r
+            .get::<_, Option<i64>>(32)?
+            .filter(|_| status == Status::Paused.as_str()),
     }))
 }
 
@@ -714,6 +723,9 @@ mod tests {
 
     #[test]
     fn the_sql_set_of_live_statuses_is_written_from_status() {
-        assert_eq!(LIVE.to_string(), "('starting','running','killing')");
+        assert_eq!(
+            LIVE.to_string(),
+            "('starting','running','paused','killing')"
+        );
     }
 }

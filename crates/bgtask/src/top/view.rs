@@ -195,6 +195,7 @@ fn status_style(task: &Task) -> Style {
     match task.status {
         Status::Running | Status::Starting => Style::default().fg(Color::Green),
         Status::Killing => Style::default().fg(Color::Yellow),
+        Status::Paused => Style::default().fg(Color::Cyan),
         Status::Completed => Style::default(),
         Status::Failed => Style::default().fg(Color::Red),
         Status::Killed | Status::TimedOut => Style::default().fg(Color::Magenta),

@@ -54,6 +54,7 @@ fn task(n: u64, session: &str, status: Status, command: &str, (age_s, ran_s): (i
         stdin: false,
         pty: None,
         signals_sent: Vec::new(),
+        paused_at: None,
         sandbox: None,
         executor: "local".into(),
         job_id: None,

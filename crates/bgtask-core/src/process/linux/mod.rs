@@ -5,6 +5,7 @@ mod cgroup;
 mod control;
 mod go;
 mod identity;
+mod pause;
 mod sandbox;
 mod shell;
 mod signal_pipe;
@@ -18,6 +19,7 @@ pub use cgroup::Cgroup;
 pub use control::{connect_control, ControlListener};
 pub use go::{go_message, go_pipe_released, release_go_pipe, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
+pub use pause::{continue_processes, stop_processes};
 pub use sandbox::{
     landlock_abi, network_namespaces, prepare_confinement, seccomp_available, ConfineSpec,
     Confinement,

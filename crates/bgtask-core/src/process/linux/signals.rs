@@ -51,12 +51,22 @@ pub fn signal_marked(task_id: &str, sig: Signal) -> usize {
     let Ok(sig) = os_signal(sig) else {
         return 0;
     };
+    marked(task_id)
+        .iter()
+        .filter(|(_, handle)| rustix::process::pidfd_send_signal(&handle.fd, sig).is_ok())
+        .count()
+}
+
+/// Every running process (other than the caller) carrying the marker of
+/// task `task_id`, each with a pidfd proven to be that process (see
+/// [`signal_marked`]).
+pub(super) fn marked(task_id: &str) -> Vec<(u32, ProcessHandle)> {
     let marker = format!("{TASK_MARKER}={task_id}");
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
-    let mut count = 0;
+    let mut found = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -85,11 +95,9 @@ pub fn signal_marked(task_id: &str, sig: Signal) -> usize {
         if handle.has_exited() {
             continue;
         }
-        if rustix::process::pidfd_send_signal(&handle.fd, sig).is_ok() {
-            count += 1;
-        }
+        found.push((pid, handle));
     }
-    count
+    found
 }
 
 /// Signals every current child of the calling process. The children are not
@@ -110,7 +118,7 @@ pub fn signal_own_children(sig: Signal) -> io::Result<usize> {
     Ok(count)
 }
 
-fn own_children() -> io::Result<Vec<u32>> {
+pub(super) fn own_children() -> io::Result<Vec<u32>> {
     let me = std::process::id();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{me}/task"))? {
