@@ -16,6 +16,7 @@ mod human;
 mod ids;
 mod interactive;
 mod output;
+mod pause;
 mod paths;
 mod readiness;
 mod run_args;
