@@ -51,6 +51,7 @@ fuzz_target!(|line: &[u8]| {
                     &id,
                     rpc::params::<KillParams>(params.clone()).map(|p| json!(p.grace_ms())),
                 ),
+                // bash_promote, and bash_pause and bash_resume (issue 21).
                 reply(&id, decoded::<TaskParams>(&params)),
                 reply(&id, rpc::params::<WaitParams>(params.clone()).map(wait)),
                 reply(&id, decoded::<AckParams>(&params)),

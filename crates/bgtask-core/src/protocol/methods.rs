@@ -281,7 +281,7 @@ pub fn finished_result(task: &Task, output: &Shaped) -> Value {
     value
 }
 
-/// Methods that name one task (`bash_promote`).
+/// Methods that name one task (`bash_promote`, `bash_pause`, `bash_resume`).
 #[derive(Debug, Deserialize)]
 pub struct TaskParams {
     pub task_id: TaskId,

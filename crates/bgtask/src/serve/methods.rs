@@ -42,6 +42,8 @@ pub fn class(method: &str) -> Class {
         "bash" | "bash_wait" | "bash_kill" => Class::Waiting,
         // `bash_watch` tells the task's monitor (up to its reply timeout).
         "bash_watch" | "bash_unwatch" => Class::Waiting,
+        // So do `bash_pause` and `bash_resume` (issue 21).
+        "bash_pause" | "bash_resume" => Class::Waiting,
         _ => Class::Quick,
     }
 }
@@ -74,6 +76,9 @@ pub fn call(server: &Server, session: &Session, method: &str, params: Value) -> 
         "bash_write" => result(&rpc::params::<WriteParams>(params)?.send(service)?),
         "bash_signal" => result(&rpc::params::<SignalParams>(params)?.send(service)?),
         "bash_resize" => result(&rpc::params::<ResizeParams>(params)?.resize(service)?),
+        // Issue 21: pause and resume.
+        "bash_pause" => result(&service.pause(&rpc::params::<TaskParams>(params)?.task_id)?),
+        "bash_resume" => result(&service.resume(&rpc::params::<TaskParams>(params)?.task_id)?),
         _ => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!("unknown method {method:?}"),
