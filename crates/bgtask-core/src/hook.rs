@@ -138,9 +138,11 @@ impl Service {
 /// Whether a live task may hold or wake a turn: one that notifies, and,
 /// if it has a readiness condition (issue 16), only until that is decided.
 /// A dev server started to be used once ready must not hold a turn for
-/// as long as it runs.
+/// as long as it runs. A paused task (issue 21) does not either: it
+/// ends only after someone resumes it.
 pub fn holds_turn(task: &Task) -> bool {
     task.notify
+        && task.status != crate::task::Status::Paused
         && task
             .readiness
             .as_ref()

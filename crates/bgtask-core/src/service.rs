@@ -33,10 +33,10 @@ const GC_BATCH: u32 = 200;
 /// Age after which finished, acknowledged tasks are collected by default.
 pub const DEFAULT_GC_AGE_MS: u64 = 24 * 3_600_000;
 
-/// Telling a running task input, signals, a size; its screen (issue 18).
-mod tell;
 /// Pausing and resuming tasks (issue 21).
 mod pause;
+/// Telling a running task input, signals, a size; its screen (issue 18).
+mod tell;
 
 /// The bgtask engine over one store, acting for one session.
 pub struct Service {

@@ -140,8 +140,12 @@ fn not_running(task: &Task) -> Error {
     let id = &task.task_id;
     Error::InvalidState(match task.status {
         Status::Paused => format!("task {id} is already paused"),
-        Status::Starting => format!("task {id} is starting, not running yet: pause it once it runs"),
-        status if status.is_terminal() => format!("task {id} has ended ({status}) and cannot be paused"),
+        Status::Starting => {
+            format!("task {id} is starting, not running yet: pause it once it runs")
+        }
+        status if status.is_terminal() => {
+            format!("task {id} has ended ({status}) and cannot be paused")
+        }
         status => format!("task {id} is {status}, not running: only a running task can be paused"),
     })
 }
@@ -149,7 +153,9 @@ fn not_running(task: &Task) -> Error {
 fn not_paused(task: &Task) -> Error {
     let id = &task.task_id;
     Error::InvalidState(match task.status {
-        status if status.is_terminal() => format!("task {id} has ended ({status}) and cannot be resumed"),
+        status if status.is_terminal() => {
+            format!("task {id} has ended ({status}) and cannot be resumed")
+        }
         status => format!("task {id} is {status}, not paused: nothing to resume"),
     })
 }

@@ -213,6 +213,21 @@ fn a_server_that_is_ready_no_longer_holds_the_turn() {
 }
 
 #[test]
+fn a_paused_task_does_not_hold_the_turn() {
+    // It ends only once someone resumes it (issue 21): a Stop hook that
+    // waited for it would wait for ever.
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let id = task_in(&bg, &session, "sleep 300");
+    bg.run(&["pause", &id]).ok();
+    let started = Instant::now();
+    let run = hook(&bg, "claude-code", &event("Stop", &dir));
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    bg.run(&["kill", &id]).ok();
+}
+
+#[test]
 fn wake_waits_for_the_next_completion_and_wakes_claude_code_with_exit_2() {
     let bg = Bg::new();
     let (dir, session) = project(&bg);

@@ -87,9 +87,9 @@ fn is_held(id: &str, path: Path_) -> bool {
 /// Whether this machine gives tasks a cgroup (else the freezer path
 /// cannot be tested here; CI runs as root with cgroup v2).
 fn has_task_cgroups(id: &str) -> bool {
-    task_pids(id).iter().all(|pid| {
-        cgroup_dir(*pid).is_some_and(|d| d.ends_with(format!("bgtask-{id}")))
-    })
+    task_pids(id)
+        .iter()
+        .all(|pid| cgroup_dir(*pid).is_some_and(|d| d.ends_with(format!("bgtask-{id}"))))
 }
 
 fn size(path: &Path) -> u64 {
@@ -232,13 +232,19 @@ fn a_paused_task_is_killed_and_sees_the_sigterm() {
         let out = bg.home.join("out").join(format!("{id}.out"));
         wait_until("the trap to be set", || size(&out) > 0);
         bg.run(&["pause", &id]).ok();
-        let killed = bg.run(&["kill", "--json", "--grace", "20s", &id]).ok().json();
+        let killed = bg
+            .run(&["kill", "--json", "--grace", "20s", &id])
+            .ok()
+            .json();
         assert_eq!(killed["status"], "killed", "{path:?}: {killed}");
         assert_eq!(killed["signal"], "SIGTERM", "{path:?}: {killed}");
         // It ran again after the signal: its trap wrote.
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.contains("got TERM"), "{path:?}: {text}");
-        assert!(task_pids(&id).is_empty(), "{path:?}: processes outlived the kill");
+        assert!(
+            task_pids(&id).is_empty(),
+            "{path:?}: processes outlived the kill"
+        );
     }
 }
 
@@ -253,7 +259,10 @@ fn a_task_killed_from_outside_while_paused_ends_as_it_died() {
         let ended = bg.wait(&id);
         assert_eq!(ended["status"], "failed", "{path:?}: {ended}");
         assert_eq!(ended["signal"], "SIGKILL", "{path:?}: {ended}");
-        assert!(task_pids(&id).is_empty(), "{path:?}: the sleep outlived its task");
+        assert!(
+            task_pids(&id).is_empty(),
+            "{path:?}: the sleep outlived its task"
+        );
     }
 }
 
@@ -270,7 +279,10 @@ fn pause_and_resume_refuse_what_their_status_does_not_allow() {
     bg.run(&["pause", &id]).ok();
     let again = bg.run(&["pause", &id]);
     assert_eq!(again.code, 4, "{again:?}");
-    assert_eq!(again.stderr, format!("bgtask: task {id} is already paused\n"));
+    assert_eq!(
+        again.stderr,
+        format!("bgtask: task {id} is already paused\n")
+    );
     bg.run(&["kill", &id]).ok();
     for verb in ["pause", "resume"] {
         let ended = bg.run(&[verb, &id]);
@@ -318,7 +330,10 @@ fn a_pause_whose_requester_dies_after_recording_it_is_still_carried_out() {
             .env("BGTASK_FAULT", "pause_after_request")
             .args(["pause", &id]),
     );
-    assert_eq!(run.code, -1, "the requester must die at the fault point: {run:?}");
+    assert_eq!(
+        run.code, -1,
+        "the requester must die at the fault point: {run:?}"
+    );
     // The next command that looks at the task tells its monitor.
     assert_eq!(bg.status(&id)["status"], "paused");
     let path = if has_task_cgroups(&id) {

@@ -15,6 +15,7 @@ mod interactive;
 mod lifecycle;
 mod notices;
 mod output;
+mod pause;
 mod requests;
 mod sandbox;
 mod settings;
