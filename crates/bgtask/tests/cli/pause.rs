@@ -343,3 +343,65 @@ fn a_pause_whose_requester_dies_after_recording_it_is_still_carried_out() {
     };
     wait_until("the monitor to hold the task", || is_held(&id, path));
 }
+
+#[test]
+fn the_readiness_timeout_does_not_run_while_paused() {
+    let bg = Bg::new();
+    // `run --ready-*` waits for readiness: it runs beside the test.
+    let mut waiting = bg
+        .cmd()
+        .args([
+            "run",
+            "--ready-log",
+            "never printed",
+            "--ready-timeout",
+            "1500ms",
+            "--kill-if-not-ready",
+            "--",
+            "sleep 60",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    wait_until("the task to run", || {
+        let tasks = bg.list_all();
+        match tasks.first() {
+            Some(task) if task["status"] == "running" => {
+                id = task["task_id"].as_str().unwrap().to_owned();
+                true
+            }
+            _ => false,
+        }
+    });
+    let paused = bg.run(&["pause", "--json", &id]).json();
+    if paused["status"] != "paused" {
+        let _ = waiting.wait();
+        // The machine was too slow to pause it within its 1.5 s.
+        println!("skipped: the task was not paused before its readiness timeout: {paused}");
+        return;
+    }
+    let started = paused["started_at"].as_i64().unwrap();
+    let paused_at = paused["paused_at"].as_i64().unwrap();
+    wait_until("twice the readiness timeout to pass", || {
+        bgtask_core::now_ms() >= paused_at + 3_000
+    });
+    let status = bg.status(&id);
+    assert_eq!(status["status"], "paused", "{status}");
+    assert_eq!(status["readiness"]["outcome"], Value::Null, "{status}");
+    let resumed_at = bgtask_core::now_ms();
+    bg.run(&["resume", &id]).ok();
+    let ended = bg.wait(&id);
+    assert_eq!(ended["status"], "killed", "{ended}");
+    assert_eq!(ended["readiness"]["outcome"], "timeout", "{ended}");
+    // It gave up with the task's readiness (exit 124).
+    assert_eq!(waiting.wait().unwrap().code(), Some(124));
+    let finished = ended["finished_at"].as_i64().unwrap();
+    let paused_for = resumed_at - paused_at;
+    assert!(
+        finished - started >= 1_500 + paused_for - 200,
+        "ended {} ms after its start, paused for {paused_for} ms",
+        finished - started
+    );
+}
