@@ -13,16 +13,16 @@ use crate::fixture::*;
 
 /// Which way the monitor holds the tree.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Path_ {
+enum Hold {
     Freezer,
     Sigstop,
 }
 
-impl Path_ {
+impl Hold {
     /// `bgtask run` with the environment that picks this path.
     fn run(self, bg: &Bg) -> Command {
         let mut cmd = bg.cmd();
-        if self == Path_::Sigstop {
+        if self == Hold::Sigstop {
             cmd.env("BGTASK_NO_CGROUP", "1");
         }
         cmd.arg("run");
@@ -70,17 +70,17 @@ fn cgroup_dir(pid: u32) -> Option<PathBuf> {
 
 /// Whether the task is held the way `path` holds it: its cgroup reports
 /// `frozen 1`, or each of its processes is stopped (`T`).
-fn is_held(id: &str, path: Path_) -> bool {
+fn is_held(id: &str, path: Hold) -> bool {
     let pids = task_pids(id);
     assert!(!pids.is_empty(), "task {id} has no processes");
     match path {
-        Path_::Freezer => pids.iter().all(|pid| {
+        Hold::Freezer => pids.iter().all(|pid| {
             cgroup_dir(*pid).is_some_and(|dir| {
                 std::fs::read_to_string(dir.join("cgroup.events"))
                     .is_ok_and(|e| e.lines().any(|l| l == "frozen 1"))
             })
         }),
-        Path_::Sigstop => pids.iter().all(|pid| state_of(*pid) == Some('T')),
+        Hold::Sigstop => pids.iter().all(|pid| state_of(*pid) == Some('T')),
     }
 }
 
@@ -128,11 +128,11 @@ fn assert_nothing_lost(output: &str) {
     }
 }
 
-fn pause_and_resume_a_tree_that_writes(path: Path_) {
+fn pause_and_resume_a_tree_that_writes(path: Hold) {
     let bg = Bg::new();
     let stop = bg.path("stop");
     let id = bg.start(path.run(&bg).args(["--", &writers(&stop)]));
-    if path == Path_::Freezer && !has_task_cgroups(&id) {
+    if path == Hold::Freezer && !has_task_cgroups(&id) {
         println!("skipped: tasks get no cgroup v2 here (the SIGSTOP test covers the fallback)");
         return;
     }
@@ -173,12 +173,12 @@ fn pause_and_resume_a_tree_that_writes(path: Path_) {
 
 #[test]
 fn a_paused_tree_is_frozen_writes_nothing_and_loses_nothing() {
-    pause_and_resume_a_tree_that_writes(Path_::Freezer);
+    pause_and_resume_a_tree_that_writes(Hold::Freezer);
 }
 
 #[test]
 fn without_a_cgroup_a_paused_tree_is_stopped_writes_nothing_and_loses_nothing() {
-    pause_and_resume_a_tree_that_writes(Path_::Sigstop);
+    pause_and_resume_a_tree_that_writes(Hold::Sigstop);
 }
 
 /// A task with a limit of 1 s, paused for longer than that: not timed
@@ -223,7 +223,7 @@ fn nothing_counts_as_idle_while_paused() {
 
 #[test]
 fn a_paused_task_is_killed_and_sees_the_sigterm() {
-    for path in [Path_::Freezer, Path_::Sigstop] {
+    for path in [Hold::Freezer, Hold::Sigstop] {
         let bg = Bg::new();
         let id = bg.start(path.run(&bg).args([
             "--",
@@ -250,7 +250,7 @@ fn a_paused_task_is_killed_and_sees_the_sigterm() {
 
 #[test]
 fn a_task_killed_from_outside_while_paused_ends_as_it_died() {
-    for path in [Path_::Freezer, Path_::Sigstop] {
+    for path in [Hold::Freezer, Hold::Sigstop] {
         let bg = Bg::new();
         let id = bg.start(path.run(&bg).args(["--", "sleep 300 & wait"]));
         let paused = bg.run(&["pause", "--json", &id]).ok().json();
@@ -337,9 +337,9 @@ fn a_pause_whose_requester_dies_after_recording_it_is_still_carried_out() {
     // The next command that looks at the task tells its monitor.
     assert_eq!(bg.status(&id)["status"], "paused");
     let path = if has_task_cgroups(&id) {
-        Path_::Freezer
+        Hold::Freezer
     } else {
-        Path_::Sigstop
+        Hold::Sigstop
     };
     wait_until("the monitor to hold the task", || is_held(&id, path));
 }
