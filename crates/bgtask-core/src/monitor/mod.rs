@@ -77,7 +77,7 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
         return 0;
     };
     process::fault::point("monitor_before_start");
-    let launched = start::launch(home, id, &task, env, sandbox, cgroup);
+    let launched = start::launch(home, id, &task, env, start::BeforeGo { sandbox, cgroup });
     let Some(mut store) = store.or_else(|| open_store(home, id)) else {
         // The task stays `starting` with a dead owner: the next command
         // that looks at it records it as failed.

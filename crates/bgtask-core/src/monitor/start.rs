@@ -172,19 +172,25 @@ pub(super) fn discard_cgroup(cgroup: Option<Cgroup>) {
     }
 }
 
+/// What a monitor makes ready before its go: the sandbox (prepared, or why
+/// not) and the task's cgroup (from [`task_cgroup`]).
+pub(super) struct BeforeGo {
+    pub sandbox: Option<Result<PreparedSandbox>>,
+    pub cgroup: Option<Cgroup>,
+}
+
 /// Starts the shell (without waiting for its exec), with everything
-/// supervising it needs that does not come from the store, in `cgroup`
-/// (from [`task_cgroup`]; removed if the start fails).
+/// supervising it needs that does not come from the store, in the cgroup
+/// made before the go (removed if the start fails).
 pub(super) fn launch(
     home: &Path,
     id: &TaskId,
     task: &TaskCommand<'_>,
     env: Vec<(String, String)>,
-    sandbox: Option<Result<PreparedSandbox>>,
-    cgroup: Option<Cgroup>,
+    ready: BeforeGo,
 ) -> Result<Launched> {
-    let cgroup_path = cgroup.as_ref().map(|cg| cg.path().to_owned());
-    let launched = launch_in(home, id, task, env, sandbox, cgroup);
+    let cgroup_path = ready.cgroup.as_ref().map(|cg| cg.path().to_owned());
+    let launched = launch_in(home, id, task, env, ready);
     if launched.is_err() {
         // `launch_in` hands the cgroup on only when the shell started.
         if let Some(path) = cgroup_path {
@@ -199,8 +205,7 @@ fn launch_in(
     id: &TaskId,
     task: &TaskCommand<'_>,
     mut env: Vec<(String, String)>,
-    sandbox: Option<Result<PreparedSandbox>>,
-    cgroup: Option<Cgroup>,
+    BeforeGo { sandbox, cgroup }: BeforeGo,
 ) -> Result<Launched> {
     // A sandbox that could not be prepared: nothing starts (fail closed).
     let sandbox = sandbox.transpose()?;
