@@ -309,3 +309,12 @@ pub fn json_task_id(line: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
     v.get("task_id")?.as_str().map(str::to_owned)
 }
+
+/// The 1-minute load average, as /proc/loadavg shows it (the machines are
+/// shared: a report says how loaded they were).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}

@@ -12,6 +12,7 @@
 //! cargo run --release -p bench -- smoke    # a few iterations, no pueue; writes target/bench/
 //! ```
 
+mod agent_start;
 mod chart;
 mod clock;
 mod compare;
@@ -110,6 +111,7 @@ const USAGE: &str =
              [--runs N]
        bench stamp FILE
        bench listen PORT FILE
+       bench agent-start [--runs N] [--bgtask PATH] [--baseline PATH]
 
   full     every figure with enough runs, pueue included (installed with
            `cargo install pueue --locked` if missing); writes docs/BENCHMARKS.md
@@ -118,9 +120,11 @@ const USAGE: &str =
            target/bench/BENCHMARKS.md and target/bench/benchmarks.svg
   stamp    (internal) write CLOCK_MONOTONIC in nanoseconds to FILE and exit
   listen   (internal) listen on 127.0.0.1:PORT, then stamp FILE and wait
+  agent-start  a background `bash` to a warm `serve` and `mcp` beside a cold
+           `bgtask run` (issue 17); prints a markdown section for docs/BENCHMARKS.md
   slurm    the Slurm executor against the cluster at SLURM_CONF; prints a
            markdown section for docs/BENCHMARKS.md
-           (bench slurm [--bgtask PATH] [--runs N] [--ends N])
+           (bench slurm [--bgtask PATH] [--baseline PATH] [--runs N] [--ends N])
 
   --bgtask PATH   the bgtask binary [default: the release bgtask beside this binary,
                   built if missing]
@@ -182,6 +186,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if argv.first().map(String::as_str) == Some("agent-start") {
+        return match run_agent_start(&argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench agent-start: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if argv.first().map(String::as_str) == Some("slurm") {
         return match run_slurm(&argv[1..]) {
             Ok(()) => ExitCode::SUCCESS,
@@ -209,12 +222,13 @@ fn main() -> ExitCode {
 
 /// `bench slurm [--bgtask PATH] [--runs N] [--ends N]`.
 fn run_slurm(argv: &[String]) -> Result<()> {
-    let (mut exe, mut runs, mut ends) = (None, 50, 20);
+    let (mut exe, mut baseline, mut runs, mut ends) = (None, None, 50, 20);
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--bgtask" => exe = Some(PathBuf::from(value)),
+            "--baseline" => baseline = Some(PathBuf::from(value)),
             "--runs" => runs = value.parse().context("--runs needs a count")?,
             "--ends" => ends = value.parse().context("--ends needs a count")?,
             _ => bail!("unknown flag {flag:?}"),
@@ -224,7 +238,28 @@ fn run_slurm(argv: &[String]) -> Result<()> {
         Some(exe) => exe,
         None => harness::build_bgtask(&workspace_root()?)?,
     };
-    slurm::run(&Bgtask::new(exe)?, runs, ends)
+    let baseline = baseline.map(Bgtask::new).transpose()?;
+    slurm::run(&Bgtask::new(exe)?, baseline.as_ref(), runs, ends)
+}
+
+fn run_agent_start(argv: &[String]) -> Result<()> {
+    let (mut exe, mut baseline, mut runs) = (None, None, 200);
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--bgtask" => exe = Some(PathBuf::from(value)),
+            "--baseline" => baseline = Some(PathBuf::from(value)),
+            "--runs" => runs = value.parse().context("--runs needs a count")?,
+            _ => bail!("unknown flag {flag:?}"),
+        }
+    }
+    let exe = match exe {
+        Some(exe) => exe,
+        None => harness::build_bgtask(&workspace_root()?)?,
+    };
+    let baseline = baseline.map(Bgtask::new).transpose()?;
+    agent_start::run(&Bgtask::new(exe)?, baseline.as_ref(), runs)
 }
 
 fn parse_args(argv: &[String]) -> Result<Args> {

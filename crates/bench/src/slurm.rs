@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::harness::{time_ok, Bgtask};
+use crate::harness::{load_average, time_ok, Bgtask};
 use crate::stats::Series;
 
-pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
+pub fn run(bgtask: &Bgtask, baseline: Option<&Bgtask>, runs: usize, ends: usize) -> Result<()> {
     if !Command::new("sinfo")
         .arg("-h")
         .output()
@@ -25,18 +25,39 @@ pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
     {
         bail!("no Slurm cluster answers (set SLURM_CONF; see scripts/slurm-cluster.sh)");
     }
+    let load_before = load_average();
     let home = bgtask.home()?;
+    let old_home = baseline.map(Bgtask::home).transpose()?;
     let mut ours = Series::new("bgtask run --executor slurm", "ms");
+    let mut old = Series::new("bgtask run --executor slurm (baseline)", "ms");
     let mut theirs = Series::new("sbatch --parsable", "ms");
     let mut job_ids = Vec::new();
-    for _ in 0..runs {
-        let (ms, _) =
-            time_ok(&mut home.cmd(&["run", "--executor", "slurm", "--no-notify", "--", "true"]))?;
-        ours.push(ms);
-        let (ms, id) = sbatch("#!/bin/bash\ntrue\n")?;
-        theirs.push(ms);
-        job_ids.push(id);
+    let submit = ["run", "--executor", "slurm", "--no-notify", "--", "true"];
+    // Warm-up: creates the stores and starts their watchers.
+    for h in std::iter::once(&home).chain(old_home.as_ref()) {
+        time_ok(&mut h.cmd(&submit))?;
     }
+    let kinds = if old_home.is_some() { 3 } else { 2 };
+    for i in 0..runs {
+        // Rotating order, a settle pause before each (as figure 1).
+        for k in 0..kinds {
+            std::thread::sleep(crate::harness::SETTLE);
+            match (i + k) % kinds {
+                0 => ours.push(time_ok(&mut home.cmd(&submit))?.0),
+                1 => {
+                    let (ms, id) = sbatch("#!/bin/bash\ntrue\n")?;
+                    theirs.push(ms);
+                    job_ids.push(id);
+                }
+                _ => {
+                    if let Some(h) = &old_home {
+                        old.push(time_ok(&mut h.cmd(&submit))?.0);
+                    }
+                }
+            }
+        }
+    }
+    let load_after = load_average();
     let mut ends_ms = Series::new("job end → recorded end", "ms");
     for i in 0..ends {
         let stamp = home.scratch().join(format!("end-{i}"));
@@ -50,6 +71,7 @@ pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
     }
     home.run_ok(&["gc", "--older-than", "0s"]).ok();
     let ratio = ours.median() / theirs.median();
+    let runs = ours.len();
     println!("### Slurm executor (issue 19)\n");
     println!("Command: `scripts/slurm-cluster.sh start /tmp/slurm && SLURM_CONF=/tmp/slurm/slurm.conf cargo run --release -p bench -- slurm --runs {runs} --ends {ends}` ({}; single-node Slurm 22.05 from Debian, 2 cores).\n", bgtask.version);
     println!("| Figure | median | p99 | target |");
@@ -66,13 +88,32 @@ pub fn run(bgtask: &Bgtask, runs: usize, ends: usize) -> Result<()> {
         theirs.median(),
         theirs.p99()
     );
+    if old.len() > 0 {
+        println!(
+            "| {} | {:.1} ms | {:.1} ms | |",
+            old.label,
+            old.median(),
+            old.p99()
+        );
+    }
     println!("| ratio (medians) | {ratio:.2}× | | ≤ 1.5× |");
+    if old.len() > 0 {
+        println!(
+            "| baseline ratio (medians) | {:.2}× | | |",
+            old.median() / theirs.median()
+        );
+    }
     println!(
         "| {} ({} jobs) | {:.0} ms | {:.0} ms | ≤ 2500 ms (poll interval 2 s + 0.5 s) |",
         ends_ms.label,
         ends_ms.len(),
         ends_ms.median(),
         ends_ms.p99()
+    );
+    println!(
+        "\nInterleaved in rotating order, a {} ms pause before each; load average (1 min) \
+         {load_before} at the start and {load_after} at the end.",
+        crate::harness::SETTLE.as_millis()
     );
     let _ = std::io::stdout().flush();
     for id in job_ids {

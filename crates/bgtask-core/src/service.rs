@@ -179,7 +179,7 @@ impl Service {
             let _ = self.store().hold_completion(&task.task_id, holder);
         }
         process::fault::point("starter_after_insert");
-        let wake = launched.go(&req.env);
+        let wake = launched.go(&self.store, &req.env);
         Ok((task, wake))
     }
 

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::control::{self, Control, Reply};
 use crate::error::{Error, Result};
 use crate::monitor::{DEFAULT_GRACE_MS, MONITOR_ARG};
-use crate::process::{self, Cgroup, Detached, Liveness, ProcessHandle, ProcessIdentity, Signal};
+use crate::process::{self, Cgroup, Detached, ProcessIdentity, Signal};
 use crate::store::{self, LiveTask, Store};
 use crate::task::Status;
 
@@ -35,20 +35,9 @@ impl Executor for LocalExecutor {
         Ok(Box::new(LocalLaunch(start_monitor(config, job)?)))
     }
 
-    fn liveness(&self, task: &LiveTask) -> Liveness {
-        // No owner recorded: no one can record this task's end.
-        task.owner
-            .as_ref()
-            .map_or(Liveness::Dead, ProcessIdentity::liveness)
-    }
-
     fn why_unreachable(&self, task: &LiveTask) -> String {
         let pid = task.owner.as_ref().map_or(0, |o| o.pid);
         format!("its monitor (pid {pid}) runs in another pid namespace; run the kill there")
-    }
-
-    fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle> {
-        task.owner.as_ref().and_then(ProcessIdentity::open)
     }
 
     fn tell_kill(&self, store: &Store, task: &LiveTask) -> bool {
@@ -169,7 +158,11 @@ impl Launched for LocalLaunch {
         owner.map_err(|e| Error::spawn_step("cannot identify the task's monitor", e))
     }
 
-    fn go(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd> {
+    fn go(
+        self: Box<Self>,
+        _store: &Mutex<Store>,
+        env: &[(String, String)],
+    ) -> Option<std::os::fd::OwnedFd> {
         // The task's variables go with "go", never into the monitor's own
         // environment. A monitor that died already is found by the next
         // reconcile.
@@ -226,6 +219,7 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::Liveness;
     use crate::task::TaskId;
 
     fn live(status: Status, owner: Option<ProcessIdentity>) -> LiveTask {
@@ -244,16 +238,21 @@ mod tests {
 
     #[test]
     fn a_task_without_an_owner_is_dead_and_one_with_a_running_owner_alive() {
+        // Both engines record a local process as owner and share the
+        // trait's answers (a Slurm task's owner is its starter, then the
+        // store's watcher).
         let me = ProcessIdentity::of_child(std::process::id()).unwrap();
-        let engine: &dyn Executor = &LocalExecutor;
-        assert_eq!(
-            engine.liveness(&live(Status::Running, None)),
-            Liveness::Dead
-        );
-        let ours = live(Status::Running, Some(me));
-        assert_eq!(engine.liveness(&ours), Liveness::Alive);
-        assert!(engine.end_handle(&ours).is_some());
-        assert!(engine.end_handle(&live(Status::Running, None)).is_none());
+        let engines: [&dyn Executor; 2] = [&LocalExecutor, &crate::executor::SlurmExecutor];
+        for engine in engines {
+            assert_eq!(
+                engine.liveness(&live(Status::Running, None)),
+                Liveness::Dead
+            );
+            let ours = live(Status::Running, Some(me.clone()));
+            assert_eq!(engine.liveness(&ours), Liveness::Alive);
+            assert!(engine.end_handle(&ours).is_some());
+            assert!(engine.end_handle(&live(Status::Running, None)).is_none());
+        }
     }
 
     #[test]

@@ -50,9 +50,17 @@ pub trait Executor: Sync {
     fn launch(&self, config: &Config, job: &Job<'_>) -> Result<Box<dyn Launched>>;
 
     /// Whether the supervisor recorded as the task's owner still runs:
-    /// `Dead` lets reconcile record the end, `Unknown` leaves the task
-    /// alone (not seeing it is no proof that it ended).
-    fn liveness(&self, task: &LiveTask) -> Liveness;
+    /// `Dead` lets reconcile record the end (or, for an engine that can,
+    /// re-attach: see [`Executor::reattach`]), `Unknown` leaves the task
+    /// alone (not seeing it is no proof that it ended). Every engine so far
+    /// records a local process as owner (a monitor, a starter, a watcher),
+    /// so this default asks about that process; no owner recorded means no
+    /// one can record the task's end.
+    fn liveness(&self, task: &LiveTask) -> Liveness {
+        task.owner
+            .as_ref()
+            .map_or(Liveness::Dead, ProcessIdentity::liveness)
+    }
 
     /// Why a task whose owner is `Unknown` cannot be told anything from
     /// here, and where it can be (for the error a kill gets).
@@ -63,8 +71,10 @@ pub trait Executor: Sync {
     /// after recording the end, or by dying; a Slurm watcher outlives the
     /// ends it records, so its waiters watch the store's events too).
     /// `None`: nothing here can tell, and the waiter watches the store's
-    /// events instead.
-    fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle>;
+    /// events instead. By default the recorded owner's pidfd.
+    fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle> {
+        task.owner.as_ref().and_then(ProcessIdentity::open)
+    }
 
     /// Tells the supervisor of a task recorded `killing` to carry the kill
     /// out. False when it cannot be told now (not ready for it yet, or
@@ -100,11 +110,18 @@ pub trait Launched {
     fn owner(&self) -> Result<ProcessIdentity>;
 
     /// The task is recorded: let the engine go ahead, with the task's
-    /// environment (sent along, never stored). An engine side that died
-    /// meanwhile is found by the next reconcile. Returns, where the engine
-    /// has one, a handle that wakes its holder when the task's readiness is
-    /// decided or its supervisor ends (see `Service::until_ready`).
-    fn go(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd>;
+    /// environment (sent along, never stored). `store` is the starter's
+    /// own, lent for what the engine records as it goes (a Slurm job id),
+    /// so no second connection is opened; lock it for one operation at a
+    /// time. An engine side that died meanwhile is found by the next
+    /// reconcile. Returns, where the engine has one, a handle that wakes
+    /// its holder when the task's readiness is decided or its supervisor
+    /// ends (see `Service::until_ready`).
+    fn go(
+        self: Box<Self>,
+        store: &std::sync::Mutex<Store>,
+        env: &[(String, String)],
+    ) -> Option<std::os::fd::OwnedFd>;
 }
 
 /// The engine that runs new tasks of this kind.

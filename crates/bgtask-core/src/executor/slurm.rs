@@ -15,17 +15,18 @@
 //! task by job id.
 
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use super::{Executor, Job, Launched};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::process::{self, Liveness, ProcessHandle, ProcessIdentity};
+use crate::process::{self, ProcessIdentity};
 use crate::slurm::{self, Submission};
-use crate::store::{self, CacheSize, FinishRecord, LiveTask, Store};
+use crate::store::{self, FinishRecord, LiveTask, Store};
 use crate::task::{Outcome, Status, TaskId};
 
 /// The `meta` key holding the bgtask binary that watchers run as.
@@ -46,35 +47,32 @@ impl Executor for SlurmExecutor {
         Store::prepare_home(&config.home)?;
         let starter = ProcessIdentity::of_child(std::process::id())
             .map_err(|e| Error::spawn_step("cannot identify this process", e))?;
+        // sbatch starts now, while the task is recorded, and submits only
+        // once `go` gives it the script's end (see `slurm::PendingSubmit`).
+        let sbatch = slurm::start_submit(&Submission {
+            id: job.id,
+            home: &config.home,
+            cwd: job.cwd,
+            command: job.command,
+            exe: &config.monitor_exe,
+            timeout_ms: job.request.timeout_ms,
+            idle_timeout_ms: job.request.idle_timeout_ms,
+            max_output: job.request.max_output,
+            slurm_args: &job.request.slurm_args,
+            env: &job.request.env,
+        })?;
         Ok(Box::new(SlurmLaunch {
             home: config.home.clone(),
             exe: config.monitor_exe.clone(),
             id: job.id.clone(),
-            cwd: job.cwd.to_owned(),
-            command: job.command.to_owned(),
-            timeout_ms: job.request.timeout_ms,
-            idle_timeout_ms: job.request.idle_timeout_ms,
-            max_output: job.request.max_output,
-            slurm_args: job.request.slurm_args.clone(),
+            sbatch,
             starter,
         }))
-    }
-
-    fn liveness(&self, task: &LiveTask) -> Liveness {
-        // The owner is the starter until the job id is recorded, then the
-        // watcher. Dead means "re-attach", not "lost" (see `reattach`).
-        task.owner
-            .as_ref()
-            .map_or(Liveness::Dead, ProcessIdentity::liveness)
     }
 
     fn why_unreachable(&self, task: &LiveTask) -> String {
         let pid = task.owner.as_ref().map_or(0, |o| o.pid);
         format!("its Slurm watcher (pid {pid}) runs in another pid namespace")
-    }
-
-    fn end_handle(&self, task: &LiveTask) -> Option<ProcessHandle> {
-        task.owner.as_ref().and_then(ProcessIdentity::open)
     }
 
     fn tell_kill(&self, _store: &Store, task: &LiveTask) -> bool {
@@ -179,17 +177,13 @@ fn start_watcher(home: &Path, exe: &Path) -> Result<ProcessIdentity> {
     Ok(identity)
 }
 
-/// A task recorded by this process and not yet submitted.
+/// A task about to be recorded by this process, its sbatch started and
+/// waiting for the script.
 struct SlurmLaunch {
     home: PathBuf,
     exe: PathBuf,
     id: TaskId,
-    cwd: PathBuf,
-    command: String,
-    timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    max_output: u64,
-    slurm_args: Vec<String>,
+    sbatch: slurm::PendingSubmit,
     starter: ProcessIdentity,
 }
 
@@ -200,14 +194,27 @@ impl Launched for SlurmLaunch {
 
     /// No handle: a Slurm task has no readiness condition (refused at
     /// validation), and its watcher outlives the ends it records.
-    fn go(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd> {
-        let mut store = match Store::open(&self.home, CacheSize::Small) {
-            Ok(store) => store,
-            // Not submitted: this process's death, or the next reconcile
-            // after it, records the task "spawn aborted".
-            Err(_) => return None,
+    /// The task's environment went to sbatch when it started (from the
+    /// same request), so `_env` is not used again here.
+    fn go(self: Box<Self>, store: &Mutex<Store>, _env: &[(String, String)]) -> Option<OwnedFd> {
+        let SlurmLaunch {
+            home,
+            exe,
+            id,
+            sbatch,
+            starter,
+        } = *self;
+        // The output files exist from the start, so status and logs read
+        // an empty task while the job waits in the queue.
+        let _ = store::create_output_files(&home, &id);
+        let _ = std::fs::remove_file(slurm::end_path(&home, &id));
+        let submitted = Submitted {
+            store,
+            exe: &exe,
+            id: &id,
+            starter: &starter,
         };
-        if let Err(e) = self.submit(&mut store, env) {
+        if let Err(e) = submitted.submit(sbatch) {
             let record = FinishRecord {
                 end: Outcome::Lost(format!("spawn failed: {e}")).into_end(),
                 finished_at: now_ms(),
@@ -215,50 +222,55 @@ impl Launched for SlurmLaunch {
                 output_truncated: false,
                 dropped_bytes: 0,
             };
-            let _ = store.finish(&self.id, &record);
+            let _ = submitted.store().finish(&id, &record);
         }
-        store.touch_events();
+        submitted.store().touch_events();
         None
     }
 }
 
-impl SlurmLaunch {
-    fn submit(&self, store: &mut Store, env: &[(String, String)]) -> Result<()> {
-        // The output files exist from the start, so status and logs read
-        // an empty task while the job waits in the queue.
-        let _ = store::create_output_files(&self.home, &self.id);
-        let _ = std::fs::remove_file(slurm::end_path(&self.home, &self.id));
+/// The recorded task whose job is being submitted, with the starter's
+/// store (lent, locked for one operation at a time: never while sbatch
+/// runs, so a server's other requests go on meanwhile).
+struct Submitted<'a> {
+    store: &'a Mutex<Store>,
+    exe: &'a Path,
+    id: &'a TaskId,
+    starter: &'a ProcessIdentity,
+}
+
+impl Submitted<'_> {
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // Every change is a transaction: a poisoned lock is still usable.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn submit(&self, sbatch: slurm::PendingSubmit) -> Result<()> {
         // Before the submit: a command that re-attaches after this
         // process died starts the watcher as this binary.
         let exe = self.exe.to_string_lossy();
-        if store.meta(EXE_KEY)?.as_deref() != Some(&*exe) {
-            store.set_meta(EXE_KEY, &exe)?;
+        {
+            let store = self.store();
+            if store.meta(EXE_KEY)?.as_deref() != Some(&*exe) {
+                store.set_meta(EXE_KEY, &exe)?;
+            }
         }
-        let job_id = slurm::submit(&Submission {
-            id: &self.id,
-            home: &self.home,
-            cwd: &self.cwd,
-            command: &self.command,
-            exe: &self.exe,
-            timeout_ms: self.timeout_ms,
-            idle_timeout_ms: self.idle_timeout_ms,
-            max_output: self.max_output,
-            slurm_args: &self.slurm_args,
-            env,
-        })?;
+        let job_id = sbatch.submit()?;
         process::fault::point("slurm_after_submit");
         // A watcher that cannot start leaves the task to the next command
         // (its starter, this process, is then dead): the id comes first.
-        let watcher = match ensure_watcher(store, Some(&self.exe)) {
+        let store = self.store();
+        let watcher = match ensure_watcher(&store, Some(self.exe)) {
             Ok(watcher) => watcher,
             Err(e) => {
                 // The job runs: never recorded as failed for this.
-                store.set_job_id(&self.id, &job_id)?;
-                store.set_live_note(&self.id, Some(&format!("no Slurm watcher yet: {e}")))?;
+                store.set_job_id(self.id, &job_id)?;
+                store.set_live_note(self.id, Some(&format!("no Slurm watcher yet: {e}")))?;
                 return Ok(());
             }
         };
-        let status = store.record_job(&self.id, &job_id, &self.starter, &watcher)?;
+        let status = store.record_job(self.id, &job_id, self.starter, &watcher)?;
+        drop(store);
         // A kill recorded while sbatch ran could not be told (no job id).
         if status == Some(Status::Killing) {
             slurm::cancel(&job_id);

@@ -63,20 +63,25 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
         .sandbox
         .as_ref()
         .map(|policy| start::prepare_sandbox(home, id, policy));
+    // So is what else needs no go: the store (its open is most of a
+    // monitor's own start) and the task's cgroup. After the go only the
+    // shell's start and its record remain, and a server's background
+    // `bash` waits for exactly those (its reply says the task runs).
+    let store = open_store(home, id);
+    let cgroup = start::task_cgroup(id);
     let Some(env) = process::wait_for_go() else {
         if let Some(Ok(prepared)) = &sandbox {
             prepared.discard();
         }
-        if let Some(mut store) = open_store(home, id) {
+        start::discard_cgroup(cgroup);
+        if let Some(mut store) = store.or_else(|| open_store(home, id)) {
             start::abandon(&mut store, id);
         }
         return 0;
     };
     process::fault::point("monitor_before_start");
-    // The shell is started first and the store opened while its exec runs:
-    // the open is most of a monitor's own start.
-    let launched = start::launch(home, id, &task, env, sandbox);
-    let Some(mut store) = open_store(home, id) else {
+    let launched = start::launch(home, id, &task, env, start::BeforeGo { sandbox, cgroup });
+    let Some(mut store) = store.or_else(|| open_store(home, id)) else {
         // The task stays `starting` with a dead owner: the next command
         // that looks at it records it as failed.
         if let Ok(launched) = launched {

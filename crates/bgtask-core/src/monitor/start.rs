@@ -157,14 +157,55 @@ pub(super) struct Launched {
     sandbox: Option<Sandboxed>,
 }
 
+/// The task's cgroup, made before the go (a mkdir in the cgroup
+/// filesystem, one of the slower steps of a start); `None` where there is
+/// none to make. Given to [`launch`], or removed with [`discard_cgroup`]
+/// when no go comes.
+pub(super) fn task_cgroup(id: &TaskId) -> Option<Cgroup> {
+    Cgroup::create(id.as_str())
+}
+
+/// Removes a cgroup made for a task that never started.
+pub(super) fn discard_cgroup(cgroup: Option<Cgroup>) {
+    if let Some(cg) = &cgroup {
+        let _ = cg.remove();
+    }
+}
+
+/// What a monitor makes ready before its go: the sandbox (prepared, or why
+/// not) and the task's cgroup (from [`task_cgroup`]).
+pub(super) struct BeforeGo {
+    pub sandbox: Option<Result<PreparedSandbox>>,
+    pub cgroup: Option<Cgroup>,
+}
+
 /// Starts the shell (without waiting for its exec), with everything
-/// supervising it needs that does not come from the store.
+/// supervising it needs that does not come from the store, in the cgroup
+/// made before the go (removed if the start fails).
 pub(super) fn launch(
     home: &Path,
     id: &TaskId,
     task: &TaskCommand<'_>,
+    env: Vec<(String, String)>,
+    ready: BeforeGo,
+) -> Result<Launched> {
+    let cgroup_path = ready.cgroup.as_ref().map(|cg| cg.path().to_owned());
+    let launched = launch_in(home, id, task, env, ready);
+    if launched.is_err() {
+        // `launch_in` hands the cgroup on only when the shell started.
+        if let Some(path) = cgroup_path {
+            let _ = Cgroup::at(path).remove();
+        }
+    }
+    launched
+}
+
+fn launch_in(
+    home: &Path,
+    id: &TaskId,
+    task: &TaskCommand<'_>,
     mut env: Vec<(String, String)>,
-    sandbox: Option<Result<PreparedSandbox>>,
+    BeforeGo { sandbox, cgroup }: BeforeGo,
 ) -> Result<Launched> {
     // A sandbox that could not be prepared: nothing starts (fail closed).
     let sandbox = sandbox.transpose()?;
@@ -178,7 +219,6 @@ pub(super) fn launch(
         .ok();
 
     process::become_subreaper().map_err(|e| Error::spawn_step("subreaper", e))?;
-    let cgroup = Cgroup::create(id.as_str());
     // The monitor's own environment, the task's variables, and the marker
     // that lets every process of the task be found even without a cgroup
     // (and that the task cannot take over with a variable of its own).
@@ -230,9 +270,7 @@ pub(super) fn launch(
             sandbox,
         }),
         Err(e) => {
-            if let Some(cg) = &cgroup {
-                let _ = cg.remove();
-            }
+            // The cgroup is removed by `launch`.
             if let Some(s) = &sandbox {
                 s.remove_tmp();
             }

@@ -36,8 +36,14 @@
 //!   [`prepare_confinement`] with [`ConfineSpec`] → [`Confinement`], given
 //!   to [`start_shell`] and applied in the child before its exec.
 //!
-//! The go pipe (starter → monitor, once)
-//! - [`go_message`], [`wait_for_go`].
+//! The go pipe (starter → monitor, once; then monitor → starter, once)
+//! - [`go_message`], [`wait_for_go`]: the starter's go, with the task's
+//!   variables.
+//! - [`release_go_pipe`] (monitor side): lets go of the pipe's read end
+//!   once a readiness outcome is recorded, so a starter still holding the
+//!   write end learns of it without reading the store;
+//!   [`go_pipe_released`] (starter side): whether that happened (or the
+//!   monitor ended), waiting at most a given time.
 //!
 //! Waiting and reaping
 //! - [`wait_readable`], [`FileWatch`], [`pipe`], [`read_fd`],

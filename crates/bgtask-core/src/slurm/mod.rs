@@ -64,7 +64,25 @@ pub fn end_path(home: &Path, id: &TaskId) -> PathBuf {
     crate::store::output_dir(home).join(format!("{id}.end"))
 }
 
-/// Submits the task's batch script; the job id sbatch answered.
+/// An sbatch started with the task's flags and environment, waiting for
+/// its batch script on stdin. Nothing is submitted before the script's end:
+/// sbatch reads the whole script (it parses `#SBATCH` lines in it) before it
+/// loads a credential or contacts the controller (checked with strace on
+/// Slurm 22.05: no munge or slurmctld connection before stdin's EOF). So a
+/// starter starts it before recording the task, and sbatch's own start
+/// (exec, libraries, slurm.conf) runs while the task is recorded; the
+/// submission itself still comes after the record.
+///
+/// Dropped without [`PendingSubmit::submit`] (the record failed, or was
+/// never made), sbatch is killed before it reads an end, and submits
+/// nothing. A starter that dies meanwhile closes the pipe with an empty
+/// script, which sbatch refuses.
+pub struct PendingSubmit {
+    child: Option<std::process::Child>,
+    script: String,
+}
+
+/// Starts sbatch for the task's batch script (see [`PendingSubmit`]).
 ///
 /// The job is named after the task (the tag that finds it again if this
 /// process dies before the id is recorded), never requeued (a requeued job
@@ -72,7 +90,7 @@ pub fn end_path(home: &Path, id: &TaskId) -> PathBuf {
 /// our own `#!/bin/bash` on stdin (`--wrap` would use /bin/sh). The task's
 /// environment goes in sbatch's environment, which the job inherits
 /// (`--export=ALL`): never on a command line.
-pub fn submit(sub: &Submission<'_>) -> Result<String> {
+pub fn start_submit(sub: &Submission<'_>) -> Result<PendingSubmit> {
     let err_path = crate::store::stderr_path(sub.home, sub.id);
     let mut cmd = Command::new("sbatch");
     cmd.args(sub.slurm_args)
@@ -96,31 +114,56 @@ pub fn submit(sub: &Submission<'_>) -> Result<String> {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| Error::SpawnFailed(format!("cannot run sbatch: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(batch_script(sub).as_bytes());
+    Ok(PendingSubmit {
+        child: Some(child),
+        script: batch_script(sub),
+    })
+}
+
+impl PendingSubmit {
+    /// Submits: writes the batch script and closes sbatch's stdin, then
+    /// waits for its answer; the job id.
+    pub fn submit(mut self) -> Result<String> {
+        let Some(mut child) = self.child.take() else {
+            return Err(Error::SpawnFailed("sbatch was already used".into()));
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(self.script.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::SpawnFailed(format!("sbatch: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::SpawnFailed(format!(
+                "sbatch refused the job: {}",
+                one_line(&out.stderr)
+            )));
+        }
+        // `--parsable` prints `id` or `id;cluster`.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let job_id = text.trim().split(';').next().unwrap_or("").to_owned();
+        if job_id.is_empty() || !job_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::SpawnFailed(format!(
+                "sbatch answered no job id: {}",
+                one_line(&out.stdout)
+            )));
+        }
+        Ok(job_id)
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::SpawnFailed(format!("sbatch: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::SpawnFailed(format!(
-            "sbatch refused the job: {}",
-            one_line(&out.stderr)
-        )));
+}
+
+impl Drop for PendingSubmit {
+    fn drop(&mut self) {
+        // Killed while it still waits for the script's end: nothing is
+        // submitted (its stdin closes only after the kill).
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
-    // `--parsable` prints `id` or `id;cluster`.
-    let text = String::from_utf8_lossy(&out.stdout);
-    let job_id = text.trim().split(';').next().unwrap_or("").to_owned();
-    if job_id.is_empty() || !job_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::SpawnFailed(format!(
-            "sbatch answered no job id: {}",
-            one_line(&out.stdout)
-        )));
-    }
-    Ok(job_id)
 }
 
 /// The batch script: the wrapper (`bgtask __slurm_job`) when bgtask is

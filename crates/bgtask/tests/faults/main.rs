@@ -23,6 +23,7 @@ mod handoff;
 mod hostile;
 mod identity;
 mod notices;
+mod prepared;
 mod races;
 mod store;
 

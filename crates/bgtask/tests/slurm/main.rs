@@ -363,6 +363,40 @@ fn a_starter_killed_between_submit_and_record_is_recovered_by_tag() {
     assert!(bg.run(&["logs", &id]).ok().stdout.contains("recovered"));
 }
 
+/// sbatch is started before the task is recorded (its start overlaps the
+/// record) but submits only at the end of its script, written after the
+/// record: a starter killed in between submits nothing.
+#[test]
+fn a_starter_killed_after_recording_before_its_go_submits_nothing() {
+    let Some((_dir, _hold)) = cluster() else {
+        return;
+    };
+    let bg = Bg::new();
+    let run = bg.run_with(bg.cmd().env("BGTASK_FAULT", "starter_after_insert").args([
+        "run",
+        "--executor",
+        "slurm",
+        "--",
+        "echo never",
+    ]));
+    assert_ne!(run.code, 0, "the starter should have died: {run:?}");
+    // The sbatch it started reads an empty script and exits.
+    wait_until("the starter's sbatch to exit", || {
+        fixture::pids_of_home(&bg.home).is_empty()
+    });
+    let tasks = bg.list_all();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let id = tasks[0]["task_id"].as_str().unwrap().to_owned();
+    let task = bg.wait(&id);
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["reason"].as_str().unwrap().contains("spawn aborted"),
+        "{task}"
+    );
+    let jobs = jobs_named(&id);
+    assert!(jobs.is_empty(), "nothing may be submitted: {jobs:?}");
+}
+
 #[test]
 fn fifty_tasks_are_watched_with_one_squeue_call_per_interval() {
     let Some((_dir, _hold)) = cluster() else {
