@@ -75,6 +75,12 @@ const MIGRATIONS: &[&str] = &[
     // (a Slurm job id, recorded as soon as sbatch answers).
     "ALTER TABLE tasks ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
      ALTER TABLE tasks ADD COLUMN job_id TEXT;",
+    // 8 (issue 17): claims on the notifications beside completions
+    // (store/notify.rs), as completions have (step 3): a hook, an MCP
+    // result and serve's readers never show the same one.
+    "ALTER TABLE notifications ADD COLUMN claim_pid INTEGER;
+     ALTER TABLE notifications ADD COLUMN claim_start INTEGER;
+     ALTER TABLE notifications ADD COLUMN claim_boot TEXT;",
 ];
 
 /// The schema this build writes.
