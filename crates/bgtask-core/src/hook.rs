@@ -85,7 +85,6 @@ impl Service {
         budget: usize,
         cost: impl Fn(&Pending) -> usize,
     ) -> Result<PendingClaim> {
-        let me = me()?;
         let mut room = budget;
         let mut first = true;
         let mut store = self.store();
@@ -96,6 +95,12 @@ impl Service {
                 reconcile_task(&mut store, &live)?;
             }
         }
+        // Nothing pending (the common case: every prompt and tool call runs
+        // an inject hook): no need to know who this process is.
+        if !store.any_pending(self.session(), scope)? {
+            return Ok(PendingClaim::default());
+        }
+        let me = me()?;
         let claimed = store.claim_pending(self.session(), me, scope, |p| {
             let size = cost(p);
             if size > room && !first {

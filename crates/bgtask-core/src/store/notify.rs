@@ -473,6 +473,24 @@ impl Store {
             .collect())
     }
 
+    /// Whether the session has any unacknowledged notification (claimed
+    /// or not) in the tables of `scope`: one read, no write.
+    pub fn any_pending(&self, session: &str, scope: ClaimScope) -> Result<bool> {
+        let sql = match scope {
+            ClaimScope::Every => {
+                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL) \
+                 OR EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL)"
+            }
+            ClaimScope::Others => {
+                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL)"
+            }
+        };
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row(params![session], |r| r.get(0)))
+            .map_err(|e| self.db_err(e))
+    }
+
     /// Claims for `claimer`, in one transaction, the session's pending
     /// notifications no live process claims (completions too with
     /// [`ClaimScope::Every`]), oldest first, while `fits` accepts them;
@@ -485,21 +503,7 @@ impl Store {
         mut fits: impl FnMut(&Pending) -> bool,
     ) -> Result<PendingClaim> {
         // Most reads find nothing: skip the write transaction.
-        let sql = match scope {
-            ClaimScope::Every => {
-                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL) \
-                 OR EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL)"
-            }
-            ClaimScope::Others => {
-                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL)"
-            }
-        };
-        let any: bool = self
-            .conn
-            .prepare_cached(sql)
-            .and_then(|mut stmt| stmt.query_row(params![session], |r| r.get(0)))
-            .map_err(|e| self.db_err(e))?;
-        if !any {
+        if !self.any_pending(session, scope)? {
             return Ok(PendingClaim::default());
         }
         let path = self.db_path.clone();
