@@ -869,3 +869,131 @@ fn requeue_note(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+    use super::*;
+    use crate::config::Engine;
+    use crate::store::{CacheSize, NewTask};
+
+    const SESSION: &str = "dir:/project";
+
+    /// A store with one running task of `SESSION` and `hits` of its
+    /// watch's matches pending.
+    fn store_with_notes(dir: &std::path::Path, hits: usize) -> (Store, TaskId) {
+        let mut store = Store::open(&dir.join("home"), CacheSize::Default).unwrap();
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        let id = TaskId::random();
+        store
+            .insert_task(
+                &NewTask {
+                    id: id.clone(),
+                    session: SESSION.into(),
+                    command: "server".into(),
+                    cwd: dir.to_owned(),
+                    env_keys: Vec::new(),
+                    timeout_ms: None,
+                    idle_timeout_ms: None,
+                    max_output: 1 << 20,
+                    notify: true,
+                    interaction: Default::default(),
+                    owner: me.clone(),
+                    created_at: 1,
+                    ready: None,
+                    sandbox: None,
+                    executor: Engine::Local,
+                },
+                100,
+            )
+            .unwrap();
+        store.mark_running(&id, &me, None, 2).unwrap();
+        store
+            .add_watch(&Watch {
+                watch_id: "w-1".into(),
+                task_id: id.clone(),
+                session: SESSION.into(),
+                pattern: "ERROR".into(),
+                once: false,
+                cooldown_ms: 0,
+                created_at: 3,
+                ended_at: None,
+                fired_at: None,
+            })
+            .unwrap();
+        for n in 0..hits {
+            let line = format!("ERROR {n}");
+            let hit = WatchHit {
+                watch_id: "w-1",
+                line: &line,
+                stream: "stdout",
+                more_matches: 0,
+                ends: false,
+            };
+            assert!(store.record_watch_match(&id, &hit, 10 + n as i64).unwrap());
+        }
+        (store, id)
+    }
+
+    /// A process identity that is certainly not running.
+    fn dead() -> ProcessIdentity {
+        let mut dead = ProcessIdentity::of_child(std::process::id()).unwrap();
+        dead.start_ticks += 1;
+        dead
+    }
+
+    #[test]
+    fn a_claimed_notification_is_shown_by_nobody_else_until_its_claimer_dies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = store_with_notes(dir.path(), 2);
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        // A live claimer takes the first (the budget allows one).
+        let mut first = true;
+        let claimed = store
+            .claim_pending(SESSION, &me, ClaimScope::Every, |_| {
+                std::mem::take(&mut first)
+            })
+            .unwrap();
+        assert_eq!((claimed.items.len(), claimed.left), (1, 1));
+        // Readers (the push, drains) and other claimers see only the other.
+        let visible = store.notifications_after(SESSION, 0).unwrap();
+        assert_eq!(visible.len(), 1);
+        let other = store
+            .claim_pending(SESSION, &dead(), ClaimScope::Others, |_| true)
+            .unwrap();
+        assert_eq!(other.items.len(), 1);
+        assert_ne!(other.note_seqs(), claimed.note_seqs());
+        // The second claimer is dead: its claim is void, and readers see
+        // the notification again under a new sequence number.
+        let again = store.notifications_after(SESSION, 0).unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(again[0].0 > other.note_seqs()[0], "{again:?}");
+        // The live claimer settles its own; nobody else's.
+        let settled = store
+            .settle_pending(&[], &claimed.note_seqs(), &me, 99)
+            .unwrap();
+        assert_eq!(settled, 1);
+        let settled = store
+            .settle_pending(&[], &[again[0].0], &me, 99)
+            .unwrap();
+        assert_eq!(settled, 0, "settled a notification it had not claimed");
+        assert!(store.any_pending(SESSION, ClaimScope::Every).unwrap());
+    }
+
+    #[test]
+    fn an_unclaimed_notification_is_shown_again_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = store_with_notes(dir.path(), 1);
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        let claimed = store
+            .claim_pending(SESSION, &me, ClaimScope::Every, |_| true)
+            .unwrap();
+        assert!(store.notifications_after(SESSION, 0).unwrap().is_empty());
+        store.unclaim_notes(&claimed.note_seqs(), &me).unwrap();
+        let back = store.notifications_after(SESSION, 0).unwrap();
+        assert_eq!(back.len(), 1);
+        assert!(back[0].0 > claimed.note_seqs()[0]);
+        assert_eq!(back[0].1.detail["line"], "ERROR 0");
+    }
+}
