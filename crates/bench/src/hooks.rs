@@ -78,7 +78,12 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     let _ = server.kill();
     let _ = server.wait();
     let (inject, sh) = measured?;
-    let (cold, cold_sh) = inject_runs(&home, &prompt, runs, "(a') inject hook, nothing pending, no other process has the store open")?;
+    let (cold, cold_sh) = inject_runs(
+        &home,
+        &prompt,
+        runs,
+        "(a') inject hook, nothing pending, no other process has the store open",
+    )?;
 
     let gate = Gate::new(&home)?;
     let mut wake = Series::new(
@@ -113,7 +118,12 @@ pub fn run(bg: &Bgtask, plan: &Plan) -> Result<Section> {
             Target::AtMost(10.0),
         ),
         Check::new("(b) wake hook p99", wake.p99(), "ms", Target::None),
-        Check::new("(a') inject hook p50, store not open elsewhere", cold.median(), "ms", Target::None),
+        Check::new(
+            "(a') inject hook p50, store not open elsewhere",
+            cold.median(),
+            "ms",
+            Target::None,
+        ),
     ];
     Ok(Section {
         key: "hooks",

@@ -542,7 +542,11 @@ impl Store {
         // The order `pending_notifications` shows: by time recorded, a
         // completion after a readiness failure of the same moment.
         rows.sort_by_key(|p| (p.created_at(), matches!(p, Pending::Completion(_))));
-        let who = (claimer.pid, claimer.start_ticks as i64, claimer.boot_id.as_str());
+        let who = (
+            claimer.pid,
+            claimer.start_ticks as i64,
+            claimer.boot_id.as_str(),
+        );
         let mut claimed = PendingClaim::default();
         for item in rows {
             if claimed.left > 0 || !fits(&item) {
@@ -581,7 +585,11 @@ impl Store {
         let path = self.db_path.clone();
         let err = |e| super::store_error(&path, e);
         let tx = self.immediate()?;
-        let who = (claimer.pid, claimer.start_ticks as i64, claimer.boot_id.as_str());
+        let who = (
+            claimer.pid,
+            claimer.start_ticks as i64,
+            claimer.boot_id.as_str(),
+        );
         let mut settled = 0;
         for id in completions {
             settled += tx
@@ -851,12 +859,13 @@ fn note_from_row(r: &Row<'_>) -> rusqlite::Result<Option<NoteRow>> {
 
 /// Re-inserts an unacknowledged notification unclaimed with a new sequence
 /// number, if `claimer` (still) claims it.
-fn requeue_note(
-    tx: &Transaction<'_>,
-    seq: i64,
-    claimer: &ProcessIdentity,
-) -> rusqlite::Result<()> {
-    let who = params![seq, claimer.pid, claimer.start_ticks as i64, claimer.boot_id];
+fn requeue_note(tx: &Transaction<'_>, seq: i64, claimer: &ProcessIdentity) -> rusqlite::Result<()> {
+    let who = params![
+        seq,
+        claimer.pid,
+        claimer.start_ticks as i64,
+        claimer.boot_id
+    ];
     let copied = tx.execute(
         "INSERT INTO notifications (task_id, session, kind, watch_id, body, created_at) \
          SELECT task_id, session, kind, watch_id, body, created_at FROM notifications \
@@ -872,8 +881,6 @@ fn requeue_note(
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
-
     use super::*;
     use crate::config::Engine;
     use crate::store::{CacheSize, NewTask};
@@ -974,9 +981,7 @@ mod tests {
             .settle_pending(&[], &claimed.note_seqs(), &me, 99)
             .unwrap();
         assert_eq!(settled, 1);
-        let settled = store
-            .settle_pending(&[], &[again[0].0], &me, 99)
-            .unwrap();
+        let settled = store.settle_pending(&[], &[again[0].0], &me, 99).unwrap();
         assert_eq!(settled, 0, "settled a notification it had not claimed");
         assert!(store.any_pending(SESSION, ClaimScope::Every).unwrap());
     }

@@ -264,13 +264,7 @@ fn inject(agent: Agent, event: &Event, service: &Service, summary: bool) -> Resu
 }
 
 /// Wake and gate: wait for the next notification and hand it over.
-fn stop(
-    agent: Agent,
-    event: &Event,
-    service: &Service,
-    kind: Wait,
-    wait: Duration,
-) -> Result<u8> {
+fn stop(agent: Agent, event: &Event, service: &Service, kind: Wait, wait: Duration) -> Result<u8> {
     let blocks = BlockCount::new(service, agent, event);
     if !blocks.may_block(agent) {
         return Ok(0);

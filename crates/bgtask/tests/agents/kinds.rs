@@ -326,7 +326,12 @@ fn a_hook_and_an_mcp_result_never_both_show_a_notification() {
         let hooks = scope.spawn(move || {
             let mut seen = Vec::new();
             while Instant::now() < deadline {
-                let run = hook(hook_bg, "claude-code", &event("UserPromptSubmit", &hook_dir)).ok();
+                let run = hook(
+                    hook_bg,
+                    "claude-code",
+                    &event("UserPromptSubmit", &hook_dir),
+                )
+                .ok();
                 seen.extend(hits(&context(&run)));
                 if pending(hook_bg, &format!("dir:{}", hook_dir.display())).is_empty()
                     && shown_all(hook_bg, task)
@@ -338,10 +343,7 @@ fn a_hook_and_an_mcp_result_never_both_show_a_notification() {
         });
         let mut seen = Vec::new();
         while Instant::now() < deadline && !hooks.is_finished() {
-            let reply = mcp.call_frame(
-                "tools/call",
-                json!({"name": "bash_list", "arguments": {}}),
-            );
+            let reply = mcp.call_frame("tools/call", json!({"name": "bash_list", "arguments": {}}));
             let notes = reply["result"]["structuredContent"]["notifications"].clone();
             for n in notes.as_array().into_iter().flatten() {
                 seen.extend(hits(n["summary"].as_str().unwrap_or_default()));
@@ -362,11 +364,7 @@ fn a_hook_and_an_mcp_result_never_both_show_a_notification() {
     );
     let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "shown twice: {twice:?}");
-    assert_eq!(
-        count.len(),
-        MATCHES,
-        "hooks: {by_hooks:?}, mcp: {by_mcp:?}"
-    );
+    assert_eq!(count.len(), MATCHES, "hooks: {by_hooks:?}, mcp: {by_mcp:?}");
     bg.run(&["kill", &id]).ok();
     mcp.close();
     let _ = session;
