@@ -1,5 +1,6 @@
 //! What agents' hooks need of a session (`bgtask hook AGENT`): its pending
-//! notifications, claimed for one delivery; the live tasks that may hold
+//! notifications of every kind (completions, `ready`, `ready_failed`,
+//! `watch_match`), claimed for one delivery; the live tasks that may hold
 //! or wake a turn; and waiting for the next notification, with at most one
 //! waiter per session (a newer one supersedes the older).
 //!
