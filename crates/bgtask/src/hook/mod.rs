@@ -143,7 +143,13 @@ fn hook(args: HookArgs, mut config: Config, session_given: bool) -> Result<u8> {
         let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
         config.session = crate::mcp::session_of_dir(&cwd);
     }
-    // A hook never creates a store: without one nothing is pending.
+    // A hook never creates a store: without one nothing is pending, no
+    // task can hold or wake a turn, and every action answers nothing. (The
+    // in-memory stand-in `open_existing` would build costs milliseconds:
+    // every hook of every prompt pays it until bgtask is first used.)
+    if !config.home.join("bgtask.db").exists() {
+        return Ok(0);
+    }
     let service = Service::open_existing(config.clone())?;
     match action {
         Action::Inject { summary } => inject(agent, &event, &service, summary),
