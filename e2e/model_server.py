@@ -9,9 +9,12 @@ sends (the server keeps no state of its own, so retries are harmless):
 
 1. No call of bgtask's bash tool yet: call it with the scenario's command
    (read from the conversation's first user message: `RUN: <command>`),
-   in the background.
+   in the background; or, for `SERVE: <command> UNTIL: <regex>`, in the
+   background with the readiness condition `ready: {log: <regex>}`.
 2. The conversation's last user turn carries a bgtask notification
-   (`[bgtask] ... finished` or a `bg-` id with E2E-DONE): answer `NOTIFIED`.
+   (`[bgtask] ... finished` or a `bg-` id with E2E-DONE): answer `NOTIFIED`;
+   a readiness notification (`[ready] bg-… is ready`): answer
+   `NOTIFIED-READY` with the task id.
 3. Otherwise: answer `WAITING` and end the turn.
 
 Every request is appended to the log file as one JSON line
@@ -28,22 +31,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG_LOCK = threading.Lock()
 NOTICE = re.compile(r"background tasks? finished")
+READY_NOTICE = re.compile(r"\[ready\] (bg-[0-9a-f]{16}) is ready")
+
+
+def bash_args(conversation_texts):
+    """The arguments of the bash call the scenario asks for, or None."""
+    for text in conversation_texts:
+        m = re.search(r"SERVE: (.+?) UNTIL: (.+)", text)
+        if m:
+            return {"command": m.group(1).strip(), "background": True, "ready": {"log": m.group(2).strip()}}
+        m = re.search(r"RUN: (.+)", text)
+        if m:
+            return {"command": m.group(1).strip(), "background": True}
+    return None
 
 
 def decide(conversation_texts, last_user_text, has_bash_call, tool_names):
     """Returns ("tool", name, args) or ("text", text)."""
     if not has_bash_call:
-        command = None
-        for text in conversation_texts:
-            m = re.search(r"RUN: (.+)", text)
-            if m:
-                command = m.group(1).strip()
-                break
+        args = bash_args(conversation_texts)
         bash = next((n for n in tool_names if "bgtask" in n and n.endswith("bash")), None)
-        if command and bash:
-            return ("tool", bash, {"command": command, "background": True})
+        if args and bash:
+            return ("tool", bash, args)
     if NOTICE.search(last_user_text or ""):
         return ("text", "NOTIFIED: " + " ".join(sorted(set(re.findall(r"bg-[0-9a-f]{16}", last_user_text)))))
+    ready = READY_NOTICE.findall(last_user_text or "")
+    if ready:
+        return ("text", "NOTIFIED-READY: " + " ".join(sorted(set(ready))))
     return ("text", "WAITING")
 
 
@@ -289,9 +303,9 @@ class Handler(BaseHTTPRequestHandler):
             if answer[0] == "text" and not has_call:
                 # Gemini names MCP tools without the server when unambiguous.
                 bash = next((d for d in decls if d.endswith("bash") and d != "run_shell_command"), None)
-                command = next((m.group(1).strip() for t in texts for m in [re.search(r"RUN: (.+)", t)] if m), None)
-                if bash and command:
-                    answer = ("tool", bash, {"command": command, "background": True})
+                args = bash_args(texts)
+                if bash and args:
+                    answer = ("tool", bash, args)
         else:
             # A side call (routing, summaries): a small JSON answer fits all.
             answer = ("text", json.dumps({"reasoning": "scripted", "model_choice": "flash",

@@ -12,7 +12,10 @@ What each scenario checks:
   for interactive Claude Code and Codex under tmux: the idle session
   wakes by itself;
 - nothing is delivered twice (the last request holds the notification
-  once; the session has nothing left unacknowledged).
+  once; the session has nothing left unacknowledged);
+- a server started with a readiness condition (`claude -p`, `codex exec`,
+  `gemini -p`) wakes the model when it is ready, once, and then holds
+  nothing: the run ends while the server keeps running.
 
 Usage: e2e/run.py BGTASK_BINARY
 Environment: BGTASK_E2E_NPM (install dir, default /var/cache/bgtask-e2e/npm);
@@ -290,17 +293,72 @@ def gemini_print(bgtask):
     s = Scenario("gemini-p", bgtask)
     try:
         s.setup("gemini")
-        os.makedirs(os.path.join(s.home, ".gemini"))
-        with open(os.path.join(s.home, ".gemini", "settings.json"), "w") as f:
-            json.dump({"security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
-                       "general": {"disableAutoUpdate": True}, "privacy": {"usageStatisticsEnabled": False},
-                       "telemetry": {"enabled": False}}, f)
-        env = dict(s.env, GEMINI_API_KEY=API_KEY, GOOGLE_GEMINI_BASE_URL=s.url)
+        env = gemini_config(s)
         run = subprocess.run(["gemini", "-p", f"RUN: {s.command}", "--yolo"], cwd=s.project, env=env,
                              capture_output=True, text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
         check(run.returncode == 0, f"{s.name}: gemini exits 0", run.stderr[-2000:])
         check("uint64" not in run.stderr, f"{s.name}: no schema warnings about uint64", run.stderr[-2000:])
         s.verify(run.stdout)
+    finally:
+        s.close()
+
+
+def gemini_config(s):
+    """The user's Gemini settings: API-key auth against the scripted model,
+    no trust prompt, no updates or telemetry."""
+    os.makedirs(os.path.join(s.home, ".gemini"))
+    with open(os.path.join(s.home, ".gemini", "settings.json"), "w") as f:
+        json.dump({"security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
+                   "general": {"disableAutoUpdate": True}, "privacy": {"usageStatisticsEnabled": False},
+                   "telemetry": {"enabled": False}}, f)
+    return dict(s.env, GEMINI_API_KEY=API_KEY, GOOGLE_GEMINI_BASE_URL=s.url)
+
+
+def readiness(bgtask, cli):
+    """A server started with a readiness condition (`bash` with `ready` and
+    `background`) wakes the agent when it is ready, in the same run, once;
+    once ready it holds nothing: the run ends while the server still runs."""
+    s = Scenario(f"ready-{cli}", bgtask)
+    try:
+        s.marker = f"E2E-SERVER-{cli}"
+        server = f"sleep 3; echo {s.marker} listening on 8123; sleep 600"
+        prompt = f"SERVE: {server} UNTIL: listening on"
+        if cli == "claude-p":
+            s.setup("claude-code")
+            args, env = ["claude", "-p", prompt, "--allowedTools", "mcp__bgtask__bash"], claude_env(s)
+        elif cli == "codex-exec":
+            s.setup("codex")
+            env = codex_config(s)
+            args = ["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-hook-trust", prompt]
+        else:
+            s.setup("gemini")
+            env = gemini_config(s)
+            args = ["gemini", "-p", prompt, "--yolo"]
+        started = time.time()
+        run = subprocess.run(args, cwd=s.project, env=env, capture_output=True, text=True,
+                             timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+        took = time.time() - started
+        check(run.returncode == 0, f"{s.name}: the CLI exits 0", run.stderr[-2000:])
+        listed = s.bgtask("list", "--all-sessions", "--json")
+        tasks = [t for t in json.loads(listed.stdout or "[]") if s.marker in t.get("command", "")]
+        check(len(tasks) == 1 and tasks[0]["session"] == f"dir:{s.project}",
+              f"{s.name}: the model's bash call with ready reached bgtask", listed.stdout)
+        if not tasks:
+            return
+        task_id = tasks[0]["task_id"]
+        answers = [r["answer"] for r in s.requests()]
+        woke = [a for a in answers if a[0] == "text" and a[1].startswith("NOTIFIED-READY") and task_id in a[1]]
+        check(len(woke) == 1, f"{s.name}: the server's readiness woke the model in the same run, once", answers)
+        check("NOTIFIED-READY" in run.stdout, f"{s.name}: the CLI shows the model's answer to it", run.stdout[-2000:])
+        check(tasks[0]["status"] == "running" and took < 300,
+              f"{s.name}: once ready the server holds nothing: the run ended ({took:.0f} s) while it runs",
+              tasks[0])
+        requests = s.requests()
+        last = json.dumps(requests[-1]["body"]) if requests else ""
+        shown = len(re.findall(r"\[ready\] " + task_id + " is ready", last))
+        check(shown == 1, f"{s.name}: the conversation holds the ready notification exactly once", shown)
+        pending = s.bgtask("notifications", "--json", session=f"dir:{s.project}")
+        check(json.loads(pending.stdout or "[]") == [], f"{s.name}: nothing is left unacknowledged", pending.stdout)
     finally:
         s.close()
 
@@ -353,13 +411,15 @@ def main():
         lambda: gemini_print(bgtask),
         lambda: claude_interactive(bgtask),
         lambda: codex_interactive(bgtask),
+        lambda: readiness(bgtask, "claude-p"),
+        lambda: readiness(bgtask, "codex-exec"),
+        lambda: readiness(bgtask, "gemini-p"),
     ]
     for scenario in scenarios:
         try:
             scenario()
         except Exception as e:  # one broken scenario must not hide the others
             check(False, f"scenario raised {type(e).__name__}", e)
-    print("skipped: readiness wake-up (needs issue 16's ready notifications)")
     print(f"e2e: {len(PASSED)} passed, {len(FAILED)} failed")
     return 1 if FAILED else 0
 

@@ -1,5 +1,6 @@
 //! What agents' hooks need of a session (`bgtask hook AGENT`): its pending
-//! notifications, claimed for one delivery; the live tasks that may hold
+//! notifications of every kind (completions, `ready`, `ready_failed`,
+//! `watch_match`), claimed for one delivery; the live tasks that may hold
 //! or wake a turn; and waiting for the next notification, with at most one
 //! waiter per session (a newer one supersedes the older).
 //!
@@ -11,17 +12,30 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
+use crate::reconcile::reconcile_task;
 use crate::service::{this_process, ListRequest, Service};
-use crate::store::Claimed;
-use crate::task::{Completion, Task};
+use crate::store::{ClaimScope, Pending, PendingClaim};
+use crate::task::Task;
 use crate::waiter::Waiter;
+
+/// What a waiter stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// It holds the agent's turn (a gate, `claude -p`'s Stop hook): only
+    /// tasks that hold a turn keep it waiting.
+    Turn,
+    /// It waits beside an idle session (Claude Code's asynchronous wake
+    /// hook, the Codex queue waiter): watched tasks keep it waiting too.
+    Idle,
+}
 
 /// How a wait for the next notification ended.
 #[derive(Debug)]
 pub enum Next {
     /// Notifications claimed by this process: print them, then settle.
-    Delivered(Claimed),
+    Delivered(PendingClaim),
     /// No live task of the session may notify: nothing will come.
     Nothing,
     /// The wait's limit passed first.
@@ -30,27 +44,99 @@ pub enum Next {
     Superseded,
 }
 
+fn me() -> Result<&'static crate::process::ProcessIdentity> {
+    this_process().ok_or_else(|| {
+        Error::io(
+            "cannot identify this process in",
+            "/proc/self/stat",
+            std::io::Error::other("unreadable"),
+        )
+    })
+}
+
 impl Service {
-    /// THE read of a session's pending notifications for hooks: claims,
-    /// oldest first, those that fit `budget` bytes as `cost` counts them
-    /// (the first always). Every kind of notification a hook delivers
-    /// comes through here (today: task completions).
+    /// THE read of a session's pending notifications for hooks: claims for
+    /// this process, in one transaction, those of every kind (completions,
+    /// `ready`, `ready_failed`, `watch_match`) that no live process claims,
+    /// oldest first, while they fit `budget` bytes as `cost` counts them
+    /// (the first always). The caller prints them, then
+    /// [`Service::settle_pending`]s them; if it dies first, the next
+    /// reader shows them again.
     pub fn claim_pending(
         &self,
         budget: usize,
-        cost: impl Fn(&Completion) -> usize,
-    ) -> Result<Claimed> {
+        cost: impl Fn(&Pending) -> usize,
+    ) -> Result<PendingClaim> {
+        self.claim_scope(ClaimScope::Every, budget, cost)
+    }
+
+    /// [`Service::claim_pending`] of the kinds beside completions only
+    /// (an MCP result claims its completions on their own).
+    pub fn claim_other_notifications(
+        &self,
+        budget: usize,
+        cost: impl Fn(&Pending) -> usize,
+    ) -> Result<PendingClaim> {
+        self.claim_scope(ClaimScope::Others, budget, cost)
+    }
+
+    fn claim_scope(
+        &self,
+        scope: ClaimScope,
+        budget: usize,
+        cost: impl Fn(&Pending) -> usize,
+    ) -> Result<PendingClaim> {
         let mut room = budget;
         let mut first = true;
-        self.claim_completions(|c| {
-            let size = cost(c);
+        let mut store = self.store();
+        if scope == ClaimScope::Every {
+            // As in `completions`: a task whose monitor died is recorded
+            // ended (with its completion) by whoever notices.
+            for live in store.live_in_session(self.session())? {
+                reconcile_task(&mut store, &live)?;
+            }
+        }
+        // Nothing pending (the common case: every prompt and tool call runs
+        // an inject hook): no need to know who this process is.
+        if !store.any_pending(self.session(), scope)? {
+            return Ok(PendingClaim::default());
+        }
+        let me = me()?;
+        let claimed = store.claim_pending(self.session(), me, scope, |p| {
+            let size = cost(p);
             if size > room && !first {
                 return false;
             }
             first = false;
             room = room.saturating_sub(size);
             true
-        })
+        })?;
+        if !claimed.is_empty() {
+            // Claimed, not yet printed: the tests kill a hook here.
+            crate::process::fault::point("hook_after_claim");
+        }
+        Ok(claimed)
+    }
+
+    /// Acknowledges what this process claimed and has now delivered.
+    pub fn settle_pending(&self, claim: &PendingClaim) -> Result<usize> {
+        if claim.is_empty() {
+            return Ok(0);
+        }
+        let me = me()?;
+        self.store()
+            .settle_pending(&claim.completion_ids(), &claim.note_seqs(), me, now_ms())
+    }
+
+    /// Gives up this process's claims (it could not deliver them): they are
+    /// shown again by whoever reads next.
+    pub fn unclaim_pending(&self, claim: &PendingClaim) -> Result<()> {
+        let me = me()?;
+        let ids = claim.completion_ids();
+        if !ids.is_empty() {
+            self.store().unclaim(&ids, me)?;
+        }
+        self.store().unclaim_notes(&claim.note_seqs(), me)
     }
 
     /// The session's live tasks that may hold or wake a turn: those that
@@ -63,31 +149,22 @@ impl Service {
             .collect())
     }
 
-    /// Waits up to `timeout` for the session's next notification and
-    /// claims it (with any others pending, within `budget`), as the one
-    /// waiter of the session: registering supersedes an older waiter,
-    /// which returns [`Next::Superseded`].
+    /// Waits up to `timeout` for the session's next notification of any
+    /// kind and claims it (with any others pending, within `budget`), as
+    /// the one waiter of the session: registering supersedes an older
+    /// waiter, which returns [`Next::Superseded`].
     pub fn next_notification(
         &self,
+        wait: Wait,
         timeout: Duration,
         budget: usize,
-        cost: impl Fn(&Completion) -> usize,
+        cost: impl Fn(&Pending) -> usize,
     ) -> Result<Next> {
-        let me = this_process().ok_or_else(|| {
-            Error::io(
-                "cannot identify this process in",
-                "/proc/self/stat",
-                std::io::Error::other("unreadable"),
-            )
-        })?;
+        let me = me()?;
         // Nothing pending and nothing that could notify: no waiter at all
         // (and nothing written in a home that may not exist).
-        let claimed = self.claim_pending(budget, &cost)?;
-        if !claimed.completions.is_empty() {
-            return Ok(Next::Delivered(claimed));
-        }
-        if self.turn_holders()?.is_empty() {
-            return Ok(Next::Nothing);
+        if let Ok(next) = self.claim_or_nothing(wait, budget, &cost)? {
+            return Ok(next);
         }
         let mark = format!("{} {} {}\n", me.pid, me.start_ticks, me.boot_id);
         let slot = self.waiter_slot();
@@ -105,16 +182,13 @@ impl Service {
                     return Ok(Next::Superseded);
                 }
             }
-            let claimed = self.claim_pending(budget, &cost)?;
-            if !claimed.completions.is_empty() {
-                let _ = remove_if_mine(&slot, &mark);
-                return Ok(Next::Delivered(claimed));
-            }
-            let holders = self.turn_holders()?;
-            if holders.is_empty() {
-                let _ = remove_if_mine(&slot, &mark);
-                return Ok(Next::Nothing);
-            }
+            let holders = match self.claim_or_nothing(wait, budget, &cost)? {
+                Ok(next) => {
+                    let _ = remove_if_mine(&slot, &mark);
+                    return Ok(next);
+                }
+                Err(holders) => holders,
+            };
             if waiter.remaining() == Some(Duration::ZERO) {
                 let _ = remove_if_mine(&slot, &mark);
                 return Ok(Next::TimedOut);
@@ -124,6 +198,59 @@ impl Service {
             let owners = self.end_handles(&holders)?;
             waiter.sleep(&owners, true)?;
         }
+    }
+
+    /// What is pending (claimed), or [`Next::Nothing`] when nothing is and
+    /// no live task may notify; `None` while one may.
+    ///
+    /// The turn holders are read BEFORE the claim: what ends a task's
+    /// hold (its end, its readiness outcome) is recorded in the same
+    /// transaction as its notification, so a claim after a read that
+    /// found no holder sees that notification. (Read the other way round,
+    /// a task that became ready between the two reads was taken for
+    /// "nothing will come" and its notification missed the wake-up.)
+    fn claim_or_nothing(
+        &self,
+        wait: Wait,
+        budget: usize,
+        cost: &impl Fn(&Pending) -> usize,
+    ) -> Result<std::result::Result<Next, Vec<Task>>> {
+        let holders = self.wakers(wait)?;
+        let claimed = self.claim_pending(budget, cost)?;
+        if !claimed.is_empty() {
+            return Ok(Ok(Next::Delivered(claimed)));
+        }
+        if holders.is_empty() {
+            return Ok(Ok(Next::Nothing));
+        }
+        Ok(Err(holders))
+    }
+
+    /// The live tasks a waiter of this kind waits for: the turn holders;
+    /// for a waiter beside an idle session ([`Wait::Idle`]) also the tasks
+    /// with an active watch, whose matches the agent asked to hear of
+    /// (they never hold a turn: a watched server runs for hours).
+    pub fn wakers(&self, wait: Wait) -> Result<Vec<Task>> {
+        let live: Vec<Task> = self
+            .list(&ListRequest::default())?
+            .into_iter()
+            .filter(|t| !t.is_terminal())
+            .collect();
+        let watched: Vec<crate::task::TaskId> = match wait {
+            Wait::Turn => Vec::new(),
+            Wait::Idle if live.is_empty() => Vec::new(),
+            Wait::Idle => self
+                .store()
+                .watches(None, Some(self.session()))?
+                .into_iter()
+                .filter(|w| w.ended_at.is_none())
+                .map(|w| w.task_id)
+                .collect(),
+        };
+        Ok(live
+            .into_iter()
+            .filter(|t| holds_turn(t) || watched.contains(&t.task_id))
+            .collect())
     }
 
     /// The file naming the session's current waiter.

@@ -45,7 +45,7 @@ pub use process::Signal;
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
-pub use store::set_busy_timeout;
+pub use store::{set_busy_timeout, Pending, PendingClaim};
 pub use task::{
     Completion, Notification, NotificationKind, Readiness, ReadyOutcome, ReadyState, Status, Task,
     TaskId, Watch,

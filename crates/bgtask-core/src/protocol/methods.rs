@@ -125,7 +125,9 @@ pub struct BashParams {
     pub notify_on_completion: Option<bool>,
     pub compressed: Option<bool>,
     pub output_bytes: Option<usize>,
-    /// Return once the task is ready (issue 16) instead of after `wait_ms`.
+    /// Return once the task is ready (issue 16) instead of after `wait_ms`;
+    /// with `background`, return at once: the `ready`/`ready_failed`
+    /// notification tells when (issue 17).
     pub ready: Option<ReadyParams>,
     /// Issue 18: a stdin pipe the task can be sent input on.
     #[serde(default)]

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::task::TaskId;
 
 pub use home::disk_share;
-pub use notify::WatchHit;
+pub use notify::{ClaimScope, Pending, PendingClaim, WatchHit};
 pub use outbox::{Claimed, PREVIEW_BYTES};
 pub use schema::set_busy_timeout;
 pub(crate) use schema::SCHEMA_VERSION;

@@ -9,17 +9,98 @@
 //!   notification in the transaction that checks it (and, for `--once`,
 //!   ends it);
 //! - a notification is kept until its session acknowledges it; `gc` keeps
-//!   a task with an unacknowledged one.
+//!   a task with an unacknowledged one;
+//! - claims follow the outbox's rules (`outbox.rs`, points 1-3): one
+//!   claimed by a live process is shown by nobody else; a dead claimer's
+//!   claim is void, and readers re-insert the notification unclaimed with
+//!   a new sequence number (`void_dead_note_claims`), so a push that
+//!   tracks sequence numbers sees it as new; one acknowledged while
+//!   claimed was delivered by its claimer.
 
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde_json::{json, Value};
 
+use super::outbox::{claim_at, Liveness};
 use super::schema::RECORD_VERSION;
 use super::tasks::FinishRecord;
 use super::Store;
 use crate::error::{Error, Result};
+use crate::process::ProcessIdentity;
 use crate::ready::MAX_WATCHES;
-use crate::task::{Notification, NotificationKind, TaskId, Watch};
+use crate::task::{Completion, Notification, NotificationKind, TaskId, Watch};
+
+const NOTE_COLUMNS: &str = "n.seq, n.kind, n.task_id, n.session, n.watch_id, n.body, \
+    n.created_at, n.claim_pid, n.claim_start, n.claim_boot";
+
+/// A pending notification of any kind, as one delivery claims it.
+#[derive(Clone, Debug)]
+pub enum Pending {
+    /// A task's completion (`outbox.rs`).
+    Completion(Completion),
+    /// `ready`, `ready_failed` or `watch_match`.
+    Other(Notification),
+}
+
+impl Pending {
+    /// When it was recorded: the outbox's order across both tables.
+    fn created_at(&self) -> i64 {
+        match self {
+            Pending::Completion(c) => c.finished_at.unwrap_or(0),
+            Pending::Other(n) => n.created_at,
+        }
+    }
+}
+
+/// Notifications claimed for one delivery, oldest first, and how many
+/// others wait (they did not fit).
+#[derive(Clone, Debug, Default)]
+pub struct PendingClaim {
+    pub items: Vec<Pending>,
+    pub left: usize,
+}
+
+impl PendingClaim {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The claimed completions' tasks.
+    pub fn completion_ids(&self) -> Vec<TaskId> {
+        self.items
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Completion(c) => Some(c.task_id.clone()),
+                Pending::Other(_) => None,
+            })
+            .collect()
+    }
+
+    /// The claimed notifications' sequence numbers (the other kinds).
+    pub fn note_seqs(&self) -> Vec<i64> {
+        self.items
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Other(n) => note_seq(n),
+                Pending::Completion(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The sequence number in a notification id `n:<seq>`.
+pub fn note_seq(n: &Notification) -> Option<i64> {
+    n.notification_id.strip_prefix("n:")?.parse().ok()
+}
+
+/// Which tables a claim takes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimScope {
+    /// Completions and the other kinds (hooks).
+    Every,
+    /// The kinds beside completions (an MCP result claims completions
+    /// on their own, with a budget of their own).
+    Others,
+}
 
 /// The live statuses, as `tasks.rs` writes them (a readiness or a watch is
 /// only ever recorded for a live task).
@@ -369,60 +450,222 @@ impl Store {
     }
 
     /// The session's unacknowledged notifications of the kinds beside
-    /// `completed`, with sequence number above `after`, oldest first.
+    /// `completed`, with sequence number above `after`, oldest first,
+    /// leaving out those a live process claims (a dead one's claim is
+    /// voided first).
     pub fn notifications_after(
-        &self,
+        &mut self,
         session: &str,
         after: i64,
     ) -> Result<Vec<(i64, Notification)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT n.seq, n.kind, n.task_id, n.session, n.watch_id, n.body, n.created_at \
-                 FROM notifications n JOIN tasks t ON t.task_id = n.task_id \
-                 WHERE n.session = ?1 AND n.acked_at IS NULL AND n.seq > ?2 \
-                 AND t.record_version <= {RECORD_VERSION} ORDER BY n.seq"
-            ))
-            .map_err(|e| self.db_err(e))?;
-        let rows = stmt
-            .query_map(params![session, after], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })
-            .map_err(|e| self.db_err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, kind, task_id, session, watch_id, body, created_at) =
-                row.map_err(|e| self.db_err(e))?;
-            let (Some(kind), Ok(task_id)) = (
-                NotificationKind::from_stored(&kind),
-                task_id.parse::<TaskId>(),
-            ) else {
-                continue;
-            };
-            let detail: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            out.push((
-                seq,
-                Notification {
-                    notification_id: format!("n:{seq}"),
-                    summary: summary(kind, &task_id, watch_id.as_deref(), &detail),
-                    kind,
-                    task_id,
-                    session,
-                    watch_id,
-                    created_at,
-                    detail,
-                },
-            ));
+        self.void_dead_note_claims(session)?;
+        let rows = select_notes(
+            &self.conn,
+            "n.session = ?1 AND n.acked_at IS NULL AND n.seq > ?2",
+            params![session, after],
+        )
+        .map_err(|e| self.db_err(e))?;
+        let mut live = Liveness::default();
+        Ok(rows
+            .into_iter()
+            .filter(|(_, _, claim)| !live.holds(claim.as_ref()))
+            .map(|(seq, n, _)| (seq, n))
+            .collect())
+    }
+
+    /// Whether the session has any unacknowledged notification (claimed
+    /// or not) in the tables of `scope`: one read, no write.
+    pub fn any_pending(&self, session: &str, scope: ClaimScope) -> Result<bool> {
+        let sql = match scope {
+            ClaimScope::Every => {
+                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL) \
+                 OR EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL)"
+            }
+            ClaimScope::Others => {
+                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL)"
+            }
+        };
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.query_row(params![session], |r| r.get(0)))
+            .map_err(|e| self.db_err(e))
+    }
+
+    /// Claims for `claimer`, in one transaction, the session's pending
+    /// notifications no live process claims (completions too with
+    /// [`ClaimScope::Every`]), oldest first, while `fits` accepts them;
+    /// the first refused and all after it stay unclaimed and are counted.
+    pub fn claim_pending(
+        &mut self,
+        session: &str,
+        claimer: &ProcessIdentity,
+        scope: ClaimScope,
+        mut fits: impl FnMut(&Pending) -> bool,
+    ) -> Result<PendingClaim> {
+        // Most reads find nothing: skip the write transaction.
+        if !self.any_pending(session, scope)? {
+            return Ok(PendingClaim::default());
         }
-        Ok(out)
+        let path = self.db_path.clone();
+        let home = self.home.clone();
+        let err = |e| super::store_error(&path, e);
+        let tx = self.immediate()?;
+        let mut live = Liveness::default();
+        let mut rows: Vec<Pending> = Vec::new();
+        if scope == ClaimScope::Every {
+            let completions = super::outbox::select(
+                &tx,
+                &home,
+                "c.session = ?1 AND c.acked_at IS NULL",
+                params![session],
+            )
+            .map_err(err)?;
+            rows.extend(
+                completions
+                    .into_iter()
+                    .filter(|(_, _, claim)| !live.holds(claim.as_ref()))
+                    .map(|(_, c, _)| Pending::Completion(c)),
+            );
+        }
+        let notes = select_notes(
+            &tx,
+            "n.session = ?1 AND n.acked_at IS NULL",
+            params![session],
+        )
+        .map_err(err)?;
+        rows.extend(
+            notes
+                .into_iter()
+                .filter(|(_, _, claim)| !live.holds(claim.as_ref()))
+                .map(|(_, n, _)| Pending::Other(n)),
+        );
+        // The order `pending_notifications` shows: by time recorded, a
+        // completion after a readiness failure of the same moment.
+        rows.sort_by_key(|p| (p.created_at(), matches!(p, Pending::Completion(_))));
+        let who = (
+            claimer.pid,
+            claimer.start_ticks as i64,
+            claimer.boot_id.as_str(),
+        );
+        let mut claimed = PendingClaim::default();
+        for item in rows {
+            if claimed.left > 0 || !fits(&item) {
+                claimed.left += 1;
+                continue;
+            }
+            match &item {
+                Pending::Completion(c) => tx.execute(
+                    "UPDATE completions SET claim_pid = ?2, claim_start = ?3, claim_boot = ?4 \
+                     WHERE task_id = ?1",
+                    params![c.task_id.as_str(), who.0, who.1, who.2],
+                ),
+                Pending::Other(n) => tx.execute(
+                    "UPDATE notifications SET claim_pid = ?2, claim_start = ?3, claim_boot = ?4 \
+                     WHERE seq = ?1",
+                    params![note_seq(n), who.0, who.1, who.2],
+                ),
+            }
+            .map_err(err)?;
+            claimed.items.push(item);
+        }
+        tx.commit().map_err(err)?;
+        Ok(claimed)
+    }
+
+    /// Acknowledges, in one transaction, the named completions and
+    /// notifications `claimer` claims (others are left alone): it has
+    /// delivered them. Returns how many were settled.
+    pub fn settle_pending(
+        &mut self,
+        completions: &[TaskId],
+        notes: &[i64],
+        claimer: &ProcessIdentity,
+        now: i64,
+    ) -> Result<usize> {
+        let path = self.db_path.clone();
+        let err = |e| super::store_error(&path, e);
+        let tx = self.immediate()?;
+        let who = (
+            claimer.pid,
+            claimer.start_ticks as i64,
+            claimer.boot_id.as_str(),
+        );
+        let mut settled = 0;
+        for id in completions {
+            settled += tx
+                .execute(
+                    "UPDATE completions SET acked_at = ?5 WHERE task_id = ?1 AND acked_at IS NULL \
+                     AND claim_pid = ?2 AND claim_start = ?3 AND claim_boot = ?4",
+                    params![id.as_str(), who.0, who.1, who.2, now],
+                )
+                .map_err(err)?;
+        }
+        for seq in notes {
+            settled += tx
+                .execute(
+                    "UPDATE notifications SET acked_at = ?5 WHERE seq = ?1 AND acked_at IS NULL \
+                     AND claim_pid = ?2 AND claim_start = ?3 AND claim_boot = ?4",
+                    params![seq, who.0, who.1, who.2, now],
+                )
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(settled)
+    }
+
+    /// Gives up `claimer`'s claims on the named notifications (what showed
+    /// them never reached anyone): each is re-inserted unclaimed with a
+    /// new sequence number, to be shown again.
+    pub fn unclaim_notes(&mut self, seqs: &[i64], claimer: &ProcessIdentity) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let path = self.db_path.clone();
+        let err = |e| super::store_error(&path, e);
+        let tx = self.immediate()?;
+        for seq in seqs {
+            requeue_note(&tx, *seq, claimer).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        self.touch_events();
+        Ok(())
+    }
+
+    /// Voids the claims of dead processes on the session's unacknowledged
+    /// notifications (module docs).
+    fn void_dead_note_claims(&mut self, session: &str) -> Result<()> {
+        let claimed: Vec<(i64, Option<ProcessIdentity>)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, claim_pid, claim_start, claim_boot FROM notifications \
+                     WHERE session = ?1 AND acked_at IS NULL AND claim_pid IS NOT NULL",
+                )
+                .map_err(|e| self.db_err(e))?;
+            let rows = stmt
+                .query_map(params![session], |r| Ok((r.get(0)?, claim_at(r, 1)?)))
+                .map_err(|e| self.db_err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.db_err(e))?
+        };
+        let mut live = Liveness::default();
+        let dead: Vec<(i64, ProcessIdentity)> = claimed
+            .into_iter()
+            .filter_map(|(seq, claim)| Some((seq, claim?)))
+            .filter(|(_, claim)| !live.holds(Some(claim)))
+            .collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let path = self.db_path.clone();
+        let err = |e| super::store_error(&path, e);
+        let tx = self.immediate()?;
+        for (seq, claim) in &dead {
+            requeue_note(&tx, *seq, claim).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        self.touch_events();
+        Ok(())
     }
 
     /// The highest notification sequence number so far (0 when empty).
@@ -517,12 +760,12 @@ impl Store {
     }
 
     /// Whether the session has any unacknowledged notification, of any
-    /// kind (a completion claimed for showing by a server is its own).
+    /// kind (one claimed for showing by a server or a hook is its own).
     pub fn has_pending_notification(&self, session: &str) -> Result<bool> {
         self.conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL) \
-                 OR EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL \
+                "SELECT EXISTS (SELECT 1 FROM notifications WHERE session = ?1 AND acked_at IS NULL \
+                 AND claim_pid IS NULL) OR EXISTS (SELECT 1 FROM completions WHERE session = ?1 AND acked_at IS NULL \
                  AND claim_pid IS NULL)",
                 params![session],
                 |r| r.get(0),
@@ -559,5 +802,203 @@ pub(super) fn summary(
                 text("line")
             )
         }
+    }
+}
+
+type NoteRow = (i64, Notification, Option<ProcessIdentity>);
+
+/// Notifications beside completions matching `filter` (of tasks this build
+/// can read, of kinds it knows), oldest first, with their claims.
+fn select_notes(
+    conn: &rusqlite::Connection,
+    filter: &str,
+    args: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<NoteRow>> {
+    let sql = format!(
+        "SELECT {NOTE_COLUMNS} FROM notifications n JOIN tasks t ON t.task_id = n.task_id \
+         WHERE t.record_version <= {RECORD_VERSION} AND {filter} ORDER BY n.seq"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(args, note_from_row)?;
+    Ok(rows
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// A notification row; `None` for a kind or task id this build cannot read.
+fn note_from_row(r: &Row<'_>) -> rusqlite::Result<Option<NoteRow>> {
+    let seq: i64 = r.get(0)?;
+    let kind: String = r.get(1)?;
+    let task_id: String = r.get(2)?;
+    let watch_id: Option<String> = r.get(4)?;
+    let body: String = r.get(5)?;
+    let (Some(kind), Ok(task_id)) = (
+        NotificationKind::from_stored(&kind),
+        task_id.parse::<TaskId>(),
+    ) else {
+        return Ok(None);
+    };
+    let detail: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Ok(Some((
+        seq,
+        Notification {
+            notification_id: format!("n:{seq}"),
+            summary: summary(kind, &task_id, watch_id.as_deref(), &detail),
+            kind,
+            task_id,
+            session: r.get(3)?,
+            watch_id,
+            created_at: r.get(6)?,
+            detail,
+        },
+        claim_at(r, 7)?,
+    )))
+}
+
+/// Re-inserts an unacknowledged notification unclaimed with a new sequence
+/// number, if `claimer` (still) claims it.
+fn requeue_note(tx: &Transaction<'_>, seq: i64, claimer: &ProcessIdentity) -> rusqlite::Result<()> {
+    let who = params![
+        seq,
+        claimer.pid,
+        claimer.start_ticks as i64,
+        claimer.boot_id
+    ];
+    let copied = tx.execute(
+        "INSERT INTO notifications (task_id, session, kind, watch_id, body, created_at) \
+         SELECT task_id, session, kind, watch_id, body, created_at FROM notifications \
+         WHERE seq = ?1 AND acked_at IS NULL AND claim_pid = ?2 AND claim_start = ?3 \
+         AND claim_boot = ?4",
+        who,
+    )?;
+    if copied > 0 {
+        tx.execute("DELETE FROM notifications WHERE seq = ?1", params![seq])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Engine;
+    use crate::store::{CacheSize, NewTask};
+
+    const SESSION: &str = "dir:/project";
+
+    /// A store with one running task of `SESSION` and `hits` of its
+    /// watch's matches pending.
+    fn store_with_notes(dir: &std::path::Path, hits: usize) -> (Store, TaskId) {
+        let mut store = Store::open(&dir.join("home"), CacheSize::Default).unwrap();
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        let id = TaskId::random();
+        store
+            .insert_task(
+                &NewTask {
+                    id: id.clone(),
+                    session: SESSION.into(),
+                    command: "server".into(),
+                    cwd: dir.to_owned(),
+                    env_keys: Vec::new(),
+                    timeout_ms: None,
+                    idle_timeout_ms: None,
+                    max_output: 1 << 20,
+                    notify: true,
+                    interaction: Default::default(),
+                    owner: me.clone(),
+                    created_at: 1,
+                    ready: None,
+                    sandbox: None,
+                    executor: Engine::Local,
+                },
+                100,
+            )
+            .unwrap();
+        store.mark_running(&id, &me, None, 2).unwrap();
+        store
+            .add_watch(&Watch {
+                watch_id: "w-1".into(),
+                task_id: id.clone(),
+                session: SESSION.into(),
+                pattern: "ERROR".into(),
+                once: false,
+                cooldown_ms: 0,
+                created_at: 3,
+                ended_at: None,
+                fired_at: None,
+            })
+            .unwrap();
+        for n in 0..hits {
+            let line = format!("ERROR {n}");
+            let hit = WatchHit {
+                watch_id: "w-1",
+                line: &line,
+                stream: "stdout",
+                more_matches: 0,
+                ends: false,
+            };
+            assert!(store.record_watch_match(&id, &hit, 10 + n as i64).unwrap());
+        }
+        (store, id)
+    }
+
+    /// A process identity that is certainly not running.
+    fn dead() -> ProcessIdentity {
+        let mut dead = ProcessIdentity::of_child(std::process::id()).unwrap();
+        dead.start_ticks += 1;
+        dead
+    }
+
+    #[test]
+    fn a_claimed_notification_is_shown_by_nobody_else_until_its_claimer_dies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = store_with_notes(dir.path(), 2);
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        // A live claimer takes the first (the budget allows one).
+        let mut first = true;
+        let claimed = store
+            .claim_pending(SESSION, &me, ClaimScope::Every, |_| {
+                std::mem::take(&mut first)
+            })
+            .unwrap();
+        assert_eq!((claimed.items.len(), claimed.left), (1, 1));
+        // Readers (the push, drains) and other claimers see only the other.
+        let visible = store.notifications_after(SESSION, 0).unwrap();
+        assert_eq!(visible.len(), 1);
+        let other = store
+            .claim_pending(SESSION, &dead(), ClaimScope::Others, |_| true)
+            .unwrap();
+        assert_eq!(other.items.len(), 1);
+        assert_ne!(other.note_seqs(), claimed.note_seqs());
+        // The second claimer is dead: its claim is void, and readers see
+        // the notification again under a new sequence number.
+        let again = store.notifications_after(SESSION, 0).unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(again[0].0 > other.note_seqs()[0], "{again:?}");
+        // The live claimer settles its own; nobody else's.
+        let settled = store
+            .settle_pending(&[], &claimed.note_seqs(), &me, 99)
+            .unwrap();
+        assert_eq!(settled, 1);
+        let settled = store.settle_pending(&[], &[again[0].0], &me, 99).unwrap();
+        assert_eq!(settled, 0, "settled a notification it had not claimed");
+        assert!(store.any_pending(SESSION, ClaimScope::Every).unwrap());
+    }
+
+    #[test]
+    fn an_unclaimed_notification_is_shown_again_as_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = store_with_notes(dir.path(), 1);
+        let me = ProcessIdentity::of_child(std::process::id()).unwrap();
+        let claimed = store
+            .claim_pending(SESSION, &me, ClaimScope::Every, |_| true)
+            .unwrap();
+        assert!(store.notifications_after(SESSION, 0).unwrap().is_empty());
+        store.unclaim_notes(&claimed.note_seqs(), &me).unwrap();
+        let back = store.notifications_after(SESSION, 0).unwrap();
+        assert_eq!(back.len(), 1);
+        assert!(back[0].0 > claimed.note_seqs()[0]);
+        assert_eq!(back[0].1.detail["line"], "ERROR 0");
     }
 }

@@ -110,10 +110,10 @@ fn requeue(tx: &Transaction<'_>, id: &str, claimer: &ProcessIdentity) -> rusqlit
 
 /// Whether a claim still holds; remembers answers within one read.
 #[derive(Default)]
-struct Liveness(HashMap<(u32, u64), bool>);
+pub(super) struct Liveness(HashMap<(u32, u64), bool>);
 
 impl Liveness {
-    fn holds(&mut self, claim: Option<&ProcessIdentity>) -> bool {
+    pub(super) fn holds(&mut self, claim: Option<&ProcessIdentity>) -> bool {
         claim.is_some_and(|c| {
             *self
                 .0
@@ -489,11 +489,11 @@ impl Store {
     }
 }
 
-type Row3 = (i64, Completion, Option<ProcessIdentity>);
+pub(super) type Row3 = (i64, Completion, Option<ProcessIdentity>);
 
 /// Completions matching `filter` (of tasks this build can read), oldest
 /// first, with their claims.
-fn select(
+pub(super) fn select(
     conn: &rusqlite::Connection,
     home: &std::path::Path,
     filter: &str,
@@ -509,7 +509,7 @@ fn select(
 }
 
 /// A claim stored from column `first` on (pid, start ticks, boot id).
-fn claim_at(r: &Row<'_>, first: usize) -> rusqlite::Result<Option<ProcessIdentity>> {
+pub(super) fn claim_at(r: &Row<'_>, first: usize) -> rusqlite::Result<Option<ProcessIdentity>> {
     let pid: Option<u32> = r.get(first)?;
     let start: Option<i64> = r.get(first + 1)?;
     let boot: Option<String> = r.get(first + 2)?;

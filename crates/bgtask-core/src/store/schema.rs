@@ -79,6 +79,12 @@ const MIGRATIONS: &[&str] = &[
     // whether its monitor holds its tree stopped (store/pause.rs).
     "ALTER TABLE tasks ADD COLUMN paused_at INTEGER;
      ALTER TABLE tasks ADD COLUMN held INTEGER NOT NULL DEFAULT 0;",
+    // 9 (issue 17): claims on the notifications beside completions
+    // (store/notify.rs), as completions have (step 3): a hook, an MCP
+    // result and serve's readers never show the same one.
+    "ALTER TABLE notifications ADD COLUMN claim_pid INTEGER;
+     ALTER TABLE notifications ADD COLUMN claim_start INTEGER;
+     ALTER TABLE notifications ADD COLUMN claim_boot TEXT;",
 ];
 
 /// The schema this build writes.

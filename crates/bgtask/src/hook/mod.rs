@@ -4,13 +4,18 @@
 //! `bgtask mcp` uses in the event's `cwd`, unless `--session` or
 //! `BGTASK_SESSION` names one.
 //!
+//! Every kind of notification is delivered: completions, `ready`,
+//! `ready_failed` and `watch_match`.
+//!
 //! - **inject** (SessionStart, UserPromptSubmit, PostToolUse of other
 //!   tools, Gemini's BeforeAgent): the pending notifications as
 //!   `additionalContext`; nothing at all when none is pending.
 //! - **wake** (Claude Code's Stop, registered `asyncRewake`): waits for the
-//!   next notification of a task that notifies, prints it on stderr and
-//!   exits 2, which wakes the idle model. In `claude -p` the same hook runs
-//!   synchronously and so gates the run; it is then bounded like a gate.
+//!   next notification of a task that notifies (or has an active watch),
+//!   prints it on stderr and exits 2, which wakes the idle model. In
+//!   `claude -p` the same hook runs synchronously and so gates the run; it
+//!   is then bounded like a gate, and waits only for tasks that hold the
+//!   turn (a task with a readiness condition holds it until it is ready).
 //! - **gate** (Codex's Stop in `codex exec`, Gemini's AfterAgent): waits,
 //!   bounded, and answers `decision: block` with the notification.
 //! - **Codex interactive**: its Stop leaves a detached waiter that delivers
@@ -28,8 +33,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use bgtask_core::hook::Next;
-use bgtask_core::{Completion, Config, Service, TaskId};
+use bgtask_core::hook::{Next, Wait};
+use bgtask_core::{Config, Pending, PendingClaim, Service};
 
 use crate::mcp::format::{completions_block, BlockEntry};
 
@@ -138,20 +143,30 @@ fn hook(args: HookArgs, mut config: Config, session_given: bool) -> Result<u8> {
         let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
         config.session = crate::mcp::session_of_dir(&cwd);
     }
-    // A hook never creates a store: without one nothing is pending.
+    // A hook never creates a store: without one nothing is pending, no
+    // task can hold or wake a turn, and every action answers nothing. (The
+    // in-memory stand-in `open_existing` would build costs milliseconds:
+    // every hook of every prompt pays it until bgtask is first used.)
+    if !config.home.join("bgtask.db").exists() {
+        return Ok(0);
+    }
     let service = Service::open_existing(config.clone())?;
     match action {
         Action::Inject { summary } => inject(agent, &event, &service, summary),
         Action::Wake => {
             // Under `claude -p` the Stop hook holds the run: bounded.
             let sync = std::env::var("CLAUDE_CODE_ENTRYPOINT").is_ok_and(|e| e.starts_with("sdk"));
-            let wait = if sync { gate_wait()? } else { WAKE_WAIT };
-            stop(agent, &event, &service, wait)
+            let (kind, wait) = if sync {
+                (Wait::Turn, gate_wait()?)
+            } else {
+                (Wait::Idle, WAKE_WAIT)
+            };
+            stop(agent, &event, &service, kind, wait)
         }
-        Action::Gate => stop(agent, &event, &service, gate_wait()?),
+        Action::Gate => stop(agent, &event, &service, Wait::Turn, gate_wait()?),
         Action::QueueWaiter => {
             if let Some(thread) = &event.session_id {
-                if !service.turn_holders()?.is_empty() {
+                if !service.wakers(Wait::Idle)?.is_empty() {
                     spawn_queue_waiter(&config, thread)?;
                 }
             }
@@ -174,18 +189,42 @@ fn gate_wait() -> Result<Duration> {
 }
 
 /// How much of the context budget a notification takes.
-fn cost(c: &Completion) -> usize {
-    BlockEntry::of(c).text.len()
+fn cost(p: &Pending) -> usize {
+    match p {
+        Pending::Completion(c) => BlockEntry::of(c).text.len(),
+        Pending::Other(n) => crate::mcp::notices::line(n).len(),
+    }
 }
 
-/// The text of claimed notifications.
-fn notification_text(completions: &[Completion], left: usize) -> String {
-    let entries: Vec<BlockEntry> = completions.iter().map(BlockEntry::of).collect();
-    completions_block(&entries, left)
-}
-
-fn ids(completions: &[Completion]) -> Vec<TaskId> {
-    completions.iter().map(|c| c.task_id.clone()).collect()
+/// The text of claimed notifications: the completions as a tool result
+/// opens with them, then the other kinds as `[bgtask] notifications:`
+/// lines (as MCP shows them), then how many more wait.
+fn notification_text(claim: &PendingClaim) -> String {
+    let mut entries = Vec::new();
+    let mut others = String::new();
+    for item in &claim.items {
+        match item {
+            Pending::Completion(c) => entries.push(BlockEntry::of(c)),
+            Pending::Other(n) => others.push_str(&crate::mcp::notices::line(n)),
+        }
+    }
+    let mut text = String::new();
+    if !entries.is_empty() {
+        text = completions_block(&entries, 0);
+    }
+    if !others.is_empty() {
+        text.push_str("[bgtask] notifications:\n");
+        text.push_str(&others);
+        text.push('\n');
+    }
+    if claim.left > 0 {
+        text.push_str(&format!(
+            "[bgtask] and {} more notification(s), not shown here for room: they open the \
+             next results; see `bgtask notifications`.\n",
+            claim.left
+        ));
+    }
+    text
 }
 
 /// Prints `text` on stdout and flushes: what was printed counts as
@@ -201,8 +240,8 @@ fn emit(text: &str) -> Result<()> {
 fn inject(agent: Agent, event: &Event, service: &Service, summary: bool) -> Result<u8> {
     let claimed = service.claim_pending(CONTEXT_BUDGET, cost)?;
     let mut text = String::new();
-    if !claimed.completions.is_empty() || claimed.left > 0 {
-        text = notification_text(&claimed.completions, claimed.left);
+    if !claimed.is_empty() || claimed.left > 0 {
+        text = notification_text(&claimed);
     }
     if summary {
         let live = service.turn_holders()?;
@@ -222,27 +261,25 @@ fn inject(agent: Agent, event: &Event, service: &Service, summary: bool) -> Resu
         return Ok(0);
     }
     let answer = agent.inject_answer(&event.name, text.trim_end());
-    let shown = ids(&claimed.completions);
     if let Err(e) = emit(&answer.to_string()) {
-        let _ = service.unclaim(&shown);
+        let _ = service.unclaim_pending(&claimed);
         return Err(e);
     }
-    service.settle(&shown)?;
+    service.settle_pending(&claimed)?;
     Ok(0)
 }
 
 /// Wake and gate: wait for the next notification and hand it over.
-fn stop(agent: Agent, event: &Event, service: &Service, wait: Duration) -> Result<u8> {
+fn stop(agent: Agent, event: &Event, service: &Service, kind: Wait, wait: Duration) -> Result<u8> {
     let blocks = BlockCount::new(service, agent, event);
     if !blocks.may_block(agent) {
         return Ok(0);
     }
-    let claimed = match service.next_notification(wait, CONTEXT_BUDGET, cost)? {
+    let claimed = match service.next_notification(kind, wait, CONTEXT_BUDGET, cost)? {
         Next::Delivered(claimed) => claimed,
         Next::Nothing | Next::TimedOut | Next::Superseded => return Ok(0),
     };
-    let text = notification_text(&claimed.completions, claimed.left);
-    let shown = ids(&claimed.completions);
+    let text = notification_text(&claimed);
     let printed = match agent.stop_answer(text.trim_end()) {
         StopAnswer::Stderr(text) => {
             let mut err = std::io::stderr().lock();
@@ -257,11 +294,11 @@ fn stop(agent: Agent, event: &Event, service: &Service, wait: Duration) -> Resul
     match printed {
         Ok(code) => {
             blocks.record_block();
-            service.settle(&shown)?;
+            service.settle_pending(&claimed)?;
             Ok(code)
         }
         Err(e) => {
-            let _ = service.unclaim(&shown);
+            let _ = service.unclaim_pending(&claimed);
             Err(e)
         }
     }
@@ -347,12 +384,11 @@ fn spawn_queue_waiter(config: &Config, thread: &str) -> Result<()> {
 /// The detached Codex waiter: the next notification, through `codex queue`.
 fn queue_waiter(config: Config, thread: &str) -> Result<u8> {
     let service = Service::open_existing(config)?;
-    let claimed = match service.next_notification(WAKE_WAIT, CONTEXT_BUDGET, cost)? {
+    let claimed = match service.next_notification(Wait::Idle, WAKE_WAIT, CONTEXT_BUDGET, cost)? {
         Next::Delivered(claimed) => claimed,
         _ => return Ok(0),
     };
-    let text = notification_text(&claimed.completions, claimed.left);
-    let shown = ids(&claimed.completions);
+    let text = notification_text(&claimed);
     let codex = std::env::var_os("BGTASK_CODEX").unwrap_or_else(|| "codex".into());
     let queued = std::process::Command::new(&codex)
         .args(["queue", "--thread", thread, "--message"])
@@ -362,12 +398,12 @@ fn queue_waiter(config: Config, thread: &str) -> Result<u8> {
         .status();
     match queued {
         Ok(status) if status.success() => {
-            service.settle(&shown)?;
+            service.settle_pending(&claimed)?;
             Ok(0)
         }
         _ => {
             // Not delivered: the next hook or tool result shows it.
-            service.unclaim(&shown)?;
+            service.unclaim_pending(&claimed)?;
             Ok(1)
         }
     }

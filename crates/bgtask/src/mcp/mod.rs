@@ -16,7 +16,7 @@
 
 pub(crate) mod format;
 mod interact;
-mod notices;
+pub(crate) mod notices;
 mod resources;
 mod tools;
 mod transport;

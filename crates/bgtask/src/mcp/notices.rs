@@ -3,10 +3,12 @@
 //! kinds beside completions (`ready`, `ready_failed`, `watch_match`) that
 //! open a tool result like completions do.
 //!
-//! Those notifications are shown once per server (tracked by sequence
-//! number) and acknowledged when the client's next tool call arrives (the
-//! evidence it has the result that showed them); a server that dies before
-//! leaves them unacknowledged, so the next one shows them again.
+//! Those notifications are claimed in the store by the result that shows
+//! them (as completions are: a hook or another server of the session never
+//! shows them too) and acknowledged when the client's next tool call
+//! arrives (the evidence it has the result that showed them); a server
+//! that dies before leaves a void claim, so the next reader shows them
+//! again.
 
 use std::sync::Mutex;
 
@@ -16,7 +18,8 @@ use serde_json::{json, Value};
 
 use bgtask_core::protocol::{ready_result, RawReady, ReadyParams};
 use bgtask_core::{
-    BashRequest, Error, Notification, NotificationId, ReadyState, Service, TaskId, WatchRequest,
+    BashRequest, Error, Notification, Pending, PendingClaim, ReadyState, Service, TaskId,
+    WatchRequest,
 };
 
 use super::tools::Answer;
@@ -185,10 +188,13 @@ pub fn wait(
     }
 }
 
-/// What this server showed of the notifications beside completions.
+/// What this server showed of the notifications beside completions: each
+/// is claimed in the store when a result shows it (so a hook or another
+/// server of the session never shows it too), and acknowledged when the
+/// client's next tool call arrives.
 #[derive(Default)]
 pub struct Shown {
-    state: Mutex<(i64, Vec<NotificationId>)>,
+    claimed: Mutex<PendingClaim>,
 }
 
 impl Shown {
@@ -196,21 +202,25 @@ impl Shown {
     /// so it has them. Called before a tool runs, so a `bash_wait` for a
     /// notification does not wake for one the model has already seen.
     pub fn settle(&self, service: &Service) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = std::mem::take(&mut state.1);
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = std::mem::take(&mut *claimed);
         if !previous.is_empty() {
-            if let Err(e) = service.ack_notifications(&previous) {
+            if let Err(e) = service.settle_pending(&previous) {
                 tracing::warn!("cannot acknowledge notifications: {e}");
-                state.1 = previous;
+                *claimed = previous;
             }
         }
     }
 
-    /// The text and JSON of the notifications this server has not shown
-    /// yet (they are acknowledged by the next `settle`).
+    /// The text and JSON of the notifications nobody has shown yet, claimed
+    /// for this server (they are acknowledged by the next `settle`).
     pub fn block(&self, service: &Service) -> (String, Vec<Value>) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = match service.notifications_after(state.0) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        let cost = |p: &Pending| match p {
+            Pending::Other(n) => line(n).len(),
+            Pending::Completion(_) => 0,
+        };
+        let fresh = match service.claim_other_notifications(NOTES_BUDGET, cost) {
             Ok(fresh) => fresh,
             Err(e) => {
                 tracing::warn!("cannot read notifications: {e}");
@@ -219,25 +229,23 @@ impl Shown {
         };
         let mut text = String::new();
         let mut json = Vec::new();
-        for (seq, n) in fresh {
-            let line = line(&n);
-            if !text.is_empty() && text.len() + line.len() > NOTES_BUDGET {
-                break;
+        for item in &fresh.items {
+            if let Pending::Other(n) = item {
+                text.push_str(&line(n));
+                json.push(json!(n));
             }
-            text.push_str(&line);
-            json.push(json!(n));
-            state.0 = seq;
-            state.1.push(NotificationId::Other(seq));
         }
         if !text.is_empty() {
             text.insert_str(0, "[bgtask] notifications:\n");
             text.push('\n');
         }
+        claimed.items.extend(fresh.items);
         (text, json)
     }
 }
 
-fn line(n: &Notification) -> String {
+/// One notification as a line of a result or a hook's message.
+pub(crate) fn line(n: &Notification) -> String {
     let summary: String = n.summary.chars().take(400).collect();
     format!("- [{}] {summary}\n", n.kind.as_str())
 }

@@ -187,7 +187,7 @@ impl Answer {
 #[tool_router(vis = "pub")]
 impl BgMcp {
     #[tool(
-        description = "Run a shell command. If it finishes within wait_ms (default 10 s) you get its exit status and output (bounded; noise such as progress bars folded). Otherwise it keeps running in the background as a durable task: you get its task id at once and its completion (status, exit code, last output lines) is reported at the start of a later tool result. Use background=true for long jobs. For a server, pass ready (e.g. {\"port\": 3000} or {\"log\": \"listening\"}): start a server and return once it listens on port 3000, with the reason and its output if it crashed first."
+        description = "Run a shell command. If it finishes within wait_ms (default 10 s) you get its exit status and output (bounded; noise such as progress bars folded). Otherwise it keeps running in the background as a durable task: you get its task id at once and its completion (status, exit code, last output lines) is reported at the start of a later tool result. Use background=true for long jobs. For a server, pass ready (e.g. {\"port\": 3000} or {\"log\": \"listening\"}): start a server and return once it listens on port 3000, with the reason and its output if it crashed first; with background=true too, return at once and be told when it is ready."
     )]
     async fn bash(
         &self,
@@ -399,7 +399,9 @@ impl BgMcp {
         let request = args
             .into_params()?
             .into_request(&DEFAULTS, &tasks, self.cwd.clone());
-        if request.spawn.ready.is_some() {
+        // With `background`, a task with a readiness condition returns at
+        // once and its `ready`/`ready_failed` notification tells when.
+        if request.spawn.ready.is_some() && !request.background {
             return notices::run_ready(&self.service, &request);
         }
         let (outcome, held) = self.service.bash_held(&request)?;

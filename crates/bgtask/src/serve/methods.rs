@@ -127,7 +127,9 @@ fn initialize(server: &Server, p: InitializeParams) -> Reply {
 fn bash(session: &Session, p: BashParams) -> Reply {
     let tasks = session.service.config().tasks;
     let request = p.into_request(&DEFAULTS, &tasks, session.project_root.clone());
-    if request.spawn.ready.is_some() {
+    // With `background`, a task with a readiness condition returns at once
+    // and its `ready`/`ready_failed` notification tells when (issue 17).
+    if request.spawn.ready.is_some() && !request.background {
         return super::notices::bash_ready(&session.service, &request);
     }
     match session.service.bash(&request)? {

@@ -5,9 +5,13 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
+#[path = "../shared/client.rs"]
+#[allow(dead_code, reason = "each test binary uses part of the shared client")]
+mod client;
 #[path = "../shared/fixture.rs"]
 #[allow(dead_code, reason = "each test binary uses part of the shared fixture")]
 mod fixture;
 
 mod hooks;
+mod kinds;
 mod setup;
