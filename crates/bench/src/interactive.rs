@@ -45,6 +45,10 @@ pub fn run(bg: &Bgtask, runs: usize, baseline: Option<&Bgtask>) -> Result<()> {
             "ms",
         ),
         Series::new("`run --wait --pty`, baseline binary", "ms"),
+        Series::new(
+            "minimal reader, a pty with `-opost` (not bgtask's setting: the line discipline's per-line share)",
+            "ms",
+        ),
     ];
     let has_script = Command::new("script")
         .arg("--version")
@@ -59,19 +63,20 @@ pub fn run(bg: &Bgtask, runs: usize, baseline: Option<&Bgtask>) -> Result<()> {
                 0 => captured(&home, &[], &command)?,
                 1 => captured(&home, &["--pty"], &command)?,
                 2 => minimal_pipe(&command, &scratch)?,
-                3 => minimal_pty(&command, &scratch)?,
+                3 => minimal_pty(&command, &scratch, true)?,
                 4 if has_script => script(&command)?,
                 5 => match &baseline {
                     Some(home) => captured(home, &["--pty"], &command)?,
                     None => continue,
                 },
+                6 => minimal_pty(&command, &scratch, false)?,
                 _ => continue,
             };
             series[which].push(ms);
         }
     }
     let _ = std::fs::remove_file(&scratch);
-    let [on_pipes, on_pty, min_pipe, min_pty, by_script, on_pty_baseline] = series;
+    let [on_pipes, on_pty, min_pipe, min_pty, by_script, on_pty_baseline, min_pty_raw] = series;
     // The screen's share: the same bytes, as a terminal shows them
     // (`\r\n` line ends), through the vt100 emulator alone, in-process.
     let text: Vec<u8> = b"bgtask benchmark output line\r\n"
@@ -105,6 +110,7 @@ pub fn run(bg: &Bgtask, runs: usize, baseline: Option<&Bgtask>) -> Result<()> {
         &on_pty_baseline,
         &min_pipe,
         &min_pty,
+        &min_pty_raw,
         &by_script,
         &parse,
     ] {
@@ -220,11 +226,18 @@ fn minimal_pipe(command: &str, file: &Path) -> Result<f64> {
 
 /// The same under a pseudo-terminal with the kernel's default settings
 /// (as bgtask's): poll the master side, read, write to `file`, until the
-/// terminal's last holder closes it (EIO).
-fn minimal_pty(command: &str, file: &Path) -> Result<f64> {
+/// terminal's last holder closes it (EIO). Without `opost`, output
+/// processing is turned off (`stty -opost`: no `\n` → `\r\n`), which
+/// bgtask does not do: it changes what programs see.
+fn minimal_pty(command: &str, file: &Path, opost: bool) -> Result<f64> {
     let mut out = std::fs::File::create(file)?;
     let start = Instant::now();
     let (master, slave) = open_pty()?;
+    if !opost {
+        let mut termios = rustix::termios::tcgetattr(&slave)?;
+        termios.output_modes -= rustix::termios::OutputModes::OPOST;
+        rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &termios)?;
+    }
     let mut child = Command::new("sh")
         .args(["-c", command])
         .stdin(Stdio::from(slave.try_clone()?))

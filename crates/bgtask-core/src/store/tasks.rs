@@ -331,7 +331,9 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let row: Option<(String, String, Option<i64>, i64, Option<String>)> = tx
+        // session, status, finished_at, dropped_bytes, io
+        type Row = (String, String, Option<i64>, i64, Option<String>);
+        let row: Option<Row> = tx
             .query_row(
                 "UPDATE tasks SET notify = 1 WHERE task_id = ?1 \
                  RETURNING session, status, finished_at, dropped_bytes, io",
