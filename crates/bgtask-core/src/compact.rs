@@ -495,7 +495,8 @@ pub fn shape_terminal_file(path: &Path, size: PtySize, opts: ShapeOptions) -> io
 
 /// The last `budget` bytes of a task's output as text: for a `--pty` task
 /// (`pty`: its terminal's size) the end of what its terminal holds,
-/// emulated from the last `max(8 × budget, 64 KiB)` bytes of its stream;
+/// emulated from the last `8 × budget` bytes of its stream (at least
+/// 64 KiB, at most 4 MiB);
 /// otherwise [`combined_tail`]. Completion previews and `status`'s tail
 /// come from here.
 pub fn task_tail(
@@ -507,7 +508,10 @@ pub fn task_tail(
     let Some(size) = pty else {
         return combined_tail(stdout, stderr, budget);
     };
-    let chunk = read_tail(stdout, budget.saturating_mul(8).max(TERMINAL_WINDOW))?;
+    let window = budget
+        .saturating_mul(8)
+        .clamp(TERMINAL_WINDOW, TERMINAL_WINDOW_MAX);
+    let chunk = read_tail(stdout, window)?;
     let mut data = chunk.data.as_slice();
     if chunk.is_partial() {
         // Emulation starts at a line start, never inside an escape.
@@ -523,8 +527,10 @@ pub fn task_tail(
     })
 }
 
-/// The least of a terminal's stream [`task_tail`] emulates.
+/// The least and the most of a terminal's stream [`task_tail`] emulates
+/// (the emulator parses about 20 MiB/s).
 const TERMINAL_WINDOW: u64 = 64 << 10;
+const TERMINAL_WINDOW_MAX: u64 = 4 << 20;
 
 /// [`shape_file`] with `decode` turning each window's bytes into text.
 fn shape_file_decoded(

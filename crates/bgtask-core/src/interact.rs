@@ -242,11 +242,18 @@ pub fn render(output: &[u8], size: PtySize) -> Screen {
 /// wrapped is one line again; trailing blanks and blank lines at the end
 /// go. A program still on the alternate screen (a pager, an editor) shows
 /// that screen, as a terminal would.
+///
+/// Memory is bounded: the scrollback keeps at most [`SCROLLBACK_CELLS`]
+/// cells (32 bytes each); past that its oldest lines are dropped, as a
+/// terminal's scrollback drops them, and the text starts later.
 pub fn terminal_text(output: &[u8], size: PtySize) -> String {
     // Every line that scrolls off takes at least one byte of output, so
     // the scrollback never needs more rows than there are bytes; rows are
     // allocated only as lines scroll off.
-    let mut parser = vt100::Parser::new(size.rows, size.cols, output.len());
+    let scrollback = output
+        .len()
+        .min(SCROLLBACK_CELLS / usize::from(size.cols.max(1)));
+    let mut parser = vt100::Parser::new(size.rows, size.cols, scrollback);
     parser.process(output);
     let screen = parser.screen_mut();
     screen.set_scrollback(usize::MAX);
@@ -289,6 +296,9 @@ pub fn terminal_text(output: &[u8], size: PtySize) -> String {
     }
     text
 }
+
+/// The most cells [`terminal_text`] keeps in its scrollback (32 MiB).
+pub const SCROLLBACK_CELLS: usize = 1 << 20;
 
 /// What a send did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,5 +382,19 @@ mod tests {
         let output = b"before\r\n\x1b[?1049h\x1b[Hpage 1\r\n:";
         assert_eq!(terminal_text(output, size), "page 1\n:\n");
         assert_eq!(terminal_text(b"", size), "");
+    }
+
+    #[test]
+    fn terminal_text_keeps_the_newest_lines_when_its_scrollback_is_full() {
+        let size = PtySize {
+            rows: 2,
+            cols: 1000,
+        };
+        let keep = SCROLLBACK_CELLS / 1000;
+        let output: String = (0..keep + 500).map(|i| format!("{i}\r\n")).collect();
+        let text = terminal_text(output.as_bytes(), size);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.last(), Some(&(keep + 499).to_string().as_str()));
+        assert!(lines.len() <= keep + 2, "{}", lines.len());
     }
 }
