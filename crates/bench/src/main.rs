@@ -168,16 +168,21 @@ fn main() -> ExitCode {
         };
     }
     if argv.first().map(String::as_str) == Some("interactive") {
-        // Issue 18's numbers: `bench interactive [RUNS] [BGTASK]` (release
+        // Issue 18's numbers: `bench interactive [RUNS] [BGTASK [BASELINE]]` (release
         // build; BGTASK defaults to building the one beside this binary).
         let runs = argv.get(1).and_then(|r| r.parse().ok()).unwrap_or(200);
         let exe = match argv.get(2) {
             Some(path) => Ok(PathBuf::from(path)),
             None => workspace_root().and_then(|root| harness::build_bgtask(&root)),
         };
-        let run = exe
-            .and_then(Bgtask::new)
-            .and_then(|bg| interactive::run(&bg, runs));
+        let baseline = argv
+            .get(3)
+            .map(|path| Bgtask::new(PathBuf::from(path)))
+            .transpose();
+        let run = exe.and_then(Bgtask::new).and_then(|bg| {
+            let baseline = baseline?;
+            interactive::run(&bg, runs, baseline.as_ref())
+        });
         return match run {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -16,7 +16,7 @@
 //!   visible to the session.
 
 use crate::clock::now_ms;
-use crate::compact::{shape_file, ShapeOptions, Shaped};
+use crate::compact::{shape_file, shape_terminal_file, ShapeOptions, Shaped};
 use crate::config::SpawnRequest;
 use crate::error::{Error, Result};
 use crate::reconcile::reconcile_task;
@@ -185,8 +185,14 @@ impl Service {
     /// stdout, then a `[stderr]` line and stderr when there is any.
     pub fn shaped_output(&self, task: &Task, opts: ShapeOptions) -> Result<Shaped> {
         let read = |path: &std::path::Path, budget: usize| {
-            shape_file(path, ShapeOptions { budget, ..opts })
-                .map_err(|e| Error::io("cannot read output", path, e))
+            let opts = ShapeOptions { budget, ..opts };
+            // A `--pty` task's stream is compacted as its terminal shows
+            // it (issue 18).
+            match task.pty {
+                Some(size) => shape_terminal_file(path, size, opts),
+                None => shape_file(path, opts),
+            }
+            .map_err(|e| Error::io("cannot read output", path, e))
         };
         let out_len = file_len(&task.stdout_path);
         let err_len = file_len(&task.stderr_path);

@@ -15,6 +15,11 @@
 //!   (the end of a build or test run matters most), cut at line boundaries.
 //! - [`shape_bytes`] and [`shape_file`] put these together for task output
 //!   of any size, reading only a head window and a tail window of a file.
+//! - A `--pty` task's output is a terminal's stream: [`shape_terminal_file`]
+//!   and [`task_tail`] replay it through the vt100 emulator
+//!   ([`crate::interact::terminal_text`]: scrollback and screen, cursor
+//!   moves and cleared screens resolved) and compact that text, never the
+//!   raw bytes.
 //!
 //! Markers (agents read these; keep the formats stable):
 //! - `  [×N identical lines]` on the line after a line `L`: `L` stood `N`
@@ -50,7 +55,10 @@ use std::str::Chars;
 
 use serde::Serialize;
 
-use crate::output::{str_tail, utf8_complete_prefix, utf8_start_skip};
+use crate::interact::{terminal_text, PtySize};
+use crate::output::{
+    combined_tail, read_tail, str_tail, utf8_complete_prefix, utf8_start_skip, Tail,
+};
 
 /// Smallest window [`shape_file`] reads, so a tiny budget still sees enough
 /// output for compaction to work with.
@@ -425,12 +433,25 @@ pub fn bound(text: &str, budget: usize) -> Shaped {
 /// lossily; when the windows do not touch, a character cut at the end of
 /// the head or the start of the tail is dropped and counted as omitted.
 pub fn shape_bytes(head: &[u8], tail: Option<&[u8]>, skipped: u64, opts: ShapeOptions) -> Shaped {
+    shape_decoded(head, tail, skipped, opts, &|bytes| {
+        decode(bytes, opts.compress)
+    })
+}
+
+/// [`shape_bytes`] with `decode` turning each window's bytes into text.
+fn shape_decoded(
+    head: &[u8],
+    tail: Option<&[u8]>,
+    skipped: u64,
+    opts: ShapeOptions,
+    decode: &dyn Fn(&[u8]) -> String,
+) -> Shaped {
     if skipped == 0 {
         // The windows touch: decode them as one, so a character split
         // between them survives and no marker claims a gap that is not there.
         let text = match tail {
-            Some(tail) => decode(&[head, tail].concat(), opts.compress),
-            None => decode(head, opts.compress),
+            Some(tail) => decode(&[head, tail].concat()),
+            None => decode(head),
         };
         return bound(&text, opts.budget);
     }
@@ -448,8 +469,8 @@ pub fn shape_bytes(head: &[u8], tail: Option<&[u8]>, skipped: u64, opts: ShapeOp
     };
     let cut_chars = (head.len() - head_end + tail_start) as u64;
     let gap = skipped.saturating_add(cut_chars);
-    let head = decode(&head[..head_end], opts.compress);
-    let tail = decode(&tail[tail_start..], opts.compress);
+    let head = decode(&head[..head_end]);
+    let tail = decode(&tail[tail_start..]);
     splice(&head, gap, &tail, opts.budget)
 }
 
@@ -457,6 +478,66 @@ pub fn shape_bytes(head: &[u8], tail: Option<&[u8]>, skipped: u64, opts: ShapeOp
 /// bytes: the whole file when it fits, else the first and last halves of
 /// that window. A missing file is empty.
 pub fn shape_file(path: &Path, opts: ShapeOptions) -> io::Result<Shaped> {
+    shape_file_decoded(path, opts, &|bytes| decode(bytes, opts.compress))
+}
+
+/// [`shape_file`] for a `--pty` task's output, a terminal of `size`: each
+/// window is replayed through the emulator and its text compacted (issue
+/// 18). The tail window starts at a line start, as [`shape_bytes`] cuts
+/// it, so its emulation starts in a clean state. Without `compress` the
+/// bytes are shown as they are, like any raw view.
+pub fn shape_terminal_file(path: &Path, size: PtySize, opts: ShapeOptions) -> io::Result<Shaped> {
+    if !opts.compress {
+        return shape_file(path, opts);
+    }
+    shape_file_decoded(path, opts, &|bytes| fold(&terminal_text(bytes, size)))
+}
+
+/// The last `budget` bytes of a task's output as text: for a `--pty` task
+/// (`pty`: its terminal's size) the end of what its terminal holds,
+/// emulated from the last `8 × budget` bytes of its stream (at least
+/// 64 KiB, at most 4 MiB);
+/// otherwise [`combined_tail`]. Completion previews and `status`'s tail
+/// come from here.
+pub fn task_tail(
+    stdout: &Path,
+    stderr: &Path,
+    budget: u64,
+    pty: Option<PtySize>,
+) -> io::Result<Tail> {
+    let Some(size) = pty else {
+        return combined_tail(stdout, stderr, budget);
+    };
+    let window = budget
+        .saturating_mul(8)
+        .clamp(TERMINAL_WINDOW, TERMINAL_WINDOW_MAX);
+    let chunk = read_tail(stdout, window)?;
+    let mut data = chunk.data.as_slice();
+    if chunk.is_partial() {
+        // Emulation starts at a line start, never inside an escape.
+        if let Some(nl) = data.iter().position(|b| *b == b'\n') {
+            data = &data[nl + 1..];
+        }
+    }
+    let text = terminal_text(data, size);
+    let shown = str_tail(&text, usize::try_from(budget).unwrap_or(usize::MAX));
+    Ok(Tail {
+        truncated: chunk.is_partial() || shown.len() < text.len(),
+        text: shown.to_owned(),
+    })
+}
+
+/// The least and the most of a terminal's stream [`task_tail`] emulates
+/// (the emulator parses about 20 MiB/s).
+const TERMINAL_WINDOW: u64 = 64 << 10;
+const TERMINAL_WINDOW_MAX: u64 = 4 << 20;
+
+/// [`shape_file`] with `decode` turning each window's bytes into text.
+fn shape_file_decoded(
+    path: &Path,
+    opts: ShapeOptions,
+    decode: &dyn Fn(&[u8]) -> String,
+) -> io::Result<Shaped> {
     let with_path = |source: io::Error| {
         let kind = source.kind();
         let path = path.to_owned();
@@ -465,7 +546,7 @@ pub fn shape_file(path: &Path, opts: ShapeOptions) -> io::Result<Shaped> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(shape_bytes(&[], None, 0, opts))
+            return Ok(shape_decoded(&[], None, 0, opts, decode))
         }
         Err(e) => return Err(with_path(e)),
     };
@@ -476,7 +557,7 @@ pub fn shape_file(path: &Path, opts: ShapeOptions) -> io::Result<Shaped> {
     let len = file.metadata().map_err(with_path)?.len();
     if len <= window {
         let data = read_window(&mut file, 0, len).map_err(with_path)?;
-        return Ok(shape_bytes(&data, None, 0, opts));
+        return Ok(shape_decoded(&data, None, 0, opts, decode));
     }
     let head_len = window / 2;
     let tail_start = len - (window - head_len);
@@ -485,7 +566,7 @@ pub fn shape_file(path: &Path, opts: ShapeOptions) -> io::Result<Shaped> {
     // head_len < tail_start because len > window; a file that shrank under
     // us (the capped writer compacts in place) just reads short.
     let skipped = tail_start.saturating_sub(head.len() as u64);
-    Ok(shape_bytes(&head, Some(&tail), skipped, opts))
+    Ok(shape_decoded(&head, Some(&tail), skipped, opts, decode))
 }
 
 /// Up to `len` bytes from `offset`; fewer if the file is shorter by then.

@@ -23,7 +23,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -93,9 +93,14 @@ pub enum Reply {
 /// wedged monitor takes longer; the sender then falls back.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long the monitor waits for a connected sender's request line, so
-/// a sender that connects and says nothing cannot hold up supervision.
+/// How long the monitor waits for a connected sender's request to begin,
+/// so a sender that connects and says nothing cannot hold up supervision.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a whole request may take to arrive once it began: a 1 MiB
+/// input comes in many reads, and a sender on a loaded machine may not
+/// run for more than [`REQUEST_TIMEOUT`] between two of them.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Longest request line (room for issue 18's 1 MiB of input, escaped).
 const MAX_REQUEST_BYTES: u64 = 8 << 20;
@@ -157,14 +162,11 @@ impl Channel {
     pub fn next(&self) -> Option<Incoming> {
         loop {
             let stream = self.listener.accept().ok()??;
-            let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
             let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-            let mut line = Vec::new();
-            let read =
-                BufReader::new((&stream).take(MAX_REQUEST_BYTES)).read_until(b'\n', &mut line);
-            if read.is_err() || line.is_empty() {
-                continue;
-            }
+            let line = match read_request(&stream) {
+                Ok(line) if !line.is_empty() => line,
+                _ => continue,
+            };
             match serde_json::from_slice(&line) {
                 Ok(request) => return Some(Incoming { request, stream }),
                 Err(e) => Incoming::reply_on(
@@ -174,6 +176,45 @@ impl Channel {
                     },
                 ),
             }
+        }
+    }
+}
+
+/// One request line: its first bytes within [`REQUEST_TIMEOUT`], all of
+/// it within [`REQUEST_DEADLINE`], at most [`MAX_REQUEST_BYTES`]. A sender
+/// writes one line, then waits for the answer: nothing follows the newline.
+fn read_request(stream: &UnixStream) -> io::Result<Vec<u8>> {
+    let start = Instant::now();
+    let mut line = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        let limit = match line.is_empty() {
+            true => REQUEST_TIMEOUT,
+            false => REQUEST_DEADLINE,
+        };
+        let left = limit
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::TimedOut))?;
+        stream.set_read_timeout(Some(left))?;
+        let n = match (&mut &*stream).read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(line);
+        }
+        if let Some(end) = chunk[..n].iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(&chunk[..=end]);
+            return Ok(line);
+        }
+        line.extend_from_slice(&chunk[..n]);
+        if line.len() as u64 > MAX_REQUEST_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "control request too long",
+            ));
         }
     }
 }
@@ -195,6 +236,49 @@ impl Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A large request whose sender pauses longer than the first-byte
+    /// timeout between writes (a loaded machine) still arrives whole.
+    #[test]
+    fn a_slow_large_request_arrives_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let id: TaskId = "bg-0000000000000002".parse().unwrap();
+        let channel = Channel::open(dir.path(), &id).unwrap();
+        let data = "x".repeat(1 << 20);
+        let request = Control::Input {
+            data: data.clone(),
+            eof: false,
+        };
+        let mut line = serde_json::to_vec(&request).unwrap();
+        line.push(b'\n');
+        let path = crate::store::control_socket_path(dir.path(), &id);
+        let sender = std::thread::spawn(move || {
+            let mut stream = UnixStream::connect(path).unwrap();
+            let half = line.len() / 2;
+            stream.write_all(&line[..half]).unwrap();
+            // Longer than REQUEST_TIMEOUT: the monitor must keep reading.
+            std::thread::sleep(REQUEST_TIMEOUT + Duration::from_millis(200));
+            stream.write_all(&line[half..]).unwrap();
+            let mut answer = String::new();
+            BufReader::new(stream).read_line(&mut answer).unwrap();
+            answer
+        });
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        let incoming = loop {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the request was dropped"
+            );
+            let wait = Some(Duration::from_millis(100));
+            process::wait_ready(&[channel.as_fd()], None, wait).unwrap();
+            if let Some(incoming) = channel.next() {
+                break incoming;
+            }
+        };
+        assert_eq!(incoming.request, Control::Input { data, eof: false });
+        incoming.answer(&Reply::Done);
+        assert!(sender.join().unwrap().contains("done"));
+    }
 
     #[test]
     fn requests_and_replies_travel_as_json_lines() {

@@ -234,6 +234,72 @@ pub fn render(output: &[u8], size: PtySize) -> Screen {
     Screen::of(parser.screen())
 }
 
+/// The text a terminal of `size` holds after `output`: the lines that
+/// scrolled off the top, then the screen, as plain text (issue 18: the
+/// agent-facing views of a `--pty` task compact this, never the raw
+/// stream). What the program redrew (progress bars, `\r` and cursor
+/// moves, a cleared screen) shows in its final state; a line the terminal
+/// wrapped is one line again; trailing blanks and blank lines at the end
+/// go. A program still on the alternate screen (a pager, an editor) shows
+/// that screen, as a terminal would.
+///
+/// Memory is bounded: the scrollback keeps at most [`SCROLLBACK_CELLS`]
+/// cells (32 bytes each); past that its oldest lines are dropped, as a
+/// terminal's scrollback drops them, and the text starts later.
+pub fn terminal_text(output: &[u8], size: PtySize) -> String {
+    // Every line that scrolls off takes at least one byte of output, so
+    // the scrollback never needs more rows than there are bytes; rows are
+    // allocated only as lines scroll off.
+    let scrollback = output
+        .len()
+        .min(SCROLLBACK_CELLS / usize::from(size.cols.max(1)));
+    let mut parser = vt100::Parser::new(size.rows, size.cols, scrollback);
+    parser.process(output);
+    let screen = parser.screen_mut();
+    screen.set_scrollback(usize::MAX);
+    let mut offset = screen.scrollback();
+    let mut text = String::new();
+    let mut line = String::new();
+    loop {
+        // The view at `offset` starts at the oldest row not taken yet: the
+        // scrollback page by page, then (offset 0) the screen itself.
+        screen.set_scrollback(offset);
+        let take = if offset == 0 {
+            usize::from(size.rows)
+        } else {
+            offset.min(usize::from(size.rows))
+        };
+        let page: Vec<String> = screen.rows(0, size.cols).take(take).collect();
+        for (i, row) in page.iter().enumerate() {
+            line.push_str(row);
+            // A row the terminal wrapped continues on the next one.
+            let wrapped = u16::try_from(i).is_ok_and(|i| screen.row_wrapped(i));
+            if !wrapped {
+                text.push_str(line.trim_end());
+                text.push('\n');
+                line.clear();
+            }
+        }
+        if offset == 0 {
+            break;
+        }
+        offset -= take;
+    }
+    if !line.is_empty() {
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    let kept = text.trim_end_matches('\n').len();
+    text.truncate(kept);
+    if kept > 0 {
+        text.push('\n');
+    }
+    text
+}
+
+/// The most cells [`terminal_text`] keeps in its scrollback (32 MiB).
+pub const SCROLLBACK_CELLS: usize = 1 << 20;
+
 /// What a send did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
@@ -294,5 +360,41 @@ mod tests {
             "1+1\n"
         );
         assert!(input_bytes(&"x".repeat(MAX_INPUT_BYTES + 1), &[], false).is_err());
+    }
+
+    #[test]
+    fn terminal_text_is_what_the_terminal_finally_holds() {
+        let size = PtySize { rows: 3, cols: 20 };
+        // A progress bar redrawn with \r, a line erased and rewritten
+        // after a cursor move up, more lines than the screen has.
+        let output = b"start\r\nprogress 10%\rprogress 55%\rprogress 100%\r\n\
+            tmp\r\n\x1b[1A\x1b[2K\rone\r\ntwo\r\nthree\r\nfour\r\n";
+        assert_eq!(
+            terminal_text(output, size),
+            "start\nprogress 100%\none\ntwo\nthree\nfour\n"
+        );
+        // A cleared screen keeps what scrolled off before it, not what it
+        // cleared; a wrapped line is one line.
+        let size = PtySize { rows: 3, cols: 10 };
+        let output = b"a\r\nb\r\nc\r\nd\r\n\x1b[2J\x1b[Hdone 0123456789xyz\r\n";
+        assert_eq!(terminal_text(output, size), "a\nb\ndone 0123456789xyz\n");
+        // A pager still running shows its screen.
+        let output = b"before\r\n\x1b[?1049h\x1b[Hpage 1\r\n:";
+        assert_eq!(terminal_text(output, size), "page 1\n:\n");
+        assert_eq!(terminal_text(b"", size), "");
+    }
+
+    #[test]
+    fn terminal_text_keeps_the_newest_lines_when_its_scrollback_is_full() {
+        let size = PtySize {
+            rows: 2,
+            cols: 1000,
+        };
+        let keep = SCROLLBACK_CELLS / 1000;
+        let output: String = (0..keep + 500).map(|i| format!("{i}\r\n")).collect();
+        let text = terminal_text(output.as_bytes(), size);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.last(), Some(&(keep + 499).to_string().as_str()));
+        assert!(lines.len() <= keep + 2, "{}", lines.len());
     }
 }

@@ -16,9 +16,9 @@
 //! answered yet (`held`; issue 21).
 
 use crate::clock::now_ms;
+use crate::compact::task_tail;
 use crate::error::Result;
 use crate::executor;
-use crate::output::combined_tail;
 use crate::process::Liveness;
 use crate::store::{FinishRecord, LiveTask, Store};
 use crate::task::{Outcome, Status};
@@ -57,10 +57,13 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     }
     let reason = engine.lost_reason(store, &task);
     engine.clean_up(store, &task);
-    let tail = combined_tail(
+    // A `--pty` task's preview is what its terminal shows (issue 18).
+    let pty = store.get(&task.id).ok().and_then(|t| t.pty);
+    let tail = task_tail(
         &store.stdout_path(&task.id),
         &store.stderr_path(&task.id),
         crate::store::PREVIEW_BYTES,
+        pty,
     )
     .unwrap_or_default();
     let record = FinishRecord {

@@ -16,7 +16,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, Engine, SpawnRequest};
 use crate::error::{Error, Result};
 use crate::executor::{self, Job, Launched};
-use crate::output::{self, combined_tail, Chunk, MIN_CAP};
+use crate::output::{self, Chunk, MIN_CAP};
 use crate::process::{self, Liveness, ProcessIdentity};
 use crate::reconcile::{reconcile_all, reconcile_task};
 use crate::store::{CacheSize, NewTask, Store};
@@ -207,8 +207,10 @@ impl Service {
     /// A task with the last `tail_bytes` of its output.
     pub fn status(&self, id: &TaskId, tail_bytes: u64) -> Result<TaskStatus> {
         let task = self.get(id)?;
-        let tail = combined_tail(&task.stdout_path, &task.stderr_path, tail_bytes)
-            .map_err(|e| Error::io("cannot read output", &task.stdout_path, e))?;
+        // A `--pty` task's tail is what its terminal shows (issue 18).
+        let tail =
+            crate::compact::task_tail(&task.stdout_path, &task.stderr_path, tail_bytes, task.pty)
+                .map_err(|e| Error::io("cannot read output", &task.stdout_path, e))?;
         if tail.text.is_empty() {
             self.confirm_exists(id)?;
         }

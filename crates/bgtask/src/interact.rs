@@ -5,16 +5,17 @@
 use anyhow::Result;
 use clap::Args;
 
-use bgtask_core::interact::{input_bytes, PtySize};
-use bgtask_core::{Service, TaskId};
+use bgtask_core::interact::{input_bytes, PtySize, MAX_INPUT_BYTES};
+use bgtask_core::{Error, Service, TaskId};
 
 use crate::render;
 
 const SEND_HELP: &str = "Keys: enter (a newline on a --stdin pipe, a carriage return under \
 --pty), tab, escape, backspace, up, down, left, right, home, end, pageup, pagedown, f1-f12, \
 ctrl-a ... ctrl-z. TEXT is sent as given (no newline added), then the keys in order. At most \
-1 MiB per send. Input is never stored.\n\nExamples:\n  bgtask send last 'print(1+1)' --key enter\n  \
-bgtask send last --key ctrl-c\n  bgtask send last --eof";
+1 MiB per send (TEXT, --file or --stdin, and the keys together). Input is never stored.\n\n\
+Examples:\n  bgtask send last 'print(1+1)' --key enter\n  bgtask send last --key ctrl-c\n  \
+bgtask send last --file script.sql --eof\n  generate | bgtask send last --stdin\n  bgtask send last --eof";
 
 /// `bgtask send`.
 #[derive(Debug, Args)]
@@ -22,8 +23,15 @@ bgtask send last --key ctrl-c\n  bgtask send last --eof";
 pub struct SendArgs {
     pub task_id: String,
     /// Text to send as given
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_hyphen_values = true, conflicts_with_all = ["file", "stdin"])]
     pub text: Option<String>,
+    /// Send the contents of PATH instead of TEXT (`-`: this command's
+    /// stdin); UTF-8 text, at most 1 MiB
+    #[arg(long, value_name = "PATH", conflicts_with = "stdin")]
+    pub file: Option<std::path::PathBuf>,
+    /// Send what this command reads on its stdin (to its end), as --file -
+    #[arg(long)]
+    pub stdin: bool,
     /// A key to send after the text (repeatable)
     #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<String>,
@@ -63,10 +71,19 @@ pub fn pty_size(text: &str) -> Result<PtySize, String> {
 }
 
 pub fn send(service: &Service, id: &TaskId, args: SendArgs, json: bool) -> Result<u8> {
-    let text = args.text.unwrap_or_default();
+    let source = match (&args.file, args.stdin) {
+        (Some(path), _) if path.as_os_str() != "-" => Some(Source::File(path)),
+        (Some(_), _) | (None, true) => Some(Source::Stdin),
+        (None, false) => None,
+    };
+    // Read before the task is looked at: a refused input changes nothing.
+    let text = match source {
+        Some(source) => source.read()?,
+        None => args.text.unwrap_or_default(),
+    };
     if text.is_empty() && args.keys.is_empty() && !args.eof {
         anyhow::bail!(bgtask_core::Error::InvalidArgument(
-            "nothing to send: give TEXT, --key or --eof".into()
+            "nothing to send: give TEXT, --file, --stdin, --key or --eof".into()
         ));
     }
     let task = service.get(id)?;
@@ -84,6 +101,52 @@ pub fn send(service: &Service, id: &TaskId, args: SendArgs, json: bool) -> Resul
         );
     }
     Ok(0)
+}
+
+/// Where `send` reads its text from, instead of the command line (whose
+/// arguments hold at most 128 KiB each).
+enum Source<'a> {
+    File(&'a std::path::Path),
+    Stdin,
+}
+
+impl Source<'_> {
+    /// The whole text, refused when larger than a send takes or not UTF-8
+    /// (a send is text: the control channel carries JSON strings).
+    fn read(&self) -> Result<String> {
+        use std::io::Read;
+        let invalid = |message: String| anyhow::Error::new(Error::InvalidArgument(message));
+        let name = match self {
+            Source::File(path) => format!("--file {}", path.display()),
+            Source::Stdin => "stdin".to_owned(),
+        };
+        let reader: Box<dyn Read> = match self {
+            Source::File(path) => Box::new(
+                std::fs::File::open(path)
+                    .map_err(|e| invalid(format!("cannot read {name}: {e}")))?,
+            ),
+            Source::Stdin => Box::new(std::io::stdin().lock()),
+        };
+        // One byte more than allowed tells "too large" without reading a
+        // huge input to its end.
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_INPUT_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| invalid(format!("cannot read {name}: {e}")))?;
+        if bytes.len() > MAX_INPUT_BYTES {
+            return Err(invalid(format!(
+                "{name} holds more than {MAX_INPUT_BYTES} bytes: at most {MAX_INPUT_BYTES} bytes per send \
+                 (split it into several sends)"
+            )));
+        }
+        String::from_utf8(bytes).map_err(|e| {
+            invalid(format!(
+                "{name} is not UTF-8 text (invalid byte at offset {}); send takes text",
+                e.utf8_error().valid_up_to()
+            ))
+        })
+    }
 }
 
 pub fn signal(service: &Service, id: &TaskId, args: &SignalArgs, json: bool) -> Result<u8> {

@@ -4,10 +4,11 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use super::interact::Terminal;
 use super::stop::{kill_and_reap, Stop, Stopping};
 use super::supervise::{pump, Pumped, Running};
 use super::{log, now_ms, PREVIEW_BYTES};
-use crate::output::combined_tail;
+use crate::compact::task_tail;
 use crate::process::{self, ExitStatus};
 use crate::store::{FinishRecord, Store};
 use crate::task::{Outcome, Status};
@@ -91,10 +92,13 @@ pub(super) fn finish_lost(store: &mut Store, task: Running, reason: &str) {
 }
 
 fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
-    let tail = combined_tail(
+    // A `--pty` task's preview is what its terminal shows (issue 18).
+    let pty = task.streams[0].terminal.as_ref().map(Terminal::size);
+    let tail = task_tail(
         &store.stdout_path(&task.id),
         &store.stderr_path(&task.id),
         PREVIEW_BYTES,
+        pty,
     )
     .unwrap_or_default();
     let dropped = task.dropped_bytes();

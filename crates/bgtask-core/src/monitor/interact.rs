@@ -380,6 +380,11 @@ impl Terminal {
         std::mem::take(&mut self.parser.callbacks_mut().replies)
     }
 
+    pub fn size(&self) -> PtySize {
+        let (rows, cols) = self.parser.screen().size();
+        PtySize { rows, cols }
+    }
+
     pub fn resize(&mut self, size: PtySize) {
         self.catch_up();
         self.parser.screen_mut().set_size(size.rows, size.cols);

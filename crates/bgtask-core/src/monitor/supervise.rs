@@ -346,40 +346,108 @@ fn kill_was_requested(store: &Store, task: &Running) -> bool {
 }
 
 /// Copies what is available on one pipe into its file. At end of file the
-/// pipe is closed.
+/// pipe is closed (after the bytes read before it are copied).
+///
+/// A terminal's master side delivers at most 4 KiB per read (the line
+/// discipline's read buffer), where a pipe delivers up to 64 KiB: under a
+/// terminal one wake-up reads until nothing is left or `buf` is nearly
+/// full, so the file gets one write and the loop one `poll` per up to
+/// 64 KiB instead of per 4 KiB (docs/BENCHMARKS.md, issue 18). Only the
+/// terminal's descriptor is non-blocking during the loop; a pipe is read
+/// once.
 pub(super) fn pump(id: &TaskId, stream: &mut Stream, buf: &mut [u8]) -> Pumped {
     let Some(pipe) = &stream.pipe else {
         return Pumped::Nothing;
     };
-    let read = process::read_fd(pipe.as_fd(), buf);
-    // A terminal task's screen sees every byte (issue 18).
-    if let (Ok(n), Some(terminal)) = (&read, &mut stream.terminal) {
-        terminal.feed(&buf[..*n]);
-    }
-    match read {
-        Ok(0) => {
-            stream.pipe = None;
-            Pumped::Nothing
-        }
-        Ok(n) => match stream.writer.write(&buf[..n]) {
-            Ok(true) => Pumped::Compacted(n),
-            Ok(false) => Pumped::Output(n),
-            // Disk full or similar: keep draining the pipe so the task is
-            // not blocked on a full pipe.
-            Err(e) => {
-                if !stream.write_failed {
-                    log(&format!(
-                        "{id}: cannot write output (further errors not logged): {e}"
-                    ));
-                    stream.write_failed = true;
+    let drain = stream.terminal.is_some();
+    let mut n = 0;
+    let mut ended = false;
+    loop {
+        match process::read_fd(pipe.as_fd(), &mut buf[n..]) {
+            Ok(0) => ended = true,
+            Ok(read) => {
+                n += read;
+                if drain && buf.len() - n >= TERMINAL_READ {
+                    continue;
                 }
-                Pumped::Output(n)
             }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Pumped::Nothing,
-        Err(_) => {
-            stream.pipe = None;
-            Pumped::Nothing
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // EIO: the terminal's last holder closed it.
+            Err(_) => ended = true,
         }
+        break;
+    }
+    if ended {
+        stream.pipe = None;
+    }
+    if n == 0 {
+        return Pumped::Nothing;
+    }
+    // A terminal task's screen sees every byte (issue 18).
+    if let Some(terminal) = &mut stream.terminal {
+        terminal.feed(&buf[..n]);
+    }
+    match stream.writer.write(&buf[..n]) {
+        Ok(true) => Pumped::Compacted(n),
+        Ok(false) => Pumped::Output(n),
+        // Disk full or similar: keep draining the pipe so the task is
+        // not blocked on a full pipe.
+        Err(e) => {
+            if !stream.write_failed {
+                log(&format!(
+                    "{id}: cannot write output (further errors not logged): {e}"
+                ));
+                stream.write_failed = true;
+            }
+            Pumped::Output(n)
+        }
+    }
+}
+
+/// The most a terminal's master side delivers per read (n_tty's buffer).
+const TERMINAL_READ: usize = 4 << 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interact::PtySize;
+
+    /// Everything a task writes under a terminal reaches the file intact,
+    /// including what arrives with the end (EIO once the task's side is
+    /// closed), whatever the reads per wake-up.
+    #[test]
+    fn a_terminal_is_drained_into_the_file_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let file = std::fs::File::create(&path).unwrap();
+        let (master, slave) = process::open_pty(24, 80).unwrap();
+        let mut stream = Stream {
+            pipe: Some(master),
+            writer: CappedWriter::new(path.clone(), file, 1 << 30),
+            write_failed: false,
+            terminal: Some(Terminal::new(PtySize::DEFAULT)),
+        };
+        // No newlines: the terminal passes the bytes as they are.
+        let data: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let writer = {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut slave = std::fs::File::from(slave);
+                std::io::Write::write_all(&mut slave, &data).unwrap();
+            })
+        };
+        let id: TaskId = "bg-0000000000000001".parse().unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut most = 0;
+        while stream.pipe.is_some() {
+            let fd = stream.pipe.as_ref().unwrap().as_fd();
+            process::wait_ready(&[fd], None, None).unwrap();
+            if let Pumped::Output(n) = pump(&id, &mut stream, &mut buf) {
+                most = most.max(n);
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert!(most <= buf.len(), "{most}");
     }
 }

@@ -249,23 +249,24 @@ impl Store {
         let err = |e| super::store_error(&path, e);
         let (out, err_path) = (self.stdout_path(id), self.stderr_path(id));
         let tx = self.immediate()?;
-        let row: Option<(String, bool, String)> = tx
+        let row: Option<(String, bool, String, Option<String>)> = tx
             .query_row(
                 &format!(
                     "UPDATE tasks SET ready_outcome = 'timeout', ready_detail = ?2 \
                      WHERE task_id = ?1 AND ready_kind IS NOT NULL AND ready_outcome IS NULL \
-                     AND status IN {LIVE_SQL} RETURNING session, notify, status"
+                     AND status IN {LIVE_SQL} RETURNING session, notify, status, io"
                 ),
                 params![id.as_str(), reason],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
             .map_err(err)?;
-        let Some((session, notify, status)) = row else {
+        let Some((session, notify, status, io)) = row else {
             return Ok(false);
         };
         if notify {
-            let tail = crate::output::combined_tail(&out, &err_path, super::PREVIEW_BYTES)
+            let pty = crate::interact::Interaction::from_stored(io.as_deref()).pty();
+            let tail = crate::compact::task_tail(&out, &err_path, super::PREVIEW_BYTES, pty)
                 .unwrap_or_default();
             let body = json!({
                 "reason": reason,

@@ -335,20 +335,23 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let row: Option<(String, String, Option<i64>, i64)> = tx
+        // session, status, finished_at, dropped_bytes, io
+        type Row = (String, String, Option<i64>, i64, Option<String>);
+        let row: Option<Row> = tx
             .query_row(
                 "UPDATE tasks SET notify = 1 WHERE task_id = ?1 \
-                 RETURNING session, status, finished_at, dropped_bytes",
+                 RETURNING session, status, finished_at, dropped_bytes, io",
                 params![id.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(err)?;
-        let Some((session, status, finished_at, dropped)) = row else {
+        let Some((session, status, finished_at, dropped, io)) = row else {
             return Err(Error::TaskNotFound(id.to_string()));
         };
         if status.parse::<Status>().is_ok_and(Status::is_terminal) {
-            let tail = crate::output::combined_tail(&out, &err_path, super::PREVIEW_BYTES)
+            let pty = crate::interact::Interaction::from_stored(io.as_deref()).pty();
+            let tail = crate::compact::task_tail(&out, &err_path, super::PREVIEW_BYTES, pty)
                 .unwrap_or_default();
             let entry = super::outbox::Entry {
                 preview: &tail.text,

@@ -328,3 +328,98 @@ fn what_cannot_take_input_says_so() {
     assert!(run.stderr.contains("input is closed"), "{run:?}");
     bg.run(&["kill", &closed]).ok();
 }
+
+/// 512 KiB of text (multi-byte characters included): more than one
+/// command-line argument may hold, less than the 1 MiB a send takes.
+fn big_payload() -> String {
+    let line = "0123456789 abcdefghij ÄÖÜ ✓ ";
+    let mut text = String::new();
+    for i in 0u64.. {
+        let next = format!("{i:08} {line}\n");
+        if text.len() + next.len() > 512 << 10 {
+            break;
+        }
+        text.push_str(&next);
+    }
+    text
+}
+
+fn sha256(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+#[test]
+fn send_reads_its_text_from_a_file_or_stdin_intact() {
+    let bg = Bg::new();
+    let payload = big_payload();
+    let source = bg.path("payload.txt");
+    std::fs::write(&source, &payload).unwrap();
+    let want = sha256(&source);
+
+    // From a file, then closed: the task's copy has the same checksum.
+    let copy = bg.path("from-file.txt");
+    let id = bg.spawn(&["--stdin"], &format!("cat > '{}'", copy.display()));
+    let run = bg
+        .run(&["send", &id, "--file", source.to_str().unwrap(), "--eof"])
+        .ok();
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert_eq!(bg.wait(&id)["status"], "completed");
+    assert_eq!(sha256(&copy), want);
+
+    // From this process's stdin (`--stdin`, and `--file -`).
+    for flag in [&["--stdin"][..], &["--file", "-"][..]] {
+        let copy = bg.path("from-stdin.txt");
+        let id = bg.spawn(&["--stdin"], &format!("cat > '{}'", copy.display()));
+        let mut cmd = bg.cmd();
+        cmd.args(["send", &id])
+            .args(flag)
+            .arg("--eof")
+            .stdin(std::fs::File::open(&source).unwrap());
+        bg.run_with(&mut cmd).ok();
+        assert_eq!(bg.wait(&id)["status"], "completed", "{flag:?}");
+        assert_eq!(sha256(&copy), want, "{flag:?}");
+    }
+}
+
+#[test]
+fn send_from_a_file_refuses_what_it_cannot_send() {
+    let bg = Bg::new();
+    let id = bg.spawn(&["--stdin"], "exec sleep 300");
+    let big = bg.path("big.txt");
+    std::fs::write(&big, "x".repeat((1 << 20) + 1)).unwrap();
+    let run = bg.run(&["send", &id, "--file", big.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("at most 1048576 bytes per send"),
+        "{run:?}"
+    );
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{run:?}");
+
+    let binary = bg.path("binary.bin");
+    std::fs::write(&binary, b"ok\xff\xfe").unwrap();
+    let run = bg.run(&["send", &id, "--file", binary.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("not UTF-8 text"), "{run:?}");
+
+    let missing = bg.path("missing.txt");
+    let run = bg.run(&["send", &id, "--file", missing.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("missing.txt"), "{run:?}");
+
+    let run = bg.run(&["send", &id, "text", "--stdin"]);
+    assert_eq!(run.code, 2, "{run:?}");
+
+    // Too much through stdin too, and nothing of it reached the task.
+    let mut cmd = bg.cmd();
+    cmd.args(["send", &id, "--stdin"])
+        .stdin(std::fs::File::open(&big).unwrap());
+    let run = bg.run_with(&mut cmd);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("at most 1048576 bytes per send"),
+        "{run:?}"
+    );
+    assert_eq!(bg.status(&id)["status"], "running");
+    bg.run(&["kill", &id]).ok();
+}

@@ -171,3 +171,49 @@ fn interactive_requests_refuse_clearly() {
     );
     assert_eq!(server.close().code(), Some(0));
 }
+
+/// A program that redraws: a progress bar on one line, a line erased and
+/// rewritten after a cursor move up, colours, lines that differ only in
+/// a number.
+const REDRAWS: &str = r#"echo start
+for i in 1 2 3 4; do printf '\rprogress %d%%' $((i * 25)); done; printf '\n'
+printf 'draft line\n\033[1A\033[2Kfinal line\n'
+printf '\033[31mred\033[0m text\n'
+for i in $(seq 1 8); do echo "fetched crate $i"; done
+echo done"#;
+
+const RENDERED: &str =
+    "start\nprogress 100%\nfinal line\nred text\nfetched crate 8\n  [×8 similar lines]\ndone\n";
+
+#[test]
+fn a_terminal_tasks_inline_output_is_compacted_from_its_rendered_text() {
+    let bg = Bg::new();
+    let mut server = bg.serve();
+    // The inline result of a foreground `bash`.
+    let result = server.call(
+        "bash",
+        json!({"command": REDRAWS, "pty": {"rows": 10, "cols": 40}, "wait_ms": 60_000}),
+    );
+    assert_eq!(result["exit_code"], 0, "{result}");
+    assert_eq!(result["output"], RENDERED, "{result}");
+    let id = result["task_id"].as_str().unwrap().to_owned();
+    // The raw stream is still there for whoever asks for it.
+    let raw = server.call("bash_output", json!({"task_id": id}));
+    assert!(
+        raw["data"].as_str().unwrap().contains("\rprogress 25%"),
+        "{raw}"
+    );
+
+    // A completion's preview, and the tail of `bash_status`: a cleared
+    // screen keeps only what is on it after the clear.
+    let task = start(
+        &mut server,
+        json!({"command": "echo secret-before-clear; printf '\\033[2J\\033[Hclean\\rCLEAN screen\\n'",
+               "pty": {}, "background": true}),
+    );
+    let frame = server.completion(&task);
+    assert_eq!(frame["output_preview"], "CLEAN screen\n", "{frame}");
+    let status = server.call("bash_status", json!({"task_id": task}));
+    assert_eq!(status["output_tail"], "CLEAN screen\n", "{status}");
+    assert_eq!(server.close().code(), Some(0));
+}
