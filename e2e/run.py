@@ -33,6 +33,7 @@ PINNED = {
     "@anthropic-ai/claude-code": "2.1.332",
     "@openai/codex": "0.171.0",
     "@google/gemini-cli": "0.61.0",
+    "opencode-ai": "1.18.33",
 }
 HERE = os.path.dirname(os.path.abspath(__file__))
 NPM_DIR = os.environ.get("BGTASK_E2E_NPM", "/var/cache/bgtask-e2e/npm")
@@ -353,7 +354,7 @@ def main():
         lambda: gemini_print(bgtask),
         lambda: claude_interactive(bgtask),
         lambda: codex_interactive(bgtask),
-    ]
+    ] + __import__("opencode").scenarios(bgtask, sys.modules[__name__])
     for scenario in scenarios:
         try:
             scenario()
