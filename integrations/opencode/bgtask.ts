@@ -5,8 +5,7 @@
 // `bgtask mcp` in opencode.json. It runs `bgtask serve` (JSON lines, see
 // docs/protocol.md) for the session `bgtask mcp` uses in this directory
 // (`dir:<project>`, or BGTASK_SESSION), and delivers the session's
-// notifications (task completions, readiness, watch matches) into the
-// OpenCode session as a user message:
+// task completions into the OpenCode session as a user message:
 //
 // - when the OpenCode session is idle: at once (this wakes the agent);
 // - when it is busy: once it goes idle;
@@ -23,7 +22,8 @@
 // acknowledgement, none is told twice.
 //
 // No runtime dependencies: only Node's built-ins (OpenCode runs plugins
-// with Bun) and a type import that is erased.
+// with Bun) and a type import that is erased. The file exports the plugin
+// only: OpenCode calls every exported function as a plugin.
 
 import type { Plugin } from "@opencode-ai/plugin"
 import { spawn, execFile, type ChildProcess } from "node:child_process"
@@ -57,7 +57,7 @@ function log(...parts: unknown[]) {
  * gives `dir-bytes:` with each invalid byte written `\xNN` and each
  * backslash doubled.
  */
-export function sessionOfDir(dir: string): string {
+function sessionOfDir(dir: string): string {
   let bytes: Buffer
   try {
     bytes = realpathSync(dir, { encoding: "buffer" }) as unknown as Buffer
@@ -98,7 +98,7 @@ function validSequence(b: Buffer, i: number): number {
 }
 
 /** BGTASK_HOOK_WAIT (`90s`, `2m`, `none`): how long a turn may be held. */
-export function holdLimitMs(text = process.env.BGTASK_HOOK_WAIT): number {
+function holdLimitMs(text = process.env.BGTASK_HOOK_WAIT): number {
   const value = (text ?? "").trim()
   if (value === "") return 600_000
   if (value === "none" || value === "0") return 0
@@ -190,29 +190,20 @@ function ack(session: string, ids: string[]): Promise<void> {
   })
 }
 
-/** The message that tells the model: one entry per notification. */
-export function messageText(notes: Json[]): string {
-  const completions = notes.filter((n) => n.kind === "completed")
-  const others = notes.filter((n) => n.kind !== "completed")
-  let text = ""
-  if (completions.length) {
-    const noun = completions.length === 1 ? "task" : "tasks"
-    text += `[bgtask] ${completions.length} background ${noun} finished:\n`
-    for (const n of completions) {
-      const d = n.detail ?? {}
-      let line = `- ${n.task_id} ${d.status ?? "ended"}`
-      if (d.exit_code !== null && d.exit_code !== undefined) line += ` (exit ${d.exit_code}${d.signal ? ", " + d.signal : ""})`
-      if (typeof d.duration_ms === "number") line += ` after ${(d.duration_ms / 1000).toFixed(1)}s`
-      if (d.reason) line += `; ${d.reason}`
-      line += `. Command: ${String(d.command ?? "").replace(/\s*\n\s*/g, " ")}\n`
-      const tail = String(d.output_preview ?? "").trimEnd()
-      if (tail) line += `  last output:\n${tail.split("\n").map((l) => "    " + l).join("\n")}\n`
-      text += line
-    }
-  }
-  if (others.length) {
-    text += `[bgtask] notifications:\n`
-    for (const n of others) text += `- ${n.summary ?? `${n.task_id}: ${n.kind}`}\n`
+/** The message that tells the model: one entry per completion. */
+function messageText(notes: Json[]): string {
+  const noun = notes.length === 1 ? "task" : "tasks"
+  let text = `[bgtask] ${notes.length} background ${noun} finished:\n`
+  for (const n of notes) {
+    const d = n.detail ?? {}
+    let line = `- ${n.task_id} ${d.status ?? "ended"}`
+    if (d.exit_code !== null && d.exit_code !== undefined) line += ` (exit ${d.exit_code}${d.signal ? ", " + d.signal : ""})`
+    if (typeof d.duration_ms === "number") line += ` after ${(d.duration_ms / 1000).toFixed(1)}s`
+    if (d.reason) line += `; ${d.reason}`
+    line += `. Command: ${String(d.command ?? "").replace(/\s*\n\s*/g, " ")}\n`
+    const tail = String(d.output_preview ?? "").trimEnd()
+    if (tail) line += `  last output:\n${tail.split("\n").map((l) => "    " + l).join("\n")}\n`
+    text += line
   }
   return text + "(bash_status TASK_ID shows a task's whole record and output.)"
 }
@@ -256,16 +247,23 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   let retryTimer: ReturnType<typeof setTimeout> | undefined
 
   const serve = new Serve(session, directory, (method) => {
-    if (method === "ready" || method.startsWith("bash_")) {
+    if (method === "ready" || method === "bash_completed") {
       log("frame", method)
       if (target && status.get(target) === "idle") void flush()
     }
   })
   serve.start()
 
+  /**
+   * The session's completions not yet delivered, oldest first. Only
+   * completions: one a bgtask tool result showed is claimed by the MCP
+   * server and not listed here, while the other kinds (ready, watch
+   * matches) have no such claim yet and could be told twice (as hooks,
+   * bgtask-core's hook.rs `claim_pending`).
+   */
   async function pending(): Promise<Json[]> {
     const r = await serve.call("bash_drain_completions", { all_kinds: true })
-    return (r?.notifications ?? []).filter((n: Json) => !unacked.has(n.notification_id))
+    return (r?.notifications ?? []).filter((n: Json) => n.kind === "completed" && !unacked.has(n.notification_id))
   }
 
   async function acknowledge(ids: string[]) {
@@ -345,10 +343,17 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
         return
       }
       const listed = await serve.call("bash_list", {})
-      if (!(listed?.tasks ?? []).some(holdsTurn)) return
+      const holders: Json[] = (listed?.tasks ?? []).filter(holdsTurn)
       const left = deadline - Date.now()
-      if (left <= 0) return
-      await serve.call("bash_wait", { task_ids: [], until: "notification", timeout_ms: Math.min(left, 60_000) })
+      if (!holders.length || left <= 0) return
+      // Until one of them ends (or, with a readiness condition, is
+      // decided): one wait per task, the first answer wins.
+      const timeout_ms = Math.min(left, 60_000)
+      await Promise.race(
+        holders.map((t) =>
+          serve.call("bash_wait", { task_ids: [t.task_id], until: t.readiness ? "ready" : "end", timeout_ms }),
+        ),
+      )
     }
   }
 
