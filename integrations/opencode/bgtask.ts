@@ -36,6 +36,8 @@ const BGTASK_COMMAND = "bgtask"
 
 /** At most this many bytes of notifications per message. */
 const MESSAGE_BUDGET = 8000
+/** How long a posted message may take to show up stored. */
+const STORED_WAIT_MS = 15_000
 /** Retry delays of a failed delivery, then the last one repeats. */
 const RETRY_MS = [500, 1000, 2000, 5000, 10000, 30000]
 
@@ -245,6 +247,8 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   let again = false
   let retry = 0
   let retryTimer: ReturnType<typeof setTimeout> | undefined
+  /** Posted messages waiting to be seen stored, by session and text. */
+  const awaiting = new Map<string, () => void>()
 
   const serve = new Serve(session, directory, (method) => {
     if (method === "ready" || method === "bash_completed") {
@@ -281,17 +285,39 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   /** Posts `notes` into `sessionID`; true once OpenCode has taken it. */
   async function post(sessionID: string, notes: Json[]): Promise<boolean> {
     const text = messageText(notes)
-    const res: Json = await (client as Json).session.promptAsync({
-      path: { id: sessionID },
-      body: { parts: [{ type: "text", text }] },
-    })
-    const ok = !res?.error && (res?.response?.ok ?? true)
-    log("promptAsync", { sessionID, ok, status: res?.response?.status, error: res?.error })
-    return ok
+    // promptAsync answers before the message is stored: wait for its
+    // part to appear (so a held turn sees it, and the acknowledgement
+    // follows the storing).
+    let seen!: () => void
+    const stored = new Promise<void>((resolve) => (seen = resolve))
+    const key = `${sessionID}\n${text}`
+    awaiting.set(key, seen)
+    try {
+      const res: Json = await (client as Json).session.promptAsync({
+        path: { id: sessionID },
+        body: { parts: [{ type: "text", text }] },
+      })
+      const ok = !res?.error && (res?.response?.ok ?? true)
+      log("promptAsync", { sessionID, ok, status: res?.response?.status, error: res?.error })
+      if (!ok) return false
+      const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), STORED_WAIT_MS))
+      if (!(await Promise.race([stored.then(() => true), timer]))) {
+        // Accepted (204) but not seen: counted as delivered all the same.
+        log("message not seen stored in time", sessionID)
+      }
+      return true
+    } finally {
+      awaiting.delete(key)
+    }
   }
 
-  /** Delivers what is pending to the target session while it is idle. */
+  /**
+   * Delivers what is pending to the target session while it is idle.
+   * Not under `opencode run`: there an idle session is about to end, and
+   * its turn's end is where `hold` delivers.
+   */
   async function flush() {
+    if (runMode) return
     if (delivering) {
       again = true
       return
@@ -371,8 +397,13 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   return {
     event: async ({ event }: { event: Json }) => {
       const p = event.properties ?? {}
-      if (event.type.startsWith("session.")) log("event", event.type, JSON.stringify(p).slice(0, 200))
+      if (event.type === "session.status" || event.type === "session.idle") log("event", event.type, JSON.stringify(p))
       switch (event.type) {
+        case "message.part.updated": {
+          const part = p.part ?? {}
+          if (part.type === "text") awaiting.get(`${part.sessionID}\n${part.text}`)?.()
+          break
+        }
         case "session.created":
         case "session.updated":
           if (p.info?.parentID) children.add(p.info.id)
