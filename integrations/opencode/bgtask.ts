@@ -233,7 +233,8 @@ function holdsTurn(t: Json): boolean {
 export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   const session = process.env.BGTASK_SESSION || sessionOfDir(directory)
   // Under `opencode run` the process ends when the session goes idle.
-  const runMode = process.argv.slice(1).some((a) => a === "run")
+  // (argv: the runtime, the script, then OpenCode's own arguments.)
+  const runMode = process.argv.slice(2).find((a) => !a.startsWith("-")) === "run"
   log("start", { session, directory, runMode, argv: process.argv })
 
   /** OpenCode's sessions: status by id; children (subagents) are skipped. */
