@@ -372,6 +372,7 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
       const listed = await serve.call("bash_list", {})
       const holders: Json[] = (listed?.tasks ?? []).filter(holdsTurn)
       const left = deadline - Date.now()
+      log("holding", { sessionID, holders: holders.map((t) => t.task_id), left })
       if (!holders.length || left <= 0) return
       // Until one of them ends (or, with a readiness condition, is
       // decided): one wait per task, the first answer wins.
@@ -427,13 +428,17 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
       }
     },
     "experimental.text.complete": async (input: Json) => {
+      log("text complete", input)
       if (!runMode || children.has(input.sessionID)) return
       try {
         // A step that also calls a tool goes on by itself: only a step
         // of text alone ends the turn. (Providers that stream the tool
         // call after the text end it after this hook: such a step is
         // held too, until the next notification or the limit.)
-        if (await callsTool(input.sessionID, input.messageID)) return
+        if (await callsTool(input.sessionID, input.messageID)) {
+          log("not held: the step calls a tool")
+          return
+        }
         await hold(input.sessionID)
       } catch (e) {
         log("hold failed", String(e))
