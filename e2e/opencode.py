@@ -112,7 +112,7 @@ def opencode_run(bgtask, run):
         run.check(["text", "WAITING"] in answers, f"{s.name}: the model ended its turn while the task ran",
                   (answers, plugin_log(s)))
         log = plugin_log(s, tail=None)
-        run.check("holding" in log and "promptAsync" in log,
+        run.check("text complete" in log and "promptAsync" in log,
                   f"{s.name}: the plugin held the turn's end and posted the completion",
                   "\n".join(line[:300] for line in log.splitlines() if "session.status" not in line)[-3000:])
         s.verify(done.stdout)
