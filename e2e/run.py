@@ -36,6 +36,7 @@ PINNED = {
     "@anthropic-ai/claude-code": "2.1.332",
     "@openai/codex": "0.171.0",
     "@google/gemini-cli": "0.61.0",
+    "opencode-ai": "1.18.33",
 }
 HERE = os.path.dirname(os.path.abspath(__file__))
 NPM_DIR = os.environ.get("BGTASK_E2E_NPM", "/var/cache/bgtask-e2e/npm")
@@ -414,7 +415,7 @@ def main():
         lambda: readiness(bgtask, "claude-p"),
         lambda: readiness(bgtask, "codex-exec"),
         lambda: readiness(bgtask, "gemini-p"),
-    ]
+    ] + __import__("opencode").scenarios(bgtask, sys.modules[__name__])
     for scenario in scenarios:
         try:
             scenario()

@@ -16,12 +16,45 @@ use serde_json::{json, Map, Value};
 
 use crate::hook::Agent;
 
+/// The harnesses `bgtask setup` knows: those of `bgtask hook`, and
+/// OpenCode, which gets a plugin instead of hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SetupAgent {
+    /// Claude Code
+    ClaudeCode,
+    /// OpenAI Codex CLI
+    Codex,
+    /// Google Gemini CLI
+    Gemini,
+    /// OpenCode (opencode.json and the plugin in .opencode/plugin/)
+    Opencode,
+}
+
+impl SetupAgent {
+    fn name(self) -> &'static str {
+        match self {
+            SetupAgent::ClaudeCode => Agent::ClaudeCode.name(),
+            SetupAgent::Codex => Agent::Codex.name(),
+            SetupAgent::Gemini => Agent::Gemini.name(),
+            SetupAgent::Opencode => "opencode",
+        }
+    }
+}
+
+/// The OpenCode plugin, installed as `bgtask.ts` in OpenCode's plugin
+/// directory with the line [`PLUGIN_COMMAND_LINE`] naming this bgtask.
+const OPENCODE_PLUGIN: &str = include_str!("../../../integrations/opencode/bgtask.ts");
+/// The plugin's line that names the bgtask executable.
+const PLUGIN_COMMAND_LINE: &str = "const BGTASK_COMMAND = \"bgtask\"";
+/// How a plugin file setup wrote begins (any version of it).
+const PLUGIN_HEADER: &str = "// bgtask for OpenCode:";
+
 /// `bgtask setup`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
     /// The agent to set up
     #[arg(value_enum)]
-    pub agent: Agent,
+    pub agent: SetupAgent,
     /// Where: this project's config files, or the user's
     #[arg(long, value_enum, default_value = "project")]
     pub scope: Scope,
@@ -74,7 +107,7 @@ fn agent_sandbox(args: &SetupArgs, project: &Path) -> Result<AgentSandbox> {
             why: "--sandbox".into(),
         });
     }
-    if args.agent != Agent::Codex {
+    if args.agent != SetupAgent::Codex {
         return Ok(AgentSandbox::default());
     }
     // The project's file wins over the user's, as in Codex.
@@ -188,7 +221,7 @@ pub fn run(args: &SetupArgs) -> Result<u8> {
     if !args.remove && !args.dry_run {
         out.push_str(still_needed(args.agent, args.scope));
     }
-    if !args.remove && args.sandbox.is_none() && args.agent == Agent::ClaudeCode {
+    if !args.remove && args.sandbox.is_none() && args.agent == SetupAgent::ClaudeCode {
         out.push_str(
             "tip: `bgtask setup claude-code --sandbox workspace` confines the agent's bgtask \
              tasks to this project (writes only here, credentials unreadable), as Claude Code's \
@@ -200,16 +233,19 @@ pub fn run(args: &SetupArgs) -> Result<u8> {
 }
 
 /// What a person must still do.
-fn still_needed(agent: Agent, scope: Scope) -> &'static str {
+fn still_needed(agent: SetupAgent, scope: Scope) -> &'static str {
     match (agent, scope) {
-        (Agent::ClaudeCode, Scope::Project) => {
+        (SetupAgent::ClaudeCode, Scope::Project) => {
             "Still needed: interactive Claude Code asks once to approve the project's MCP servers (.mcp.json); `claude -p` does not.\n"
         }
-        (Agent::Codex, _) => {
+        (SetupAgent::Codex, _) => {
             "Still needed: Codex runs hooks only once trusted (review them with /hooks in Codex, or run with --dangerously-bypass-hook-trust).\n"
         }
-        (Agent::Gemini, Scope::Project) => {
+        (SetupAgent::Gemini, Scope::Project) => {
             "Still needed: Gemini CLI reads a project's settings only in a trusted folder.\n"
+        }
+        (SetupAgent::Opencode, _) => {
+            "OpenCode loads the plugin at its next start: restart running OpenCode sessions.\n"
         }
         _ => "",
     }
@@ -257,7 +293,7 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
         )
     });
     Ok(match args.agent {
-        Agent::ClaudeCode => {
+        SetupAgent::ClaudeCode => {
             let (mcp_file, settings) = match args.scope {
                 Scope::Project => (
                     project.join(".mcp.json"),
@@ -299,7 +335,7 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
                 )?,
             ]
         }
-        Agent::Codex => {
+        SetupAgent::Codex => {
             let dir = match args.scope {
                 Scope::Project => project.join(".codex"),
                 Scope::User => match std::env::var_os("CODEX_HOME") {
@@ -331,7 +367,29 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
                 )?,
             ]
         }
-        Agent::Gemini => {
+        SetupAgent::Opencode => {
+            let dir = match args.scope {
+                Scope::Project => project.clone(),
+                Scope::User => opencode_config_dir()?,
+            };
+            let config = opencode_config_file(&dir)?;
+            // The plugin directory sits beside the project's config in
+            // `.opencode/`, in the user's config directory itself.
+            let plugins = match args.scope {
+                Scope::Project => dir.join(".opencode/plugin"),
+                Scope::User => dir.join("plugin"),
+            };
+            vec![
+                json_change_owning(
+                    &config,
+                    &server_what(&sandbox),
+                    &["mcp", "$schema"],
+                    |doc| set_opencode_server(doc, bgtask, add, env_json.clone()),
+                )?,
+                plugin_change(&plugins.join("bgtask.ts"), bgtask, add)?,
+            ]
+        }
+        SetupAgent::Gemini => {
             let settings = match args.scope {
                 Scope::Project => project.join(".gemini/settings.json"),
                 Scope::User => home_dir()?.join(".gemini/settings.json"),
@@ -371,6 +429,17 @@ fn json_change(
     what: &str,
     edit: impl FnOnce(&mut Map<String, Value>),
 ) -> Result<Change> {
+    json_change_owning(path, what, &["mcpServers", "hooks"], edit)
+}
+
+/// [`json_change`] for a file whose keys `ours` are all setup writes: a
+/// file that held nothing else is removed by `--remove`.
+fn json_change_owning(
+    path: &Path,
+    what: &str,
+    ours: &[&str],
+    edit: impl FnOnce(&mut Map<String, Value>),
+) -> Result<Change> {
     let before = read(path)?;
     let mut doc: Map<String, Value> = match &before {
         Some(text) if !text.trim().is_empty() => serde_json::from_str(text)
@@ -381,7 +450,11 @@ fn json_change(
     edit(&mut doc);
     let after = if doc == original {
         before.clone()
-    } else if doc.is_empty() && before.is_some() && original_is_ours_only(&original) {
+    } else if before.is_some()
+        && doc.keys().all(|k| ours.contains(&k.as_str()))
+        && !doc.keys().any(|k| k != "$schema")
+        && original.keys().all(|k| ours.contains(&k.as_str()))
+    {
         None
     } else {
         Some(serde_json::to_string_pretty(&Value::Object(doc))? + "\n")
@@ -392,12 +465,6 @@ fn json_change(
         after,
         what: what.to_owned(),
     })
-}
-
-/// Whether a file held nothing but what setup writes (then `--remove`
-/// removes the file instead of leaving `{}`).
-fn original_is_ours_only(doc: &Map<String, Value>) -> bool {
-    doc.keys().all(|k| k == "mcpServers" || k == "hooks")
 }
 
 /// Adds (or removes) `mcpServers.bgtask`.
@@ -418,6 +485,87 @@ fn set_mcp_server(doc: &mut Map<String, Value>, bgtask: &str, add: bool, env: Op
             doc.remove("mcpServers");
         }
     }
+}
+
+/// The user's OpenCode config directory: `$XDG_CONFIG_HOME/opencode`,
+/// else `~/.config/opencode`.
+fn opencode_config_dir() -> Result<PathBuf> {
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir).join("opencode")),
+        _ => Ok(home_dir()?.join(".config/opencode")),
+    }
+}
+
+/// OpenCode's config file in `dir`: `opencode.json`, or an existing
+/// `opencode.jsonc` when there is no `opencode.json` (edited only if it
+/// is plain JSON: its comments could not be kept).
+fn opencode_config_file(dir: &Path) -> Result<PathBuf> {
+    let json = dir.join("opencode.json");
+    let jsonc = dir.join("opencode.jsonc");
+    if json.exists() || !jsonc.exists() {
+        return Ok(json);
+    }
+    let text = read(&jsonc)?.unwrap_or_default();
+    if serde_json::from_str::<Map<String, Value>>(&text).is_err() {
+        bail!(
+            "{} has comments bgtask cannot keep; add `mcp.bgtask` by hand (docs/agents.md, OpenCode)",
+            jsonc.display()
+        );
+    }
+    Ok(jsonc)
+}
+
+/// Adds (or removes) OpenCode's `mcp.bgtask`; a new file gets `$schema`.
+fn set_opencode_server(doc: &mut Map<String, Value>, bgtask: &str, add: bool, env: Option<Value>) {
+    if add && doc.is_empty() {
+        doc.insert("$schema".into(), json!("https://opencode.ai/config.json"));
+    }
+    let servers = doc.entry("mcp").or_insert_with(|| json!({}));
+    let Some(servers) = servers.as_object_mut() else {
+        return;
+    };
+    if add {
+        let mut entry = json!({ "type": "local", "command": [bgtask, "mcp"], "enabled": true });
+        if let Some(env) = env {
+            entry["environment"] = env;
+        }
+        servers.insert("bgtask".into(), entry);
+    } else {
+        servers.remove("bgtask");
+        if servers.is_empty() {
+            doc.remove("mcp");
+        }
+    }
+}
+
+/// The plugin file: the repo's plugin naming `bgtask`; or its removal.
+/// A file there that setup did not write is refused, never replaced.
+fn plugin_change(path: &Path, bgtask: &str, add: bool) -> Result<Change> {
+    let before = read(path)?;
+    let ours = before
+        .as_deref()
+        .is_none_or(|text| text.starts_with(PLUGIN_HEADER));
+    if !ours && add {
+        bail!(
+            "{} is not bgtask's plugin; left unchanged (move it away to install bgtask's)",
+            path.display()
+        );
+    }
+    let line = format!(
+        "const BGTASK_COMMAND = {}",
+        Value::String(bgtask.to_owned())
+    );
+    let after = match (add, ours) {
+        (true, _) => Some(OPENCODE_PLUGIN.replacen(PLUGIN_COMMAND_LINE, &line, 1)),
+        (false, true) => None,
+        (false, false) => before.clone(),
+    };
+    Ok(Change {
+        path: path.to_owned(),
+        before,
+        after,
+        what: "the bgtask plugin (runs `bgtask serve`, delivers notifications)".to_owned(),
+    })
 }
 
 /// Whether a hook handler is one setup wrote.

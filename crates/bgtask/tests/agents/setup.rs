@@ -253,3 +253,113 @@ fn claude_code_is_offered_the_workspace_sandbox_and_the_setting_reaches_bgtask()
         "env BGTASK_AGENT_NO_NETWORK"
     );
 }
+
+/// The plugin `bgtask setup opencode` installs: the file in the repo,
+/// with this binary's command on its `BGTASK_COMMAND` line.
+const OPENCODE_PLUGIN: &str = include_str!("../../../../integrations/opencode/bgtask.ts");
+
+#[test]
+fn opencode_setup_writes_the_mcp_entry_and_the_plugin_merges_and_removes_cleanly() {
+    let bg = Bg::new();
+    let project = bg.path("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let config = json!({
+        "$schema": "https://opencode.ai/config.json",
+        "model": "anthropic/claude-x",
+        "mcp": {"other": {"type": "local", "command": ["other-server"]}},
+    });
+    std::fs::write(project.join("opencode.json"), config.to_string()).unwrap();
+
+    let run = setup(&bg, &["opencode"]).ok();
+    let plugin = project.join(".opencode/plugin/bgtask.ts");
+    assert!(
+        run.stdout.contains("opencode.json") && run.stdout.contains("bgtask.ts"),
+        "{run:?}"
+    );
+    let written = read_json(&project.join("opencode.json"));
+    assert_eq!(written["model"], config["model"]);
+    assert_eq!(written["mcp"]["other"], config["mcp"]["other"]);
+    let entry = &written["mcp"]["bgtask"];
+    assert_eq!(entry["type"], "local");
+    assert_eq!(entry["enabled"], true);
+    let command = entry["command"].as_array().unwrap();
+    assert_eq!(command.last().unwrap(), "mcp", "{entry}");
+    assert!(entry.get("environment").is_none(), "no store path: {entry}");
+    // The plugin is the repo's file; it runs the same bgtask as the entry.
+    let text = std::fs::read_to_string(&plugin).unwrap();
+    let line = format!("const BGTASK_COMMAND = {}", command[0]);
+    assert!(text.contains(&line), "{line} in the plugin");
+    assert_eq!(
+        text.replace(&line, "const BGTASK_COMMAND = \"bgtask\""),
+        OPENCODE_PLUGIN
+    );
+
+    let again = setup(&bg, &["opencode"]).ok();
+    assert!(again.stdout.contains("nothing to change"), "{again:?}");
+
+    let dry = setup(&bg, &["opencode", "--remove", "--dry-run"]).ok();
+    assert!(dry.stdout.contains("would remove"), "{dry:?}");
+    assert!(plugin.exists());
+
+    setup(&bg, &["opencode", "--remove"]).ok();
+    assert_eq!(read_json(&project.join("opencode.json")), config);
+    assert!(!plugin.exists(), "the plugin is removed");
+}
+
+#[test]
+fn opencode_setup_creates_what_is_missing_and_its_removal_leaves_nothing() {
+    let bg = Bg::new();
+    let project = bg.path("project");
+    setup(&bg, &["opencode", "--sandbox", "workspace"]).ok();
+    let written = read_json(&project.join("opencode.json"));
+    assert_eq!(
+        written["mcp"]["bgtask"]["environment"],
+        json!({"BGTASK_AGENT_SANDBOX": "workspace"})
+    );
+    assert!(project.join(".opencode/plugin/bgtask.ts").exists());
+    setup(&bg, &["opencode", "--remove"]).ok();
+    assert!(
+        !project.join("opencode.json").exists(),
+        "only ours: removed"
+    );
+    assert!(!project.join(".opencode/plugin/bgtask.ts").exists());
+}
+
+#[test]
+fn opencode_user_scope_writes_under_the_config_dir_only() {
+    let bg = Bg::new();
+    let run = setup(&bg, &["opencode", "--scope", "user"]).ok();
+    let dir = bg.config_dir().join("opencode");
+    assert!(
+        run.stdout
+            .contains(&dir.join("opencode.json").display().to_string()),
+        "{run:?}"
+    );
+    assert_eq!(
+        read_json(&dir.join("opencode.json"))["mcp"]["bgtask"]["type"],
+        "local"
+    );
+    assert!(dir.join("plugin/bgtask.ts").exists());
+    assert!(!bg.path("project/opencode.json").exists());
+    assert!(!bg.path("project/.opencode").exists());
+}
+
+#[test]
+fn an_opencode_plugin_file_edited_by_hand_is_not_removed() {
+    let bg = Bg::new();
+    let project = bg.path("project");
+    let plugin = project.join(".opencode/plugin/bgtask.ts");
+    std::fs::create_dir_all(plugin.parent().unwrap()).unwrap();
+    std::fs::write(&plugin, "// my own plugin\n").unwrap();
+    let run = setup(&bg, &["opencode"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("bgtask.ts") && run.stderr.lines().count() == 1,
+        "{run:?}"
+    );
+    setup(&bg, &["opencode", "--remove"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(&plugin).unwrap(),
+        "// my own plugin\n"
+    );
+}
