@@ -94,6 +94,13 @@ pub enum Error {
     /// take it (not interactive, ended, input closed; issue 18).
     #[error("{0}")]
     NotInteractive(String),
+    /// No queue group of this name (issue 21).
+    #[error("no group named {0:?} (see bgtask group list)")]
+    GroupNotFound(String),
+    /// A group that exists already, or still has tasks, cannot be added
+    /// or removed (issue 21).
+    #[error("{0}")]
+    GroupInUse(String),
 }
 
 /// The class of an error, as clients see it. `as_str` gives the stable
@@ -113,6 +120,8 @@ pub enum ErrorKind {
     Timeout,
     Unreachable,
     NotInteractive,
+    GroupNotFound,
+    GroupInUse,
 }
 
 impl ErrorKind {
@@ -129,6 +138,8 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::NotInteractive => "not_interactive",
+            ErrorKind::GroupNotFound => "group_not_found",
+            ErrorKind::GroupInUse => "group_in_use",
         }
     }
 }
@@ -166,6 +177,8 @@ impl Error {
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Unreachable(_) => ErrorKind::Unreachable,
             Error::NotInteractive(_) => ErrorKind::NotInteractive,
+            Error::GroupNotFound(_) => ErrorKind::GroupNotFound,
+            Error::GroupInUse(_) => ErrorKind::GroupInUse,
         }
     }
 

@@ -78,6 +78,10 @@ impl fmt::Display for TaskId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Waiting in its group's queue (issue 21): for a free slot, its
+    /// dependencies or its delay. Live (its monitor waits for its turn),
+    /// but holds no slot of any running limit.
+    Queued,
     Starting,
     Running,
     Killing,
@@ -88,7 +92,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
+        Status::Queued,
         Status::Starting,
         Status::Running,
         Status::Killing,
@@ -111,6 +116,12 @@ impl Status {
         !self.is_terminal()
     }
 
+    /// Whether a task in this status takes a slot of its group's and the
+    /// store's running limit: every live status except `queued`.
+    pub fn holds_slot(self) -> bool {
+        self.is_live() && self != Status::Queued
+    }
+
     /// A status read back from the database. A row of a newer format is
     /// skipped before its status is read (`record_version`), so a status
     /// this build does not know is a damaged record; it reads as `failed`,
@@ -123,6 +134,7 @@ impl Status {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Queued => "queued",
             Status::Starting => "starting",
             Status::Running => "running",
             Status::Killing => "killing",
@@ -148,7 +160,7 @@ impl FromStr for Status {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "unknown status {s:?} (expected one of starting, running, killing, completed, failed, killed, timed_out)"
+                    "unknown status {s:?} (expected one of queued, starting, running, killing, completed, failed, killed, timed_out)"
                 ))
             })
     }
@@ -287,7 +299,21 @@ pub struct Task {
     /// Its Slurm job id (null for a local task, and until sbatch answers).
     #[serde(default)]
     pub job_id: Option<String>,
+    /// The queue group it runs in (issue 21; `default` unless `--group`).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// A person's label for it (`--label`), if any.
+    #[serde(default)]
+    pub label: Option<String>,
 }
+
+fn default_group() -> String {
+    DEFAULT_GROUP.to_owned()
+}
+
+/// The group a task runs in unless it names one; its parallelism is the
+/// store-wide running limit unless set (issue 21).
+pub const DEFAULT_GROUP: &str = "default";
 
 /// A task's readiness condition as clients see it, with its outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -280,6 +280,7 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
         sandbox: args.sandbox.request(),
         executor: args.executor.as_deref().map(str::parse).transpose()?,
         slurm_args: args.slurm_args,
+        queue: crate::queue::request(&args)?,
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.

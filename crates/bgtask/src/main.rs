@@ -28,6 +28,10 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_UNKNOWN_TASK: u8 = 3;
 /// Exit code when a wait ran out (as timeout(1) uses).
 const EXIT_TIMEOUT: u8 = 124;
+/// No queue group of that name (issue 21).
+const EXIT_UNKNOWN_GROUP: u8 = 4;
+/// The group exists already, or still has tasks (issue 21).
+const EXIT_GROUP_IN_USE: u8 = 5;
 
 /// The process entry point, called by the C library.
 ///
@@ -273,6 +277,8 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         | (_, ErrorKind::TaskNotFound | ErrorKind::AmbiguousTaskId) => EXIT_UNKNOWN_TASK,
         (_, ErrorKind::InvalidArgument | ErrorKind::InvalidCwd) => EXIT_USAGE,
         (_, ErrorKind::Timeout) => EXIT_TIMEOUT,
+        (_, ErrorKind::GroupNotFound) => EXIT_UNKNOWN_GROUP,
+        (_, ErrorKind::GroupInUse) => EXIT_GROUP_IN_USE,
         (
             _,
             ErrorKind::LimitExceeded

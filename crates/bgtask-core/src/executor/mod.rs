@@ -104,6 +104,13 @@ pub trait Launched {
     /// has one, a handle that wakes its holder when the task's readiness is
     /// decided or its supervisor ends (see `Service::until_ready`).
     fn go(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd>;
+
+    /// The task is recorded `queued` (issue 21): the engine side waits for
+    /// its turn (told by `control::schedule`), holding the environment.
+    /// Only the local engine queues; the others are never recorded queued.
+    fn queue(self: Box<Self>, env: &[(String, String)]) -> Option<std::os::fd::OwnedFd> {
+        self.go(env)
+    }
 }
 
 /// The engine that runs new tasks of this kind.

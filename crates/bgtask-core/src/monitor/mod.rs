@@ -27,6 +27,7 @@ use crate::task::TaskId;
 
 mod end;
 mod interact;
+mod queue;
 mod start;
 mod stop;
 mod supervise;
@@ -60,19 +61,32 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
         .sandbox
         .as_ref()
         .map(|policy| start::prepare_sandbox(home, id, policy));
-    let Some(env) = process::wait_for_go() else {
+    let Some(go) = process::wait_for_go() else {
         if let Some(Ok(prepared)) = &sandbox {
             prepared.discard();
         }
         if let Some(mut store) = open_store(home, id) {
             start::abandon(&mut store, id);
+            schedule(&mut store);
         }
         return 0;
+    };
+    // A queued task (issue 21) waits here for its turn, listening already.
+    let channel = if go.queued {
+        let Some(channel) = queue::wait_turn(home, id) else {
+            if let Some(Ok(prepared)) = &sandbox {
+                prepared.discard();
+            }
+            return 0;
+        };
+        Some(channel)
+    } else {
+        None
     };
     process::fault::point("monitor_before_start");
     // The shell is started first and the store opened while its exec runs:
     // the open is most of a monitor's own start.
-    let launched = start::launch(home, id, &task, env, sandbox);
+    let launched = start::launch(home, id, &task, go.env, sandbox, channel);
     let Some(mut store) = open_store(home, id) else {
         // The task stays `starting` with a dead owner: the next command
         // that looks at it records it as failed.
@@ -87,9 +101,13 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
             store.touch_events();
             process::release_startup_pages();
             supervise::supervise(&mut store, running);
+            schedule(&mut store);
             0
         }
-        Ok(None) => 0,
+        Ok(None) => {
+            schedule(&mut store);
+            0
+        }
         Err(e) => {
             let reason = match e {
                 Error::SpawnFailed(message) => message,
@@ -98,8 +116,17 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
             };
             log(&format!("{id}: the task could not start: {reason}"));
             start::record_start_failure(&mut store, id, &reason);
+            schedule(&mut store);
             1
         }
+    }
+}
+
+/// After this task's end is recorded: the slot it held goes to the next
+/// queued task, whose monitor this one tells (issue 21).
+fn schedule(store: &mut Store) {
+    if let Err(e) = crate::control::schedule(store) {
+        log(&format!("cannot hand the queue on: {e}"));
     }
 }
 

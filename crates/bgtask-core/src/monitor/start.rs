@@ -165,6 +165,7 @@ pub(super) fn launch(
     task: &TaskCommand<'_>,
     mut env: Vec<(String, String)>,
     sandbox: Option<Result<PreparedSandbox>>,
+    channel: Option<Channel>,
 ) -> Result<Launched> {
     // A sandbox that could not be prepared: nothing starts (fail closed).
     let sandbox = sandbox.transpose()?;
@@ -173,9 +174,13 @@ pub(super) fn launch(
     let signals = SignalPipe::install().map_err(|e| Error::spawn_step("signal pipe", e))?;
     // Without a channel (a home path too long for a socket, say) requests
     // fall back to SIGUSR1, which the signal pipe still carries.
-    let channel = Channel::open(home, id)
-        .map_err(|e| log(&format!("{id}: no control channel, signals only: {e}")))
-        .ok();
+    // A queued task's monitor listens already (issue 21).
+    let channel = match channel {
+        Some(channel) => Some(channel),
+        None => Channel::open(home, id)
+            .map_err(|e| log(&format!("{id}: no control channel, signals only: {e}")))
+            .ok(),
+    };
 
     process::become_subreaper().map_err(|e| Error::spawn_step("subreaper", e))?;
     let cgroup = Cgroup::create(id.as_str());

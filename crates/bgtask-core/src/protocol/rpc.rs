@@ -109,7 +109,9 @@ pub fn code_of(kind: ErrorKind) -> i64 {
         | ErrorKind::StoreError
         | ErrorKind::Timeout
         | ErrorKind::Unreachable
-        | ErrorKind::NotInteractive => APPLICATION_ERROR,
+        | ErrorKind::NotInteractive
+        | ErrorKind::GroupNotFound
+        | ErrorKind::GroupInUse => APPLICATION_ERROR,
     }
 }
 

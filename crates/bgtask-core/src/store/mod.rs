@@ -12,6 +12,7 @@
 //!   transition, at most one per task;
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
+mod groups;
 mod holders;
 mod home;
 mod interact;
@@ -28,6 +29,7 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 use crate::task::TaskId;
 
+pub use groups::{validate_group_name, validate_label, Group, QueueSpec, Scheduled};
 pub use home::disk_share;
 pub use notify::WatchHit;
 pub use outbox::{Claimed, PREVIEW_BYTES};
