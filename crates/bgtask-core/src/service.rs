@@ -38,7 +38,7 @@ mod tell;
 
 /// Queues, groups, restart and clean (issue 21).
 mod queue;
-pub use queue::queue_spec;
+pub use queue::{queue_spec, Restart};
 
 /// The bgtask engine over one store, acting for one session.
 pub struct Service {

@@ -536,11 +536,24 @@ mod tests {
     #[test]
     fn live_is_what_is_not_terminal_and_unknown_stored_statuses_read_as_failed() {
         let live: Vec<_> = Status::ALL.into_iter().filter(|s| s.is_live()).collect();
-        assert_eq!(live, [Status::Starting, Status::Running, Status::Killing]);
+        assert_eq!(
+            live,
+            [
+                Status::Queued,
+                Status::Starting,
+                Status::Running,
+                Status::Killing
+            ]
+        );
+        let holding: Vec<_> = Status::ALL.into_iter().filter(|s| s.holds_slot()).collect();
+        assert_eq!(
+            holding,
+            [Status::Starting, Status::Running, Status::Killing]
+        );
         for status in Status::ALL {
             assert_eq!(Status::from_stored(status.as_str()), status);
         }
-        assert_eq!(Status::from_stored("queued"), Status::Failed);
+        assert_eq!(Status::from_stored("waiting"), Status::Failed);
         assert_eq!(Status::from_stored(""), Status::Failed);
     }
 

@@ -17,6 +17,7 @@ mod render;
 mod sandbox;
 mod serve;
 mod setup;
+mod queue;
 mod top;
 mod views;
 

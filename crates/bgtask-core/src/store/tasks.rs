@@ -764,6 +764,9 @@ mod tests {
 
     #[test]
     fn the_sql_set_of_live_statuses_is_written_from_status() {
-        assert_eq!(LIVE.to_string(), "('starting','running','killing')");
+        assert_eq!(
+            LIVE.to_string(),
+            "('queued','starting','running','killing')"
+        );
     }
 }

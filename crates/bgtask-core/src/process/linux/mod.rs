@@ -16,7 +16,7 @@ mod wait;
 
 pub use cgroup::Cgroup;
 pub use control::{connect_control, ControlListener};
-pub use go::{go_message, go_pipe_released, queue_message, release_go_pipe, wait_for_go, Go};
+pub use go::{go_message, go_pipe_released, queue_message, release_go_pipe, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
 pub use sandbox::{
     landlock_abi, network_namespaces, prepare_confinement, seccomp_available, ConfineSpec,
