@@ -133,6 +133,10 @@ fn send_to(path: &Path, request: &Control) -> io::Result<Reply> {
 /// reconcile records failed.
 pub fn schedule(store: &mut Store) -> crate::error::Result<Scheduled> {
     let scheduled = store.schedule()?;
+    if !scheduled.started.is_empty() {
+        // The fault tests kill the teller between claim and hand-off.
+        process::fault::point("handoff_after_claim");
+    }
     tell_turns(store, &scheduled);
     Ok(scheduled)
 }

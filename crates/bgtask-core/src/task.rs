@@ -505,6 +505,9 @@ pub struct Completion {
     /// The confinement the task ran under, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// The task's `--label` (issue 21), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Serializes a path as a JSON string. Paths are bytes and JSON strings

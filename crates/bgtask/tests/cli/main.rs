@@ -17,6 +17,7 @@ mod ids;
 mod interactive;
 mod output;
 mod paths;
+mod queue;
 mod readiness;
 mod run_args;
 mod sandbox;
