@@ -620,3 +620,101 @@ impl Store {
         Ok(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::ProcessIdentity;
+    use crate::store::{CacheSize, NewTask};
+
+    fn new_task(spec: QueueSpec) -> NewTask {
+        NewTask {
+            id: TaskId::random(),
+            session: "s".into(),
+            command: "true".into(),
+            cwd: "/".into(),
+            env_keys: Vec::new(),
+            timeout_ms: None,
+            idle_timeout_ms: None,
+            max_output: 1 << 20,
+            notify: false,
+            interaction: crate::interact::Interaction::None,
+            owner: ProcessIdentity::of_child(std::process::id()).unwrap(),
+            created_at: crate::clock::now_ms(),
+            ready: None,
+            sandbox: None,
+            executor: crate::config::Engine::Local,
+            queue: spec,
+        }
+    }
+
+    fn in_group(group: &str) -> QueueSpec {
+        QueueSpec {
+            group: group.into(),
+            ..QueueSpec::default()
+        }
+    }
+
+    fn end(store: &mut Store, id: &TaskId, code: i32) {
+        let record = FinishRecord {
+            end: crate::task::Outcome::Exited(code).into_end(),
+            finished_at: crate::clock::now_ms(),
+            preview: String::new(),
+            output_truncated: false,
+            dropped_bytes: 0,
+        };
+        assert!(store.finish(id, &record).unwrap());
+    }
+
+    #[test]
+    fn a_paused_group_starts_nothing_and_its_resume_hands_out_its_free_slots_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), CacheSize::Small).unwrap();
+        store.add_group("g", Some(2)).unwrap();
+        let (first, _) = store.insert_task(&new_task(in_group("g")), 64).unwrap();
+        assert_eq!(first.status, Status::Starting, "a free slot: it starts");
+        store.set_group_paused("g", true).unwrap();
+        let queued: Vec<TaskId> = (0..3)
+            .map(|_| {
+                let (task, scheduled) = store.insert_task(&new_task(in_group("g")), 64).unwrap();
+                assert_eq!(task.status, Status::Queued, "paused: it queues");
+                assert_eq!(scheduled, Scheduled::default());
+                task.task_id
+            })
+            .collect();
+        end(&mut store, &first.task_id, 0);
+        assert_eq!(store.schedule().unwrap(), Scheduled::default());
+        store.set_group_paused("g", false).unwrap();
+        let resumed = store.schedule().unwrap();
+        assert_eq!(resumed.started, queued[..2], "two slots, oldest first");
+        assert_eq!(store.schedule().unwrap(), Scheduled::default(), "exactly once");
+        end(&mut store, &queued[0], 0);
+        assert_eq!(store.schedule().unwrap().started, queued[2..]);
+    }
+
+    #[test]
+    fn the_store_wide_limit_holds_across_groups_and_a_failed_dependency_cascades() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), CacheSize::Small).unwrap();
+        store.add_group("other", None).unwrap();
+        let (a, _) = store.insert_task(&new_task(in_group("default")), 1).unwrap();
+        let (b, _) = store.insert_task(&new_task(in_group("other")), 1).unwrap();
+        assert_eq!((a.status, b.status), (Status::Starting, Status::Queued));
+        let after = |ids: Vec<TaskId>| QueueSpec {
+            after: ids,
+            ..QueueSpec::default()
+        };
+        let (c, _) = store.insert_task(&new_task(after(vec![a.task_id.clone()])), 1).unwrap();
+        let (d, _) = store.insert_task(&new_task(after(vec![c.task_id.clone()])), 1).unwrap();
+        end(&mut store, &a.task_id, 1);
+        let scheduled = store.schedule().unwrap();
+        assert_eq!(scheduled.started, [b.task_id.clone()]);
+        assert_eq!(scheduled.failed, [c.task_id.clone(), d.task_id.clone()]);
+        let c = store.get(&c.task_id).unwrap();
+        assert_eq!(c.reason, Some(format!("dependency {} failed", a.task_id)));
+        assert_eq!(
+            store.get(&d.task_id).unwrap().reason,
+            Some(format!("dependency {} failed", c.task_id))
+        );
+    }
+}
