@@ -82,7 +82,10 @@ fn bgtask_throughput(bg: &Bgtask, tasks: usize) -> Result<f64> {
     wait.extend(ids.iter().map(String::as_str));
     let out = home.cmd(&wait).output()?;
     if !out.status.success() {
-        bail!("bgtask wait failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "bgtask wait failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(started.elapsed().as_secs_f64() * 1e3)
 }

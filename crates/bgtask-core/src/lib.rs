@@ -42,10 +42,10 @@ pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, ErrorKind, Result};
 pub use notices::{completion_notification, readiness_result, NotificationId, WatchRequest};
 pub use process::Signal;
+pub use service::Restart;
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
-pub use service::Restart;
 pub use store::{set_busy_timeout, Group};
 pub use task::{
     Completion, Notification, NotificationKind, Readiness, ReadyOutcome, ReadyState, Status, Task,

@@ -13,11 +13,11 @@ mod hook;
 mod interact;
 mod mcp;
 mod notices;
+mod queue;
 mod render;
 mod sandbox;
 mod serve;
 mod setup;
-mod queue;
 mod top;
 mod views;
 

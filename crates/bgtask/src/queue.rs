@@ -44,10 +44,7 @@ impl QueueArgs {
     pub fn request(&self, service: Option<&Service>) -> Result<QueueRequest> {
         let resolve = |ids: &[String]| -> Result<Vec<TaskId>> {
             match service {
-                Some(service) => ids
-                    .iter()
-                    .map(|id| Ok(service.resolve_id(id)?))
-                    .collect(),
+                Some(service) => ids.iter().map(|id| Ok(service.resolve_id(id)?)).collect(),
                 None => Ok(Vec::new()),
             }
         };

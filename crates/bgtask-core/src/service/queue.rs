@@ -13,7 +13,10 @@ use crate::units::MAX_DURATION_MS;
 /// A request's queueing, checked, as the store records it. Only the local
 /// engine queues; a Slurm job is refused when no slot is free, as before.
 pub fn queue_spec(req: &QueueRequest, engine: Engine) -> Result<QueueSpec> {
-    let group = req.group.clone().unwrap_or_else(|| DEFAULT_GROUP.to_owned());
+    let group = req
+        .group
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GROUP.to_owned());
     validate_group_name(&group)?;
     if let Some(label) = &req.label {
         validate_label(label)?;
@@ -27,8 +30,7 @@ pub fn queue_spec(req: &QueueRequest, engine: Engine) -> Result<QueueSpec> {
         Some(0) | None => None,
         Some(ms) => Some(now_ms().saturating_add(ms as i64)),
     };
-    if req.no_queue && (start_at.is_some() || !req.after.is_empty() || !req.after_any.is_empty())
-    {
+    if req.no_queue && (start_at.is_some() || !req.after.is_empty() || !req.after_any.is_empty()) {
         return Err(Error::InvalidArgument(
             "--no-queue cannot wait for dependencies or a delay".into(),
         ));

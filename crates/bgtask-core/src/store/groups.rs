@@ -281,7 +281,11 @@ fn deps_state(
 /// The scheduling pass, inside `tx`: claims every queued task whose turn
 /// it is (group by group, oldest first) and fails those a failed
 /// dependency can never let start. `limit` is the store-wide limit.
-pub(super) fn schedule_in(tx: &Transaction<'_>, limit: u32, now: i64) -> rusqlite::Result<Scheduled> {
+pub(super) fn schedule_in(
+    tx: &Transaction<'_>,
+    limit: u32,
+    now: i64,
+) -> rusqlite::Result<Scheduled> {
     let mut scheduled = Scheduled::default();
     let groups: HashMap<String, (Option<u32>, bool)> = {
         let mut stmt = tx.prepare_cached("SELECT name, parallel, paused FROM groups")?;
@@ -525,7 +529,10 @@ impl Store {
             if busy > 0 {
                 return Ok(Err(busy));
             }
-            Ok(Ok(tx.execute("DELETE FROM groups WHERE name = ?1", params![name])?))
+            Ok(Ok(tx.execute(
+                "DELETE FROM groups WHERE name = ?1",
+                params![name],
+            )?))
         })?;
         match outcome {
             Err(busy) => Err(Error::GroupInUse(format!(
@@ -687,7 +694,11 @@ mod tests {
         store.set_group_paused("g", false).unwrap();
         let resumed = store.schedule().unwrap();
         assert_eq!(resumed.started, queued[..2], "two slots, oldest first");
-        assert_eq!(store.schedule().unwrap(), Scheduled::default(), "exactly once");
+        assert_eq!(
+            store.schedule().unwrap(),
+            Scheduled::default(),
+            "exactly once"
+        );
         end(&mut store, &queued[0], 0);
         assert_eq!(store.schedule().unwrap().started, queued[2..]);
     }
@@ -697,15 +708,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path(), CacheSize::Small).unwrap();
         store.add_group("other", None).unwrap();
-        let (a, _) = store.insert_task(&new_task(in_group("default")), 1).unwrap();
+        let (a, _) = store
+            .insert_task(&new_task(in_group("default")), 1)
+            .unwrap();
         let (b, _) = store.insert_task(&new_task(in_group("other")), 1).unwrap();
         assert_eq!((a.status, b.status), (Status::Starting, Status::Queued));
         let after = |ids: Vec<TaskId>| QueueSpec {
             after: ids,
             ..QueueSpec::default()
         };
-        let (c, _) = store.insert_task(&new_task(after(vec![a.task_id.clone()])), 1).unwrap();
-        let (d, _) = store.insert_task(&new_task(after(vec![c.task_id.clone()])), 1).unwrap();
+        let (c, _) = store
+            .insert_task(&new_task(after(vec![a.task_id.clone()])), 1)
+            .unwrap();
+        let (d, _) = store
+            .insert_task(&new_task(after(vec![c.task_id.clone()])), 1)
+            .unwrap();
         end(&mut store, &a.task_id, 1);
         let scheduled = store.schedule().unwrap();
         assert_eq!(scheduled.started, [b.task_id.clone()]);

@@ -155,7 +155,11 @@ impl Store {
                     .unwrap_or_default()
             })
         };
-        let status = if queue.may_queue { "queued" } else { "starting" };
+        let status = if queue.may_queue {
+            "queued"
+        } else {
+            "starting"
+        };
         tx.execute(
             "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
              owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \

@@ -47,7 +47,8 @@ fn a_group_of_parallel_3_fed_by_4_processes_runs_each_task_once_in_order_never_m
             .collect()
     });
     let mut wait = bg.cmd();
-    wait.args(["wait", "--json", "--timeout", "120s"]).args(&ids);
+    wait.args(["wait", "--json", "--timeout", "120s"])
+        .args(&ids);
     let ended = bg.run_with(&mut wait).ok().json();
     assert!(
         ended
@@ -74,7 +75,10 @@ fn a_group_of_parallel_3_fed_by_4_processes_runs_each_task_once_in_order_never_m
             end_at.insert(tag.to_owned(), n);
         }
     }
-    assert!(most <= 3, "{most} tasks of a group of 3 ran at once:\n{text}");
+    assert!(
+        most <= 3,
+        "{most} tasks of a group of 3 ran at once:\n{text}"
+    );
     assert!(most >= 2, "the group never ran tasks side by side:\n{text}");
     assert_eq!(started.len(), 4 * PER, "every task started:\n{text}");
     assert!(started.values().all(|n| *n == 1), "each exactly once");
@@ -99,9 +103,31 @@ fn dependencies_chain_and_a_failed_one_fails_its_dependents_without_starting_the
     let bg = Bg::new();
     let gate = bg.gate("first");
     let log = bg.path("chain");
-    let first = run_ok(&bg, &["--", &format!("{}; echo a >> {}", gate.hold(), log.display())]);
-    let second = run_ok(&bg, &["--after", &first, "--", &format!("echo b >> {}", log.display())]);
-    let third = run_ok(&bg, &["--after", &second, "--", &format!("echo c >> {}", log.display())]);
+    let first = run_ok(
+        &bg,
+        &[
+            "--",
+            &format!("{}; echo a >> {}", gate.hold(), log.display()),
+        ],
+    );
+    let second = run_ok(
+        &bg,
+        &[
+            "--after",
+            &first,
+            "--",
+            &format!("echo b >> {}", log.display()),
+        ],
+    );
+    let third = run_ok(
+        &bg,
+        &[
+            "--after",
+            &second,
+            "--",
+            &format!("echo c >> {}", log.display()),
+        ],
+    );
     assert_eq!(bg.status(&second)["status"], "queued");
     assert_eq!(bg.status(&third)["status"], "queued");
     gate.open();
@@ -123,9 +149,16 @@ fn dependencies_chain_and_a_failed_one_fails_its_dependents_without_starting_the
     let transitive = bg.wait(&transitive);
     assert_eq!(
         transitive["reason"],
-        format!("dependency {} failed", dependent["task_id"].as_str().unwrap())
+        format!(
+            "dependency {} failed",
+            dependent["task_id"].as_str().unwrap()
+        )
     );
-    assert_eq!(bg.wait(&any)["status"], "completed", "--after-any: ended, however");
+    assert_eq!(
+        bg.wait(&any)["status"],
+        "completed",
+        "--after-any: ended, however"
+    );
     assert!(!bg.path("never").exists());
     // An unknown dependency is refused at once, recording nothing.
     let before = bg.list_all().len();
@@ -141,7 +174,12 @@ fn a_delay_is_honoured_with_no_bgtask_command_running() {
     let asked = Instant::now();
     let id = run_ok(
         &bg,
-        &["--delay", "1s", "--", &format!("echo go > {}", marker.display())],
+        &[
+            "--delay",
+            "1s",
+            "--",
+            &format!("echo go > {}", marker.display()),
+        ],
     );
     assert_eq!(bg.status(&id)["status"], "queued");
     // Only the file is watched: no bgtask command runs meanwhile.
@@ -178,9 +216,13 @@ fn a_start_survives_sigkill_of_the_process_that_handed_it_on() {
     // The first task's monitor claims the next task's turn when it ends,
     // and is killed before it tells it.
     let mut first = bg.cmd();
-    first
-        .env("BGTASK_FAULT", "handoff_after_claim")
-        .args(["run", "--group", "one", "--", &gate.hold()]);
+    first.env("BGTASK_FAULT", "handoff_after_claim").args([
+        "run",
+        "--group",
+        "one",
+        "--",
+        &gate.hold(),
+    ]);
     let first = bg.run_id(&mut first);
     let next = run_ok(&bg, &["--group", "one", "--", "echo next"]);
     let first_monitor = monitor_pid(&bg.status(&first));
@@ -200,7 +242,17 @@ fn groups_settings_and_labels_survive_a_restart_of_every_process() {
     bg.run(&["group", "add", "slow", "--parallel", "2"]).ok();
     bg.run(&["group", "set", "default", "--parallel", "5"]).ok();
     let gate = bg.gate("hold");
-    let held = run_ok(&bg, &["--group", "slow", "--label", "nightly build", "--", &gate.hold()]);
+    let held = run_ok(
+        &bg,
+        &[
+            "--group",
+            "slow",
+            "--label",
+            "nightly build",
+            "--",
+            &gate.hold(),
+        ],
+    );
     // Every bgtask process goes (as at a reboot): the monitors too.
     for pid in pids_of_home(&bg.home) {
         kill9(pid);
@@ -260,7 +312,14 @@ fn restart_runs_the_same_task_again_and_asks_for_env_values_again() {
     let out = bg.run(&["logs", again["task_id"].as_str().unwrap()]).ok();
     assert_eq!(out.stdout, "value=other\n");
     let edited = bg
-        .run(&["restart", &first, "--env", "SECRET=x", "--edit-command", "echo edited"])
+        .run(&[
+            "restart",
+            &first,
+            "--env",
+            "SECRET=x",
+            "--edit-command",
+            "echo edited",
+        ])
         .ok();
     let edited = bg.wait(edited.stdout.trim());
     assert_eq!(edited["command"], "echo edited");
@@ -271,7 +330,10 @@ fn group_commands_refuse_bad_input_with_distinct_exit_codes() {
     let bg = Bg::new();
     let bad_name = bg.run(&["group", "add", "no spaces"]);
     assert_eq!(bad_name.code, 2, "{bad_name:?}");
-    assert!(bad_name.stderr.contains("invalid group name"), "{bad_name:?}");
+    assert!(
+        bad_name.stderr.contains("invalid group name"),
+        "{bad_name:?}"
+    );
     let zero = bg.run(&["group", "add", "g", "--parallel", "0"]);
     assert_eq!(zero.code, 2, "{zero:?}");
     assert!(zero.stderr.contains("at least 1"), "{zero:?}");
@@ -280,14 +342,20 @@ fn group_commands_refuse_bad_input_with_distinct_exit_codes() {
     assert_eq!(twice.code, 5, "{twice:?}");
     let unknown = bg.run(&["group", "set", "nope", "--parallel", "2"]);
     assert_eq!(unknown.code, 4, "{unknown:?}");
-    assert!(unknown.stderr.contains("no group named \"nope\""), "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("no group named \"nope\""),
+        "{unknown:?}"
+    );
     let run_unknown = bg.run(&["run", "--group", "nope", "--", "true"]);
     assert_eq!(run_unknown.code, 4, "{run_unknown:?}");
     let gate = bg.gate("busy");
     let busy = run_ok(&bg, &["--group", "g", "--", &gate.hold()]);
     let in_use = bg.run(&["group", "rm", "g"]);
     assert_eq!(in_use.code, 5, "{in_use:?}");
-    assert!(in_use.stderr.contains("still has 1 live task"), "{in_use:?}");
+    assert!(
+        in_use.stderr.contains("still has 1 live task"),
+        "{in_use:?}"
+    );
     assert_eq!(bg.run(&["group", "rm", "default"]).code, 5);
     gate.open();
     bg.wait(&busy);

@@ -158,13 +158,7 @@ mod tests {
                 queued: true
             })
         );
-        assert_eq!(
-            read_go(&mut &message[..]),
-            Some(Go {
-                env,
-                queued: false
-            })
-        );
+        assert_eq!(read_go(&mut &message[..]), Some(Go { env, queued: false }));
         assert_eq!(
             read_go(&mut &b"go 0\n"[..]),
             Some(Go {
