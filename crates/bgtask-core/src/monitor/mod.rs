@@ -86,7 +86,11 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
     process::fault::point("monitor_before_start");
     // The shell is started first and the store opened while its exec runs:
     // the open is most of a monitor's own start.
-    let launched = start::launch(home, id, &task, go.env, sandbox, channel);
+    let given = start::Given {
+        env: go.env,
+        channel,
+    };
+    let launched = start::launch(home, id, &task, given, sandbox);
     let Some(mut store) = open_store(home, id) else {
         // The task stays `starting` with a dead owner: the next command
         // that looks at it records it as failed.

@@ -157,16 +157,24 @@ pub(super) struct Launched {
     sandbox: Option<Sandboxed>,
 }
 
+/// What the monitor has for the start before it opens the store: the
+/// task's environment (from the go pipe) and, for a task that waited in a
+/// queue (issue 21), the control channel it listened on meanwhile.
+pub(super) struct Given {
+    pub env: Vec<(String, String)>,
+    pub channel: Option<Channel>,
+}
+
 /// Starts the shell (without waiting for its exec), with everything
 /// supervising it needs that does not come from the store.
 pub(super) fn launch(
     home: &Path,
     id: &TaskId,
     task: &TaskCommand<'_>,
-    mut env: Vec<(String, String)>,
+    given: Given,
     sandbox: Option<Result<PreparedSandbox>>,
-    channel: Option<Channel>,
 ) -> Result<Launched> {
+    let Given { mut env, channel } = given;
     // A sandbox that could not be prepared: nothing starts (fail closed).
     let sandbox = sandbox.transpose()?;
     // Both inbound channels exist before anyone can learn from the store

@@ -302,7 +302,7 @@ pub(super) fn schedule_in(
     loop {
         let mut holding = holding_counts(tx)?;
         let mut total: u32 = holding.values().sum();
-        let queued: Vec<(String, String, Option<String>, Option<String>, Option<i64>)> = {
+        let queued: Vec<QueuedRow> = {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT task_id, group_name, after_ok, after_any, start_at FROM tasks \
                  WHERE status = 'queued' AND record_version <= {RECORD_VERSION} ORDER BY rowid"
@@ -358,6 +358,10 @@ pub(super) fn schedule_in(
         }
     }
 }
+
+/// A queued task as the pass reads it: id, group, `after_ok`, `after_any`,
+/// `start_at`.
+type QueuedRow = (String, String, Option<String>, Option<String>, Option<i64>);
 
 fn parse(id: &str) -> rusqlite::Result<TaskId> {
     id.parse().map_err(|e| {
@@ -725,7 +729,7 @@ mod tests {
             .unwrap();
         end(&mut store, &a.task_id, 1);
         let scheduled = store.schedule().unwrap();
-        assert_eq!(scheduled.started, [b.task_id.clone()]);
+        assert_eq!(scheduled.started, std::slice::from_ref(&b.task_id));
         assert_eq!(scheduled.failed, [c.task_id.clone(), d.task_id.clone()]);
         let c = store.get(&c.task_id).unwrap();
         assert_eq!(c.reason, Some(format!("dependency {} failed", a.task_id)));

@@ -57,6 +57,8 @@ fn task(n: u64, session: &str, status: Status, command: &str, (age_s, ran_s): (i
         sandbox: None,
         executor: "local".into(),
         job_id: None,
+        group: "default".into(),
+        label: None,
     }
 }
 
