@@ -137,7 +137,10 @@ pub fn schedule(store: &mut Store) -> crate::error::Result<Scheduled> {
         // The fault tests kill the teller between claim and hand-off.
         process::fault::point("handoff_after_claim");
     }
-    tell_turns(store, &scheduled);
+    if scheduled.to_tell().next().is_some() {
+        store.touch_events();
+    }
+    tell_turns(store.home(), &scheduled);
     Ok(scheduled)
 }
 
@@ -153,11 +156,7 @@ pub fn schedule_and_repair(store: &mut Store) -> crate::error::Result<Scheduled>
 }
 
 /// Tells the monitors of the tasks a pass decided on.
-pub fn tell_turns(store: &Store, scheduled: &Scheduled) {
-    let home = store.home();
-    if !scheduled.started.is_empty() || !scheduled.failed.is_empty() {
-        store.touch_events();
-    }
+pub fn tell_turns(home: &Path, scheduled: &Scheduled) {
     for id in scheduled.to_tell() {
         // A monitor that does not answer is gone (reconcile records its
         // task) or not listening yet (it reads the store after it binds).

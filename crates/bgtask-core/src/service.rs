@@ -190,8 +190,11 @@ impl Service {
             launched.go(&req.env)
         };
         // Other queued tasks whose turn this pass found (a delay that
-        // passed while nothing ran, say).
-        crate::control::tell_turns(&self.store(), &scheduled);
+        // passed while nothing ran, say): told without the store's lock.
+        if scheduled.to_tell().next().is_some() {
+            self.store().touch_events();
+            crate::control::tell_turns(&self.config.home, &scheduled);
+        }
         Ok((task, wake))
     }
 
