@@ -367,6 +367,12 @@ fn a_labelled_task_shows_its_label_in_a_column_and_queued_tasks_their_status() {
     m.set_tasks(tasks, NOW);
     let lines = screen(&mut m, 120, 12);
     assert!(lines[1].contains("LABEL"), "{lines:#?}");
-    assert!(row_of(&lines, "npm run dev").contains("nightly"), "{lines:#?}");
-    assert!(row_of(&lines, "cargo build").contains("queued"), "{lines:#?}");
+    assert!(
+        row_of(&lines, "npm run dev").contains("nightly"),
+        "{lines:#?}"
+    );
+    assert!(
+        row_of(&lines, "cargo build").contains("queued"),
+        "{lines:#?}"
+    );
 }
