@@ -134,7 +134,7 @@ impl Home {
     pub fn monitors(&self) -> Vec<u32> {
         let all = ListRequest {
             all_sessions: true,
-            status: None,
+            ..ListRequest::default()
         };
         let Ok(tasks) = self.service().and_then(|s| Ok(s.list(&all)?)) else {
             return Vec::new();

@@ -23,6 +23,7 @@ mod interactive;
 mod latency;
 mod output;
 mod pueue;
+mod queue;
 mod ready;
 mod report;
 mod sandbox;
@@ -196,6 +197,24 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench agent-start: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if argv.first().map(String::as_str) == Some("queue") {
+        // Issue 21's numbers: `bench queue [TASKS] [BGTASK]`.
+        let tasks = argv.get(1).and_then(|r| r.parse().ok()).unwrap_or(1000);
+        let run = workspace_root().and_then(|root| {
+            let exe = match argv.get(2) {
+                Some(path) => PathBuf::from(path),
+                None => harness::build_bgtask(&root)?,
+            };
+            queue::run(&Bgtask::new(exe)?, &root, tasks)
+        });
+        return match run {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e:#}");
                 ExitCode::FAILURE
             }
         };

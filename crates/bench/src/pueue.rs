@@ -86,6 +86,19 @@ impl Pueue {
         cmd
     }
 
+    /// Runs `pueue ARGS` against the private daemon; it must succeed.
+    pub fn run_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.cmd(args).output()?;
+        if !out.status.success() {
+            bail!(
+                "pueue {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// `pueue add -- true` then `pueue wait` on it; milliseconds.
     pub fn add_and_wait(&self) -> Result<f64> {
         let (add_ms, out) = time_ok(&mut self.cmd(&["add", "--print-task-id", "--", "true"]))?;

@@ -132,6 +132,26 @@ pub struct SpawnRequest {
     pub executor: Option<Engine>,
     /// Site flags passed verbatim to `sbatch` (Slurm tasks only).
     pub slurm_args: Vec<String>,
+    /// Its group, label, dependencies and delay (issue 21).
+    pub queue: QueueRequest,
+}
+
+/// How a task queues (issue 21): `run --group --after --after-any --delay
+/// --label --no-queue`, serve's and MCP's `bash` `group`, `after`,
+/// `delay_ms`, `label`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueRequest {
+    /// Its group; `default` when `None`.
+    pub group: Option<String>,
+    pub label: Option<String>,
+    /// Start only once these completed successfully.
+    pub after: Vec<crate::task::TaskId>,
+    /// Start only once these ended, however.
+    pub after_any: Vec<crate::task::TaskId>,
+    /// Start no sooner than this long after the request.
+    pub delay_ms: Option<u64>,
+    /// Refuse the task instead of queueing it for a slot.
+    pub no_queue: bool,
 }
 
 impl Default for SpawnRequest {
@@ -149,6 +169,7 @@ impl Default for SpawnRequest {
             sandbox: SandboxRequest::default(),
             executor: None,
             slurm_args: Vec::new(),
+            queue: QueueRequest::default(),
         }
     }
 }

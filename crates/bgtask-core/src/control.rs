@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::process::{self, ControlListener};
-use crate::store::control_socket_path;
+use crate::store::{control_socket_path, Scheduled, Store};
 use crate::task::TaskId;
 
 /// Something a monitor is asked to do.
@@ -54,6 +54,9 @@ pub enum Control {
     Pause,
     /// Let a paused task run again, as the store's `running` asks.
     Resume,
+    /// A queued task's turn came, or it ended while queued: read the store
+    /// (issue 21). A monitor that supervises already ignores it.
+    Start,
 }
 
 impl Control {
@@ -68,6 +71,7 @@ impl Control {
             Control::Screen => "screen",
             Control::Pause => "pause",
             Control::Resume => "resume",
+            Control::Start => "start",
         }
     }
 }
@@ -128,6 +132,49 @@ fn send_to(path: &Path, request: &Control) -> io::Result<Reply> {
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer)?;
     serde_json::from_str(&answer).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The scheduling pass of issue 21 and its hand-off: claims, in one
+/// transaction, every queued task whose turn it is (`Store::schedule`),
+/// then tells each claimed task's monitor to start (and each task failed
+/// by a failed dependency's monitor to exit). Run by whoever records an
+/// end, raises a limit or resumes a group, in that process: a monitor
+/// that is not told stays queued at no cost, and 1000 queued tasks are
+/// never all woken. A claim whose teller died before telling is told again
+/// by the next pass that finds it stale (`Store::stale_claims`); a claimed
+/// monitor that is gone leaves a `starting` task with a dead owner, which
+/// reconcile records failed.
+pub fn schedule(store: &mut Store) -> crate::error::Result<Scheduled> {
+    let scheduled = store.schedule()?;
+    if !scheduled.started.is_empty() {
+        // The fault tests kill the teller between claim and hand-off.
+        process::fault::point("handoff_after_claim");
+    }
+    if scheduled.to_tell().next().is_some() {
+        store.touch_events();
+    }
+    tell_turns(store.home(), &scheduled);
+    Ok(scheduled)
+}
+
+/// [`schedule`], and tells again the claims that look stale (for
+/// reconcile: a crash between a claim and its hand-off is repaired by the
+/// next command).
+pub fn schedule_and_repair(store: &mut Store) -> crate::error::Result<Scheduled> {
+    let scheduled = schedule(store)?;
+    for id in store.stale_claims(crate::clock::now_ms())? {
+        let _ = send(store.home(), &id, &Control::Start);
+    }
+    Ok(scheduled)
+}
+
+/// Tells the monitors of the tasks a pass decided on.
+pub fn tell_turns(home: &Path, scheduled: &Scheduled) {
+    for id in scheduled.to_tell() {
+        // A monitor that does not answer is gone (reconcile records its
+        // task) or not listening yet (it reads the store after it binds).
+        let _ = send(home, id, &Control::Start);
+    }
 }
 
 /// The monitor's end of the channel.

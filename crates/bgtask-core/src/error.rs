@@ -98,6 +98,13 @@ pub enum Error {
     /// that is not running, a resume of one that is not paused (issue 21).
     #[error("{0}")]
     InvalidState(String),
+    /// No queue group of this name (issue 21).
+    #[error("no group named {0:?} (see bgtask group list)")]
+    GroupNotFound(String),
+    /// A group that exists already, or still has tasks, cannot be added
+    /// or removed (issue 21).
+    #[error("{0}")]
+    GroupInUse(String),
 }
 
 /// The class of an error, as clients see it. `as_str` gives the stable
@@ -118,6 +125,8 @@ pub enum ErrorKind {
     Unreachable,
     NotInteractive,
     InvalidState,
+    GroupNotFound,
+    GroupInUse,
 }
 
 impl ErrorKind {
@@ -135,6 +144,8 @@ impl ErrorKind {
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::NotInteractive => "not_interactive",
             ErrorKind::InvalidState => "invalid_state",
+            ErrorKind::GroupNotFound => "group_not_found",
+            ErrorKind::GroupInUse => "group_in_use",
         }
     }
 }
@@ -173,6 +184,8 @@ impl Error {
             Error::Unreachable(_) => ErrorKind::Unreachable,
             Error::NotInteractive(_) => ErrorKind::NotInteractive,
             Error::InvalidState(_) => ErrorKind::InvalidState,
+            Error::GroupNotFound(_) => ErrorKind::GroupNotFound,
+            Error::GroupInUse(_) => ErrorKind::GroupInUse,
         }
     }
 

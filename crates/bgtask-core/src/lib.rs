@@ -35,20 +35,21 @@ mod waiter;
 pub use agent::{BashOutcome, BashRequest, Claimed, DEFAULT_OUTPUT_BUDGET};
 pub use clock::now_ms;
 pub use config::{
-    Config, Engine, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT,
+    Config, Engine, QueueRequest, SpawnRequest, StreamChoice, TaskDefaults, DEFAULT_MAX_OUTPUT,
     DEFAULT_MAX_RUNNING, DEFAULT_SESSION, DEFAULT_TIMEOUT_MS,
 };
 pub use doctor::{doctor, DoctorReport, Finding};
 pub use error::{Error, ErrorKind, Result};
 pub use notices::{completion_notification, readiness_result, NotificationId, WatchRequest};
 pub use process::Signal;
+pub use service::Restart;
 pub use service::{
     GcReport, Launch, ListRequest, OutputFile, Service, TaskStatus, DEFAULT_GC_AGE_MS,
 };
-pub use store::{set_busy_timeout, Pending, PendingClaim};
+pub use store::{set_busy_timeout, Group, Pending, PendingClaim};
 pub use task::{
     Completion, Notification, NotificationKind, Readiness, ReadyOutcome, ReadyState, Status, Task,
-    TaskId, Watch,
+    TaskId, Watch, DEFAULT_GROUP,
 };
 pub use wait::WaitOutcome;
 pub use waiter::EventWatch;

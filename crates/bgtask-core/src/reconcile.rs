@@ -76,6 +76,8 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
     let ended = store.finish(&task.id, &record)?;
     if ended {
         store.touch_events();
+        // Its slot, or its dependents, may let queued tasks go (issue 21).
+        crate::control::schedule(store)?;
     }
     // A monitor killed outright leaves its control socket behind; nobody
     // listens there any more (senders already fall back), so it goes.
@@ -91,5 +93,7 @@ pub fn reconcile_all(store: &mut Store) -> Result<usize> {
             ended += 1;
         }
     }
+    // A crash between a claim and its hand-off is repaired here (issue 21).
+    crate::control::schedule_and_repair(store)?;
     Ok(ended)
 }

@@ -38,6 +38,10 @@ mod pause;
 /// Telling a running task input, signals, a size; its screen (issue 18).
 mod tell;
 
+/// Queues, groups, restart and clean (issue 21).
+mod queue;
+pub use queue::{queue_spec, Restart};
+
 /// The bgtask engine over one store, acting for one session.
 pub struct Service {
     config: Config,
@@ -61,6 +65,8 @@ pub struct TaskStatus {
 pub struct ListRequest {
     pub all_sessions: bool,
     pub status: Option<Status>,
+    /// Only the tasks of this queue group (issue 21).
+    pub group: Option<String>,
 }
 
 /// What `gc` removed.
@@ -171,19 +177,30 @@ impl Service {
             ready: req.ready.clone(),
             sandbox,
             executor: engine,
+            queue: queue_spec(&req.queue, engine)?,
         };
-        let task = self.insert(&new)?;
+        let (task, scheduled) = self.insert(&new)?;
         if let Some(holder) = holder {
             // Not held only means the result may be reported twice (inline
             // and as a completion), never lost.
             let _ = self.store().hold_completion(&task.task_id, holder);
         }
         process::fault::point("starter_after_insert");
-        let wake = launched.go(&self.store, &req.env);
+        let wake = if task.status == Status::Queued {
+            launched.queue(&self.store, &req.env)
+        } else {
+            launched.go(&self.store, &req.env)
+        };
+        // Other queued tasks whose turn this pass found (a delay that
+        // passed while nothing ran, say): told without the store's lock.
+        if scheduled.to_tell().next().is_some() {
+            self.store().touch_events();
+            crate::control::tell_turns(&self.config.home, &scheduled);
+        }
         Ok((task, wake))
     }
 
-    fn insert(&self, new: &NewTask) -> Result<Task> {
+    fn insert(&self, new: &NewTask) -> Result<(Task, crate::store::Scheduled)> {
         let mut store = self.store();
         match store.insert_task(new, self.config.max_running) {
             Err(Error::LimitExceeded { .. }) => {
@@ -223,7 +240,18 @@ impl Service {
 
     /// This session's tasks (or every session's), newest first.
     pub fn list(&self, req: &ListRequest) -> Result<Vec<Task>> {
+        let mut tasks = self.list_all_groups(req)?;
+        if let Some(group) = &req.group {
+            tasks.retain(|t| &t.group == group);
+        }
+        Ok(tasks)
+    }
+
+    fn list_all_groups(&self, req: &ListRequest) -> Result<Vec<Task>> {
         let mut store = self.store();
+        // A hand-off whose teller died is repaired by the next command
+        // that looks (issue 21).
+        crate::control::schedule_and_repair(&mut store)?;
         let session = (!req.all_sessions).then_some(self.config.session.as_str());
         let tasks = store.list(session, req.status)?;
         let listed: HashSet<&TaskId> = tasks
@@ -328,6 +356,14 @@ impl Service {
             let Some(live) = store.live(id)? else {
                 return store.get(id);
             };
+            // A queued task (issue 21) ends at once; its monitor is told
+            // to exit, and its dependents learn of it.
+            if live.status == Status::Queued && store.kill_queued(id, now_ms())? {
+                store.touch_events();
+                let _ = crate::control::send(store.home(), id, &crate::control::Control::Start);
+                crate::control::schedule(&mut store)?;
+                return store.get(id);
+            }
             // A supervisor that cannot be checked from here (another pid
             // namespace) may still be told through the shared store; if it
             // cannot, a `killing` recorded now would be carried out by no
@@ -597,7 +633,14 @@ impl Launch {
 /// readiness condition, input or a terminal, a sandbox (the batch job
 /// runs on a compute node, outside this machine's monitor).
 fn local_only(req: &SpawnRequest, sandboxed: bool) -> Result<()> {
-    let feature = if req.ready.is_some() {
+    let queue = &req.queue;
+    let feature = if queue.group.is_some()
+        || !queue.after.is_empty()
+        || !queue.after_any.is_empty()
+        || queue.delay_ms.is_some()
+    {
+        "a queue group, dependencies or a delay (Slurm queues the job itself)"
+    } else if req.ready.is_some() {
         "a readiness condition"
     } else if req.interaction != crate::interact::Interaction::None {
         "stdin or a pseudo-terminal"

@@ -78,6 +78,10 @@ impl fmt::Display for TaskId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Waiting in its group's queue (issue 21): for a free slot, its
+    /// dependencies or its delay. Live (its monitor waits for its turn),
+    /// but holds no slot of any running limit.
+    Queued,
     Starting,
     Running,
     /// Running, but its whole tree is held stopped (`bgtask pause`; issue
@@ -91,7 +95,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
+        Status::Queued,
         Status::Starting,
         Status::Running,
         Status::Paused,
@@ -115,6 +120,12 @@ impl Status {
         !self.is_terminal()
     }
 
+    /// Whether a task in this status takes a slot of its group's and the
+    /// store's running limit: every live status except `queued`.
+    pub fn holds_slot(self) -> bool {
+        self.is_live() && self != Status::Queued
+    }
+
     /// A status read back from the database. A row of a newer format is
     /// skipped before its status is read (`record_version`), so a status
     /// this build does not know is a damaged record; it reads as `failed`,
@@ -127,6 +138,7 @@ impl Status {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Queued => "queued",
             Status::Starting => "starting",
             Status::Running => "running",
             Status::Paused => "paused",
@@ -153,7 +165,7 @@ impl FromStr for Status {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "unknown status {s:?} (expected one of starting, running, paused, killing, completed, failed, killed, timed_out)"
+                    "unknown status {s:?} (expected one of queued, starting, running, paused, killing, completed, failed, killed, timed_out)"
                 ))
             })
     }
@@ -295,7 +307,21 @@ pub struct Task {
     /// Its Slurm job id (null for a local task, and until sbatch answers).
     #[serde(default)]
     pub job_id: Option<String>,
+    /// The queue group it runs in (issue 21; `default` unless `--group`).
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// A person's label for it (`--label`), if any.
+    #[serde(default)]
+    pub label: Option<String>,
 }
+
+fn default_group() -> String {
+    DEFAULT_GROUP.to_owned()
+}
+
+/// The group a task runs in unless it names one; its parallelism is the
+/// store-wide running limit unless set (issue 21).
+pub const DEFAULT_GROUP: &str = "default";
 
 /// A task's readiness condition as clients see it, with its outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,6 +513,9 @@ pub struct Completion {
     /// The confinement the task ran under, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::Sandbox>,
+    /// The task's `--label` (issue 21), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Serializes a path as a JSON string. Paths are bytes and JSON strings
@@ -521,16 +550,22 @@ mod tests {
         assert_eq!(
             live,
             [
+                Status::Queued,
                 Status::Starting,
                 Status::Running,
                 Status::Paused,
                 Status::Killing
             ]
         );
+        let holding: Vec<_> = Status::ALL.into_iter().filter(|s| s.holds_slot()).collect();
+        assert_eq!(
+            holding,
+            [Status::Starting, Status::Running, Status::Paused, Status::Killing]
+        );
         for status in Status::ALL {
             assert_eq!(Status::from_stored(status.as_str()), status);
         }
-        assert_eq!(Status::from_stored("queued"), Status::Failed);
+        assert_eq!(Status::from_stored("waiting"), Status::Failed);
         assert_eq!(Status::from_stored(""), Status::Failed);
     }
 

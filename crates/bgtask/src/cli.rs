@@ -209,6 +209,18 @@ pub enum Command {
     Screen(crate::interact::ScreenArgs),
     /// Give a --pty task's terminal a new size
     Resize(crate::interact::ResizeArgs),
+    /// Manage queue groups (how many of a group's tasks run at once)
+    #[command(subcommand)]
+    Group(crate::queue::GroupCommand),
+    /// Run a task again as a new task (same command, directory, limits,
+    /// group and label)
+    #[command(after_help = ID_HELP)]
+    Restart(crate::queue::RestartArgs),
+    /// Remove finished, acknowledged tasks now (of one group, or all)
+    Clean {
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+    },
 }
 
 const CONFIG_HELP: &str = "Settings come from, in rising precedence: built-in defaults, the \
@@ -323,6 +335,8 @@ pub struct RunArgs {
     /// --slurm-arg=--partition=gpu
     #[arg(long = "slurm-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub slurm_args: Vec<String>,
+    #[command(flatten)]
+    pub queue: crate::queue::QueueArgs,
     /// The command, run by bash -c. One argument is a shell command line
     /// (quote it: 'make && ./run'); several are quoted one by one, so they
     /// arrive as given. `--` before it is optional; options after its first

@@ -46,10 +46,13 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
     // Only the servers start tasks here: every other command works on the
     // tasks a store already has, and without a store creates none.
-    let service = if matches!(cli.command, Command::Serve | Command::Mcp) {
-        open(config)?
+    let service = if matches!(
+        cli.command,
+        Command::Serve | Command::Mcp | Command::Group(_) | Command::Restart(_)
+    ) {
+        open(config.clone())?
     } else {
-        auto_gc(Service::open_existing(config)?)
+        auto_gc(Service::open_existing(config.clone())?)
     };
     match cli.command {
         Command::Run(_) => unreachable!("handled above"),
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             let request = ListRequest {
                 all_sessions,
                 status,
+                group: None,
             };
             crate::views::list(&service, &request, json, watch)
         }
@@ -173,6 +177,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
             crate::mcp::run(config)
         }
+        Command::Group(command) => crate::queue::group(&service, command, json),
+        Command::Restart(args) => crate::queue::restart(&service, &config, args, json),
+        Command::Clean { group } => crate::queue::clean(&service, group.as_deref(), json),
         Command::Gc { older_than } => {
             let report = service.gc(older_than)?;
             render::gc(&report, json)?;
@@ -273,6 +280,13 @@ fn kill(service: &Service, ids: &[TaskId], grace: u64, json: bool, one_named: bo
 
 fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
     let ready = crate::notices::ready_spec(&args)?;
+    // Dependencies are named as people type ids: resolved in the store,
+    // opened first only then (issue 21).
+    let deps_service = if args.queue.names_tasks() {
+        Some(open(config.clone())?)
+    } else {
+        None
+    };
     let request = SpawnRequest {
         command: command_line(&args.command),
         cwd: args.cwd,
@@ -292,11 +306,15 @@ fn run_task(config: Config, args: RunArgs, json: bool) -> Result<u8> {
         sandbox: args.sandbox.request(),
         executor: args.executor.as_deref().map(str::parse).transpose()?,
         slurm_args: args.slurm_args,
+        queue: args.queue.request(deps_service.as_ref())?,
     };
     // The store is opened while the monitor's exec runs: the monitor's
     // identity cannot be read before that exec has finished anyway.
     let launch = Launch::start(&config, &request)?;
-    let service = open(config)?;
+    let service = match deps_service {
+        Some(service) => service,
+        None => open(config)?,
+    };
     if request.ready.is_some() {
         let (task, wake) = service.record_waking(launch)?;
         return crate::notices::run_ready(&service, task, wake, json);

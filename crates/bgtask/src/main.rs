@@ -14,6 +14,7 @@ mod interact;
 mod mcp;
 mod notices;
 mod pause;
+mod queue;
 mod render;
 mod sandbox;
 mod serve;
@@ -32,6 +33,10 @@ const EXIT_UNKNOWN_TASK: u8 = 3;
 const EXIT_INVALID_STATE: u8 = 4;
 /// Exit code when a wait ran out (as timeout(1) uses).
 const EXIT_TIMEOUT: u8 = 124;
+/// No queue group of that name (issue 21).
+const EXIT_UNKNOWN_GROUP: u8 = 5;
+/// The group exists already, or still has tasks (issue 21).
+const EXIT_GROUP_IN_USE: u8 = 6;
 
 /// The process entry point, called by the C library.
 ///
@@ -278,6 +283,8 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         (_, ErrorKind::InvalidArgument | ErrorKind::InvalidCwd) => EXIT_USAGE,
         (_, ErrorKind::Timeout) => EXIT_TIMEOUT,
         (_, ErrorKind::InvalidState) => EXIT_INVALID_STATE,
+        (_, ErrorKind::GroupNotFound) => EXIT_UNKNOWN_GROUP,
+        (_, ErrorKind::GroupInUse) => EXIT_GROUP_IN_USE,
         (
             _,
             ErrorKind::LimitExceeded

@@ -126,6 +126,13 @@ fn write_task(out: &mut impl Write, task: &Task) -> Result<()> {
         writeln!(out, "reason:   {}", printable(reason, false))?;
     }
     writeln!(out, "command:  {}", printable(&task.command, false))?;
+    // Issue 21: a task's label, and its group unless the default one.
+    if let Some(label) = &task.label {
+        writeln!(out, "label:    {}", printable(label, false))?;
+    }
+    if task.group != bgtask_core::DEFAULT_GROUP {
+        writeln!(out, "group:    {}", printable(&task.group, false))?;
+    }
     writeln!(out, "cwd:      {}", path_text(&task.cwd))?;
     writeln!(out, "session:  {}", printable(&task.session, false))?;
     if let Some(sandbox) = &task.sandbox {
@@ -279,6 +286,14 @@ pub fn list_text(tasks: &[Task], layout: &ListLayout) -> String {
             .collect();
         columns.push(col("CWD", cwds, false, Cut::Middle, 10, 60));
     }
+    // Issue 21: labels, when any listed task has one.
+    if tasks.iter().any(|t| t.label.is_some()) {
+        let labels = tasks
+            .iter()
+            .map(|t| printable(t.label.as_deref().unwrap_or("-"), false).into_owned())
+            .collect();
+        columns.push(col("LABEL", labels, false, Cut::End, 5, 24));
+    }
     let commands = tasks
         .iter()
         .map(|t| first_line(&t.command, usize::MAX))
@@ -300,7 +315,7 @@ pub fn list_text(tasks: &[Task], layout: &ListLayout) -> String {
     // working directory, the session and the id give way, in that order.
     let gaps = 2 * (columns.len() - 1);
     let fixed = |cs: &[Column]| cs[..cs.len() - 1].iter().map(|c| c.width).sum::<usize>() + gaps;
-    for name in ["CWD", "SESSION", "ID"] {
+    for name in ["CWD", "LABEL", "SESSION", "ID"] {
         let over = (fixed(&columns) + MIN_COMMAND).saturating_sub(width);
         if over == 0 {
             break;

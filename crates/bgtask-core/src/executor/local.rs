@@ -171,6 +171,15 @@ impl Launched for LocalLaunch {
         // (readiness decided) or exits.
         Some(self.0.stdin.into())
     }
+
+    fn queue(
+        self: Box<Self>,
+        _store: &Mutex<Store>,
+        env: &[(String, String)],
+    ) -> Option<std::os::fd::OwnedFd> {
+        let _ = (&self.0.stdin).write_all(&process::queue_message(env));
+        Some(self.0.stdin.into())
+    }
 }
 
 /// Remembers a monitor so it is reaped; reaps the ones that already ended.

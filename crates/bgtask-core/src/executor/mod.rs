@@ -122,6 +122,17 @@ pub trait Launched {
         store: &std::sync::Mutex<Store>,
         env: &[(String, String)],
     ) -> Option<std::os::fd::OwnedFd>;
+
+    /// The task is recorded `queued` (issue 21): the engine side waits for
+    /// its turn (told by `control::schedule`), holding the environment.
+    /// Only the local engine queues; the others are never recorded queued.
+    fn queue(
+        self: Box<Self>,
+        store: &std::sync::Mutex<Store>,
+        env: &[(String, String)],
+    ) -> Option<std::os::fd::OwnedFd> {
+        self.go(store, env)
+    }
 }
 
 /// The engine that runs new tasks of this kind.

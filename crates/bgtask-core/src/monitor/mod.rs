@@ -30,6 +30,7 @@ use crate::task::TaskId;
 mod end;
 mod interact;
 mod pause;
+mod queue;
 mod start;
 mod stop;
 mod supervise;
@@ -69,18 +70,38 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
     // `bash` waits for exactly those (its reply says the task runs).
     let store = open_store(home, id);
     let cgroup = start::task_cgroup(id);
-    let Some(env) = process::wait_for_go() else {
+    let Some(go) = process::wait_for_go() else {
         if let Some(Ok(prepared)) = &sandbox {
             prepared.discard();
         }
         start::discard_cgroup(cgroup);
         if let Some(mut store) = store.or_else(|| open_store(home, id)) {
             start::abandon(&mut store, id);
+            schedule(&mut store);
         }
         return 0;
     };
+    // A queued task (issue 21) waits here for its turn, listening already.
+    // It keeps no store connection while it waits (see queue.rs).
+    let (channel, store) = if go.queued {
+        drop(store);
+        let Some(channel) = queue::wait_turn(home, id) else {
+            if let Some(Ok(prepared)) = &sandbox {
+                prepared.discard();
+            }
+            start::discard_cgroup(cgroup);
+            return 0;
+        };
+        (Some(channel), None)
+    } else {
+        (None, store)
+    };
     process::fault::point("monitor_before_start");
-    let launched = start::launch(home, id, &task, env, start::BeforeGo { sandbox, cgroup });
+    let given = start::Given {
+        env: go.env,
+        channel,
+    };
+    let launched = start::launch(home, id, &task, given, start::BeforeGo { sandbox, cgroup });
     let Some(mut store) = store.or_else(|| open_store(home, id)) else {
         // The task stays `starting` with a dead owner: the next command
         // that looks at it records it as failed.
@@ -95,9 +116,13 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
             store.touch_events();
             process::release_startup_pages();
             supervise::supervise(&mut store, running);
+            schedule(&mut store);
             0
         }
-        Ok(None) => 0,
+        Ok(None) => {
+            schedule(&mut store);
+            0
+        }
         Err(e) => {
             let reason = match e {
                 Error::SpawnFailed(message) => message,
@@ -106,8 +131,17 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
             };
             log(&format!("{id}: the task could not start: {reason}"));
             start::record_start_failure(&mut store, id, &reason);
+            schedule(&mut store);
             1
         }
+    }
+}
+
+/// After this task's end is recorded: the slot it held goes to the next
+/// queued task, whose monitor this one tells (issue 21).
+fn schedule(store: &mut Store) {
+    if let Err(e) = crate::control::schedule(store) {
+        log(&format!("cannot hand the queue on: {e}"));
     }
 }
 

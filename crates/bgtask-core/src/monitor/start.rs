@@ -179,6 +179,14 @@ pub(super) struct BeforeGo {
     pub cgroup: Option<Cgroup>,
 }
 
+/// What the monitor has for the start that came with its go: the task's
+/// environment and, for a task that waited in a queue (issue 21), the
+/// control channel it listened on meanwhile.
+pub(super) struct Given {
+    pub env: Vec<(String, String)>,
+    pub channel: Option<Channel>,
+}
+
 /// Starts the shell (without waiting for its exec), with everything
 /// supervising it needs that does not come from the store, in the cgroup
 /// made before the go (removed if the start fails).
@@ -186,11 +194,11 @@ pub(super) fn launch(
     home: &Path,
     id: &TaskId,
     task: &TaskCommand<'_>,
-    env: Vec<(String, String)>,
+    given: Given,
     ready: BeforeGo,
 ) -> Result<Launched> {
     let cgroup_path = ready.cgroup.as_ref().map(|cg| cg.path().to_owned());
-    let launched = launch_in(home, id, task, env, ready);
+    let launched = launch_in(home, id, task, given, ready);
     if launched.is_err() {
         // `launch_in` hands the cgroup on only when the shell started.
         if let Some(path) = cgroup_path {
@@ -204,9 +212,10 @@ fn launch_in(
     home: &Path,
     id: &TaskId,
     task: &TaskCommand<'_>,
-    mut env: Vec<(String, String)>,
+    given: Given,
     BeforeGo { sandbox, cgroup }: BeforeGo,
 ) -> Result<Launched> {
+    let Given { mut env, channel } = given;
     // A sandbox that could not be prepared: nothing starts (fail closed).
     let sandbox = sandbox.transpose()?;
     // Both inbound channels exist before anyone can learn from the store
@@ -214,9 +223,13 @@ fn launch_in(
     let signals = SignalPipe::install().map_err(|e| Error::spawn_step("signal pipe", e))?;
     // Without a channel (a home path too long for a socket, say) requests
     // fall back to SIGUSR1, which the signal pipe still carries.
-    let channel = Channel::open(home, id)
-        .map_err(|e| log(&format!("{id}: no control channel, signals only: {e}")))
-        .ok();
+    // A queued task's monitor listens already (issue 21).
+    let channel = match channel {
+        Some(channel) => Some(channel),
+        None => Channel::open(home, id)
+            .map_err(|e| log(&format!("{id}: no control channel, signals only: {e}")))
+            .ok(),
+    };
 
     process::become_subreaper().map_err(|e| Error::spawn_step("subreaper", e))?;
     // The monitor's own environment, the task's variables, and the marker

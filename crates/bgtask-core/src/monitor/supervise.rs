@@ -274,6 +274,8 @@ fn answer_requests(
                     record_kill(store, &task.id, grace_ms);
                 }
             }
+            // Its turn came long ago (a repeated hand-off, issue 21).
+            Control::Start => incoming.answer(&Reply::Done),
             Control::Watch => {
                 // The sender stored the change first: read it now.
                 task.watching.reload(store, &task.id);

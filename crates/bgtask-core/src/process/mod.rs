@@ -75,6 +75,9 @@ mod signal;
 
 pub use signal::Signal;
 
+// Queues (issue 21): the go pipe's queued form.
+pub use linux::queue_message;
+
 // Interactive tasks (issue 18): a task's terminal and input.
 pub use linux::{open_pty, set_pty_size, wait_ready, write_some};
 

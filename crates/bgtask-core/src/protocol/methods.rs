@@ -145,6 +145,15 @@ pub struct BashParams {
     /// Flags passed verbatim to sbatch (Slurm tasks only).
     #[serde(default)]
     pub slurm_args: Vec<String>,
+    /// Its queue group (issue 21); `default` when absent.
+    pub group: Option<String>,
+    /// Start only once these tasks completed successfully.
+    #[serde(default)]
+    pub after: Vec<TaskId>,
+    /// Start no sooner than this many ms from now.
+    pub delay_ms: Option<u64>,
+    /// A label shown in lists and notifications.
+    pub label: Option<String>,
 }
 
 /// `bash`'s `ready`: exactly one of `log`, `port`, `http`, and a limit.
@@ -256,6 +265,14 @@ impl BashParams {
                 sandbox,
                 executor: self.executor,
                 slurm_args: self.slurm_args,
+                queue: crate::config::QueueRequest {
+                    group: self.group,
+                    label: self.label,
+                    after: self.after,
+                    after_any: Vec::new(),
+                    delay_ms: self.delay_ms,
+                    no_queue: false,
+                },
             },
             background: self.background,
             wait_ms: if self.background {
@@ -414,6 +431,8 @@ pub struct ListParams {
     #[serde(default)]
     pub all_sessions: bool,
     pub status: Option<Status>,
+    /// Only the tasks of this queue group (issue 21).
+    pub group: Option<String>,
 }
 
 /// The result of `bash_list`.

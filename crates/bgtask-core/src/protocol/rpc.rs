@@ -110,7 +110,9 @@ pub fn code_of(kind: ErrorKind) -> i64 {
         | ErrorKind::Timeout
         | ErrorKind::Unreachable
         | ErrorKind::NotInteractive
-        | ErrorKind::InvalidState => APPLICATION_ERROR,
+        | ErrorKind::InvalidState
+        | ErrorKind::GroupNotFound
+        | ErrorKind::GroupInUse => APPLICATION_ERROR,
     }
 }
 

@@ -12,6 +12,7 @@
 //!   transition, at most one per task;
 //! - rows and databases written by a newer bgtask are refused, never rewritten.
 
+mod groups;
 mod holders;
 mod home;
 mod interact;
@@ -29,6 +30,7 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 use crate::task::TaskId;
 
+pub use groups::{validate_group_name, validate_label, Group, QueueSpec, Scheduled};
 pub use home::disk_share;
 pub use notify::{ClaimScope, Pending, PendingClaim, WatchHit};
 pub use outbox::{Claimed, PREVIEW_BYTES};

@@ -55,7 +55,7 @@ pub const PREVIEW_BYTES: u64 = 1024;
 
 const COMPLETION_COLUMNS: &str = "c.seq, c.task_id, c.session, t.status, t.exit_code, t.signal, \
     t.reason, t.command, t.started_at, t.finished_at, c.output_preview, c.output_truncated, \
-    c.claim_pid, c.claim_start, c.claim_boot, t.sandbox";
+    c.claim_pid, c.claim_start, c.claim_boot, t.sandbox, t.label";
 
 /// What the outbox stores of a completion beyond the task row.
 pub(super) struct Entry<'a> {
@@ -556,6 +556,7 @@ fn completion_from_row(home: &std::path::Path, r: &Row<'_>) -> rusqlite::Result<
             sandbox: r
                 .get::<_, Option<String>>(15)?
                 .and_then(|text| serde_json::from_str(&text).ok()),
+            label: r.get(16)?,
         },
         claim_at(r, 12)?,
     ))

@@ -85,6 +85,24 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE notifications ADD COLUMN claim_pid INTEGER;
      ALTER TABLE notifications ADD COLUMN claim_start INTEGER;
      ALTER TABLE notifications ADD COLUMN claim_boot TEXT;",
+    // 10 (issue 21): queues. A task's group, label, dependencies (JSON
+    // lists of ids: `after_ok` must complete, `after_any` must end), the
+    // time a delayed task may start, and when it entered the queue (NULL
+    // for a task that never queued); the groups with their parallelism
+    // (NULL: the store-wide limit) and pause flag.
+    "ALTER TABLE tasks ADD COLUMN group_name TEXT NOT NULL DEFAULT 'default';
+     ALTER TABLE tasks ADD COLUMN label TEXT;
+     ALTER TABLE tasks ADD COLUMN after_ok TEXT;
+     ALTER TABLE tasks ADD COLUMN after_any TEXT;
+     ALTER TABLE tasks ADD COLUMN start_at INTEGER;
+     ALTER TABLE tasks ADD COLUMN queued_at INTEGER;
+     CREATE TABLE IF NOT EXISTS groups (
+         name       TEXT PRIMARY KEY,
+         parallel   INTEGER,
+         paused     INTEGER NOT NULL DEFAULT 0,
+         created_at INTEGER NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS tasks_by_group ON tasks(group_name, status);",
 ];
 
 /// The schema this build writes.

@@ -32,7 +32,7 @@ impl std::fmt::Display for LiveSet {
 const TASK_COLUMNS: &str = "task_id, record_version, session, command, cwd, env_keys, status, \
     exit_code, signal, reason, pid, created_at, started_at, finished_at, timeout_ms, \
     idle_timeout_ms, max_output, notify, dropped_bytes, owner_pid, ready_kind, ready_value, \
-    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent, sandbox, executor, job_id, paused_at";
+    ready_timeout_ms, ready_kill, ready_at, ready_outcome, ready_detail, io, signals_sent, sandbox, executor, job_id, paused_at, group_name, label";
 
 /// A task just recorded as started, as its monitor needs it.
 #[derive(Clone, Debug)]
@@ -69,6 +69,8 @@ pub struct NewTask {
     pub sandbox: Option<crate::sandbox::Sandbox>,
     /// The engine's name (`executor/`).
     pub executor: Engine,
+    /// Its group, label, dependencies and delay (issue 21).
+    pub queue: super::groups::QueueSpec,
 }
 
 /// What supervision needs to know about a live task.
@@ -112,11 +114,20 @@ impl<'a> From<&'a FinishRecord> for super::outbox::Entry<'a> {
 }
 
 impl Store {
-    /// Records a new task in `starting`, unless `limit` live tasks exist.
-    /// The count and the insert are one immediate transaction, so the limit
-    /// holds across processes.
-    /// Returns the task as recorded.
-    pub fn insert_task(&mut self, task: &NewTask, limit: u32) -> Result<Task> {
+    /// Records a new task. A task that may queue (issue 21) is recorded in
+    /// `queued` and the scheduling pass runs in the same transaction: it
+    /// leaves as `starting` if its turn is now (a free slot in its group
+    /// and under the store-wide `limit`, dependencies done, no delay, the
+    /// group not paused), and it may hand other queued tasks their turn
+    /// (returned: their monitors must be told). A task that may not queue
+    /// is refused with `LimitExceeded` when no slot is free. Count, insert
+    /// and pass are one immediate transaction, so limits hold across
+    /// processes. Returns the task as recorded.
+    pub fn insert_task(
+        &mut self,
+        task: &NewTask,
+        limit: u32,
+    ) -> Result<(Task, super::groups::Scheduled)> {
         let env_keys = serde_json::to_string(&task.env_keys).unwrap_or_else(|_| "[]".into());
         let sandbox = task
             .sandbox
@@ -129,35 +140,45 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         crate::process::fault::stop_point("stop_in_write");
-        let live: u32 = tx
-            .query_row(
-                &format!("SELECT count(*) FROM tasks WHERE status IN {LIVE}"),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
-        if live >= limit {
-            return Err(Error::LimitExceeded { limit });
+        let queue = &task.queue;
+        super::groups::check_new(&tx, queue).map_err(|e| match e {
+            super::groups::Refused::Error(source) => err(source),
+            super::groups::Refused::Because(e) => e,
+        })?;
+        if !queue.may_queue {
+            super::groups::check_free_slot(&tx, &queue.group, limit).map_err(|e| match e {
+                super::groups::Refused::Error(source) => err(source),
+                super::groups::Refused::Because(e) => e,
+            })?;
         }
         let home = &self.home;
         let ready = task.ready.as_ref().map(|r| r.condition.stored());
-        let recorded = tx
-            .query_row(
-                &format!(
-                    "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
-                     owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \
-                     ready_kind, ready_value, ready_timeout_ms, ready_kill, io, sandbox, executor) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'starting', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22) \
-                     RETURNING {TASK_COLUMNS}"
-                ),
-                params![
+        let ids = |list: &[TaskId]| {
+            (!list.is_empty()).then(|| {
+                serde_json::to_string(&list.iter().map(TaskId::as_str).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+        };
+        let status = if queue.may_queue {
+            "queued"
+        } else {
+            "starting"
+        };
+        tx.execute(
+            "INSERT INTO tasks (task_id, record_version, session, command, cwd, env_keys, status, \
+             owner_pid, owner_start, boot_id, created_at, timeout_ms, idle_timeout_ms, max_output, notify, ns, \
+             ready_kind, ready_value, ready_timeout_ms, ready_kill, io, sandbox, executor, \
+             group_name, label, after_ok, after_any, start_at, queued_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+             ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+            params![
                 task.id.as_str(),
                 RECORD_VERSION,
                 task.session,
                 task.command,
                 path_text(&task.cwd),
                 env_keys,
+                status,
                 task.owner.pid,
                 task.owner.start_ticks as i64,
                 task.owner.boot_id,
@@ -165,25 +186,44 @@ impl Store {
                 task.timeout_ms.map(|v| v as i64),
                 task.idle_timeout_ms.map(|v| v as i64),
                 task.max_output as i64,
-                    task.notify,
-                    // The pid namespace both the monitor's and the shell's
-                    // pids are numbers in (the monitor records the shell from
-                    // the namespace it was started in).
-                    task.owner.pid_ns,
-                    ready.as_ref().map(|r| r.0),
-                    ready.as_ref().map(|r| r.1.clone()),
-                    task.ready.as_ref().map(|r| r.timeout_ms as i64),
-                    task.ready.as_ref().is_some_and(|r| r.kill_if_not_ready),
-                    task.interaction.stored(),
-                    sandbox,
-                    task.executor.as_str(),
-                ],
+                task.notify,
+                // The pid namespace both the monitor's and the shell's
+                // pids are numbers in (the monitor records the shell from
+                // the namespace it was started in).
+                task.owner.pid_ns,
+                ready.as_ref().map(|r| r.0),
+                ready.as_ref().map(|r| r.1.clone()),
+                task.ready.as_ref().map(|r| r.timeout_ms as i64),
+                task.ready.as_ref().is_some_and(|r| r.kill_if_not_ready),
+                task.interaction.stored(),
+                sandbox,
+                task.executor.as_str(),
+                queue.group,
+                queue.label,
+                ids(&queue.after),
+                ids(&queue.after_any),
+                queue.start_at,
+                queue.may_queue.then_some(task.created_at),
+            ],
+        )
+        .map_err(err)?;
+        let scheduled = if queue.may_queue {
+            super::groups::remember_limit(&tx, limit).map_err(err)?;
+            super::groups::schedule_in(&tx, limit, crate::clock::now_ms()).map_err(err)?
+        } else {
+            super::groups::Scheduled::default()
+        };
+        let recorded = tx
+            .query_row(
+                &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?1"),
+                params![task.id.as_str()],
                 |r| task_from_row(home, r),
             )
             .map_err(err)?;
         tx.commit().map_err(err)?;
         // This build just wrote the row, so it can read it.
-        recorded.ok_or_else(|| Error::NewerRecord(task.id.clone()))
+        let recorded = recorded.ok_or_else(|| Error::NewerRecord(task.id.clone()))?;
+        Ok((recorded, scheduled))
     }
 
     /// Records the started shell. Returns the status after the update
@@ -270,43 +310,11 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let notify: Option<(String, bool)> = tx
-            .query_row(
-                &format!(
-                    "UPDATE tasks SET status = ?2, exit_code = ?3, signal = ?4, reason = ?5, \
-                     finished_at = ?6, dropped_bytes = max(dropped_bytes, ?7) \
-                     WHERE task_id = ?1 AND status IN {LIVE} RETURNING session, notify"
-                ),
-                params![
-                    id.as_str(),
-                    record.end.status.as_str(),
-                    record.end.exit_code,
-                    record.end.signal,
-                    record.end.reason,
-                    record.finished_at,
-                    record.dropped_bytes as i64,
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(err)?;
-        let Some((session, notify)) = notify else {
-            return Ok(false);
-        };
-        // A readiness still pending fails now, in the same transaction as
-        // the end it reports (and before its completion, in outbox order).
-        super::notify::fail_pending_ready(&tx, id, &session, notify, record).map_err(err)?;
-        if notify {
-            super::outbox::insert(&tx, id, &session, record.into()).map_err(err)?;
+        let ended = finish_in(&tx, id, record).map_err(err)?;
+        if ended {
+            tx.commit().map_err(err)?;
         }
-        // The task's watches end with it.
-        tx.execute(
-            "UPDATE watches SET ended_at = ?2 WHERE task_id = ?1 AND ended_at IS NULL",
-            params![id.as_str(), record.finished_at],
-        )
-        .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(true)
+        Ok(ended)
     }
 
     /// Records how many output bytes the cap has dropped so far.
@@ -606,6 +614,50 @@ impl Store {
     }
 }
 
+/// Records the end of a live task inside `tx` (with its completion, a
+/// pending readiness's `ready_failed`, the end of its watches). False (and
+/// nothing written) if the task was already terminal.
+pub(super) fn finish_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: &TaskId,
+    record: &FinishRecord,
+) -> rusqlite::Result<bool> {
+    let notify: Option<(String, bool)> = tx
+        .query_row(
+            &format!(
+                "UPDATE tasks SET status = ?2, exit_code = ?3, signal = ?4, reason = ?5, \
+                 finished_at = ?6, dropped_bytes = max(dropped_bytes, ?7) \
+                 WHERE task_id = ?1 AND status IN {LIVE} RETURNING session, notify"
+            ),
+            params![
+                id.as_str(),
+                record.end.status.as_str(),
+                record.end.exit_code,
+                record.end.signal,
+                record.end.reason,
+                record.finished_at,
+                record.dropped_bytes as i64,
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((session, notify)) = notify else {
+        return Ok(false);
+    };
+    // A readiness still pending fails now, in the same transaction as
+    // the end it reports (and before its completion, in outbox order).
+    super::notify::fail_pending_ready(tx, id, &session, notify, record)?;
+    if notify {
+        super::outbox::insert(tx, id, &session, record.into())?;
+    }
+    // The task's watches end with it.
+    tx.execute(
+        "UPDATE watches SET ended_at = ?2 WHERE task_id = ?1 AND ended_at IS NULL",
+        params![id.as_str(), record.finished_at],
+    )?;
+    Ok(true)
+}
+
 /// Maps a row to a task; `None` for a row from a newer bgtask.
 fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
     if r.get::<_, i64>(1)? > RECORD_VERSION {
@@ -680,6 +732,8 @@ fn task_from_row(home: &Path, r: &Row<'_>) -> rusqlite::Result<Option<Task>> {
         paused_at: r
             .get::<_, Option<i64>>(32)?
             .filter(|_| status == Status::Paused.as_str()),
+        group: r.get(33)?,
+        label: r.get(34)?,
     }))
 }
 
@@ -728,7 +782,7 @@ mod tests {
     fn the_sql_set_of_live_statuses_is_written_from_status() {
         assert_eq!(
             LIVE.to_string(),
-            "('starting','running','paused','killing')"
+            "('queued','starting','running','paused','killing')"
         );
     }
 }

@@ -59,6 +59,16 @@ pub struct BashArgs {
     pub executor: Option<String>,
     /// Flags passed verbatim to sbatch for a Slurm task, e.g. ["--partition=gpu", "--gres=gpu:1"].
     pub slurm_args: Option<Vec<String>>,
+    /// Queue group to run in (at most its parallelism run at once; the task waits queued). Default "default".
+    pub group: Option<String>,
+    /// Task ids that must complete successfully before this one starts (if one fails, this one fails without starting).
+    pub after: Option<Vec<String>>,
+    /// Start no sooner than this many milliseconds from now (the task waits queued).
+    #[serde(default)]
+    #[schemars(schema_with = "count_schema")]
+    pub delay_ms: Option<u64>,
+    /// A short label shown in lists and notifications.
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -107,6 +117,15 @@ impl BashArgs {
             // Checked in `run_bash` (an unknown name is an error there).
             executor: self.executor.and_then(|e| e.parse().ok()),
             slurm_args: self.slurm_args.unwrap_or_default(),
+            group: self.group,
+            after: self
+                .after
+                .unwrap_or_default()
+                .iter()
+                .map(|id| id.parse())
+                .collect::<Result<_, _>>()?,
+            delay_ms: self.delay_ms,
+            label: self.label,
             ..BashParams::default()
         })
     }
@@ -125,7 +144,10 @@ impl OutputArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct ListArgs {}
+pub struct ListArgs {
+    /// Only the tasks of this queue group.
+    pub group: Option<String>,
+}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct WaitArgs {
@@ -287,11 +309,14 @@ impl BgMcp {
     #[tool(description = "List this session's tasks, newest first, with status and exit code.")]
     async fn bash_list(
         &self,
-        Parameters(_args): Parameters<ListArgs>,
+        Parameters(args): Parameters<ListArgs>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, McpError> {
         self.answer(context.id, move |me| {
-            let tasks = me.service.list(&ListRequest::default())?;
+            let tasks = me.service.list(&ListRequest {
+                group: args.group,
+                ..ListRequest::default()
+            })?;
             let mut text = if tasks.is_empty() {
                 "No tasks in this session.".to_owned()
             } else {

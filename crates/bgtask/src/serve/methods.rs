@@ -180,6 +180,7 @@ fn list(service: &Service, p: ListParams) -> Reply {
     let tasks = service.list(&ListRequest {
         all_sessions: p.all_sessions,
         status: p.status,
+        group: p.group,
     })?;
     result(&ListResult { tasks })
 }

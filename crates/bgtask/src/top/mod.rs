@@ -358,6 +358,7 @@ impl Reader {
         let request = ListRequest {
             all_sessions: model.all_sessions,
             status: None,
+            group: None,
         };
         let now = bgtask_core::now_ms();
         if !check_owners && self.last_read > 0 {

@@ -112,6 +112,8 @@ enum Col {
     Age,
     Duration,
     Rate,
+    /// A task's `--label` (issue 21), shown when a row on screen has one.
+    Label,
     Command,
 }
 
@@ -136,8 +138,11 @@ fn columns(model: &Model, width: u16, shown: &[&Task]) -> Vec<(Col, &'static str
         (Col::Age, "AGE", Constraint::Length(4)),
         (Col::Duration, "DURATION", Constraint::Length(8)),
         (Col::Rate, "OUT/S", Constraint::Length(6)),
-        (Col::Command, "COMMAND", Constraint::Min(10)),
     ]);
+    if shown.iter().any(|t| t.label.is_some()) {
+        cols.push((Col::Label, "LABEL", Constraint::Length(12)));
+    }
+    cols.push((Col::Command, "COMMAND", Constraint::Min(10)));
     cols
 }
 
@@ -150,6 +155,7 @@ fn cell(col: Col, task: &Task, model: &Model) -> String {
         Col::Age => render::age(task, model.now_ms),
         Col::Duration => render::duration(task, model.now_ms),
         Col::Rate => rate(task, model),
+        Col::Label => render::printable(task.label.as_deref().unwrap_or(""), false).into_owned(),
         Col::Command => {
             let line = task.command.lines().next().unwrap_or("");
             render::printable(line, false).into_owned()
@@ -194,6 +200,7 @@ fn human_rate(per_sec: f64) -> String {
 fn status_style(task: &Task) -> Style {
     match task.status {
         Status::Running | Status::Starting => Style::default().fg(Color::Green),
+        Status::Queued => Style::default().fg(Color::Cyan),
         Status::Killing => Style::default().fg(Color::Yellow),
         Status::Paused => Style::default().fg(Color::Cyan),
         Status::Completed => Style::default(),

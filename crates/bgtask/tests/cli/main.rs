@@ -18,6 +18,7 @@ mod interactive;
 mod output;
 mod paths;
 mod pause;
+mod queue;
 mod readiness;
 mod run_args;
 mod sandbox;

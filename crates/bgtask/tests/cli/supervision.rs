@@ -205,7 +205,8 @@ fn the_live_task_limit_holds_and_leaves_nothing_behind() {
     let limited = |args: &[&str]| bg.run_with(bg.cmd().env("BGTASK_MAX_RUNNING", "2").args(args));
     limited(&["run", "--", "sleep 300"]).ok();
     limited(&["run", "--", "sleep 300"]).ok();
-    let third = limited(&["run", "--", "sleep 300"]);
+    // Issue 21: a task queues for a slot unless told not to.
+    let third = limited(&["run", "--no-queue", "--", "sleep 300"]);
     assert_eq!(third.code, 1);
     assert!(third.stderr.contains("too many running tasks"), "{third:?}");
     assert_eq!(bg.list_all().len(), 2, "the refused task left no record");

@@ -257,27 +257,34 @@ fn application_errors_carry_a_kind() {
 }
 
 #[test]
-fn the_live_task_limit_is_an_application_error() {
+fn at_the_live_task_limit_a_task_queues_and_a_foreground_wait_covers_its_queueing() {
+    // Issue 21: no longer refused; it waits for a slot.
     let bg = Bg::new();
     let gate = bg.gate("limit");
     let mut cmd = bg.cmd();
     cmd.env("BGTASK_MAX_RUNNING", "1");
     let mut server = bg.serve_with(cmd);
     let held = server.call("bash", json!({"command": gate.hold(), "background": true}));
-    let error = server.call_error("bash", json!({"command": "true"}));
-    assert_eq!(error["code"], -32000, "{error}");
-    assert_eq!(error["data"]["kind"], "limit_exceeded", "{error}");
-    assert!(error["message"]
-        .as_str()
-        .unwrap()
-        .contains("BGTASK_MAX_RUNNING"));
-
-    gate.open();
-    server.call(
-        "bash_wait",
-        json!({"task_ids": [held["task_id"]], "timeout_ms": 60_000}),
+    let queued = server.call(
+        "bash",
+        json!({"command": "echo queued", "wait_ms": 100, "label": "second"}),
     );
-    let next = server.call("bash", json!({"command": "true", "wait_ms": 60_000}));
-    assert_eq!(next["status"], "completed", "a slot frees when a task ends");
+    assert_eq!(queued["status"], "queued", "{queued}");
+    let status = server.call("bash_status", json!({"task_id": queued["task_id"]}));
+    assert_eq!(status["label"], "second", "{status}");
+    gate.open();
+    let ended = server.call(
+        "bash_wait",
+        json!({"task_ids": [held["task_id"], queued["task_id"]], "timeout_ms": 60_000}),
+    );
+    assert!(ended.to_string().contains("completed"), "{ended}");
+    // A foreground wait that begins in the queue ends with the task.
+    server.call("bash", json!({"command": "sleep 0.3", "background": true}));
+    let next = server.call("bash", json!({"command": "echo next", "wait_ms": 60_000}));
+    assert_eq!(next["status"], "completed", "{next}");
+    let list = server.call("bash_list", json!({"group": "default"}));
+    assert_eq!(list["tasks"].as_array().unwrap().len(), 4, "{list}");
+    let none = server.call("bash_list", json!({"group": "other"}));
+    assert_eq!(none["tasks"].as_array().unwrap().len(), 0, "{none}");
     assert_eq!(server.close().code(), Some(0));
 }

@@ -233,7 +233,7 @@ impl Drop for Bg {
 pub fn is_live(task: &Value) -> bool {
     matches!(
         task["status"].as_str(),
-        Some("starting" | "running" | "paused" | "killing")
+        Some("queued" | "starting" | "running" | "paused" | "killing")
     )
 }
 

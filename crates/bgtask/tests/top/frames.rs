@@ -58,6 +58,8 @@ fn task(n: u64, session: &str, status: Status, command: &str, (age_s, ran_s): (i
         sandbox: None,
         executor: "local".into(),
         job_id: None,
+        group: "default".into(),
+        label: None,
     }
 }
 
@@ -350,6 +352,28 @@ fn ids_that_share_their_short_prefix_are_shown_in_full() {
     );
     assert!(
         lines.iter().any(|l| l.starts_with("bg-1234567800000002 ")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn a_labelled_task_shows_its_label_in_a_column_and_queued_tasks_their_status() {
+    // Issue 21: the LABEL column appears when a row on screen has a label.
+    let mut m = model();
+    let plain = screen(&mut m, 120, 12);
+    assert!(!plain[1].contains("LABEL"), "{plain:#?}");
+    let mut tasks = known_tasks();
+    tasks[0].label = Some("nightly".into());
+    tasks[1].status = Status::Queued;
+    m.set_tasks(tasks, NOW);
+    let lines = screen(&mut m, 120, 12);
+    assert!(lines[1].contains("LABEL"), "{lines:#?}");
+    assert!(
+        row_of(&lines, "npm run dev").contains("nightly"),
+        "{lines:#?}"
+    );
+    assert!(
+        row_of(&lines, "cargo build").contains("queued"),
         "{lines:#?}"
     );
 }

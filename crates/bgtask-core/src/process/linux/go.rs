@@ -16,11 +16,20 @@ use std::io::{self, Read};
 /// monitor's whole start, about 1 ms. A batch task does not preempt on
 /// wake-up; it runs when the starter yields its CPU or the other one
 /// takes it.
-pub fn wait_for_go() -> Option<Vec<(String, String)>> {
+pub fn wait_for_go() -> Option<Go> {
     set_policy(libc::SCHED_BATCH);
     let go = read_go(&mut io::stdin().lock());
     set_policy(libc::SCHED_OTHER);
     go
+}
+
+/// What a starter said on the go pipe: the task's environment, and
+/// whether the task was recorded queued (issue 21: its monitor waits for
+/// its turn before it starts the shell).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Go {
+    pub env: Vec<(String, String)>,
+    pub queued: bool,
 }
 
 /// Tells the starter, if it still waits on the go pipe, that something it
@@ -55,6 +64,16 @@ const MAX_GO_ENV_BYTES: usize = 64 << 20;
 /// `/proc/PID/environ` for the task's whole life, and they would change
 /// the monitor itself (its fault points, its switches).
 pub fn go_message(env: &[(String, String)]) -> Vec<u8> {
+    message("go", env)
+}
+
+/// A [`go_message`] for a task recorded `queued`: `queue LEN\n` and the
+/// same environment block (kept in the monitor's memory until its turn).
+pub fn queue_message(env: &[(String, String)]) -> Vec<u8> {
+    message("queue", env)
+}
+
+fn message(verb: &str, env: &[(String, String)]) -> Vec<u8> {
     let mut block = Vec::new();
     for (key, value) in env {
         block.extend_from_slice(key.as_bytes());
@@ -62,14 +81,14 @@ pub fn go_message(env: &[(String, String)]) -> Vec<u8> {
         block.extend_from_slice(value.as_bytes());
         block.push(0);
     }
-    let mut message = format!("go {}\n", block.len()).into_bytes();
+    let mut message = format!("{verb} {}\n", block.len()).into_bytes();
     message.extend_from_slice(&block);
     message
 }
 
 /// Reads a [`go_message`]; `None` at end of file before it is complete or
 /// if it is malformed.
-fn read_go(input: &mut impl Read) -> Option<Vec<(String, String)>> {
+fn read_go(input: &mut impl Read) -> Option<Go> {
     let mut header = Vec::new();
     let mut byte = [0u8; 1];
     while header.len() < 24 {
@@ -81,7 +100,11 @@ fn read_go(input: &mut impl Read) -> Option<Vec<(String, String)>> {
             Err(_) => return None,
         }
     }
-    let len: usize = std::str::from_utf8(header.strip_prefix(b"go ")?)
+    let (queued, len) = match header.strip_prefix(b"go ") {
+        Some(len) => (false, len),
+        None => (true, header.strip_prefix(b"queue ")?),
+    };
+    let len: usize = std::str::from_utf8(len)
         .ok()?
         .parse()
         .ok()
@@ -89,14 +112,15 @@ fn read_go(input: &mut impl Read) -> Option<Vec<(String, String)>> {
     let mut block = vec![0u8; len];
     input.read_exact(&mut block).ok()?;
     let block = String::from_utf8(block).ok()?;
-    block
+    let env = block
         .split_terminator('\0')
         .map(|entry| {
             entry
                 .split_once('=')
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    Some(Go { env, queued })
 }
 
 /// Sets the calling thread's scheduling policy, one of the normal ones (no
@@ -126,8 +150,22 @@ mod tests {
             ("EMPTY".to_owned(), String::new()),
         ];
         let message = go_message(&env);
-        assert_eq!(read_go(&mut &message[..]), Some(env));
-        assert_eq!(read_go(&mut &b"go 0\n"[..]), Some(vec![]));
+        let queued = queue_message(&env);
+        assert_eq!(
+            read_go(&mut &queued[..]),
+            Some(Go {
+                env: env.clone(),
+                queued: true
+            })
+        );
+        assert_eq!(read_go(&mut &message[..]), Some(Go { env, queued: false }));
+        assert_eq!(
+            read_go(&mut &b"go 0\n"[..]),
+            Some(Go {
+                env: vec![],
+                queued: false
+            })
+        );
         for broken in [
             &message[..message.len() - 1],
             b"",

@@ -17,7 +17,7 @@ mod wait;
 
 pub use cgroup::Cgroup;
 pub use control::{connect_control, ControlListener};
-pub use go::{go_message, go_pipe_released, release_go_pipe, wait_for_go};
+pub use go::{go_message, go_pipe_released, queue_message, release_go_pipe, wait_for_go};
 pub use identity::{boot_id, Liveness, ProcessHandle, ProcessIdentity};
 pub use pause::{continue_processes, stop_processes};
 pub use sandbox::{

@@ -1,0 +1,398 @@
+//! Queues, groups and dependencies (issue 21): limits that hold across
+//! concurrent processes, starts that are event-driven and exactly once,
+//! dependencies, delays, restart, and the group commands' errors.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crate::fixture::*;
+
+/// A task body that records its start and end in `log` (under flock, so
+/// lines of concurrent tasks never interleave), with `tag` naming it.
+fn logged(log: &std::path::Path, tag: &str, work: &str) -> String {
+    let log = log.display();
+    format!(
+        "flock '{log}' -c 'echo start {tag} >> \"{log}\"'; {work}; flock '{log}' -c 'echo end {tag} >> \"{log}\"'"
+    )
+}
+
+fn run_ok(bg: &Bg, args: &[&str]) -> String {
+    bg.run_id(bg.cmd().arg("run").args(args))
+}
+
+#[test]
+fn a_group_of_parallel_3_fed_by_4_processes_runs_each_task_once_in_order_never_more_than_3() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "build", "--parallel", "3"]).ok();
+    let log = bg.path("log");
+    std::fs::write(&log, "").unwrap();
+    const PER: usize = 25;
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let feeders: Vec<_> = (0..4)
+            .map(|k| {
+                let (bg, log) = (&bg, &log);
+                scope.spawn(move || {
+                    (0..PER)
+                        .map(|i| {
+                            let body = logged(log, &format!("{k}-{i}"), "sleep 0.05");
+                            run_ok(bg, &["--group", "build", "--", &body])
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        feeders
+            .into_iter()
+            .flat_map(|f| f.join().unwrap())
+            .collect()
+    });
+    let mut wait = bg.cmd();
+    wait.args(["wait", "--json", "--timeout", "120s"])
+        .args(&ids);
+    let ended = bg.run_with(&mut wait).ok().json();
+    assert!(
+        ended
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "completed"),
+        "{ended}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let (mut running, mut most) = (0i32, 0i32);
+    let mut started: HashMap<String, usize> = HashMap::new();
+    // Line numbers of each task's start and end.
+    let (mut start_at, mut end_at) = (HashMap::new(), HashMap::new());
+    for (n, line) in text.lines().enumerate() {
+        let (what, tag) = line.split_once(' ').unwrap();
+        if what == "start" {
+            running += 1;
+            most = most.max(running);
+            *started.entry(tag.to_owned()).or_default() += 1;
+            start_at.insert(tag.to_owned(), n);
+        } else {
+            running -= 1;
+            end_at.insert(tag.to_owned(), n);
+        }
+    }
+    assert!(
+        most <= 3,
+        "{most} tasks of a group of 3 ran at once:\n{text}"
+    );
+    assert!(most >= 2, "the group never ran tasks side by side:\n{text}");
+    assert_eq!(started.len(), 4 * PER, "every task started:\n{text}");
+    assert!(started.values().all(|n| *n == 1), "each exactly once");
+    // Queue order within the group: turns are handed out oldest first, so
+    // a task never ends before one queued earlier has started (two turns
+    // handed out together may start in either order).
+    for k in 0..4 {
+        for i in 0..PER {
+            for j in i + 1..PER {
+                let (earlier, later) = (format!("{k}-{i}"), format!("{k}-{j}"));
+                assert!(
+                    start_at[&earlier] < end_at[&later],
+                    "{later} ended before {earlier} started:\n{text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dependencies_chain_and_a_failed_one_fails_its_dependents_without_starting_them() {
+    let bg = Bg::new();
+    let gate = bg.gate("first");
+    let log = bg.path("chain");
+    let first = run_ok(
+        &bg,
+        &[
+            "--",
+            &format!("{}; echo a >> {}", gate.hold(), log.display()),
+        ],
+    );
+    let second = run_ok(
+        &bg,
+        &[
+            "--after",
+            &first,
+            "--",
+            &format!("echo b >> {}", log.display()),
+        ],
+    );
+    let third = run_ok(
+        &bg,
+        &[
+            "--after",
+            &second,
+            "--",
+            &format!("echo c >> {}", log.display()),
+        ],
+    );
+    assert_eq!(bg.status(&second)["status"], "queued");
+    assert_eq!(bg.status(&third)["status"], "queued");
+    gate.open();
+    assert_eq!(bg.wait(&third)["status"], "completed");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "a\nb\nc\n");
+
+    let failing = run_ok(&bg, &["--", "exit 3"]);
+    let dependent = run_ok(&bg, &["--after", &failing, "--", "touch never"]);
+    let transitive = run_ok(&bg, &["--after", &dependent, "--", "touch never"]);
+    let any = run_ok(&bg, &["--after-any", &failing, "--", "echo ran"]);
+    let dependent = bg.wait(&dependent);
+    assert_eq!(dependent["status"], "failed", "{dependent}");
+    assert_eq!(
+        dependent["reason"],
+        format!("dependency {failing} failed"),
+        "{dependent}"
+    );
+    assert!(dependent["started_at"].is_null(), "it never started");
+    let transitive = bg.wait(&transitive);
+    assert_eq!(
+        transitive["reason"],
+        format!(
+            "dependency {} failed",
+            dependent["task_id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(
+        bg.wait(&any)["status"],
+        "completed",
+        "--after-any: ended, however"
+    );
+    assert!(!bg.path("never").exists());
+    // An unknown dependency is refused at once, recording nothing.
+    let before = bg.list_all().len();
+    let unknown = bg.run(&["run", "--after", "bg-0123456789abcdef", "--", "true"]);
+    assert_eq!(unknown.code, 3, "{unknown:?}");
+    assert_eq!(bg.list_all().len(), before);
+}
+
+#[test]
+fn a_delay_is_honoured_with_no_bgtask_command_running() {
+    let bg = Bg::new();
+    let marker = bg.path("started");
+    let asked = Instant::now();
+    let id = run_ok(
+        &bg,
+        &[
+            "--delay",
+            "1s",
+            "--",
+            &format!("echo go > {}", marker.display()),
+        ],
+    );
+    assert_eq!(bg.status(&id)["status"], "queued");
+    // Only the file is watched: no bgtask command runs meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the delayed task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(asked.elapsed() >= Duration::from_secs(1), "started early");
+    assert_eq!(bg.wait(&id)["status"], "completed");
+}
+
+#[test]
+fn a_queued_task_can_be_killed_and_its_monitor_exits() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    let holder = run_ok(&bg, &["--group", "one", "--", &gate.hold()]);
+    let queued = run_ok(&bg, &["--group", "one", "--", "touch ran"]);
+    let monitor = monitor_pid(&bg.status(&queued));
+    let killed = bg.run(&["kill", "--json", &queued]).ok().json();
+    assert_eq!(killed["status"], "killed", "{killed}");
+    wait_until("the queued task's monitor to exit", || !is_running(monitor));
+    gate.open();
+    assert_eq!(bg.wait(&holder)["status"], "completed");
+    assert!(!bg.path("ran").exists());
+}
+
+#[test]
+fn a_start_survives_sigkill_of_the_process_that_handed_it_on() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    // The first task's monitor claims the next task's turn when it ends,
+    // and is killed before it tells it.
+    let mut first = bg.cmd();
+    first.env("BGTASK_FAULT", "handoff_after_claim").args([
+        "run",
+        "--group",
+        "one",
+        "--",
+        &gate.hold(),
+    ]);
+    let first = bg.run_id(&mut first);
+    let next = run_ok(&bg, &["--group", "one", "--", "echo next"]);
+    let first_monitor = monitor_pid(&bg.status(&first));
+    gate.open();
+    wait_until("the first monitor to die", || !is_running(first_monitor));
+    // The next command that looks repairs the hand-off.
+    wait_until("the next task to run", || {
+        bg.run(&["list", "--json"]).ok();
+        bg.status(&next)["status"] == "completed"
+    });
+    assert_eq!(bg.status(&first)["status"], "completed");
+}
+
+#[test]
+fn groups_settings_and_labels_survive_a_restart_of_every_process() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "slow", "--parallel", "2"]).ok();
+    bg.run(&["group", "set", "default", "--parallel", "5"]).ok();
+    let gate = bg.gate("hold");
+    let held = run_ok(
+        &bg,
+        &[
+            "--group",
+            "slow",
+            "--label",
+            "nightly build",
+            "--",
+            &gate.hold(),
+        ],
+    );
+    // Every bgtask process goes (as at a reboot): the monitors too.
+    for pid in pids_of_home(&bg.home) {
+        kill9(pid);
+    }
+    let groups = bg.run(&["group", "list", "--json"]).ok().json();
+    let parallel: HashMap<&str, u64> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].as_str().unwrap(), g["parallel"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(parallel, HashMap::from([("default", 5), ("slow", 2)]));
+    let task = bg.status(&held);
+    assert_eq!(task["label"], "nightly build");
+    assert_eq!(task["group"], "slow");
+    assert_eq!(task["status"], "failed", "its monitor died: {task}");
+    // And it can be run again as it was.
+    gate.open();
+    let again = bg.run(&["restart", &held]).ok().stdout.trim().to_owned();
+    let again = bg.wait(&again);
+    assert_eq!(again["status"], "completed");
+    assert_eq!(again["label"], "nightly build");
+    assert_eq!(again["group"], "slow");
+}
+
+#[test]
+fn restart_runs_the_same_task_again_and_asks_for_env_values_again() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "g"]).ok();
+    let first = run_ok(
+        &bg,
+        &[
+            "--group",
+            "g",
+            "--label",
+            "L",
+            "--env",
+            "SECRET=hunter2",
+            "--timeout",
+            "1h",
+            "--",
+            "echo value=$SECRET",
+        ],
+    );
+    bg.wait(&first);
+    let refused = bg.run(&["restart", &first]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("SECRET"), "{refused:?}");
+    assert!(!refused.stderr.contains("hunter2"), "never echo a value");
+    let again = bg.run(&["restart", &first, "--env", "SECRET=other"]).ok();
+    let again = bg.wait(again.stdout.trim());
+    assert_eq!(again["status"], "completed");
+    assert_eq!(again["label"], "L");
+    assert_eq!(again["group"], "g");
+    assert_eq!(again["timeout_ms"], 3_600_000);
+    assert_ne!(again["task_id"], first.as_str());
+    let out = bg.run(&["logs", again["task_id"].as_str().unwrap()]).ok();
+    assert_eq!(out.stdout, "value=other\n");
+    let edited = bg
+        .run(&[
+            "restart",
+            &first,
+            "--env",
+            "SECRET=x",
+            "--edit-command",
+            "echo edited",
+        ])
+        .ok();
+    let edited = bg.wait(edited.stdout.trim());
+    assert_eq!(edited["command"], "echo edited");
+}
+
+#[test]
+fn group_commands_refuse_bad_input_with_distinct_exit_codes() {
+    let bg = Bg::new();
+    let bad_name = bg.run(&["group", "add", "no spaces"]);
+    assert_eq!(bad_name.code, 2, "{bad_name:?}");
+    assert!(
+        bad_name.stderr.contains("invalid group name"),
+        "{bad_name:?}"
+    );
+    let zero = bg.run(&["group", "add", "g", "--parallel", "0"]);
+    assert_eq!(zero.code, 2, "{zero:?}");
+    assert!(zero.stderr.contains("at least 1"), "{zero:?}");
+    bg.run(&["group", "add", "g"]).ok();
+    let twice = bg.run(&["group", "add", "g"]);
+    assert_eq!(twice.code, 6, "{twice:?}");
+    let unknown = bg.run(&["group", "set", "nope", "--parallel", "2"]);
+    assert_eq!(unknown.code, 5, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("no group named \"nope\""),
+        "{unknown:?}"
+    );
+    let run_unknown = bg.run(&["run", "--group", "nope", "--", "true"]);
+    assert_eq!(run_unknown.code, 5, "{run_unknown:?}");
+    let gate = bg.gate("busy");
+    let busy = run_ok(&bg, &["--group", "g", "--", &gate.hold()]);
+    let in_use = bg.run(&["group", "rm", "g"]);
+    assert_eq!(in_use.code, 6, "{in_use:?}");
+    assert!(
+        in_use.stderr.contains("still has 1 live task"),
+        "{in_use:?}"
+    );
+    assert_eq!(bg.run(&["group", "rm", "default"]).code, 6);
+    gate.open();
+    bg.wait(&busy);
+    bg.run(&["group", "rm", "g"]).ok();
+    let names: HashSet<String> = bg
+        .run(&["group", "list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, HashSet::from(["default".to_owned()]));
+}
+
+#[test]
+fn a_raised_parallel_starts_queued_tasks_and_clean_removes_a_groups_finished_tasks() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "g", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    let first = run_ok(&bg, &["--group", "g", "--", &gate.hold()]);
+    let second = run_ok(&bg, &["--group", "g", "--", &gate.hold()]);
+    assert_eq!(bg.status(&second)["status"], "queued");
+    bg.run(&["group", "set", "g", "--parallel", "2"]).ok();
+    wait_until("the second task to start", || {
+        bg.status(&second)["status"] == "running"
+    });
+    gate.open();
+    bg.wait(&first);
+    bg.wait(&second);
+    let other = run_ok(&bg, &["--no-notify", "--", "true"]);
+    bg.wait(&other);
+    bg.run(&["ack", &first, &second]).ok();
+    let cleaned = bg.run(&["clean", "--group", "g", "--json"]).ok().json();
+    assert_eq!(cleaned["removed"].as_array().unwrap().len(), 2, "{cleaned}");
+    assert_eq!(bg.list_all().len(), 1, "the other group's task stays");
+    let list = bg.run(&["list"]).ok();
+    assert!(!list.stdout.contains(&first));
+}
