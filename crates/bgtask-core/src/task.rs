@@ -560,7 +560,12 @@ mod tests {
         let holding: Vec<_> = Status::ALL.into_iter().filter(|s| s.holds_slot()).collect();
         assert_eq!(
             holding,
-            [Status::Starting, Status::Running, Status::Paused, Status::Killing]
+            [
+                Status::Starting,
+                Status::Running,
+                Status::Paused,
+                Status::Killing
+            ]
         );
         for status in Status::ALL {
             assert_eq!(Status::from_stored(status.as_str()), status);

@@ -110,12 +110,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             let one_named = !all && task_ids.len() == 1;
             kill(&service, &ids, grace, json, one_named)
         }
-        Command::Pause(args) => {
-            crate::pause::pause(&service, &parse_ids(&service, &args.task_ids)?, json)
-        }
-        Command::Resume(args) => {
-            crate::pause::resume(&service, &parse_ids(&service, &args.task_ids)?, json)
-        }
+        Command::Pause(args) => match &args.group {
+            Some(group) => crate::pause::pause_group(&service, group, json),
+            None => crate::pause::pause(&service, &parse_ids(&service, &args.task_ids)?, json),
+        },
+        Command::Resume(args) => match &args.group {
+            Some(group) => crate::pause::resume_group(&service, group, json),
+            None => crate::pause::resume(&service, &parse_ids(&service, &args.task_ids)?, json),
+        },
         Command::Wait {
             task_ids,
             timeout,

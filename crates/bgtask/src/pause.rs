@@ -24,8 +24,12 @@ slurm.";
 #[command(after_help = PAUSE_HELP)]
 pub struct PauseArgs {
     /// Tasks to pause: ids, unique prefixes or `last`
-    #[arg(required = true)]
+    #[arg(required_unless_present = "group", conflicts_with = "group")]
     pub task_ids: Vec<String>,
+    /// Pause a queue group: it starts nothing new, and its running tasks
+    /// are paused
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
 }
 
 /// `bgtask resume`.
@@ -33,23 +37,56 @@ pub struct PauseArgs {
 #[command(after_help = RESUME_HELP)]
 pub struct ResumeArgs {
     /// Tasks to resume: ids, unique prefixes or `last`
-    #[arg(required = true)]
+    #[arg(required_unless_present = "group", conflicts_with = "group")]
     pub task_ids: Vec<String>,
+    /// Resume a queue group: its paused tasks run again and it starts
+    /// what is eligible
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
 }
 
 pub fn pause(service: &Service, ids: &[TaskId], json: bool) -> Result<u8> {
-    report(service.pause_tasks(ids), json, "paused (its timeouts wait)")
+    report(
+        service.pause_tasks(ids),
+        json,
+        false,
+        "paused (its timeouts wait)",
+    )
 }
 
 pub fn resume(service: &Service, ids: &[TaskId], json: bool) -> Result<u8> {
-    report(service.resume_tasks(ids), json, "resumed")
+    report(service.resume_tasks(ids), json, false, "resumed")
+}
+
+/// `pause --group NAME`: the group starts nothing new; its running tasks
+/// are paused and listed (always as a list: a group may have none).
+pub fn pause_group(service: &Service, name: &str, json: bool) -> Result<u8> {
+    let results = service.pause_group(name)?;
+    if !json {
+        render::line(&format!("group {name} paused: it starts nothing new"))?;
+    }
+    report(results, json, true, "paused (its timeouts wait)")
+}
+
+/// `resume --group NAME`.
+pub fn resume_group(service: &Service, name: &str, json: bool) -> Result<u8> {
+    let results = service.resume_group(name)?;
+    if !json {
+        render::line(&format!("group {name} resumed"))?;
+    }
+    report(results, json, true, "resumed")
 }
 
 /// Prints each task that was paused or resumed (with `json`, one object
-/// for one task, else an array), then each error on a line of its own;
-/// the first error decides the exit code.
-fn report(results: Vec<bgtask_core::Result<Task>>, json: bool, done: &str) -> Result<u8> {
-    let one = results.len() == 1;
+/// for one named task, else an array), then each error on a line of its
+/// own; the first error decides the exit code.
+fn report(
+    results: Vec<bgtask_core::Result<Task>>,
+    json: bool,
+    as_list: bool,
+    done: &str,
+) -> Result<u8> {
+    let one = results.len() == 1 && !as_list;
     let mut tasks = Vec::new();
     let mut first_error = None;
     for result in results {

@@ -7,7 +7,7 @@ use crate::clock::now_ms;
 use crate::config::{Engine, QueueRequest, SpawnRequest};
 use crate::error::{Error, Result};
 use crate::store::{validate_group_name, validate_label, Group, QueueSpec};
-use crate::task::{TaskId, DEFAULT_GROUP};
+use crate::task::{Status, Task, TaskId, DEFAULT_GROUP};
 use crate::units::MAX_DURATION_MS;
 
 /// A request's queueing, checked, as the store records it. Only the local
@@ -77,21 +77,42 @@ impl Service {
         self.store().groups()
     }
 
-    /// Pauses a group: it starts nothing new (its running tasks go on).
-    pub fn pause_group(&self, name: &str) -> Result<()> {
-        let mut store = self.store();
-        store.set_group_paused(name, true)?;
-        store.touch_events();
-        Ok(())
+    /// Pauses a group: it starts nothing new, and each of its running
+    /// tasks is paused as `pause_tasks` does (one result per task, so one
+    /// that cannot be held does not hide the others).
+    pub fn pause_group(&self, name: &str) -> Result<Vec<Result<Task>>> {
+        {
+            let mut store = self.store();
+            store.set_group_paused(name, true)?;
+            store.touch_events();
+        }
+        let running = self.group_tasks(name, Status::Running)?;
+        Ok(self.pause_tasks(&running))
     }
 
-    /// Resumes a paused group and starts what is eligible in it.
-    pub fn resume_group(&self, name: &str) -> Result<()> {
-        let mut store = self.store();
-        store.set_group_paused(name, false)?;
-        store.touch_events();
-        crate::control::schedule(&mut store)?;
-        Ok(())
+    /// Resumes a paused group: its paused tasks run again, then what is
+    /// eligible in it starts.
+    pub fn resume_group(&self, name: &str) -> Result<Vec<Result<Task>>> {
+        {
+            let mut store = self.store();
+            store.set_group_paused(name, false)?;
+            store.touch_events();
+        }
+        let paused = self.group_tasks(name, Status::Paused)?;
+        let results = self.resume_tasks(&paused);
+        crate::control::schedule(&mut self.store())?;
+        Ok(results)
+    }
+
+    /// The ids of group `name`'s tasks in `status`, of every session (a
+    /// group is the store's, not a session's).
+    fn group_tasks(&self, name: &str, status: Status) -> Result<Vec<TaskId>> {
+        let req = crate::service::ListRequest {
+            all_sessions: true,
+            status: Some(status),
+            group: Some(name.to_owned()),
+        };
+        Ok(self.list(&req)?.into_iter().map(|t| t.task_id).collect())
     }
 
     /// The request that runs task `id` again: its command (or `command`),

@@ -396,3 +396,45 @@ fn a_raised_parallel_starts_queued_tasks_and_clean_removes_a_groups_finished_tas
     let list = bg.run(&["list"]).ok();
     assert!(!list.stdout.contains(&first));
 }
+
+#[test]
+fn pausing_a_group_holds_its_running_tasks_and_starts_nothing_until_resumed() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    let holder = run_ok(&bg, &["--group", "one", "--", &gate.hold()]);
+    let queued = run_ok(&bg, &["--group", "one", "--", "touch ran"]);
+    wait_until("the holder to run", || {
+        bg.status(&holder)["status"] == "running"
+    });
+    let paused = bg.run(&["pause", "--group", "one", "--json"]).ok().json();
+    let paused = paused.as_array().unwrap();
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(paused[0]["task_id"], holder.as_str());
+    assert_eq!(paused[0]["status"], "paused");
+    let groups = bg.run(&["group", "list", "--json"]).ok().json();
+    let one = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "one")
+        .unwrap()
+        .clone();
+    assert_eq!(one["paused"], true, "{one}");
+    // Its slot frees, but a paused group starts nothing new: `list` runs
+    // a scheduling pass of its own, after the end was recorded.
+    assert_eq!(
+        bg.run(&["kill", "--json", &holder]).ok().json()["status"],
+        "killed"
+    );
+    bg.run(&["list", "--json"]).ok();
+    assert_eq!(bg.status(&queued)["status"], "queued");
+    let resumed = bg.run(&["resume", "--group", "one"]).ok();
+    assert!(resumed.stdout.contains("group one resumed"), "{resumed:?}");
+    assert_eq!(bg.wait(&queued)["status"], "completed");
+    assert!(bg.path("ran").exists());
+    let unknown = bg.run(&["pause", "--group", "nope"]);
+    assert_eq!(unknown.code, 5, "{unknown:?}");
+    let both = bg.run(&["pause", "--group", "one", &queued]);
+    assert_eq!(both.code, 2, "{both:?}");
+}
