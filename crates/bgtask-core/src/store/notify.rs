@@ -912,6 +912,7 @@ mod tests {
                     ready: None,
                     sandbox: None,
                     executor: Engine::Local,
+                    queue: Default::default(),
                 },
                 100,
             )
