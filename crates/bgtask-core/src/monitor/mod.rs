@@ -80,6 +80,9 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
         return 0;
     };
     process::fault::point("monitor_before_start");
+    // A monitor held between its go and the shell's start (tests of what
+    // a caller sees of a task still `starting`).
+    process::fault::stop_point("monitor_stop_before_start");
     let launched = start::launch(home, id, &task, env, start::BeforeGo { sandbox, cgroup });
     let Some(mut store) = store.or_else(|| open_store(home, id)) else {
         // The task stays `starting` with a dead owner: the next command
