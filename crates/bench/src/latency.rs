@@ -25,7 +25,7 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
     let mut engine = Series::new("`Service::spawn` in-process (engine only)", "ms");
     let mut floor = Series::new("`bgtask --version` (exec of the CLI, no store)", "ms");
     let mut serve = Series::new(
-        "background `bash` request to `bgtask serve`, until it runs",
+        "background `bash` request to `bgtask serve`, until recorded",
         "ms",
     );
     // Warm-up: creates the store and pages the binary in.
@@ -50,8 +50,8 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
                     let params = serde_json::json!({"command": "true", "background": true});
                     let (ms, task) = server.call(request_id, "bash", params)?;
                     serve.push(ms);
-                    if task["pid"].is_null() {
-                        bail!("serve's background bash did not report a started task: {task}");
+                    if !task["task_id"].is_string() {
+                        bail!("serve's background bash returned no task: {task}");
                     }
                     let ids = serde_json::json!({"task_ids": [task["task_id"]]});
                     server.call(request_id + 1, "bash_wait", ids)?;
@@ -108,8 +108,8 @@ pub fn start(bg: &Bgtask, plan: &Plan) -> Result<Section> {
              (unmeasured) before the next measurement. The in-process row calls the library \
              directly, so it leaves out the CLI's own exec and startup. The `serve` row is \
              what an agent plugin sees: a background `bash` request on a running server, \
-             from writing the line to reading the reply, which comes once the task runs \
-             (it carries the shell's pid), so it includes the monitor's start.",
+             from writing the line to reading the reply, which comes once the task is \
+             recorded, as `bgtask run` returns.",
             plan.latency_runs,
             SETTLE.as_millis()
         ),

@@ -96,12 +96,13 @@ impl Service {
         let task = self.record_held(launch, holder)?;
         // From here on the task runs: whatever fails is reported with it.
         if req.background {
-            // An agent is told the task runs (with its pid), or why not.
-            let outcome = match self.started(task.clone()) {
-                Ok(task) => BashOutcome::Background { task },
-                Err(error) => BashOutcome::Interrupted { task, error },
-            };
-            return Ok((outcome, None));
+            // Answered once recorded, as `bgtask run` is: the monitor starts
+            // the shell meanwhile (its pid and start are in `bash_status`),
+            // a shell that cannot start ends the task `failed` with a
+            // completion, and requests to its monitor wait for its start
+            // (`Service::tell`). Waiting here would add the monitor's whole
+            // start to every background call.
+            return Ok((BashOutcome::Background { task }, None));
         }
         let id = task.task_id.clone();
         let outcome = self.foreground(task.clone(), req);

@@ -97,6 +97,9 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
         (None, store)
     };
     process::fault::point("monitor_before_start");
+    // A monitor held between its go and the shell's start (tests of what
+    // a caller sees of a task still `starting`).
+    process::fault::stop_point("monitor_stop_before_start");
     let given = start::Given {
         env: go.env,
         channel,

@@ -9,7 +9,7 @@ use crate::control::{self, Control, Reply};
 use crate::error::{Error, Result};
 use crate::interact::{Interaction, PtySize, Screen, Sent, MAX_INPUT_BYTES};
 use crate::process::Signal;
-use crate::task::{Task, TaskId};
+use crate::task::{Status, Task, TaskId};
 
 impl Service {
     /// Sends `data` to a `--stdin` or `--pty` task; `eof` closes a pipe
@@ -112,6 +112,11 @@ impl Service {
     /// One request to the task's monitor; its refusal as an error.
     fn tell(&self, task: &Task, request: &Control) -> Result<Reply> {
         let id = &task.task_id;
+        // A task is reported once recorded (`run`, a background `bash`),
+        // before its monitor listens: wait for its start first.
+        if task.status == Status::Starting && self.started(task.clone())?.is_terminal() {
+            return Err(ended(&self.get(id)?, "is not reachable"));
+        }
         let mut sent = control::send(&self.config().home, id, request);
         // A monitor that gave up reading a long request (its per-read
         // timeout, on a loaded machine) closed the connection before the

@@ -37,7 +37,7 @@ pub enum Class {
 pub fn class(method: &str) -> Class {
     match method {
         "initialize" => Class::Barrier,
-        // `bash` waits for its task to start, and in the foreground for
+        // `bash` in the foreground waits for its task up to
         // `wait_ms`; `bash_kill` for the end, up to its grace + 10 s.
         "bash" | "bash_wait" | "bash_kill" => Class::Waiting,
         // `bash_watch` tells the task's monitor (up to its reply timeout).

@@ -1,7 +1,7 @@
 //! The server's life: end of input ends it, after answering what was asked,
 //! and tasks it started keep running.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::fixture::*;
 
@@ -14,7 +14,13 @@ fn end_of_input_ends_the_server_and_tasks_keep_running() {
         json!({"command": "echo READY; exec sleep 300", "background": true}),
     );
     let id = task["task_id"].as_str().unwrap().to_owned();
-    let pid = task["pid"].as_u64().unwrap() as u32;
+    // Answered once recorded: the shell's pid is in its status once it runs.
+    let mut running = Value::Null;
+    wait_until("the task runs", || {
+        running = bg.status(&id);
+        running["status"] == "running"
+    });
+    let pid = running["pid"].as_u64().unwrap() as u32;
     assert_eq!(server.close().code(), Some(0));
 
     let status = bg.status(&id);

@@ -32,7 +32,8 @@ fn a_long_wait_does_not_block_a_later_request() {
     );
     let status = server.request("bash_status", json!({"task_id": id}));
     let status = server.reply(status);
-    assert_eq!(status["result"]["status"], "running");
+    let now = &status["result"]["status"];
+    assert!(now == "starting" || now == "running", "{status}");
     assert!(
         !server.has_reply(wait),
         "the wait cannot be answered before the task ends"
@@ -374,11 +375,10 @@ fn initialize_chooses_the_session_and_the_default_cwd() {
 }
 
 #[test]
-fn background_starts_reported_running_one_after_another_and_at_once() {
-    // Each background `bash` waits for its task to start on an events
-    // watch that the server keeps and lends to the next wait; a reused
-    // watch (with the earlier tasks' events still in it) must neither
-    // miss a start nor report one early.
+fn background_starts_reported_one_after_another_and_at_once_all_run() {
+    // A background `bash` is answered once its task is recorded (as
+    // `bgtask run` is), one after another or several at once: each reply
+    // names its own task, which then runs.
     let bg = Bg::new();
     let mut server = bg.serve();
     let command = json!({"command": "exec sleep 300", "background": true});
@@ -393,12 +393,80 @@ fn background_starts_reported_running_one_after_another_and_at_once() {
             .into_iter()
             .map(|id| server.reply(id)["result"].clone()),
     );
+    let mut ids: Vec<&str> = replies
+        .iter()
+        .map(|r| r["task_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "ten tasks: {replies:?}");
     for reply in &replies {
-        assert_eq!(reply["status"], "running", "{reply}");
-        let pid = reply["pid"].as_u64().expect("a pid") as u32;
-        assert!(is_running(pid), "the reported shell runs: {reply}");
+        assert!(
+            reply["status"] == "starting" || reply["status"] == "running",
+            "{reply}"
+        );
+        let id = reply["task_id"].clone();
+        let mut status = Value::Null;
+        wait_until("the task runs", || {
+            status = server.call("bash_status", json!({"task_id": id}));
+            status["status"] == "running"
+        });
+        let pid = status["pid"].as_u64().expect("a pid") as u32;
+        assert!(is_running(pid), "the task's shell runs: {status}");
     }
     for reply in &replies {
         server.call("bash_kill", json!({"task_id": reply["task_id"]}));
     }
+}
+
+#[test]
+fn a_background_bash_is_answered_before_its_shell_starts_and_input_waits_for_it() {
+    // The monitor stops itself after its go, before it starts the shell:
+    // the reply must not wait for the shell (it came after 10 s before),
+    // and a request to the monitor waits for the start instead of failing.
+    let bg = Bg::new();
+    let mut cmd = bg.cmd();
+    cmd.env("BGTASK_FAULT", "monitor_stop_before_start");
+    let mut server = bg.serve_with(cmd);
+    let asked = std::time::Instant::now();
+    let reply = server.call(
+        "bash",
+        json!({"command": "read -r line; echo \"got $line\"", "stdin": true, "background": true}),
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "answered without waiting for the shell: {reply}"
+    );
+    assert_eq!(reply["status"], "starting", "{reply}");
+    assert_eq!(reply["pid"], Value::Null, "{reply}");
+    assert_eq!(reply["background"], true, "{reply}");
+    let id = reply["task_id"].as_str().expect("a task id").to_owned();
+    let monitor = bg.status(&id)["monitor_pid"].as_u64().expect("a monitor") as u32;
+    wait_until("the monitor stops", || {
+        std::fs::read_to_string(format!("/proc/{monitor}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('T'))
+        })
+    });
+    let write = server.request("bash_write", json!({"task_id": id, "data": "one\n"}));
+    let cont = std::process::Command::new("kill")
+        .args(["-CONT", &monitor.to_string()])
+        .status()
+        .expect("kill");
+    assert!(cont.success());
+    let written = server.reply(write);
+    let sent = &written["result"];
+    assert_eq!(
+        sent["written"].as_u64().unwrap_or(0) + sent["queued"].as_u64().unwrap_or(0),
+        4,
+        "{written}"
+    );
+    let done = server.call("bash_wait", json!({"task_ids": [id], "timeout_ms": 30_000}));
+    assert_eq!(done["tasks"][0]["status"], "completed", "{done}");
+    assert_eq!(
+        server.call("bash_output", json!({"task_id": id}))["data"],
+        "got one\n"
+    );
+    assert_eq!(server.close().code(), Some(0));
 }
