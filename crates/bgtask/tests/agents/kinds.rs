@@ -127,7 +127,10 @@ fn a_server_with_a_readiness_condition_wakes_the_stop_hook_when_ready_then_holds
     let mut server = serve_in(&bg, &session);
     let (ready, stay) = (bg.gate("ready"), bg.gate("stay"));
     let id = server_task(&mut server, &ready.hold(), &stay.hold());
-    assert_eq!(bg.status(&id)["status"], "running");
+    // A background `bash` is answered once recorded; the shell starts after.
+    wait_until("the server task to run", || {
+        bg.status(&id)["status"] == "running"
+    });
     // Claude Code's asynchronous Stop hook waits while readiness is pending.
     let child = start_hook(hook_cmd(&bg, "claude-code"), &event("Stop", &dir));
     wait_for_waiter(&bg);
