@@ -85,14 +85,14 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
     // It keeps no store connection while it waits (see queue.rs).
     let (channel, store) = if go.queued {
         drop(store);
-        let Some(channel) = queue::wait_turn(home, id) else {
+        let Some((channel, store)) = queue::wait_turn(home, id) else {
             if let Some(Ok(prepared)) = &sandbox {
                 prepared.discard();
             }
             start::discard_cgroup(cgroup);
             return 0;
         };
-        (Some(channel), None)
+        (Some(channel), Some(store))
     } else {
         (None, store)
     };

@@ -16,12 +16,15 @@ use super::{log, open_store};
 use crate::clock::now_ms;
 use crate::control::{Channel, Control, Reply};
 use crate::process;
+use crate::store::Store;
 use crate::task::{Status, TaskId};
 
-/// Waits until the task's turn comes. Returns the listening channel (the
-/// task is now `starting` or `killing`: start it), or `None` if it ended
-/// while queued (killed, a failed dependency) or cannot be waited for.
-pub(super) fn wait_turn(home: &Path, id: &TaskId) -> Option<Channel> {
+/// Waits until the task's turn comes. Returns the listening channel and
+/// the store connection that read the turn (the task is now `starting` or
+/// `killing`: start it; the connection is kept, as a second open would be
+/// most of a hand-off's cost), or `None` if it ended while queued (killed,
+/// a failed dependency) or cannot be waited for.
+pub(super) fn wait_turn(home: &Path, id: &TaskId) -> Option<(Channel, Store)> {
     // Bound before the store is read: a claim made before this read is
     // seen in the store, one made after it is told on the socket.
     let channel = match Channel::open(home, id) {
@@ -55,7 +58,7 @@ pub(super) fn wait_turn(home: &Path, id: &TaskId) -> Option<Channel> {
         };
         match status {
             Status::Queued => {}
-            s if s.is_live() => return Some(channel),
+            s if s.is_live() => return Some((channel, store)),
             _ => return None,
         }
         let now = now_ms();
