@@ -186,10 +186,14 @@ impl Service {
             let _ = self.store().hold_completion(&task.task_id, holder);
         }
         process::fault::point("starter_after_insert");
-        let wake = if task.status == Status::Queued {
-            launched.queue(&self.store, &req.env)
-        } else {
+        // Only a task claimed at its insert starts now. A queued one waits
+        // for its turn, and one that ended at its insert (a dependency that
+        // had failed already) must never run: its monitor reads the store
+        // first, as a queued one does, and finds it ended.
+        let wake = if task.status == Status::Starting {
             launched.go(&self.store, &req.env)
+        } else {
+            launched.queue(&self.store, &req.env)
         };
         // Other queued tasks whose turn this pass found (a delay that
         // passed while nothing ran, say): told without the store's lock.

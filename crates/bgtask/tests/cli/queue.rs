@@ -438,3 +438,18 @@ fn pausing_a_group_holds_its_running_tasks_and_starts_nothing_until_resumed() {
     let both = bg.run(&["pause", "--group", "one", &queued]);
     assert_eq!(both.code, 2, "{both:?}");
 }
+
+#[test]
+fn a_task_whose_dependency_failed_before_it_was_submitted_never_runs() {
+    let bg = Bg::new();
+    let failing = run_ok(&bg, &["--", "exit 3"]);
+    assert_eq!(bg.wait(&failing)["status"], "failed");
+    let dependent = run_ok(&bg, &["--after", &failing, "--", "touch never"]);
+    let dependent = bg.wait(&dependent);
+    assert_eq!(dependent["status"], "failed", "{dependent}");
+    assert!(dependent["started_at"].is_null(), "{dependent}");
+    // Its monitor read the store and exited without starting the shell.
+    let monitor = monitor_pid(&dependent);
+    wait_until("the dependent's monitor to exit", || !is_running(monitor));
+    assert!(!bg.path("never").exists());
+}
