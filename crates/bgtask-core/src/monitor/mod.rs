@@ -66,8 +66,8 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
         .map(|policy| start::prepare_sandbox(home, id, policy));
     // So is what else needs no go: the store (its open is most of a
     // monitor's own start) and the task's cgroup. After the go only the
-    // shell's start and its record remain, and a server's background
-    // `bash` waits for exactly those (its reply says the task runs).
+    // shell's start and its record remain: what a foreground wait, and a
+    // request to the monitor (`Service::tell`), waits for.
     let store = open_store(home, id);
     let cgroup = start::task_cgroup(id);
     let Some(go) = process::wait_for_go() else {
