@@ -178,3 +178,34 @@ def opencode_tui(bgtask, run):
     finally:
         subprocess.run(["tmux", "kill-session", "-t", tmux], capture_output=True)
         s.close()
+
+
+def main(argv):
+    """Runs only these scenarios: `python3 e2e/opencode.py BGTASK [COUNT
+    [NAME…]]` (NAME: run, restart, tui), e.g. to repeat one under load."""
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import run
+    bgtask = os.path.abspath(argv[1])
+    count = int(argv[2]) if len(argv) > 2 else 1
+    names = argv[3:] or ["run", "restart", "tui"]
+    why = run.install_clis()
+    if why:
+        print(f"skipped: {why}")
+        return 0 if os.environ.get("BGTASK_E2E_REQUIRED") != "1" else 1
+    table = dict(zip(["run", "restart", "tui"], scenarios(bgtask, run)))
+    for i in range(count):
+        for name in names:
+            before = len(run.FAILED)
+            try:
+                table[name]()
+            except Exception as e:  # one broken scenario must not hide the others
+                run.check(False, f"opencode-{name} raised {type(e).__name__}", e)
+            print(f"round {i + 1} {name}: {'FAILED' if len(run.FAILED) > before else 'ok'}", flush=True)
+    print(f"e2e (opencode): {len(run.PASSED)} passed, {len(run.FAILED)} failed")
+    return 1 if run.FAILED else 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv))

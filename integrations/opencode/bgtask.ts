@@ -364,13 +364,20 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
     if (!limit) return
     const deadline = Date.now() + limit
     for (;;) {
-      const notes = fitting(await pending())
-      if (notes.length) {
-        if (await post(sessionID, notes)) await acknowledge(notes.map((n) => n.notification_id))
-        return
-      }
+      // The tasks that hold first, the notifications second: a task that
+      // ends between the two reads is then either still listed (its wait
+      // below returns at once) or its completion is read (a task's end and
+      // its completion are one transaction). In the other order a task
+      // ending between them was neither, and the turn ended untold.
       const listed = await serve.call("bash_list", {})
       const holders: Json[] = (listed?.tasks ?? []).filter(holdsTurn)
+      const notes = fitting(await pending())
+      if (notes.length) {
+        const ok = await post(sessionID, notes)
+        log("held turn posted", { ok, ids: notes.map((n) => n.notification_id) })
+        if (ok) await acknowledge(notes.map((n) => n.notification_id))
+        return
+      }
       const left = deadline - Date.now()
       log("holding", { sessionID, holders: holders.map((t) => t.task_id), left })
       if (!holders.length || left <= 0) return
