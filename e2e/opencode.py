@@ -133,7 +133,9 @@ def opencode_ready(bgtask, run):
         env = configure(s, run)
         s.marker = "E2E-SERVER-opencode"
         server = f"sleep 3; echo {s.marker} listening on 8123; sleep 600"
-        done = subprocess.run(["opencode", "run", f"SERVE: {server} UNTIL: listening on #"], cwd=s.project, env=env,
+        # OpenCode adds a quote to the message's end (see opencode_run): the
+        # regular expression's second branch takes it, never a line.
+        done = subprocess.run(["opencode", "run", f"SERVE: {server} UNTIL: listening on|#"], cwd=s.project, env=env,
                               capture_output=True, text=True, timeout=run.RUN_TIMEOUT, stdin=subprocess.DEVNULL)
         run.check(done.returncode == 0, f"{s.name}: opencode run exits 0", done.stderr[-2000:])
         listed = s.bgtask("list", "--all-sessions", "--json")
