@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 
 def scenarios(bgtask, run):
@@ -135,8 +136,10 @@ def opencode_ready(bgtask, run):
         server = f"sleep 3; echo {s.marker} listening on 8123; sleep 600"
         # OpenCode adds a quote to the message's end (see opencode_run): the
         # regular expression's second branch takes it, never a line.
+        started = time.time()
         done = subprocess.run(["opencode", "run", f"SERVE: {server} UNTIL: listening on|#"], cwd=s.project, env=env,
                               capture_output=True, text=True, timeout=run.RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+        took = time.time() - started
         run.check(done.returncode == 0, f"{s.name}: opencode run exits 0", done.stderr[-2000:])
         listed = s.bgtask("list", "--all-sessions", "--json")
         tasks = [t for t in json.loads(listed.stdout or "[]") if s.marker in t.get("command", "")]
@@ -149,13 +152,18 @@ def opencode_ready(bgtask, run):
         woke = [a for a in answers if a[0] == "text" and a[1].startswith("NOTIFIED-READY") and task_id in a[1]]
         run.check(len(woke) == 1, f"{s.name}: the plugin told the model the server is ready, in the same run, once",
                   (answers, plugin_log(s)))
-        run.check(tasks[0]["status"] == "running", f"{s.name}: once ready the server held the run no more", tasks[0])
+        # Not `status == "running"` as in run.py's readiness scenarios:
+        # OpenCode 1.18 ends the MCP server's processes with SIGTERM when
+        # `opencode run` exits, the task included. The run must end well
+        # before the task's `sleep 600` would.
+        run.check(took < 300, f"{s.name}: once ready the server held the run no more ({took:.0f} s)", tasks[0])
         requests = s.requests()
         last = json.dumps(requests[-1]["body"]) if requests else ""
         shown = last.count(f"[ready] {task_id} is ready")
         run.check(shown == 1, f"{s.name}: the conversation holds the ready notification exactly once", shown)
         pending = s.bgtask("notifications", "--json", session=f"dir:{s.project}")
-        run.check(json.loads(pending.stdout or "[]") == [], f"{s.name}: nothing is left unacknowledged", pending.stdout)
+        left = [n for n in json.loads(pending.stdout or "[]") if n.get("kind") != "completed"]
+        run.check(left == [], f"{s.name}: the ready notification is acknowledged", pending.stdout)
     finally:
         s.close()
 
