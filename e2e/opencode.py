@@ -12,7 +12,7 @@ plugin. Checks:
   unacknowledged;
 - a server started with a readiness condition: the plugin tells the
   model it is ready (a `ready` notification, not a completion) in the same
-  run, once, and the run ends while the server runs;
+  run, once, and the run ends (OpenCode then ends the MCP server's tasks);
 - a restart: a completion recorded while no OpenCode ran is delivered by
   the next `opencode run`, once;
 - the TUI under tmux: an idle session wakes by itself when the task ends.
@@ -128,7 +128,9 @@ def opencode_run(bgtask, run):
 def opencode_ready(bgtask, run):
     """`opencode run` with a server started with a readiness condition:
     the plugin delivers the `ready` notification (not only completions) in
-    the same run, once, and, the server ready, holds nothing more."""
+    the same run, once, and, the server ready, holds nothing more.
+    (OpenCode 1.18 sends SIGTERM to the MCP server's tasks when `opencode
+    run` exits, so the task ends with the run.)"""
     s = run.Scenario("opencode-ready", bgtask)
     try:
         env = configure(s, run)
