@@ -10,6 +10,9 @@ plugin. Checks:
   plugin holds the end of the turn while the task runs and adds its
   completion to the same run; the model is told once; nothing is left
   unacknowledged;
+- a server started with a readiness condition: the plugin tells the
+  model it is ready (a `ready` notification, not a completion) in the same
+  run, once, and the run ends (OpenCode then ends the MCP server's tasks);
 - a restart: a completion recorded while no OpenCode ran is delivered by
   the next `opencode run`, once;
 - the TUI under tmux: an idle session wakes by itself when the task ends.
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 
 def scenarios(bgtask, run):
@@ -26,6 +30,7 @@ def scenarios(bgtask, run):
     Scenario and tmux helpers)."""
     return [
         lambda: opencode_run(bgtask, run),
+        lambda: opencode_ready(bgtask, run),
         lambda: opencode_restart(bgtask, run),
         lambda: opencode_tui(bgtask, run),
     ]
@@ -120,6 +125,51 @@ def opencode_run(bgtask, run):
         s.close()
 
 
+def opencode_ready(bgtask, run):
+    """`opencode run` with a server started with a readiness condition:
+    the plugin delivers the `ready` notification (not only completions) in
+    the same run, once, and, the server ready, holds nothing more.
+    (OpenCode 1.18 sends SIGTERM to the MCP server's tasks when `opencode
+    run` exits, so the task ends with the run.)"""
+    s = run.Scenario("opencode-ready", bgtask)
+    try:
+        env = configure(s, run)
+        s.marker = "E2E-SERVER-opencode"
+        server = f"sleep 3; echo {s.marker} listening on 8123; sleep 600"
+        # OpenCode adds a quote to the message's end (see opencode_run): the
+        # regular expression's second branch takes it, never a line.
+        started = time.time()
+        done = subprocess.run(["opencode", "run", f"SERVE: {server} UNTIL: listening on|#"], cwd=s.project, env=env,
+                              capture_output=True, text=True, timeout=run.RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+        took = time.time() - started
+        run.check(done.returncode == 0, f"{s.name}: opencode run exits 0", done.stderr[-2000:])
+        listed = s.bgtask("list", "--all-sessions", "--json")
+        tasks = [t for t in json.loads(listed.stdout or "[]") if s.marker in t.get("command", "")]
+        run.check(len(tasks) == 1 and tasks[0]["session"] == f"dir:{s.project}",
+                  f"{s.name}: the model's bash call with ready reached bgtask", listed.stdout)
+        if not tasks:
+            return
+        task_id = tasks[0]["task_id"]
+        answers = [r["answer"] for r in s.requests()]
+        woke = [a for a in answers if a[0] == "text" and a[1].startswith("NOTIFIED-READY") and task_id in a[1]]
+        run.check(len(woke) == 1, f"{s.name}: the plugin told the model the server is ready, in the same run, once",
+                  (answers, plugin_log(s)))
+        # Not `status == "running"` as in run.py's readiness scenarios:
+        # OpenCode 1.18 ends the MCP server's processes with SIGTERM when
+        # `opencode run` exits, the task included. The run must end well
+        # before the task's `sleep 600` would.
+        run.check(took < 300, f"{s.name}: once ready the server held the run no more ({took:.0f} s)", tasks[0])
+        requests = s.requests()
+        last = json.dumps(requests[-1]["body"]) if requests else ""
+        shown = last.count(f"[ready] {task_id} is ready")
+        run.check(shown == 1, f"{s.name}: the conversation holds the ready notification exactly once", shown)
+        pending = s.bgtask("notifications", "--json", session=f"dir:{s.project}")
+        left = [n for n in json.loads(pending.stdout or "[]") if n.get("kind") != "completed"]
+        run.check(left == [], f"{s.name}: the ready notification is acknowledged", pending.stdout)
+    finally:
+        s.close()
+
+
 def opencode_restart(bgtask, run):
     """A task ends while no OpenCode runs; the next run is told."""
     s = run.Scenario("opencode-restart", bgtask)
@@ -178,3 +228,34 @@ def opencode_tui(bgtask, run):
     finally:
         subprocess.run(["tmux", "kill-session", "-t", tmux], capture_output=True)
         s.close()
+
+
+def main(argv):
+    """Runs only these scenarios: `python3 e2e/opencode.py BGTASK [COUNT
+    [NAME…]]` (NAME: run, ready, restart, tui), e.g. to repeat one under load."""
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import run
+    bgtask = os.path.abspath(argv[1])
+    count = int(argv[2]) if len(argv) > 2 else 1
+    names = argv[3:] or ["run", "ready", "restart", "tui"]
+    why = run.install_clis()
+    if why:
+        print(f"skipped: {why}")
+        return 0 if os.environ.get("BGTASK_E2E_REQUIRED") != "1" else 1
+    table = dict(zip(["run", "ready", "restart", "tui"], scenarios(bgtask, run)))
+    for i in range(count):
+        for name in names:
+            before = len(run.FAILED)
+            try:
+                table[name]()
+            except Exception as e:  # one broken scenario must not hide the others
+                run.check(False, f"opencode-{name} raised {type(e).__name__}", e)
+            print(f"round {i + 1} {name}: {'FAILED' if len(run.FAILED) > before else 'ok'}", flush=True)
+    print(f"e2e (opencode): {len(run.PASSED)} passed, {len(run.FAILED)} failed")
+    return 1 if run.FAILED else 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main(sys.argv))

@@ -5,7 +5,8 @@
 // `bgtask mcp` in opencode.json. It runs `bgtask serve` (JSON lines, see
 // docs/protocol.md) for the session `bgtask mcp` uses in this directory
 // (`dir:<project>`, or BGTASK_SESSION), and delivers the session's
-// task completions into the OpenCode session as a user message:
+// notifications (task completions, readiness outcomes, watch matches) into
+// the OpenCode session as a user message:
 //
 // - when the OpenCode session is idle: at once (this wakes the agent);
 // - when it is busy: once it goes idle;
@@ -192,8 +193,25 @@ function ack(session: string, ids: string[]): Promise<void> {
   })
 }
 
-/** The message that tells the model: one entry per completion. */
+/**
+ * The message that tells the model: the completions first (one entry
+ * each), then the other kinds (`ready`, `ready_failed`, `watch_match`) as
+ * `- [kind] summary` lines, as MCP results and the hooks show them.
+ */
 function messageText(notes: Json[]): string {
+  const ended = notes.filter((n) => n.kind === "completed")
+  const others = notes.filter((n) => n.kind !== "completed")
+  let text = ""
+  if (ended.length) text += completionsText(ended)
+  if (others.length) {
+    if (text) text += "\n"
+    text += "[bgtask] notifications:\n"
+    for (const n of others) text += `- [${n.kind}] ${String(n.summary ?? n.task_id).slice(0, 400)}\n`
+  }
+  return text + "(bash_status TASK_ID shows a task's whole record and output.)"
+}
+
+function completionsText(notes: Json[]): string {
   const noun = notes.length === 1 ? "task" : "tasks"
   let text = `[bgtask] ${notes.length} background ${noun} finished:\n`
   for (const n of notes) {
@@ -207,7 +225,7 @@ function messageText(notes: Json[]): string {
     if (tail) line += `  last output:\n${tail.split("\n").map((l) => "    " + l).join("\n")}\n`
     text += line
   }
-  return text + "(bash_status TASK_ID shows a task's whole record and output.)"
+  return text
 }
 
 /** The notifications that fit one message (the first always). */
@@ -222,6 +240,9 @@ function fitting(notes: Json[]): Json[] {
   }
   return out
 }
+
+/** serve's frames that announce a notification. */
+const NOTICE_FRAMES = new Set(["bash_completed", "bash_ready", "bash_ready_failed", "bash_watch_match"])
 
 const LIVE = new Set(["starting", "running", "killing"])
 
@@ -252,7 +273,7 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   const awaiting = new Map<string, () => void>()
 
   const serve = new Serve(session, directory, (method) => {
-    if (method === "ready" || method === "bash_completed") {
+    if (method === "ready" || NOTICE_FRAMES.has(method)) {
       log("frame", method)
       if (target && status.get(target) === "idle") void flush()
     }
@@ -260,15 +281,14 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   serve.start()
 
   /**
-   * The session's completions not yet delivered, oldest first. Only
-   * completions: one a bgtask tool result showed is claimed by the MCP
-   * server and not listed here, while the other kinds (ready, watch
-   * matches) have no such claim yet and could be told twice (as hooks,
-   * bgtask-core's hook.rs `claim_pending`).
+   * The session's notifications (every kind) not yet delivered, oldest
+   * first. One a bgtask tool result showed is claimed by the MCP server
+   * (completions and the other kinds alike, docs/protocol.md "Claims")
+   * and not listed here, so the model is not told twice.
    */
   async function pending(): Promise<Json[]> {
     const r = await serve.call("bash_drain_completions", { all_kinds: true })
-    return (r?.notifications ?? []).filter((n: Json) => n.kind === "completed" && !unacked.has(n.notification_id))
+    return (r?.notifications ?? []).filter((n: Json) => !unacked.has(n.notification_id))
   }
 
   async function acknowledge(ids: string[]) {
@@ -364,13 +384,21 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
     if (!limit) return
     const deadline = Date.now() + limit
     for (;;) {
-      const notes = fitting(await pending())
-      if (notes.length) {
-        if (await post(sessionID, notes)) await acknowledge(notes.map((n) => n.notification_id))
-        return
-      }
+      // The tasks that hold first, the notifications second: a task that
+      // ends between the two reads is then either still listed (its wait
+      // below returns at once) or its notification is read (a task's end,
+      // or its readiness outcome, and its notification are one
+      // transaction). In the other order a task ending between them was
+      // neither, and the turn ended untold.
       const listed = await serve.call("bash_list", {})
       const holders: Json[] = (listed?.tasks ?? []).filter(holdsTurn)
+      const notes = fitting(await pending())
+      if (notes.length) {
+        const ok = await post(sessionID, notes)
+        log("held turn posted", { ok, ids: notes.map((n) => n.notification_id) })
+        if (ok) await acknowledge(notes.map((n) => n.notification_id))
+        return
+      }
       const left = deadline - Date.now()
       log("holding", { sessionID, holders: holders.map((t) => t.task_id), left })
       if (!holders.length || left <= 0) return

@@ -14,4 +14,5 @@ mod fixture;
 
 mod hooks;
 mod kinds;
+mod opencode;
 mod setup;
