@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::fixture::{wait_until, Bg, Run, BIN};
 
 /// A project directory and the session `bgtask mcp` gives it.
-fn project(bg: &Bg) -> (std::path::PathBuf, String) {
+pub(crate) fn project(bg: &Bg) -> (std::path::PathBuf, String) {
     let dir = bg.path("project");
     std::fs::create_dir_all(&dir).unwrap();
     let dir = std::fs::canonicalize(dir).unwrap();
@@ -20,7 +20,7 @@ fn project(bg: &Bg) -> (std::path::PathBuf, String) {
 }
 
 /// `bgtask hook AGENT` with the session left to the event's cwd.
-fn hook_cmd(bg: &Bg, agent: &str) -> Command {
+pub(crate) fn hook_cmd(bg: &Bg, agent: &str) -> Command {
     let mut cmd = bg.cmd();
     cmd.env_remove("BGTASK_SESSION")
         .env_remove("CLAUDE_CODE_ENTRYPOINT")
@@ -32,14 +32,14 @@ fn hook_cmd(bg: &Bg, agent: &str) -> Command {
     cmd
 }
 
-fn start_hook(mut cmd: Command, event: &Value) -> Child {
+pub(crate) fn start_hook(mut cmd: Command, event: &Value) -> Child {
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(event.to_string().as_bytes()).unwrap();
     child
 }
 
-fn finish(child: Child) -> Run {
+pub(crate) fn finish(child: Child) -> Run {
     let out = child.wait_with_output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
@@ -48,11 +48,11 @@ fn finish(child: Child) -> Run {
     }
 }
 
-fn hook(bg: &Bg, agent: &str, event: &Value) -> Run {
+pub(crate) fn hook(bg: &Bg, agent: &str, event: &Value) -> Run {
     finish(start_hook(hook_cmd(bg, agent), event))
 }
 
-fn event(name: &str, cwd: &Path) -> Value {
+pub(crate) fn event(name: &str, cwd: &Path) -> Value {
     json!({"hook_event_name": name, "cwd": cwd, "session_id": "harness-1", "stop_hook_active": false})
 }
 
@@ -63,7 +63,7 @@ fn task_in(bg: &Bg, session: &str, command: &str) -> String {
 
 /// Waits until a hook registered as its session's waiter (it then sleeps
 /// on the store's events and the monitors' pidfds).
-fn wait_for_waiter(bg: &Bg) {
+pub(crate) fn wait_for_waiter(bg: &Bg) {
     let slots = bg.home.join("waiters");
     wait_until("a hook to register as the session's waiter", || {
         std::fs::read_dir(&slots).is_ok_and(|d| {

@@ -4,60 +4,15 @@
 //! both show one, and a hook killed after its claim loses nothing.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::client::Server;
 use crate::fixture::{wait_until, Bg, Run};
-
-/// A project directory and the session `bgtask mcp` gives it.
-fn project(bg: &Bg) -> (std::path::PathBuf, String) {
-    let dir = bg.path("project");
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = std::fs::canonicalize(dir).unwrap();
-    let session = format!("dir:{}", dir.display());
-    (dir, session)
-}
-
-fn hook_cmd(bg: &Bg, agent: &str) -> Command {
-    let mut cmd = bg.cmd();
-    cmd.env_remove("BGTASK_SESSION")
-        .env_remove("CLAUDE_CODE_ENTRYPOINT")
-        .env_remove("BGTASK_HOOK_WAIT")
-        .args(["hook", agent])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn start_hook(mut cmd: Command, event: &Value) -> Child {
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(event.to_string().as_bytes()).unwrap();
-    child
-}
-
-fn finish(child: Child) -> Run {
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn hook(bg: &Bg, agent: &str, event: &Value) -> Run {
-    finish(start_hook(hook_cmd(bg, agent), event))
-}
-
-fn event(name: &str, cwd: &Path) -> Value {
-    json!({"hook_event_name": name, "cwd": cwd, "session_id": "harness-1", "stop_hook_active": false})
-}
+use crate::hooks::{event, finish, hook, hook_cmd, project, start_hook, wait_for_waiter};
 
 /// The context an inject hook added ("" when it printed nothing).
 fn context(run: &Run) -> String {
@@ -69,16 +24,6 @@ fn context(run: &Run) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-fn wait_for_waiter(bg: &Bg) {
-    let slots = bg.home.join("waiters");
-    wait_until("a hook to register as the session's waiter", || {
-        std::fs::read_dir(&slots).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| !e.file_name().to_string_lossy().starts_with("blocks-"))
-        })
-    });
 }
 
 /// The session's unacknowledged notifications of every kind, as
