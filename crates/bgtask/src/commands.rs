@@ -232,6 +232,24 @@ fn parse_ids(service: &Service, texts: &[String]) -> Result<Vec<TaskId>> {
     texts.iter().map(|s| parse_id(service, s)).collect()
 }
 
+/// The tasks of `results` and its first error; the other errors are
+/// printed on stderr, a line each, as they come (the first one decides the
+/// command's exit code).
+pub(crate) fn split_results(
+    results: Vec<bgtask_core::Result<bgtask_core::Task>>,
+) -> (Vec<bgtask_core::Task>, Option<bgtask_core::Error>) {
+    let mut tasks = Vec::new();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(task) => tasks.push(task),
+            Err(e) if first_error.is_none() => first_error = Some(e),
+            Err(e) => eprintln!("bgtask: {e}"),
+        }
+    }
+    (tasks, first_error)
+}
+
 /// Kills the tasks at once and prints each one's final state (with
 /// `json`, an array unless `one_named`).
 fn kill(service: &Service, ids: &[TaskId], grace: u64, json: bool, one_named: bool) -> Result<u8> {
@@ -254,15 +272,7 @@ fn kill(service: &Service, ids: &[TaskId], grace: u64, json: bool, one_named: bo
             })
             .collect()
     });
-    let mut tasks = Vec::new();
-    let mut first_error = None;
-    for result in results {
-        match result {
-            Ok(task) => tasks.push(task),
-            Err(e) if first_error.is_none() => first_error = Some(e),
-            Err(e) => eprintln!("bgtask: {e}"),
-        }
-    }
+    let (tasks, first_error) = split_results(results);
     if json && one_named {
         if let Some(task) = tasks.first() {
             render::task(task, true)?;

@@ -87,15 +87,7 @@ fn report(
     done: &str,
 ) -> Result<u8> {
     let one = results.len() == 1 && !as_list;
-    let mut tasks = Vec::new();
-    let mut first_error = None;
-    for result in results {
-        match result {
-            Ok(task) => tasks.push(task),
-            Err(e) if first_error.is_none() => first_error = Some(e),
-            Err(e) => eprintln!("bgtask: {e}"),
-        }
-    }
+    let (tasks, first_error) = crate::commands::split_results(results);
     if json && one {
         if let Some(task) = tasks.first() {
             render::json(task)?;
