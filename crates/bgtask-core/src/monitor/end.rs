@@ -25,22 +25,7 @@ pub(super) fn end(
     if let Some(sandboxed) = &task.sandbox {
         sandboxed.remove_tmp();
     }
-    let mut buf = vec![0u8; 64 << 10];
-    for which in 0..task.streams.len() {
-        let stream = &mut task.streams[which];
-        if let Some(pipe) = &stream.pipe {
-            let _ = process::set_nonblocking(pipe.as_fd());
-        }
-        loop {
-            let n = match pump(&task.id, &mut task.streams[which], &mut buf) {
-                Pumped::Nothing => break,
-                Pumped::Output(n) | Pumped::Compacted(n) => n,
-            };
-            if !task.watching.is_idle() {
-                task.watching.output(store, &task.id, which, &buf[..n]);
-            }
-        }
-    }
+    drain_pipes(store, &mut task);
     // The last lines without a newline, and matches still counted.
     task.watching.streams_ended(store, &task.id);
     task.watching.ended(store, &task.id);
@@ -137,6 +122,29 @@ fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
         pause = (pause * 2).min(Duration::from_secs(5));
     }
     store.touch_events();
+}
+
+/// Copies what waits in the output pipes, feeding the watches. The reads
+/// do not block: a pipe is made non-blocking first, and the main loop
+/// reads a pipe only once `poll` finds it readable, so a pipe left
+/// non-blocking changes nothing there (`pump` takes `WouldBlock` as no
+/// output). Used at the end and when a task is paused.
+pub(super) fn drain_pipes(store: &mut Store, task: &mut Running) {
+    let mut buf = vec![0u8; 64 << 10];
+    for which in 0..task.streams.len() {
+        if let Some(pipe) = &task.streams[which].pipe {
+            let _ = process::set_nonblocking(pipe.as_fd());
+        }
+        loop {
+            let n = match pump(&task.id, &mut task.streams[which], &mut buf) {
+                Pumped::Nothing => break,
+                Pumped::Output(n) | Pumped::Compacted(n) => n,
+            };
+            if !task.watching.is_idle() {
+                task.watching.output(store, &task.id, which, &buf[..n]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,9 @@
 //! moves the hard timeout's start, the readiness timeout and (through
 //! the caller) the last output later by the time held.
 
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use super::supervise::{pump, Pumped, Running};
+use super::supervise::Running;
 use crate::process;
 use crate::store::Store;
 use crate::task::Status;
@@ -97,25 +96,9 @@ pub(super) fn release(task: &mut Running) -> Option<Duration> {
     Some(time)
 }
 
-/// Copies what waits in the output pipes. The reads do not block: the
-/// loop reads a pipe only once `poll` finds it readable, so a pipe left
-/// non-blocking changes nothing there (`pump` takes `WouldBlock` as no
-/// output).
+/// Copies what waits in the output pipes (the end copies the rest the
+/// same way, `end::drain_pipes`), then records what the cap dropped.
 fn drain(store: &mut Store, task: &mut Running) {
-    let mut buf = vec![0u8; 64 << 10];
-    for which in 0..task.streams.len() {
-        if let Some(pipe) = &task.streams[which].pipe {
-            let _ = process::set_nonblocking(pipe.as_fd());
-        }
-        loop {
-            let n = match pump(&task.id, &mut task.streams[which], &mut buf) {
-                Pumped::Nothing => break,
-                Pumped::Output(n) | Pumped::Compacted(n) => n,
-            };
-            if !task.watching.is_idle() {
-                task.watching.output(store, &task.id, which, &buf[..n]);
-            }
-        }
-    }
+    super::end::drain_pipes(store, task);
     let _ = store.set_dropped_bytes(&task.id, task.dropped_bytes());
 }
