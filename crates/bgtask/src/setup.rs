@@ -319,19 +319,7 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
                 json_change(
                     &settings,
                     "hooks SessionStart, UserPromptSubmit, PostToolUse, Stop (asyncRewake)",
-                    |doc| {
-                        set_hooks(
-                            doc,
-                            &hook,
-                            add,
-                            &[
-                                ("SessionStart", &plain),
-                                ("UserPromptSubmit", &plain),
-                                ("PostToolUse", &plain),
-                                ("Stop", &stop),
-                            ],
-                        )
-                    },
+                    |doc| set_hooks(doc, &hook, add, &session_prompt_tool_stop(&plain, &stop)),
                 )?,
             ]
         }
@@ -351,19 +339,7 @@ fn plan(args: &SetupArgs, bgtask: &str) -> Result<Vec<Change>> {
                 json_change(
                     &dir.join("hooks.json"),
                     "hooks SessionStart, UserPromptSubmit, PostToolUse, Stop",
-                    |doc| {
-                        set_hooks(
-                            doc,
-                            &hook,
-                            add,
-                            &[
-                                ("SessionStart", &plain),
-                                ("UserPromptSubmit", &plain),
-                                ("PostToolUse", &plain),
-                                ("Stop", &stop),
-                            ],
-                        )
-                    },
+                    |doc| set_hooks(doc, &hook, add, &session_prompt_tool_stop(&plain, &stop)),
                 )?,
             ]
         }
@@ -723,4 +699,19 @@ fn write(change: &Change) -> Result<()> {
             std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
         }
     }
+}
+
+/// The events Claude Code and Codex both hook, in the same shape: the
+/// inject hook on the session's start, each prompt and each tool result,
+/// and `stop` (each harness's own Stop hook) on Stop.
+fn session_prompt_tool_stop<'a>(
+    plain: &'a Value,
+    stop: &'a Value,
+) -> [(&'static str, &'a Value); 4] {
+    [
+        ("SessionStart", plain),
+        ("UserPromptSubmit", plain),
+        ("PostToolUse", plain),
+        ("Stop", stop),
+    ]
 }
