@@ -78,13 +78,22 @@ pub fn stop_processes(task_id: &str, group: Option<u32>, limit: Duration) -> io:
     let deadline = Instant::now() + limit;
     loop {
         signal_group_and_children(group, OsSignal::STOP);
-        let mut running = 0;
+        let mut running = std::collections::BTreeSet::new();
         for (pid, handle) in marked(task_id) {
             if !is_stopped(pid) {
                 let _ = rustix::process::pidfd_send_signal(&handle.fd, OsSignal::STOP);
-                running += 1;
+                running.insert(pid);
             }
         }
+        // The children were signalled above: they too count as stopped only
+        // once their state says so (a signal is acted on when the process
+        // next runs, which on a busy machine is not at once).
+        for pid in own_children().unwrap_or_default() {
+            if !is_stopped(pid) {
+                running.insert(pid);
+            }
+        }
+        let running = running.len();
         if running == 0 {
             return Ok(());
         }
