@@ -82,6 +82,11 @@ impl Signal {
         }
     }
 
+    /// SIGCONT: the one signal that undoes a stop.
+    pub fn is_continue(self) -> bool {
+        self.number() == libc::SIGCONT
+    }
+
     /// The exit code a shell reports for a process this signal ended:
     /// 128 + its number.
     pub fn exit_code(self) -> i32 {

@@ -48,6 +48,13 @@ impl Service {
             ))
         })?;
         let task = self.interactive(id, "cannot be signalled")?;
+        // A paused task's record, timeouts and slot say "paused": a CONT
+        // from here would let it run while recorded paused.
+        if task.status == Status::Paused && sig.is_continue() {
+            return Err(Error::InvalidState(format!(
+                "task {id} is paused: resume it with `bgtask resume {id}` (serve: bash_resume), not with SIGCONT"
+            )));
+        }
         if !self.store().record_signal(id, &sig.name())? {
             return Err(ended(&self.get(id)?, "cannot be signalled"));
         }

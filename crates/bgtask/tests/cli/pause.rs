@@ -283,6 +283,16 @@ fn pause_and_resume_refuse_what_their_status_does_not_allow() {
         again.stderr,
         format!("bgtask: task {id} is already paused\n")
     );
+    // SIGCONT would let it run while recorded paused: only resume undoes a pause.
+    for cont in ["CONT", "SIGCONT", "18"] {
+        let sent = bg.run(&["signal", &id, cont]);
+        assert_eq!(sent.code, 4, "{sent:?}");
+        assert_eq!(
+            sent.stderr,
+            format!("bgtask: task {id} is paused: resume it with `bgtask resume {id}` (serve: bash_resume), not with SIGCONT\n")
+        );
+    }
+    assert_eq!(bg.status(&id)["status"], "paused");
     bg.run(&["kill", &id]).ok();
     for verb in ["pause", "resume"] {
         let ended = bg.run(&[verb, &id]);
