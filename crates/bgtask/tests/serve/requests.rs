@@ -442,6 +442,9 @@ fn a_background_bash_is_answered_before_its_shell_starts_and_input_waits_for_it(
     assert_eq!(reply["background"], true, "{reply}");
     let id = reply["task_id"].as_str().expect("a task id").to_owned();
     let monitor = bg.status(&id)["monitor_pid"].as_u64().expect("a monitor") as u32;
+    // Dropped before `bg`: a failed assertion below still lets the monitor
+    // go on, so the fixture's kill reaches it and nothing is left stopped.
+    let _continued = ContinueOnDrop(monitor);
     wait_until("the monitor stops", || {
         std::fs::read_to_string(format!("/proc/{monitor}/stat")).is_ok_and(|s| {
             s.rsplit(')')
@@ -469,4 +472,15 @@ fn a_background_bash_is_answered_before_its_shell_starts_and_input_waits_for_it(
         "got one\n"
     );
     assert_eq!(server.close().code(), Some(0));
+}
+
+/// Sends SIGCONT to a stopped process when dropped.
+struct ContinueOnDrop(u32);
+
+impl Drop for ContinueOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
 }
