@@ -14,6 +14,7 @@ use bgtask_core::protocol::{
     OutputParams, ResizeParams, SignalParams, StatusParams, TaskParams, UnwatchParams, WaitParams,
     WatchParams, WriteParams,
 };
+use bgtask_core::TaskDefaults;
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -41,8 +42,9 @@ fuzz_target!(|line: &[u8]| {
                 reply(&id, decoded::<InitializeParams>(&params)),
                 reply(
                     &id,
-                    rpc::params::<BashParams>(params.clone())
-                        .map(|p| as_text(p.into_request(&Defaults::SERVE, None))),
+                    rpc::params::<BashParams>(params.clone()).map(|p| {
+                        as_text(p.into_request(&Defaults::SERVE, &TaskDefaults::AGENT, None))
+                    }),
                 ),
                 reply(&id, decoded::<StatusParams>(&params)),
                 reply(&id, decoded::<OutputParams>(&params)),
