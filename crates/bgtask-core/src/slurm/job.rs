@@ -169,7 +169,15 @@ fn run_inner(args: &[OsString]) -> Result<u8, String> {
     let end = super::end_path(&home, &id);
     let tmp = end.with_extension("end.tmp");
     // Written whole and renamed: the watcher never reads half a file.
-    if std::fs::write(&tmp, text).is_ok() {
+    // 0600 as every file of the store, whatever the job's umask.
+    let written = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
+    if written.is_ok() {
         let _ = std::fs::rename(&tmp, &end);
     }
     Ok(u8::try_from(code & 0xff).unwrap_or(1))
@@ -204,4 +212,36 @@ fn pump(
         }
         let _ = done.send(());
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_end_file_is_written_for_the_owner_only_whatever_the_umask() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(crate::store::output_dir(home.path())).unwrap();
+        let id = TaskId::random();
+        let end = super::super::end_path(home.path(), &id);
+        let args: Vec<OsString> = [
+            home.path().as_os_str(),
+            id.as_str().as_ref(),
+            home.path().as_os_str(),
+            "-".as_ref(),
+            "-".as_ref(),
+            "1000".as_ref(),
+            "exit 3".as_ref(),
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(run(&args), 3);
+        let text = std::fs::read_to_string(&end).unwrap();
+        assert!(text.starts_with("exit 3\n"), "{text}");
+        let mode = std::fs::metadata(&end).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
 }
