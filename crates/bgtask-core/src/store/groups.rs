@@ -382,6 +382,51 @@ impl Store {
         })
     }
 
+    /// Records a live task's end and runs the scheduling pass in the same
+    /// `IMMEDIATE` transaction: one commit instead of two on the hand-off
+    /// path (issue 21), and no moment where the slot is free but nobody
+    /// has claimed it. `None` (nothing written) if the task was already
+    /// terminal. A full disk is retried once the ballast is released, as
+    /// [`Store::finish`] does.
+    pub fn finish_and_schedule(
+        &mut self,
+        id: &TaskId,
+        record: &FinishRecord,
+    ) -> Result<Option<Scheduled>> {
+        loop {
+            let path = self.db_path.clone();
+            let err = |source| super::store_error(&path, source);
+            let attempt = (|| {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if !finish_in(&tx, id, record)? {
+                    return Ok(None);
+                }
+                let queued: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'queued')",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let scheduled = match queued {
+                    true => {
+                        let limit = remembered_limit(&tx)?;
+                        schedule_in(&tx, limit, crate::clock::now_ms())?
+                    }
+                    false => Scheduled::default(),
+                };
+                tx.commit()?;
+                Ok(Some(scheduled))
+            })();
+            match attempt {
+                Err(source)
+                    if super::tasks::is_disk_full(&source)
+                        && super::home::release_ballast(&self.home) => {}
+                other => return other.map_err(err),
+            }
+        }
+    }
+
     /// Whether any task waits in a queue.
     pub fn has_queued(&self) -> Result<bool> {
         self.conn
