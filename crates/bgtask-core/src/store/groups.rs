@@ -79,6 +79,18 @@ impl Scheduled {
     }
 }
 
+/// What [`Store::adopt_queued`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// The new owner is recorded.
+    Adopted,
+    /// Another process changed the owner first (it adopted the task), or
+    /// the task ended or started meanwhile: nothing to do here.
+    Taken,
+    /// Not a task that waited in a queue and never started.
+    NotAdoptable,
+}
+
 /// A group as `group list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Group {
@@ -425,6 +437,76 @@ impl Store {
                 other => return other.map_err(err),
             }
         }
+    }
+
+    /// Makes `owner` the owner of a queued task whose recorded owner is
+    /// `expected` (a dead monitor, or an adopter that died), in one
+    /// transaction (compare and set), so two processes reconciling at once
+    /// adopt it once. Only a local task that queued and never started
+    /// (`queued`, or `starting` with no shell: a claim its dead monitor
+    /// never heard of) qualifies; the caller checks the rest (no `--env`
+    /// keys, no sandbox, no output files).
+    pub fn adopt_queued(
+        &mut self,
+        id: &TaskId,
+        expected: &crate::process::ProcessIdentity,
+        owner: &crate::process::ProcessIdentity,
+    ) -> Result<Adoption> {
+        self.with_write(|tx| {
+            let row: Option<(String, Option<i64>, Option<i64>, String, Option<u32>, Option<i64>, Option<String>)> = tx
+                .query_row(
+                    "SELECT status, pid, queued_at, executor, owner_pid, owner_start, boot_id \
+                     FROM tasks WHERE task_id = ?1",
+                    params![id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                )
+                .optional()?;
+            let Some((status, pid, queued_at, executor, owner_pid, owner_start, boot_id)) = row else {
+                return Ok(Adoption::NotAdoptable);
+            };
+            let status = Status::from_stored(&status);
+            if !matches!(status, Status::Queued | Status::Starting)
+                || pid.is_some()
+                || queued_at.is_none()
+                || executor != crate::config::Engine::Local.as_str()
+            {
+                return Ok(match status.is_live() {
+                    true => Adoption::NotAdoptable,
+                    false => Adoption::Taken,
+                });
+            }
+            if owner_pid != Some(expected.pid)
+                || owner_start != Some(expected.start_ticks as i64)
+                || boot_id.as_deref() != Some(expected.boot_id.as_str())
+            {
+                return Ok(Adoption::Taken);
+            }
+            tx.execute(
+                "UPDATE tasks SET owner_pid = ?2, owner_start = ?3, boot_id = ?4, ns = ?5 \
+                 WHERE task_id = ?1",
+                params![
+                    id.as_str(),
+                    owner.pid,
+                    owner.start_ticks as i64,
+                    owner.boot_id,
+                    owner.pid_ns,
+                ],
+            )?;
+            Ok(Adoption::Adopted)
+        })
+    }
+
+    /// When a task was queued (`None`: it never could queue).
+    pub fn queued_at(&self, id: &TaskId) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT queued_at FROM tasks WHERE task_id = ?1",
+                params![id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.db_err(e))
     }
 
     /// Whether any task waits in a queue.

@@ -452,4 +452,15 @@ fn a_task_whose_dependency_failed_before_it_was_submitted_never_runs() {
     let monitor = monitor_pid(&dependent);
     wait_until("the dependent's monitor to exit", || !is_running(monitor));
     assert!(!bg.path("never").exists());
+    // Whether the shell got as far as `touch` is a race (a monitor that
+    // started it kills it on finding the task ended); the output files are
+    // not: a monitor makes them just before it spawns the shell, so they
+    // exist exactly when a start was attempted.
+    for stream in ["stdout_path", "stderr_path"] {
+        let path = dependent[stream].as_str().expect("an output path");
+        assert!(
+            !std::path::Path::new(path).exists(),
+            "the monitor began a start: {path} exists"
+        );
+    }
 }
