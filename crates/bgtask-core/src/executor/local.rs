@@ -280,6 +280,8 @@ fn adopt_queued(store: &mut Store, task: &LiveTask) -> Result<bool> {
     let Ok(me) = ProcessIdentity::of_child(std::process::id()) else {
         return Ok(false);
     };
+    // The tests hold an adopter here while another one adopts the task.
+    process::fault::stop_point("adopt_before_claim");
     match store.adopt_queued(&task.id, dead, &me)? {
         store::Adoption::Adopted => {}
         store::Adoption::Taken => return Ok(true),

@@ -535,13 +535,34 @@ fn two_processes_reconciling_at_once_give_an_orphaned_queued_task_one_monitor() 
         &["--group", "one", "--", &format!("echo once >> '{}'", log.display())],
     );
     kill_monitor_of(&bg, &queued);
+    // One adopter is held after it found the monitor dead, before its
+    // claim; another adopts meanwhile; the first then goes on.
+    let mut held = bg
+        .cmd()
+        .env("BGTASK_FAULT", "adopt_before_claim")
+        .args(["list", "--json"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the first adopter to stop before its claim", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", held.id()))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, s)| s.starts_with('T')))
+    });
+    bg.run(&["list", "--json"]).ok();
+    let adopted = monitors_of(&queued);
+    assert_eq!(adopted.len(), 1, "one new monitor");
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &held.id().to_string()])
+        .status();
+    assert!(held.wait().unwrap().success());
+    // And more at once, for good measure.
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| bg.run(&["list", "--json"]).ok());
         }
     });
     assert_eq!(bg.status(&queued)["status"], "queued");
-    assert_eq!(monitors_of(&queued).len(), 1, "one new monitor");
+    assert_eq!(monitors_of(&queued), adopted, "still that one monitor");
     gate.open();
     assert_eq!(bg.wait(&holder)["status"], "completed");
     assert_eq!(bg.wait(&queued)["status"], "completed");
