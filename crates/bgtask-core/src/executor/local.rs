@@ -231,9 +231,8 @@ fn spawn_monitor(home: &std::path::Path, exe: &std::path::Path, job: &Job<'_>) -
     if let Some(policy) = job.sandbox {
         args.push(format!("sandbox={}", policy.to_arg()).into());
     }
-    process::spawn_detached(exe, &args, log).map_err(|e| {
-        Error::spawn_step(format!("cannot start monitor {}", exe.display()), e)
-    })
+    process::spawn_detached(exe, &args, log)
+        .map_err(|e| Error::spawn_step(format!("cannot start monitor {}", exe.display()), e))
 }
 
 /// The binary a new monitor for an orphaned queued task runs: set by

@@ -453,32 +453,34 @@ impl Store {
         owner: &crate::process::ProcessIdentity,
     ) -> Result<Adoption> {
         self.with_write(|tx| {
-            let row: Option<(String, Option<i64>, Option<i64>, String, Option<u32>, Option<i64>, Option<String>)> = tx
+            // (status, never started in a queue here, owned by `expected`)
+            let row: Option<(String, bool, bool)> = tx
                 .query_row(
-                    "SELECT status, pid, queued_at, executor, owner_pid, owner_start, boot_id \
+                    "SELECT status, \
+                     pid IS NULL AND queued_at IS NOT NULL AND executor = ?2, \
+                     owner_pid IS ?3 AND owner_start IS ?4 AND boot_id IS ?5 \
                      FROM tasks WHERE task_id = ?1",
-                    params![id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+                    params![
+                        id.as_str(),
+                        crate::config::Engine::Local.as_str(),
+                        expected.pid,
+                        expected.start_ticks as i64,
+                        expected.boot_id,
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((status, pid, queued_at, executor, owner_pid, owner_start, boot_id)) = row else {
+            let Some((status, queued_here, owned)) = row else {
                 return Ok(Adoption::NotAdoptable);
             };
             let status = Status::from_stored(&status);
-            if !matches!(status, Status::Queued | Status::Starting)
-                || pid.is_some()
-                || queued_at.is_none()
-                || executor != crate::config::Engine::Local.as_str()
-            {
-                return Ok(match status.is_live() {
-                    true => Adoption::NotAdoptable,
-                    false => Adoption::Taken,
-                });
+            if !status.is_live() {
+                return Ok(Adoption::Taken);
             }
-            if owner_pid != Some(expected.pid)
-                || owner_start != Some(expected.start_ticks as i64)
-                || boot_id.as_deref() != Some(expected.boot_id.as_str())
-            {
+            if !matches!(status, Status::Queued | Status::Starting) || !queued_here {
+                return Ok(Adoption::NotAdoptable);
+            }
+            if !owned {
                 return Ok(Adoption::Taken);
             }
             tx.execute(

@@ -532,7 +532,12 @@ fn two_processes_reconciling_at_once_give_an_orphaned_queued_task_one_monitor() 
     let log = bg.path("ran");
     let queued = run_ok(
         &bg,
-        &["--group", "one", "--", &format!("echo once >> '{}'", log.display())],
+        &[
+            "--group",
+            "one",
+            "--",
+            &format!("echo once >> '{}'", log.display()),
+        ],
     );
     kill_monitor_of(&bg, &queued);
     // One adopter is held after it found the monitor dead, before its
@@ -545,8 +550,10 @@ fn two_processes_reconciling_at_once_give_an_orphaned_queued_task_one_monitor() 
         .spawn()
         .unwrap();
     wait_until("the first adopter to stop before its claim", || {
-        std::fs::read_to_string(format!("/proc/{}/stat", held.id()))
-            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, s)| s.starts_with('T')))
+        std::fs::read_to_string(format!("/proc/{}/stat", held.id())).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, s)| s.starts_with('T'))
+        })
     });
     bg.run(&["list", "--json"]).ok();
     let adopted = monitors_of(&queued);
@@ -620,7 +627,10 @@ fn a_queued_task_with_env_whose_monitor_dies_fails_naming_the_keys_and_restart()
     assert_eq!(task["status"], "failed", "{task}");
     let reason = task["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("API_TOKEN"), "{reason}");
-    assert!(reason.contains(&format!("bgtask restart {queued}")), "{reason}");
+    assert!(
+        reason.contains(&format!("bgtask restart {queued}")),
+        "{reason}"
+    );
     assert!(!reason.contains("s3cr3t-value"), "{reason}");
     assert!(monitors_of(&queued).is_empty());
     gate.open();
