@@ -201,6 +201,17 @@ fn main() -> ExitCode {
             }
         };
     }
+    if argv.first().map(String::as_str) == Some("queue")
+        && argv.get(1).map(String::as_str) == Some("--handoff-only")
+    {
+        return match workspace_root().and_then(|root| queue::handoff_only(&argv[2..], &root)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if argv.first().map(String::as_str) == Some("queue") {
         // Issue 21's numbers: `bench queue [TASKS] [BGTASK]`.
         let tasks = argv.get(1).and_then(|r| r.parse().ok()).unwrap_or(1000);

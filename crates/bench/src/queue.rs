@@ -8,6 +8,10 @@
 //!   end with bash's `$EPOCHREALTIME` (no exec), and the hand-off is the
 //!   next task's start minus the previous one's end;
 //! - idle: the CPU time all monitors of TASKS queued tasks use over 10 s.
+//!
+//! `bench queue --handoff-only [--tasks N] [--rounds R] [--baseline OLD]
+//! [BGTASK]` measures the hand-off alone (bgtask only, a few seconds), and
+//! with `--baseline` alternates two binaries round by round.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -163,4 +167,89 @@ fn bgtask_idle(bg: &Bgtask, tasks: usize) -> Result<(u64, usize)> {
     std::thread::sleep(Duration::from_secs(IDLE_SECS));
     let after: u64 = monitors.iter().filter_map(|p| cpu_ticks(*p)).sum();
     Ok((after.saturating_sub(before), monitors.len()))
+}
+
+/// `bench queue --handoff-only [--tasks N] [--rounds R] [--baseline OLD]
+/// [BGTASK]`: the hand-off alone, bgtask only, as the by-hand script of
+/// docs/BENCHMARKS.md measures it: one task holds a group with parallel 1
+/// until a gate opens, N stamping tasks queue behind it, then the gate
+/// opens and `bgtask wait` waits for all of them. With `--baseline`, the
+/// two binaries alternate, round by round, in the same minutes.
+pub fn handoff_only(args: &[String], root: &Path) -> Result<()> {
+    let (mut tasks, mut rounds, mut baseline, mut exe) = (100usize, 3usize, None, None);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--tasks" => tasks = value("--tasks")?.parse().context("--tasks")?,
+            "--rounds" => rounds = value("--rounds")?.parse().context("--rounds")?,
+            "--baseline" => baseline = Some(Bgtask::new(value("--baseline")?.into())?),
+            other if other.starts_with('-') => bail!("unknown flag {other}"),
+            path => exe = Some(std::path::PathBuf::from(path)),
+        }
+    }
+    if tasks < 2 {
+        bail!("--tasks must be at least 2");
+    }
+    let exe = match exe {
+        Some(path) => path,
+        None => crate::harness::build_bgtask(root)?,
+    };
+    let ours = Bgtask::new(exe)?;
+    let mut measured: Vec<(&Bgtask, Series)> = vec![(&ours, Series::new("bgtask", "ms"))];
+    if let Some(old) = &baseline {
+        measured.push((old, Series::new("baseline", "ms")));
+    }
+    for round in 0..rounds {
+        for (bg, series) in &mut measured {
+            eprintln!("== round {round}: {} ({tasks} hand-offs)", bg.exe.display());
+            gated_handoffs(bg, tasks, series)?;
+        }
+    }
+    println!("| Binary | p50 | p90 | p99 | hand-offs |");
+    println!("|---|---:|---:|---:|---:|");
+    for (bg, series) in &measured {
+        println!(
+            "| {} | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+            bg.exe.display(),
+            series.median(),
+            series.percentile(90.0),
+            series.p99(),
+            series.len()
+        );
+    }
+    Ok(())
+}
+
+fn gated_handoffs(bg: &Bgtask, tasks: usize, series: &mut Series) -> Result<()> {
+    let home = bg.home()?;
+    let dir = home.scratch().join("stamps");
+    std::fs::create_dir_all(&dir)?;
+    let gate = home.scratch().join("gate");
+    home.run_ok(&["group", "add", "one", "--parallel", "1"])?;
+    let hold = format!(
+        "until [ -e '{}' ]; do sleep 0.01; done; echo $EPOCHREALTIME > {}/e0",
+        gate.display(),
+        dir.display()
+    );
+    let mut ids = vec![home.start(&["--group", "one", "--no-notify"], &hold)?];
+    for i in 1..=tasks {
+        ids.push(home.start(&["--group", "one", "--no-notify"], &stamping(&dir, i))?);
+    }
+    std::fs::write(&gate, b"")?;
+    let mut wait = vec!["wait", "--timeout", "10m"];
+    wait.extend(ids.iter().map(String::as_str));
+    home.cmd(&wait).output()?;
+    let read = |name: String| -> Result<f64> {
+        let text = std::fs::read_to_string(dir.join(&name)).with_context(|| name.clone())?;
+        Ok(text.trim().parse::<f64>()? * 1e3)
+    };
+    for i in 1..=tasks {
+        series.push(read(format!("s{i}"))? - read(format!("e{}", i - 1))?);
+    }
+    Ok(())
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::process::{self, ControlListener};
-use crate::store::{control_socket_path, Scheduled, Store};
+use crate::store::{control_socket_path, FinishRecord, Scheduled, Store};
 use crate::task::TaskId;
 
 /// Something a monitor is asked to do.
@@ -57,6 +57,12 @@ pub enum Control {
     /// A queued task's turn came, or it ended while queued: read the store
     /// (issue 21). A monitor that supervises already ignores it.
     Start,
+    /// The queued task was claimed (`starting` is committed): start it
+    /// without reading the store first, as a `go` on the pipe does (issue
+    /// 21; the store read and its open were most of a hand-off). Sent only
+    /// by the claimer, after its commit; a monitor that does not know it
+    /// answers `failed`, and is then told [`Control::Start`].
+    Claimed,
 }
 
 impl Control {
@@ -72,6 +78,7 @@ impl Control {
             Control::Pause => "pause",
             Control::Resume => "resume",
             Control::Start => "start",
+            Control::Claimed => "claimed",
         }
     }
 }
@@ -168,11 +175,42 @@ pub fn schedule_and_repair(store: &mut Store) -> crate::error::Result<Scheduled>
     Ok(scheduled)
 }
 
-/// Tells the monitors of the tasks a pass decided on.
+/// Records the end of a live task and hands its slot on: the end and the
+/// scheduling pass are one transaction (`Store::finish_and_schedule`),
+/// and the claimed monitors are told before anything else is done (the
+/// events touch follows), so the next task's start waits for nothing it
+/// does not need. False if the task was already terminal.
+pub fn finish_and_hand_on(
+    store: &mut Store,
+    id: &TaskId,
+    record: &FinishRecord,
+) -> crate::error::Result<bool> {
+    let Some(scheduled) = store.finish_and_schedule(id, record)? else {
+        return Ok(false);
+    };
+    if !scheduled.started.is_empty() {
+        process::fault::point("handoff_after_claim");
+    }
+    tell_turns(store.home(), &scheduled);
+    store.touch_events();
+    Ok(true)
+}
+
+/// Tells the monitors of the tasks a pass decided on: a claimed one may
+/// start at once ([`Control::Claimed`]), one a failed dependency ended
+/// reads the store ([`Control::Start`]).
 pub fn tell_turns(home: &Path, scheduled: &Scheduled) {
-    for id in scheduled.to_tell() {
+    for id in &scheduled.started {
         // A monitor that does not answer is gone (reconcile records its
         // task) or not listening yet (it reads the store after it binds).
+        // One that does not know `claimed` (an older binary) reads it.
+        if let Ok(Reply::Failed { .. } | Reply::NotSupported { .. }) =
+            send(home, id, &Control::Claimed)
+        {
+            let _ = send(home, id, &Control::Start);
+        }
+    }
+    for id in &scheduled.failed {
         let _ = send(home, id, &Control::Start);
     }
 }

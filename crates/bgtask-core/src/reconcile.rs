@@ -9,6 +9,10 @@
 //! be checked from here (it runs in another pid namespace) is left alone:
 //! not seeing a process is no proof that it died.
 //!
+//! A queued task whose monitor died is not ended: its engine gives it a
+//! new monitor (`Executor::reattach`; issue 21), unless its `--env` values
+//! died with the old one.
+//!
 //! A live owner of a task recorded `killing` is told again: the requester
 //! may have died between recording the kill and telling the monitor, and
 //! a monitor that already stops ignores the repetition. So is a live
@@ -73,12 +77,9 @@ pub fn reconcile_task(store: &mut Store, task: &LiveTask) -> Result<bool> {
         output_truncated: tail.truncated,
         dropped_bytes: 0,
     };
-    let ended = store.finish(&task.id, &record)?;
-    if ended {
-        store.touch_events();
-        // Its slot, or its dependents, may let queued tasks go (issue 21).
-        crate::control::schedule(store)?;
-    }
+    // Its slot, or its dependents, may let queued tasks go (issue 21): the
+    // end and the scheduling pass are one transaction.
+    let ended = crate::control::finish_and_hand_on(store, &task.id, &record)?;
     // A monitor killed outright leaves its control socket behind; nobody
     // listens there any more (senders already fall back), so it goes.
     let _ = std::fs::remove_file(crate::store::control_socket_path(store.home(), &task.id));

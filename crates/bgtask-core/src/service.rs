@@ -94,6 +94,9 @@ impl Service {
     }
 
     fn over(config: Config, store: Store) -> Service {
+        // Orphaned queued tasks found by this process get monitors of
+        // this binary (issue 21, `executor/local.rs`).
+        crate::executor::set_monitor_exe(&config.monitor_exe);
         Service {
             config,
             store: Mutex::new(store),

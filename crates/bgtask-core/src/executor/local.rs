@@ -53,7 +53,16 @@ impl Executor for LocalExecutor {
         control::is_reachable(store.home(), &task.id)
     }
 
+    /// A queued task whose monitor died (SIGKILL, a reboot) gets a new
+    /// monitor, once (see [`adopt_queued`]).
+    fn reattach(&self, store: &mut Store, task: &LiveTask) -> Result<bool> {
+        adopt_queued(store, task)
+    }
+
     fn lost_reason(&self, store: &Store, task: &LiveTask) -> String {
+        if let Some(reason) = unadoptable_reason(store, task) {
+            return reason;
+        }
         match (&task.leader, &task.owner) {
             (None, Some(owner)) => format!(
                 "spawn aborted: the task's monitor (pid {}) died before the task started (see {})",
@@ -193,7 +202,12 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
     // Checked (and for a new store created) before anything is written
     // in it or started for it; `Store::open` checks again, cheaply.
     Store::prepare_home(&config.home)?;
-    let log_path = store::monitor_log_path(&config.home);
+    spawn_monitor(&config.home, &config.monitor_exe, job)
+}
+
+/// Starts a monitor for `job` with the binary `exe` (its go comes later).
+fn spawn_monitor(home: &std::path::Path, exe: &std::path::Path, job: &Job<'_>) -> Result<Detached> {
+    let log_path = store::monitor_log_path(home);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -203,7 +217,7 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
     // The monitor's command line (read by the binary's `__monitor` mode).
     let mut args: Vec<OsString> = vec![
         MONITOR_ARG.into(),
-        config.home.clone().into_os_string(),
+        home.as_os_str().to_owned(),
         job.id.as_str().into(),
         job.cwd.as_os_str().to_owned(),
         job.command.into(),
@@ -217,12 +231,147 @@ fn start_monitor(config: &Config, job: &Job<'_>) -> Result<Detached> {
     if let Some(policy) = job.sandbox {
         args.push(format!("sandbox={}", policy.to_arg()).into());
     }
-    process::spawn_detached(&config.monitor_exe, &args, log).map_err(|e| {
-        Error::spawn_step(
-            format!("cannot start monitor {}", config.monitor_exe.display()),
-            e,
-        )
-    })
+    process::spawn_detached(exe, &args, log)
+        .map_err(|e| Error::spawn_step(format!("cannot start monitor {}", exe.display()), e))
+}
+
+/// The binary a new monitor for an orphaned queued task runs: set by
+/// whoever opens a `Service` (its `Config::monitor_exe`). Unset (a
+/// library user without a service), orphans are recorded failed instead.
+static MONITOR_EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Names the binary new monitors of orphaned queued tasks run (the first
+/// call wins: one binary per process).
+pub(crate) fn set_monitor_exe(exe: &std::path::Path) {
+    let _ = MONITOR_EXE.set(exe.to_owned());
+}
+
+/// Issue 21: a queued task must survive the death of its monitor (a
+/// SIGKILL, a reboot). Its monitor held nothing but the task's `--env`
+/// values (and a sandbox's full policy); everything else is in the row.
+/// So a task that waited in a queue and never started (`queued`, or
+/// `starting` with no shell and no output files: a claim its dead monitor
+/// never acted on; a monitor makes the output files just before it spawns
+/// the shell, so without them nothing ran) gets a new monitor, told
+/// `queue` with no environment; it waits for its turn as the first one
+/// did. The same task id, command, cwd, limits, io, group, label,
+/// dependencies and delay: they are the row.
+///
+/// Exactly once, however many processes reconcile at once: the adopter
+/// first makes itself the owner by compare and set on the dead owner
+/// (`Store::adopt_queued`), so only one spawns a monitor; then the
+/// monitor replaces it the same way. An adopter that dies in between
+/// leaves itself as a dead owner, and the next reconcile adopts again.
+/// True: the task stays live (adopted here or by another process).
+fn adopt_queued(store: &mut Store, task: &LiveTask) -> Result<bool> {
+    let (Some(exe), Some(dead)) = (MONITOR_EXE.get(), task.owner.as_ref()) else {
+        return Ok(false);
+    };
+    // The row may have been read after the liveness check that brought
+    // us here: only a dead owner is replaced (another adopter's monitor
+    // may own it by now).
+    if dead.liveness() != process::Liveness::Dead {
+        return Ok(true);
+    }
+    let Orphan::Adoptable(row) = orphan(store, task) else {
+        return Ok(false);
+    };
+    let Ok(me) = ProcessIdentity::of_child(std::process::id()) else {
+        return Ok(false);
+    };
+    // The tests hold an adopter here while another one adopts the task.
+    process::fault::stop_point("adopt_before_claim");
+    match store.adopt_queued(&task.id, dead, &me)? {
+        store::Adoption::Adopted => {}
+        store::Adoption::Taken => return Ok(true),
+        store::Adoption::NotAdoptable => return Ok(false),
+    }
+    let request = crate::config::SpawnRequest::default();
+    let interaction = match (row.pty, row.stdin) {
+        (Some(size), _) => crate::interact::Interaction::Pty(size),
+        (None, true) => crate::interact::Interaction::Stdin,
+        (None, false) => crate::interact::Interaction::None,
+    };
+    let job = Job {
+        id: &task.id,
+        cwd: &row.cwd,
+        command: &row.command,
+        interaction,
+        sandbox: None,
+        request: &request,
+    };
+    let started = spawn_monitor(store.home(), exe, &job).and_then(|detached| {
+        let owner = ProcessIdentity::of_child(detached.pid);
+        keep_for_reaping(detached.pid);
+        let owner =
+            owner.map_err(|e| Error::spawn_step("cannot identify the task's monitor", e))?;
+        Ok((detached, owner))
+    });
+    let Ok((detached, owner)) = started else {
+        // No monitor: recorded failed by the caller, as a task whose
+        // monitor died was before.
+        return Ok(false);
+    };
+    // Dropped without its message, the new monitor gives up unused (the
+    // task ended meanwhile).
+    if store.adopt_queued(&task.id, &me, &owner)? == store::Adoption::Adopted {
+        let _ = (&detached.stdin).write_all(&process::queue_message(&[]));
+    }
+    Ok(true)
+}
+
+/// What an orphaned live task is to [`adopt_queued`].
+enum Orphan {
+    /// Not a task that waited in a queue and never started.
+    No,
+    /// It waited in a queue, but cannot get a new monitor: why.
+    Refused(String),
+    /// It can (its row).
+    Adoptable(Box<crate::task::Task>),
+}
+
+fn orphan(store: &Store, task: &LiveTask) -> Orphan {
+    if task.leader.is_some() || !matches!(task.status, Status::Queued | Status::Starting) {
+        return Orphan::No;
+    }
+    if !matches!(store.queued_at(&task.id), Ok(Some(_))) {
+        return Orphan::No;
+    }
+    let Ok(row) = store.get(&task.id) else {
+        return Orphan::No;
+    };
+    if task.status == Status::Starting
+        && (store.stdout_path(&task.id).exists() || store.stderr_path(&task.id).exists())
+    {
+        // Its monitor may have started the shell: it must not run twice.
+        return Orphan::No;
+    }
+    let pid = task.owner.as_ref().map_or(0, |o| o.pid);
+    if !row.env_keys.is_empty() {
+        return Orphan::Refused(format!(
+            "spawn aborted: the queued task's monitor (pid {pid}) died, and the values of its \
+             --env keys ({}) lived only there; run `bgtask restart {} --env KEY=VALUE...` to run it again",
+            row.env_keys.join(", "),
+            task.id
+        ));
+    }
+    if row.sandbox.is_some() {
+        return Orphan::Refused(format!(
+            "spawn aborted: the queued task's monitor (pid {pid}) died, and its sandbox policy \
+             lived only there; run `bgtask restart {}` to run it again",
+            task.id
+        ));
+    }
+    Orphan::Adoptable(Box::new(row))
+}
+
+/// Why an orphaned queued task that got no new monitor cannot: its
+/// `--env` values or its sandbox policy lived only in the dead monitor.
+fn unadoptable_reason(store: &Store, task: &LiveTask) -> Option<String> {
+    match orphan(store, task) {
+        Orphan::Refused(reason) => Some(reason),
+        Orphan::No | Orphan::Adoptable(_) => None,
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! out.
 
 mod local;
-pub(crate) use local::tell_pause;
+pub(crate) use local::{set_monitor_exe, tell_pause};
 mod slurm;
 
 use crate::config::{Config, Engine, SpawnRequest};

@@ -104,15 +104,20 @@ fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
     // The end must be recorded: on failure (a full disk, a locked store)
     // keep trying for a while rather than leave the task to be reconciled
     // as "exit status unknown".
+    // The same transaction runs the scheduling pass, and the next queued
+    // task's monitor is told before anything else (issue 21: the
+    // hand-off).
     let mut pause = Duration::from_millis(100);
     let give_up = Instant::now() + Duration::from_secs(600);
-    while let Err(e) = store.finish(&task.id, &record) {
+    while let Err(e) = crate::control::finish_and_hand_on(store, &task.id, &record) {
         if Instant::now() >= give_up {
             log(&format!(
                 "{}: cannot record the end, giving up: {e}",
                 task.id
             ));
-            break;
+            // Whatever can still be handed on is.
+            super::schedule(store);
+            return;
         }
         log(&format!(
             "{}: cannot record the end yet, retrying: {e}",
@@ -121,7 +126,6 @@ fn finish(store: &mut Store, task: &Running, outcome: Outcome) {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(5));
     }
-    store.touch_events();
 }
 
 /// Copies what waits in the output pipes, feeding the watches. The reads

@@ -92,7 +92,7 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
             start::discard_cgroup(cgroup);
             return 0;
         };
-        (Some(channel), Some(store))
+        (Some(channel), store)
     } else {
         (None, store)
     };
@@ -118,8 +118,9 @@ pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
             process::fault::point("monitor_after_start");
             store.touch_events();
             process::release_startup_pages();
+            // The end's record runs the pass and hands the slot on
+            // (`end::finish`).
             supervise::supervise(&mut store, running);
-            schedule(&mut store);
             0
         }
         Ok(None) => {

@@ -6,7 +6,8 @@
 //! It keeps no store connection while it sleeps (every open connection
 //! makes each other process's locking slower). It wakes when told
 //! (`Control::Start`, sent by whoever claimed its turn or ended it) and
-//! reads the store: `starting` means go, an end means exit. When its delay
+//! reads the store: `starting` means go, an end means exit; told
+//! `Control::Claimed` by the claimer, it starts without that read. When its delay
 //! passes it runs the scheduling pass itself, which may claim it.
 
 use std::path::Path;
@@ -22,9 +23,10 @@ use crate::task::{Status, TaskId};
 /// Waits until the task's turn comes. Returns the listening channel and
 /// the store connection that read the turn (the task is now `starting` or
 /// `killing`: start it; the connection is kept, as a second open would be
-/// most of a hand-off's cost), or `None` if it ended while queued (killed,
-/// a failed dependency) or cannot be waited for.
-pub(super) fn wait_turn(home: &Path, id: &TaskId) -> Option<(Channel, Store)> {
+/// most of a hand-off's cost), or no connection when the claimer said so
+/// (`Control::Claimed`: nothing was read), or `None` if it ended while
+/// queued (killed, a failed dependency) or cannot be waited for.
+pub(super) fn wait_turn(home: &Path, id: &TaskId) -> Option<(Channel, Option<Store>)> {
     // Bound before the store is read: a claim made before this read is
     // seen in the store, one made after it is told on the socket.
     let channel = match Channel::open(home, id) {
@@ -58,7 +60,7 @@ pub(super) fn wait_turn(home: &Path, id: &TaskId) -> Option<(Channel, Store)> {
         };
         match status {
             Status::Queued => {}
-            s if s.is_live() => return Some((channel, store)),
+            s if s.is_live() => return Some((channel, Some(store))),
             _ => return None,
         }
         let now = now_ms();
@@ -84,14 +86,30 @@ pub(super) fn wait_turn(home: &Path, id: &TaskId) -> Option<(Channel, Store)> {
         if process::wait_readable(&[channel.as_fd()], wait).is_err() {
             std::thread::sleep(Duration::from_millis(100));
         }
+        let mut claimed = false;
         while let Some(incoming) = channel.next() {
             let reply = match incoming.request {
                 Control::Start | Control::Kill { .. } | Control::Watch => Reply::Done,
+                Control::Claimed => {
+                    claimed = true;
+                    Reply::Done
+                }
                 _ => Reply::Failed {
                     message: format!("task {id} is queued and has not started"),
                 },
             };
             incoming.answer(&reply);
+            if claimed {
+                break;
+            }
+        }
+        if claimed {
+            // The claimer committed `starting` before it told: start now,
+            // and open the store only to record the start, while the
+            // shell starts (a kill recorded meanwhile is seen there, as
+            // after a `go`). Requests still waiting are the
+            // supervisor's.
+            return Some((channel, None));
         }
     }
 }

@@ -275,7 +275,7 @@ fn answer_requests(
                 }
             }
             // Its turn came long ago (a repeated hand-off, issue 21).
-            Control::Start => incoming.answer(&Reply::Done),
+            Control::Start | Control::Claimed => incoming.answer(&Reply::Done),
             Control::Watch => {
                 // The sender stored the change first: read it now.
                 task.watching.reload(store, &task.id);

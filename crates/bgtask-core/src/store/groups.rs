@@ -79,6 +79,18 @@ impl Scheduled {
     }
 }
 
+/// What [`Store::adopt_queued`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// The new owner is recorded.
+    Adopted,
+    /// Another process changed the owner first (it adopted the task), or
+    /// the task ended or started meanwhile: nothing to do here.
+    Taken,
+    /// Not a task that waited in a queue and never started.
+    NotAdoptable,
+}
+
 /// A group as `group list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Group {
@@ -380,6 +392,123 @@ impl Store {
             let limit = remembered_limit(tx)?;
             schedule_in(tx, limit, crate::clock::now_ms())
         })
+    }
+
+    /// Records a live task's end and runs the scheduling pass in the same
+    /// `IMMEDIATE` transaction: one commit instead of two on the hand-off
+    /// path (issue 21), and no moment where the slot is free but nobody
+    /// has claimed it. `None` (nothing written) if the task was already
+    /// terminal. A full disk is retried once the ballast is released, as
+    /// [`Store::finish`] does.
+    pub fn finish_and_schedule(
+        &mut self,
+        id: &TaskId,
+        record: &FinishRecord,
+    ) -> Result<Option<Scheduled>> {
+        loop {
+            let path = self.db_path.clone();
+            let err = |source| super::store_error(&path, source);
+            let attempt = (|| {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if !finish_in(&tx, id, record)? {
+                    return Ok(None);
+                }
+                let queued: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'queued')",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let scheduled = match queued {
+                    true => {
+                        let limit = remembered_limit(&tx)?;
+                        schedule_in(&tx, limit, crate::clock::now_ms())?
+                    }
+                    false => Scheduled::default(),
+                };
+                tx.commit()?;
+                Ok(Some(scheduled))
+            })();
+            match attempt {
+                Err(source)
+                    if super::tasks::is_disk_full(&source)
+                        && super::home::release_ballast(&self.home) => {}
+                other => return other.map_err(err),
+            }
+        }
+    }
+
+    /// Makes `owner` the owner of a queued task whose recorded owner is
+    /// `expected` (a dead monitor, or an adopter that died), in one
+    /// transaction (compare and set), so two processes reconciling at once
+    /// adopt it once. Only a local task that queued and never started
+    /// (`queued`, or `starting` with no shell: a claim its dead monitor
+    /// never heard of) qualifies; the caller checks the rest (no `--env`
+    /// keys, no sandbox, no output files).
+    pub fn adopt_queued(
+        &mut self,
+        id: &TaskId,
+        expected: &crate::process::ProcessIdentity,
+        owner: &crate::process::ProcessIdentity,
+    ) -> Result<Adoption> {
+        self.with_write(|tx| {
+            // (status, never started in a queue here, owned by `expected`)
+            let row: Option<(String, bool, bool)> = tx
+                .query_row(
+                    "SELECT status, \
+                     pid IS NULL AND queued_at IS NOT NULL AND executor = ?2, \
+                     owner_pid IS ?3 AND owner_start IS ?4 AND boot_id IS ?5 \
+                     FROM tasks WHERE task_id = ?1",
+                    params![
+                        id.as_str(),
+                        crate::config::Engine::Local.as_str(),
+                        expected.pid,
+                        expected.start_ticks as i64,
+                        expected.boot_id,
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((status, queued_here, owned)) = row else {
+                return Ok(Adoption::NotAdoptable);
+            };
+            let status = Status::from_stored(&status);
+            if !status.is_live() {
+                return Ok(Adoption::Taken);
+            }
+            if !matches!(status, Status::Queued | Status::Starting) || !queued_here {
+                return Ok(Adoption::NotAdoptable);
+            }
+            if !owned {
+                return Ok(Adoption::Taken);
+            }
+            tx.execute(
+                "UPDATE tasks SET owner_pid = ?2, owner_start = ?3, boot_id = ?4, ns = ?5 \
+                 WHERE task_id = ?1",
+                params![
+                    id.as_str(),
+                    owner.pid,
+                    owner.start_ticks as i64,
+                    owner.boot_id,
+                    owner.pid_ns,
+                ],
+            )?;
+            Ok(Adoption::Adopted)
+        })
+    }
+
+    /// When a task was queued (`None`: it never could queue).
+    pub fn queued_at(&self, id: &TaskId) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT queued_at FROM tasks WHERE task_id = ?1",
+                params![id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.db_err(e))
     }
 
     /// Whether any task waits in a queue.

@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use crate::error::{Error, Result};
 use crate::task::TaskId;
 
-pub use groups::{validate_group_name, validate_label, Group, QueueSpec, Scheduled};
+pub use groups::{validate_group_name, validate_label, Adoption, Group, QueueSpec, Scheduled};
 pub use home::disk_share;
 pub use notify::{ClaimScope, Pending, PendingClaim, WatchHit};
 pub use outbox::{Claimed, PREVIEW_BYTES};

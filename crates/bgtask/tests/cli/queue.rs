@@ -452,4 +452,188 @@ fn a_task_whose_dependency_failed_before_it_was_submitted_never_runs() {
     let monitor = monitor_pid(&dependent);
     wait_until("the dependent's monitor to exit", || !is_running(monitor));
     assert!(!bg.path("never").exists());
+    // Whether the shell got as far as `touch` is a race (a monitor that
+    // started it kills it on finding the task ended); the output files are
+    // not: a monitor makes them just before it spawns the shell, so they
+    // exist exactly when a start was attempted.
+    for stream in ["stdout_path", "stderr_path"] {
+        let path = dependent[stream].as_str().expect("an output path");
+        assert!(
+            !std::path::Path::new(path).exists(),
+            "the monitor began a start: {path} exists"
+        );
+    }
+}
+
+/// The live monitors of task `id` (processes running our monitor mode for
+/// it).
+fn monitors_of(id: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.contains(&&b"__monitor"[..]) && args.contains(&id.as_bytes()) && is_running(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Kills a queued task's monitor and waits until it is gone.
+fn kill_monitor_of(bg: &Bg, id: &str) -> u32 {
+    let old = monitor_pid(&bg.status(id));
+    kill9(old);
+    wait_until("the queued task's monitor to die", || !is_running(old));
+    old
+}
+
+#[test]
+fn a_queued_task_whose_monitor_is_killed_gets_a_new_one_and_runs_once_in_order() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    let holder = run_ok(&bg, &["--group", "one", "--", &gate.hold()]);
+    let log = bg.path("order");
+    let append = |tag: &str| format!("echo {tag} >> '{}'", log.display());
+    let first = run_ok(
+        &bg,
+        &["--group", "one", "--label", "kept", "--", &append("first")],
+    );
+    let second = run_ok(&bg, &["--group", "one", "--", &append("second")]);
+    let old = kill_monitor_of(&bg, &first);
+    // The next command that looks gives it a new monitor.
+    bg.run(&["list", "--json"]).ok();
+    let task = bg.status(&first);
+    assert_eq!(task["status"], "queued", "{task}");
+    let new = monitor_pid(&task);
+    assert_ne!(new, old, "{task}");
+    assert_eq!(monitors_of(&first), vec![new]);
+    gate.open();
+    assert_eq!(bg.wait(&holder)["status"], "completed");
+    let first = bg.wait(&first);
+    assert_eq!(first["status"], "completed", "{first}");
+    assert_eq!(first["label"], "kept");
+    assert_eq!(first["group"], "one");
+    assert_eq!(bg.wait(&second)["status"], "completed");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "first\nsecond\n");
+}
+
+#[test]
+fn two_processes_reconciling_at_once_give_an_orphaned_queued_task_one_monitor() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    let holder = run_ok(&bg, &["--group", "one", "--", &gate.hold()]);
+    let log = bg.path("ran");
+    let queued = run_ok(
+        &bg,
+        &[
+            "--group",
+            "one",
+            "--",
+            &format!("echo once >> '{}'", log.display()),
+        ],
+    );
+    kill_monitor_of(&bg, &queued);
+    // One adopter is held after it found the monitor dead, before its
+    // claim; another adopts meanwhile; the first then goes on.
+    let mut held = bg
+        .cmd()
+        .env("BGTASK_FAULT", "adopt_before_claim")
+        .args(["list", "--json"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the first adopter to stop before its claim", || {
+        std::fs::read_to_string(format!("/proc/{}/stat", held.id())).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, s)| s.starts_with('T'))
+        })
+    });
+    bg.run(&["list", "--json"]).ok();
+    let adopted = monitors_of(&queued);
+    assert_eq!(adopted.len(), 1, "one new monitor");
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &held.id().to_string()])
+        .status();
+    assert!(held.wait().unwrap().success());
+    // And more at once, for good measure.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| bg.run(&["list", "--json"]).ok());
+        }
+    });
+    assert_eq!(bg.status(&queued)["status"], "queued");
+    assert_eq!(monitors_of(&queued), adopted, "still that one monitor");
+    gate.open();
+    assert_eq!(bg.wait(&holder)["status"], "completed");
+    assert_eq!(bg.wait(&queued)["status"], "completed");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "once\n");
+}
+
+#[test]
+fn queued_tasks_survive_the_death_of_every_process_and_run_in_order() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    let holder = run_ok(&bg, &["--group", "one", "--", &gate.hold()]);
+    let log = bg.path("order");
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let body = format!("echo {i} >> '{}'", log.display());
+            run_ok(&bg, &["--group", "one", "--", &body])
+        })
+        .collect();
+    // As at a reboot: every process of the store goes, monitors too.
+    for pid in pids_of_home(&bg.home) {
+        kill9(pid);
+    }
+    wait_until("every process to die", || pids_of_home(&bg.home).is_empty());
+    gate.open();
+    bg.run(&["list", "--json"]).ok();
+    let holder = bg.status(&holder);
+    assert_eq!(holder["status"], "failed", "its monitor died: {holder}");
+    for id in &ids {
+        assert_eq!(bg.wait(id)["status"], "completed");
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "0\n1\n2\n");
+}
+
+#[test]
+fn a_queued_task_with_env_whose_monitor_dies_fails_naming_the_keys_and_restart() {
+    let bg = Bg::new();
+    bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
+    let gate = bg.gate("hold");
+    let holder = run_ok(&bg, &["--group", "one", "--", &gate.hold()]);
+    let queued = run_ok(
+        &bg,
+        &[
+            "--group",
+            "one",
+            "--env",
+            "API_TOKEN=s3cr3t-value",
+            "--",
+            "touch ran",
+        ],
+    );
+    kill_monitor_of(&bg, &queued);
+    bg.run(&["list", "--json"]).ok();
+    let task = bg.status(&queued);
+    assert_eq!(task["status"], "failed", "{task}");
+    let reason = task["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("API_TOKEN"), "{reason}");
+    assert!(
+        reason.contains(&format!("bgtask restart {queued}")),
+        "{reason}"
+    );
+    assert!(!reason.contains("s3cr3t-value"), "{reason}");
+    assert!(monitors_of(&queued).is_empty());
+    gate.open();
+    assert_eq!(bg.wait(&holder)["status"], "completed");
+    assert!(!bg.path("ran").exists());
 }

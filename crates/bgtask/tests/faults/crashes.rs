@@ -83,7 +83,10 @@ fn a_starter_or_monitor_killed_at_each_fault_point_leaves_no_half_made_task() {
             "recorded as spawn aborted",
             0,
         ),
-        ("monitor_before_start", true, "recorded as spawn aborted", 0),
+        // A task whose monitor died before it began the start (no output
+        // files yet) and that has no `--env` values gets a new monitor
+        // from the next command that looks (issue 21) and runs, once.
+        ("monitor_before_start", true, "ran to its real exit code", 2),
         ("monitor_after_spawn", true, "recorded as spawn aborted", 2),
         ("monitor_after_start", true, "recorded as monitor died", 2),
     ];
