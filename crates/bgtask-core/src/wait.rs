@@ -89,25 +89,44 @@ impl Service {
         };
         let events = self.store().events_path();
         let mut waiter = Waiter::lending(lender, events, timeout_ms.map(Duration::from_millis));
+        let mut tasks: Vec<Task> = Vec::with_capacity(ids.len());
+        let mut owners = Owners::default();
         loop {
             waiter.before_read();
-            let tasks = ids
-                .iter()
-                .map(|id| self.get(id))
-                .collect::<Result<Vec<_>>>()?;
-            if done(&tasks) {
+            if tasks.is_empty() || wake == Wake::AnyChange {
+                tasks = ids.iter().map(|id| self.get(id)).collect::<Result<_>>()?;
+                owners = Owners::default();
+            } else {
+                // Waiting for ends only: a task read terminal stays so, and
+                // a local task whose owner has not exited has not ended
+                // either (its end is recorded by that owner, which exits
+                // right after, or by whoever finds it dead). So only those
+                // are read again: a `wait` on many tasks does not re-read
+                // every one of them at each end (issue 21: that cost
+                // milliseconds per hand-off while the next task started).
+                for index in owners.take_exited() {
+                    tasks[index] = self.get(&ids[index])?;
+                }
+                for (index, id) in ids.iter().enumerate() {
+                    if !tasks[index].is_terminal() && !owners.watches(index) {
+                        tasks[index] = self.get(id)?;
+                    }
+                }
+            }
+            let finished = done(&tasks);
+            if finished || waiter.remaining() == Some(Duration::ZERO) {
+                // What is returned is read now, not at the last wake.
+                for (task, id) in tasks.iter_mut().zip(ids) {
+                    if !task.is_terminal() && wake == Wake::OwnerExit {
+                        *task = self.get(id)?;
+                    }
+                }
                 return Ok(WaitOutcome {
                     tasks,
-                    timed_out: false,
+                    timed_out: !finished,
                 });
             }
-            if waiter.remaining() == Some(Duration::ZERO) {
-                return Ok(WaitOutcome {
-                    tasks,
-                    timed_out: true,
-                });
-            }
-            let owners = self.end_handles(&tasks)?;
+            owners.open_missing(self, &tasks)?;
             // A task's end is recorded by its monitor (its owner from the
             // start), which exits right after, or by whoever finds the
             // monitor dead: waiting for an end, its pidfd is enough.
@@ -115,11 +134,11 @@ impl Service {
             // A Slurm task's owner is the store's watcher, which outlives
             // the ends it records: its pidfd tells only of its death.
             let pidfds_suffice = wake == Wake::OwnerExit
-                && owners.len() == live
+                && owners.handles.len() == live
                 && tasks
                     .iter()
                     .all(|t| t.is_terminal() || t.executor == "local");
-            waiter.sleep(&owners, !pidfds_suffice)?;
+            waiter.sleep(&owners.handles, !pidfds_suffice)?;
         }
     }
 
@@ -281,5 +300,49 @@ fn copy_stream(
         }
         write(sink, &read.data)?;
         pos = read.next;
+    }
+}
+
+/// The open pidfds of the live local tasks' owners a wait sleeps on, kept
+/// across wakes, each with the index of its task.
+#[derive(Default)]
+struct Owners {
+    handles: Vec<ProcessHandle>,
+    tasks: Vec<usize>,
+}
+
+impl Owners {
+    /// Whether the owner of the task at `index` is watched.
+    fn watches(&self, index: usize) -> bool {
+        self.tasks.contains(&index)
+    }
+
+    /// Forgets the owners that exited; the indexes of their tasks.
+    fn take_exited(&mut self) -> Vec<usize> {
+        let mut exited = Vec::new();
+        let mut i = 0;
+        while i < self.handles.len() {
+            if self.handles[i].has_exited() {
+                self.handles.swap_remove(i);
+                exited.push(self.tasks.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        exited
+    }
+
+    /// Opens the owner of each live local task not watched yet.
+    fn open_missing(&mut self, service: &Service, tasks: &[Task]) -> Result<()> {
+        for (index, task) in tasks.iter().enumerate() {
+            if task.is_terminal() || task.executor != "local" || self.watches(index) {
+                continue;
+            }
+            if let Some(handle) = service.end_handles(std::slice::from_ref(task))?.pop() {
+                self.handles.push(handle);
+                self.tasks.push(index);
+            }
+        }
+        Ok(())
     }
 }

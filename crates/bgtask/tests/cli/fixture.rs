@@ -43,6 +43,19 @@ pub fn pids_of_home(home: &Path) -> Vec<u32> {
     pids
 }
 
+/// SIGKILLs every process of the store at `home` until none is left (as
+/// at a reboot): a shell that a dying monitor was starting shows up only
+/// after the first round.
+pub fn kill_every_process_of(home: &Path) {
+    wait_until("every process of the store to die", || {
+        let pids = pids_of_home(home);
+        for pid in &pids {
+            kill9(*pid);
+        }
+        pids.is_empty()
+    });
+}
+
 /// The pid of a task's monitor, as recorded in the store.
 pub fn monitor_pid(task: &Value) -> u32 {
     task["monitor_pid"]

@@ -253,10 +253,13 @@ fn groups_settings_and_labels_survive_a_restart_of_every_process() {
             &gate.hold(),
         ],
     );
+    // Running, so it began (a task that never began would get a new
+    // monitor instead: docs/queues.md).
+    wait_until("the held task to run", || {
+        bg.status(&held)["status"] == "running"
+    });
     // Every bgtask process goes (as at a reboot): the monitors too.
-    for pid in pids_of_home(&bg.home) {
-        kill9(pid);
-    }
+    kill_every_process_of(&bg.home);
     let groups = bg.run(&["group", "list", "--json"]).ok().json();
     let parallel: HashMap<&str, u64> = groups
         .as_array()
@@ -557,7 +560,13 @@ fn two_processes_reconciling_at_once_give_an_orphaned_queued_task_one_monitor() 
     });
     bg.run(&["list", "--json"]).ok();
     let adopted = monitors_of(&queued);
-    assert_eq!(adopted.len(), 1, "one new monitor");
+    assert_eq!(
+        adopted.len(),
+        1,
+        "one new monitor; the task: {}; monitor.log: {}",
+        bg.status(&queued),
+        std::fs::read_to_string(bg.home.join("monitor.log")).unwrap_or_default()
+    );
     let _ = std::process::Command::new("kill")
         .args(["-CONT", &held.id().to_string()])
         .status();
@@ -589,11 +598,8 @@ fn queued_tasks_survive_the_death_of_every_process_and_run_in_order() {
             run_ok(&bg, &["--group", "one", "--", &body])
         })
         .collect();
-    // As at a reboot: every process of the store goes, monitors too.
-    for pid in pids_of_home(&bg.home) {
-        kill9(pid);
-    }
-    wait_until("every process to die", || pids_of_home(&bg.home).is_empty());
+    // Every bgtask process goes (as at a reboot): the monitors too.
+    kill_every_process_of(&bg.home);
     gate.open();
     bg.run(&["list", "--json"]).ok();
     let holder = bg.status(&holder);
