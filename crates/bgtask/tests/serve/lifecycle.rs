@@ -122,6 +122,7 @@ fn a_kill_of_the_servers_process_tree_leaves_its_tasks_running() {
     for pid in &tree {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
             .status();
     }
     let _ = server.close();
