@@ -348,6 +348,27 @@ mod tests {
     }
 
     #[test]
+    fn the_carrier_is_the_pid_a_leaving_child_reports() {
+        let args: Vec<OsString> = vec!["-c".into(), "echo 4242".into()];
+        let log = tempfile::tempfile().unwrap();
+        let child = spawn_detached(Path::new("/bin/sh"), &args, log, Leaves::Yes).unwrap();
+        assert_eq!(child.carrier().unwrap(), 4242);
+        // One that ends without a report is an error, never a guess.
+        let args: Vec<OsString> = vec!["-c".into(), "exit 0".into()];
+        let log = tempfile::tempfile().unwrap();
+        let silent = spawn_detached(Path::new("/bin/sh"), &args, log, Leaves::Yes).unwrap();
+        assert!(silent.carrier().is_err());
+        // Without leaving, the spawned process is the carrier.
+        let log = tempfile::tempfile().unwrap();
+        let stays = spawn_detached(Path::new("/bin/sh"), &args, log, Leaves::No).unwrap();
+        assert_eq!(stays.carrier().unwrap(), stays.pid);
+        for pid in [child.pid, silent.pid, stays.pid] {
+            let pid = Pid::from_raw(pid as i32).unwrap();
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()).unwrap();
+        }
+    }
+
+    #[test]
     fn a_detached_child_that_cannot_exec_is_an_error() {
         let log = tempfile::tempfile().unwrap();
         let err =
