@@ -122,7 +122,14 @@ pub fn spawn_detached(
 /// Call it first thing, while the process has a single thread. When the
 /// fork fails the process reports its own pid and goes on undetached.
 pub fn leave_starter() -> io::Result<()> {
-    let null = File::options().write(true).open("/dev/null")?;
+    let null = match File::options().write(true).open("/dev/null") {
+        Ok(null) => null,
+        Err(e) => {
+            // The starter waits for a pid: this one goes on.
+            report_carrier(std::process::id());
+            return Err(e);
+        }
+    };
     // SAFETY: the process has one thread (the caller's contract), so the
     // child may run any code, as after any fork of a single-threaded
     // process.
@@ -131,25 +138,24 @@ pub fn leave_starter() -> io::Result<()> {
         rustix::stdio::dup2_stdout(&null)?;
         return Ok(());
     }
-    let fork_error = (pid < 0).then(io::Error::last_os_error);
-    let carrier = if pid < 0 {
-        std::process::id()
-    } else {
-        pid as u32
-    };
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        report_carrier(std::process::id());
+        rustix::stdio::dup2_stdout(&null)?;
+        return Err(e);
+    }
+    report_carrier(pid as u32);
+    // SAFETY: _exit ends the parent at once: no destructor or atexit
+    // handler of the child's (shared) state runs twice.
+    unsafe { libc::_exit(0) }
+}
+
+/// Writes the carrier's pid to stdout, for [`Detached::carrier`].
+fn report_carrier(pid: u32) {
     // SAFETY: fd 1 stays open for the whole call (the report pipe, or
     // whatever stdout a person gave); nothing here closes it.
     let stdout = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
-    let _ = rustix::io::write(stdout, format!("{carrier}\n").as_bytes());
-    match fork_error {
-        Some(e) => {
-            rustix::stdio::dup2_stdout(&null)?;
-            Err(e)
-        }
-        // SAFETY: _exit ends the parent at once: no destructor or atexit
-        // handler of the child's (shared) state runs twice.
-        None => unsafe { libc::_exit(0) },
-    }
+    let _ = rustix::io::write(stdout, format!("{pid}\n").as_bytes());
 }
 
 /// posix_spawn's file actions and attributes, each destroyed on drop.
