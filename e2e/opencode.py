@@ -12,9 +12,15 @@ plugin. Checks:
   unacknowledged;
 - a server started with a readiness condition: the plugin tells the
   model it is ready (a `ready` notification, not a completion) in the same
-  run, once, and the run ends (OpenCode then ends the MCP server's tasks);
+  run, once, and the run ends while the server keeps running (OpenCode
+  SIGTERMs every descendant of its MCP server when `opencode run` exits;
+  a task's monitor is not one, issue 17), ended only by bgtask;
 - a restart: a completion recorded while no OpenCode ran is delivered by
   the next `opencode run`, once;
+- told once across a restart: the plugin posts a completion and is kept
+  from acknowledging it (the test fault point BGTASK_OPENCODE_FAULT=
+  skip_ack, as if OpenCode died in between); the next `opencode run` finds
+  the post in the stored messages and acknowledges it without a second;
 - the TUI under tmux: an idle session wakes by itself when the task ends.
 """
 
@@ -33,7 +39,11 @@ def scenarios(bgtask, run):
         lambda: opencode_ready(bgtask, run),
         lambda: opencode_restart(bgtask, run),
         lambda: opencode_tui(bgtask, run),
+        lambda: opencode_once(bgtask, run),
     ]
+
+
+NAMES = ["run", "ready", "restart", "tui", "once"]
 
 
 # OpenCode installs `@opencode-ai/plugin` with npm into every `.opencode`
@@ -128,9 +138,10 @@ def opencode_run(bgtask, run):
 def opencode_ready(bgtask, run):
     """`opencode run` with a server started with a readiness condition:
     the plugin delivers the `ready` notification (not only completions) in
-    the same run, once, and, the server ready, holds nothing more.
-    (OpenCode 1.18 sends SIGTERM to the MCP server's tasks when `opencode
-    run` exits, so the task ends with the run.)"""
+    the same run, once, and, the server ready, holds nothing more; the
+    server outlives the run (OpenCode 1.18 sends SIGTERM to every
+    descendant of its MCP server when `opencode run` exits) until bgtask
+    ends it."""
     s = run.Scenario("opencode-ready", bgtask)
     try:
         env = configure(s, run)
@@ -154,11 +165,17 @@ def opencode_ready(bgtask, run):
         woke = [a for a in answers if a[0] == "text" and a[1].startswith("NOTIFIED-READY") and task_id in a[1]]
         run.check(len(woke) == 1, f"{s.name}: the plugin told the model the server is ready, in the same run, once",
                   (answers, plugin_log(s)))
-        # Not `status == "running"` as in run.py's readiness scenarios:
-        # OpenCode 1.18 ends the MCP server's processes with SIGTERM when
-        # `opencode run` exits, the task included. The run must end well
-        # before the task's `sleep 600` would.
         run.check(took < 300, f"{s.name}: once ready the server held the run no more ({took:.0f} s)", tasks[0])
+        # OpenCode signalled its MCP server's descendants as it exited: the
+        # task, not one of them, still runs (no end within 2 s), and ends
+        # only when bgtask kills it.
+        waited = s.bgtask("wait", task_id, "--timeout", "2s")
+        run.check(tasks[0]["status"] == "running" and waited.returncode == 124,
+                  f"{s.name}: the server outlives `opencode run`", (tasks[0], waited.stdout, waited.stderr))
+        killed = s.bgtask("kill", "--json", "--grace", "0ms", task_id)
+        end = json.loads(killed.stdout or "{}")
+        run.check(end.get("status") == "killed" and end.get("reason") == "killed on request",
+                  f"{s.name}: bgtask ends it, and records that end", killed.stdout + killed.stderr)
         requests = s.requests()
         last = json.dumps(requests[-1]["body"]) if requests else ""
         shown = last.count(f"[ready] {task_id} is ready")
@@ -191,6 +208,42 @@ def opencode_restart(bgtask, run):
                   (answers, plugin_log(s)))
         run.check("NOTIFIED" in done.stdout, f"{s.name}: the CLI shows the model's answer", done.stdout[-2000:])
         pending = s.bgtask("notifications", "--json", session=session)
+        run.check(json.loads(pending.stdout or "[]") == [], f"{s.name}: nothing is left unacknowledged",
+                  pending.stdout)
+    finally:
+        s.close()
+
+
+def opencode_once(bgtask, run):
+    """A completion posted but not acknowledged (the fault point makes
+    the plugin skip the acknowledgement, as if OpenCode died between the
+    two) is not told again by the next run: it is found in the stored
+    messages and acknowledged."""
+    s = run.Scenario("opencode-once", bgtask)
+    try:
+        env = configure(s, run)
+        session = f"dir:{s.project}"
+        done = subprocess.run(["opencode", "run", f"RUN: {s.command} #"], cwd=s.project,
+                              env=dict(env, BGTASK_OPENCODE_FAULT="skip_ack"),
+                              capture_output=True, text=True, timeout=run.RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+        run.check(done.returncode == 0, f"{s.name}: the first opencode run exits 0", done.stderr[-2000:])
+        listed = s.bgtask("list", "--all-sessions", "--json")
+        tasks = [t for t in json.loads(listed.stdout or "[]") if s.marker in t.get("command", "")]
+        task_id = tasks[0]["task_id"] if tasks else "none"
+        told = lambda: [a for a in (r["answer"] for r in s.requests())
+                        if a[0] == "text" and a[1].startswith("NOTIFIED") and task_id in a[1]]
+        run.check(len(told()) == 1, f"{s.name}: the first run told the model", plugin_log(s))
+        pending = s.bgtask("completions", "--json", session=session)
+        run.check([c.get("task_id") for c in json.loads(pending.stdout or "[]")] == [task_id],
+                  f"{s.name}: the fault left the completion unacknowledged", pending.stdout)
+        again = subprocess.run(["opencode", "run", "hello"], cwd=s.project, env=env,
+                               capture_output=True, text=True, timeout=run.RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+        run.check(again.returncode == 0, f"{s.name}: the second opencode run exits 0", again.stderr[-2000:])
+        run.check(len(told()) == 1, f"{s.name}: the second run did not tell it again",
+                  ([r["answer"] for r in s.requests()], plugin_log(s)))
+        run.check("already posted" in plugin_log(s, tail=None), f"{s.name}: the plugin found its earlier post",
+                  plugin_log(s))
+        pending = s.bgtask("completions", "--json", session=session)
         run.check(json.loads(pending.stdout or "[]") == [], f"{s.name}: nothing is left unacknowledged",
                   pending.stdout)
     finally:
@@ -232,18 +285,19 @@ def opencode_tui(bgtask, run):
 
 def main(argv):
     """Runs only these scenarios: `python3 e2e/opencode.py BGTASK [COUNT
-    [NAME…]]` (NAME: run, ready, restart, tui), e.g. to repeat one under load."""
+    [NAME…]]` (NAME: run, ready, restart, tui, once), e.g. to repeat one
+    under load."""
     import sys
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import run
     bgtask = os.path.abspath(argv[1])
     count = int(argv[2]) if len(argv) > 2 else 1
-    names = argv[3:] or ["run", "ready", "restart", "tui"]
+    names = argv[3:] or NAMES
     why = run.install_clis()
     if why:
         print(f"skipped: {why}")
         return 0 if os.environ.get("BGTASK_E2E_REQUIRED") != "1" else 1
-    table = dict(zip(["run", "ready", "restart", "tui"], scenarios(bgtask, run)))
+    table = dict(zip(NAMES, scenarios(bgtask, run)))
     for i in range(count):
         for name in names:
             before = len(run.FAILED)

@@ -18,9 +18,13 @@
 // A notification is acknowledged (`bgtask ack ID`, by notification id)
 // only once OpenCode has stored the message that carries it; until then it
 // stays in bgtask's store and is delivered again (a failed delivery is
-// retried, a restarted OpenCode re-reads what is pending), so none is lost
-// and, short of OpenCode dying between storing the message and the
-// acknowledgement, none is told twice.
+// retried, a restarted OpenCode re-reads what is pending), so none is lost.
+// Each message ends with the keys of the notifications it carries
+// (`[bgtask ids: c:3@bg-… n:4@bg-…]`), and before posting the plugin looks
+// for them in the stored messages of the project's sessions: one found
+// there was told already (OpenCode died between storing the message and
+// the acknowledgement) and is acknowledged without a second post. So none
+// is told twice either.
 //
 // No runtime dependencies: only Node's built-ins (OpenCode runs plugins
 // with Bun) and a type import that is erased. The file exports the plugin
@@ -208,7 +212,8 @@ function messageText(notes: Json[]): string {
     text += "[bgtask] notifications:\n"
     for (const n of others) text += `- [${n.kind}] ${String(n.summary ?? n.task_id).slice(0, 400)}\n`
   }
-  return text + "(bash_status TASK_ID shows a task's whole record and output.)"
+  text += "(bash_status TASK_ID shows a task's whole record and output.)\n"
+  return text + `[bgtask ids: ${notes.map(keyOf).join(" ")}]`
 }
 
 function completionsText(notes: Json[]): string {
@@ -240,6 +245,23 @@ function fitting(notes: Json[]): Json[] {
   }
   return out
 }
+
+/** A notification's key in a message: its id and its task. */
+function keyOf(n: Json): string {
+  return `${n.notification_id}@${n.task_id}`
+}
+
+/** The line that ends a message: the keys of what it carries. */
+const KEYS_LINE = /\[bgtask ids: ([^\]\n]*)\]/g
+
+/** Sessions looked at for earlier posts, the most recently updated first. */
+const SESSIONS_LOOKED_AT = 20
+
+/**
+ * Test fault point (e2e/opencode.py): `skip_ack` posts and never
+ * acknowledges, as if OpenCode died between the two.
+ */
+const FAULT = process.env.BGTASK_OPENCODE_FAULT ?? ""
 
 /** serve's frames that announce a notification. */
 const NOTICE_FRAMES = new Set(["bash_completed", "bash_ready", "bash_ready_failed", "bash_watch_match"])
@@ -292,6 +314,10 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
   }
 
   async function acknowledge(ids: string[]) {
+    if (FAULT === "skip_ack") {
+      log("fault skip_ack: not acknowledged", ids)
+      return
+    }
     ids.forEach((id) => unacked.add(id))
     try {
       await ack(session, [...unacked])
@@ -301,6 +327,58 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
       // with the next acknowledgement.
       log("ack failed", String(e))
     }
+  }
+
+  /**
+   * The keys of notifications already in a stored message: of `sessionID`
+   * and of the project's other top-level sessions updated since `since`
+   * (unix ms), the most recent first. Empty when OpenCode cannot say: then
+   * a notification is posted (told twice at worst, never lost).
+   */
+  async function postedKeys(sessionID: string, since: number): Promise<Set<string>> {
+    const keys = new Set<string>()
+    const ids = [sessionID]
+    try {
+      const listed: Json = await (client as Json).session.list()
+      const recent = ((listed?.data ?? []) as Json[])
+        .filter((x) => !x.parentID && x.id !== sessionID && (x.time?.updated ?? 0) >= since)
+        .sort((a, b) => (b.time?.updated ?? 0) - (a.time?.updated ?? 0))
+      ids.push(...recent.slice(0, SESSIONS_LOOKED_AT - 1).map((x) => x.id))
+    } catch (e) {
+      log("session list failed", String(e))
+    }
+    for (const id of ids) {
+      try {
+        const res: Json = await (client as Json).session.messages({ path: { id } })
+        for (const m of res?.data ?? []) {
+          if (m?.info?.role !== "user") continue
+          for (const part of m.parts ?? []) {
+            if (part?.type !== "text") continue
+            for (const found of String(part.text ?? "").matchAll(KEYS_LINE)) {
+              found[1].split(/\s+/).filter(Boolean).forEach((k) => keys.add(k))
+            }
+          }
+        }
+      } catch (e) {
+        log("message list failed", id, String(e))
+      }
+    }
+    return keys
+  }
+
+  /**
+   * Acknowledges those of `notes` a stored message already carries and
+   * returns the others, the ones still to post into `sessionID`.
+   */
+  async function notPosted(sessionID: string, notes: Json[]): Promise<Json[]> {
+    if (!notes.length) return notes
+    const since = Math.min(...notes.map((n) => Number(n.created_at) || 0)) - 60_000
+    const posted = await postedKeys(sessionID, since)
+    const told = notes.filter((n) => posted.has(keyOf(n)))
+    if (!told.length) return notes
+    log("already posted, acknowledged only", told.map((n) => n.notification_id))
+    await acknowledge(told.map((n) => n.notification_id))
+    return notes.filter((n) => !posted.has(keyOf(n)))
   }
 
   /** Posts `notes` into `sessionID`; true once OpenCode has taken it. */
@@ -349,7 +427,7 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
         again = false
         const to = target
         if (!to || status.get(to) !== "idle") return
-        const notes = fitting(await pending())
+        const notes = fitting(await notPosted(to, await pending()))
         if (!notes.length) return
         if (await post(to, notes)) {
           retry = 0
@@ -392,7 +470,7 @@ export const BgtaskPlugin: Plugin = async ({ client, directory }) => {
       // neither, and the turn ended untold.
       const listed = await serve.call("bash_list", {})
       const holders: Json[] = (listed?.tasks ?? []).filter(holdsTurn)
-      const notes = fitting(await pending())
+      const notes = fitting(await notPosted(sessionID, await pending()))
       if (notes.length) {
         const ok = await post(sessionID, notes)
         log("held turn posted", { ok, ids: notes.map((n) => n.notification_id) })

@@ -159,12 +159,17 @@ struct LocalLaunch(Detached);
 
 impl Launched for LocalLaunch {
     fn owner(&self) -> Result<ProcessIdentity> {
-        // Read only now: the first read of a process's /proc stat waits
-        // until its exec has finished (measured: 0.3 ms right after
-        // posix_spawn returns, nothing after the store is open).
-        let owner = ProcessIdentity::of_child(self.0.pid);
+        // Read only now, after the store is open: the spawned monitor
+        // execs, forks out of this process's tree (`leave_starter`) and
+        // reports the pid that goes on meanwhile. The one spawned is our
+        // child and exits at once; the carrier is not, but it cannot end
+        // before its go (but by a kill from outside), so its pid is still
+        // its own when its /proc stat is read.
+        let carrier = self.0.carrier();
         keep_for_reaping(self.0.pid);
-        owner.map_err(|e| Error::spawn_step("cannot identify the task's monitor", e))
+        carrier
+            .and_then(ProcessIdentity::of_child)
+            .map_err(|e| Error::spawn_step("cannot identify the task's monitor", e))
     }
 
     fn go(
@@ -231,7 +236,7 @@ fn spawn_monitor(home: &std::path::Path, exe: &std::path::Path, job: &Job<'_>) -
     if let Some(policy) = job.sandbox {
         args.push(format!("sandbox={}", policy.to_arg()).into());
     }
-    process::spawn_detached(exe, &args, log)
+    process::spawn_detached(exe, &args, log, process::Leaves::Yes)
         .map_err(|e| Error::spawn_step(format!("cannot start monitor {}", exe.display()), e))
 }
 
@@ -301,7 +306,8 @@ fn adopt_queued(store: &mut Store, task: &LiveTask) -> Result<bool> {
         request: &request,
     };
     let started = spawn_monitor(store.home(), exe, &job).and_then(|detached| {
-        let owner = ProcessIdentity::of_child(detached.pid);
+        // The pid that goes on once it left this process's tree.
+        let owner = detached.carrier().and_then(ProcessIdentity::of_child);
         keep_for_reaping(detached.pid);
         let owner =
             owner.map_err(|e| Error::spawn_step("cannot identify the task's monitor", e))?;

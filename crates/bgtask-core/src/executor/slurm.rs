@@ -163,7 +163,7 @@ fn start_watcher(home: &Path, exe: &Path) -> Result<ProcessIdentity> {
         .open(&log_path)
         .map_err(|e| Error::io("cannot open monitor log", &log_path, e))?;
     let args: Vec<OsString> = vec![slurm::WATCH_ARG.into(), home.as_os_str().to_owned()];
-    let watcher = process::spawn_detached(exe, &args, log).map_err(|e| {
+    let watcher = process::spawn_detached(exe, &args, log, process::Leaves::No).map_err(|e| {
         Error::spawn_step(
             format!("cannot start the Slurm watcher {}", exe.display()),
             e,

@@ -56,6 +56,12 @@ pub struct TaskCommand<'a> {
 /// code. The starter records the task (owned by this process) and then
 /// writes "go" on our stdin; without it there is nothing to run.
 pub fn run(home: &Path, id: &TaskId, task: TaskCommand<'_>) -> i32 {
+    // Out of the starter's process tree before anything else (one thread
+    // still): a harness that ends its tool server's descendants must not
+    // reach the task (issue 17). The starter records the pid reported.
+    if let Err(e) = process::leave_starter() {
+        log(&format!("{id}: still a child of its starter: {e}"));
+    }
     // Before anything of ours is open: what the starter left open is not
     // the monitor's, nor the task's.
     process::close_inherited_fds();

@@ -26,7 +26,10 @@
 //!   returns `None` where the platform has none).
 //!
 //! Starting processes
-//! - [`spawn_detached`] → [`Detached`] (a monitor in a session of its own),
+//! - [`spawn_detached`] → [`Detached`] (a monitor in a session of its own;
+//!   with [`Leaves::Yes`] it calls [`leave_starter`] first thing and
+//!   [`Detached::carrier`] is the pid that goes on, outside the starter's
+//!   process tree),
 //!   [`start_shell`] with [`ShellCommand`] → [`PendingShell`] → [`Shell`]
 //!   (the task's shell), [`environment`], [`close_inherited_fds`].
 //!
@@ -87,10 +90,10 @@ pub use linux::{continue_processes, stop_processes};
 pub use linux::{
     become_subreaper, boot_id, can_enter, child_handle, close_inherited_fds, connect_control,
     device_numbers, disk_size, effective_uid, environment, fill_random, free_bytes, go_message,
-    go_pipe_released, landlock_abi, network_namespaces, pipe, prepare_confinement, read_fd,
-    reap_if_exited, reap_one, release_go_pipe, release_startup_pages, seccomp_available,
+    go_pipe_released, landlock_abi, leave_starter, network_namespaces, pipe, prepare_confinement,
+    read_fd, reap_if_exited, reap_one, release_go_pipe, release_startup_pages, seccomp_available,
     set_nonblocking, signal_group, signal_marked, signal_own_children, spawn_detached, start_shell,
     try_reap, wait_for_go, wait_readable, Cgroup, ConfineSpec, Confinement, ControlListener,
-    Detached, ExitStatus, FileWatch, Liveness, PendingShell, ProcessHandle, ProcessIdentity, Shell,
-    ShellCommand, SignalPipe, TASK_MARKER,
+    Detached, ExitStatus, FileWatch, Leaves, Liveness, PendingShell, ProcessHandle,
+    ProcessIdentity, Shell, ShellCommand, SignalPipe, TASK_MARKER,
 };

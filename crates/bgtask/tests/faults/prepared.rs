@@ -14,9 +14,11 @@ fn state_of(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// The monitor a starter started (its child running `__monitor`) and the
-/// task id on its command line.
-fn monitor_of(starter: u32) -> Option<(u32, String)> {
+/// The monitor a starter started for `home` and the task id on its
+/// command line: the process running `__monitor HOME` that is no longer
+/// the starter's child (it leaves the starter's tree first thing; the
+/// first process, which exits, is).
+fn monitor_of(starter: u32, home: &Path) -> Option<(u32, String)> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
             continue;
@@ -28,7 +30,7 @@ fn monitor_of(starter: u32) -> Option<(u32, String)> {
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse::<u32>().ok());
-        if parent != Some(starter) {
+        if parent == Some(starter) || !is_running(pid) {
             continue;
         }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -36,7 +38,9 @@ fn monitor_of(starter: u32) -> Option<(u32, String)> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.get(1).map(String::as_str) == Some("__monitor") {
+        if args.get(1).map(String::as_str) == Some("__monitor")
+            && args.get(2).map(Path::new) == Some(home)
+        {
             return Some((pid, args.get(3)?.clone()));
         }
     }
@@ -94,7 +98,7 @@ fn a_monitor_waiting_for_go_has_its_store_open_and_leaves_nothing_when_none_come
     });
     let mut found = None;
     wait_until("the starter's monitor", || {
-        found = monitor_of(pid);
+        found = monitor_of(pid, &bg.home);
         found.is_some()
     });
     let (monitor, id) = found.unwrap();

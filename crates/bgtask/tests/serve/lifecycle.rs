@@ -72,3 +72,72 @@ fn end_of_input_answers_every_request_already_sent() {
     }
     assert_eq!(server.close().code(), Some(0));
 }
+
+/// The processes descended from `root`, found as OpenCode finds an MCP
+/// server's (`pgrep -P PID`, repeated): by the parent pid in /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![];
+    let mut queue = vec![root];
+    while let Some(parent) = queue.pop() {
+        for (pid, ppid) in &parents {
+            if *ppid == parent {
+                found.push(*pid);
+                queue.push(*pid);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_kill_of_the_servers_process_tree_leaves_its_tasks_running() {
+    // OpenCode stops an MCP server by walking its children by parent pid
+    // and sending SIGTERM to each (issue 17): a task outlives its starter,
+    // so nothing of it may be found there.
+    let bg = Bg::new();
+    let mut server = bg.serve();
+    let task = server.call(
+        "bash",
+        json!({"command": "echo READY; exec sleep 300", "background": true}),
+    );
+    let id = task["task_id"].as_str().unwrap().to_owned();
+    let mut running = Value::Null;
+    wait_until("the task runs", || {
+        running = bg.status(&id);
+        running["status"] == "running"
+    });
+    let pid = running["pid"].as_u64().unwrap() as u32;
+    let tree = descendants(server.pid());
+    for pid in &tree {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let _ = server.close();
+
+    let status = bg.status(&id);
+    assert_eq!(status["status"], "running", "{status}");
+    assert!(
+        is_running(pid),
+        "the task's shell outlives the tree kill of {tree:?}"
+    );
+    // Ended by bgtask alone, and recorded as such.
+    let killed = bg
+        .run(&["kill", "--json", "--grace", "0ms", &id])
+        .ok()
+        .json();
+    assert_eq!(killed["status"], "killed", "{killed}");
+    assert_eq!(killed["reason"], "killed on request", "{killed}");
+}

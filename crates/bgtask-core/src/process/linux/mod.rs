@@ -29,7 +29,9 @@ pub use signal_pipe::SignalPipe;
 pub use signals::{
     become_subreaper, signal_group, signal_marked, signal_own_children, TASK_MARKER,
 };
-pub use spawn::{close_inherited_fds, environment, spawn_detached, Detached};
+pub use spawn::{
+    close_inherited_fds, environment, leave_starter, spawn_detached, Detached, Leaves,
+};
 pub use system::{
     can_enter, device_numbers, disk_size, effective_uid, fill_random, free_bytes,
     release_startup_pages,

@@ -1,5 +1,6 @@
-//! Starting a monitor detached (posix_spawn in a session of its own), the
-//! environment handed to an exec, and closing inherited descriptors.
+//! Starting a monitor detached (posix_spawn in a session of its own, then
+//! out of its starter's process tree), the environment handed to an exec,
+//! and closing inherited descriptors.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -15,10 +16,54 @@ use super::shell::cstring;
 pub struct Detached {
     pub pid: u32,
     pub stdin: File,
+    /// With [`Leaves::Yes`]: the read end of its stdout, on which it reports
+    /// the pid of the copy of itself that goes on ([`leave_starter`]).
+    report: Option<File>,
+}
+
+/// Whether a detached child leaves its starter's process tree at once
+/// ([`leave_starter`]) and reports the pid that goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaves {
+    Yes,
+    No,
+}
+
+impl Detached {
+    /// The pid of the process that goes on for the spawned one: the pid it
+    /// reported once it left its starter, else its own. Waits for the
+    /// report (the spawned process forks first thing, so this is about as
+    /// long as its exec). The spawned process, which exits right after the
+    /// report, is still this process's child to reap.
+    /// Read once: a second call finds the pipe at its end.
+    pub fn carrier(&self) -> io::Result<u32> {
+        let Some(report) = &self.report else {
+            return Ok(self.pid);
+        };
+        let mut text = Vec::with_capacity(16);
+        let mut buf = [0u8; 16];
+        while !text.ends_with(b"\n") {
+            match rustix::io::read(report, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            if text.len() > 32 {
+                break;
+            }
+        }
+        std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.strip_suffix('\n'))
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| io::Error::other("it exited before it reported its pid"))
+    }
 }
 
 /// Starts `exe args` in a session of its own with this process's
-/// environment, stdin from a new pipe, stdout to /dev/null, stderr to `log`.
+/// environment, stdin from a new pipe, stdout to /dev/null (with
+/// [`Leaves::Yes`] a pipe to [`Detached::carrier`]), stderr to `log`.
 /// (A task's own variables never go into its monitor's environment: they
 /// come through the pipe, see [`go_message`].)
 ///
@@ -27,7 +72,12 @@ pub struct Detached {
 /// of the copy-on-write faults that follow a fork) and returns once it has
 /// exec'd, with the exec's error if it failed. setsid runs before exec, so
 /// there is no moment in which the child sits in the caller's process group.
-pub fn spawn_detached(exe: &Path, args: &[OsString], log: File) -> io::Result<Detached> {
+pub fn spawn_detached(
+    exe: &Path,
+    args: &[OsString],
+    log: File,
+    leaves: Leaves,
+) -> io::Result<Detached> {
     use std::os::unix::ffi::OsStrExt;
     let program = cstring(exe.as_os_str().as_bytes())?;
     let args = std::iter::once(Ok(program.clone()))
@@ -38,16 +88,74 @@ pub fn spawn_detached(exe: &Path, args: &[OsString], log: File) -> io::Result<De
     let envp = null_terminated(&vars);
     let (stdin_r, stdin_w) = pipe()?;
     let stdin_r = above_stdio(stdin_r)?;
-    let null = above_stdio(File::options().write(true).open("/dev/null")?.into())?;
+    let (report, stdout) = match leaves {
+        Leaves::Yes => {
+            let (r, w) = pipe()?;
+            (Some(File::from(r)), w)
+        }
+        Leaves::No => (None, File::options().write(true).open("/dev/null")?.into()),
+    };
+    let stdout = above_stdio(stdout)?;
     let log = above_stdio(log.into())?;
     let mut setup = SpawnSetup::new()?;
     setup.dup2(&stdin_r, 0)?;
-    setup.dup2(&null, 1)?;
+    setup.dup2(&stdout, 1)?;
     setup.dup2(&log, 2)?;
     Ok(Detached {
         pid: setup.spawn(&program, &argv, &envp)?,
         stdin: stdin_w.into(),
+        report,
     })
+}
+
+/// Takes the calling process out of its starter's process tree: forks; the
+/// parent reports the child's pid on stdout (to [`Detached::carrier`]) and
+/// exits; the child goes on with stdout on /dev/null, an orphan, so
+/// reparented to init (or the nearest subreaper above the starter).
+///
+/// Why: a task must outlive whatever started it, and some harnesses stop
+/// a tool server by walking its descendants by parent pid and signalling
+/// each (OpenCode: `pgrep -P`, repeated, then SIGTERM to every pid found;
+/// issue 17). A session of its own does not hide a process from that walk;
+/// only another parent does.
+///
+/// Call it first thing, while the process has a single thread. When the
+/// fork fails the process reports its own pid and goes on undetached.
+pub fn leave_starter() -> io::Result<()> {
+    let null = match File::options().write(true).open("/dev/null") {
+        Ok(null) => null,
+        Err(e) => {
+            // The starter waits for a pid: this one goes on.
+            report_carrier(std::process::id());
+            return Err(e);
+        }
+    };
+    // SAFETY: the process has one thread (the caller's contract), so the
+    // child may run any code, as after any fork of a single-threaded
+    // process.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        rustix::stdio::dup2_stdout(&null)?;
+        return Ok(());
+    }
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        report_carrier(std::process::id());
+        rustix::stdio::dup2_stdout(&null)?;
+        return Err(e);
+    }
+    report_carrier(pid as u32);
+    // SAFETY: _exit ends the parent at once: no destructor or atexit
+    // handler of the child's (shared) state runs twice.
+    unsafe { libc::_exit(0) }
+}
+
+/// Writes the carrier's pid to stdout, for [`Detached::carrier`].
+fn report_carrier(pid: u32) {
+    // SAFETY: fd 1 stays open for the whole call (the report pipe, or
+    // whatever stdout a person gave); nothing here closes it.
+    let stdout = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
+    let _ = rustix::io::write(stdout, format!("{pid}\n").as_bytes());
 }
 
 /// posix_spawn's file actions and attributes, each destroyed on drop.
@@ -227,7 +335,7 @@ mod tests {
         let log = File::create(&log_path).unwrap();
         let script = "read line; echo \"$line added $(cut -d' ' -f6 /proc/$$/stat) $$\" >&2";
         let args: Vec<OsString> = vec!["-c".into(), script.into()];
-        let mut child = spawn_detached(Path::new("/bin/sh"), &args, log).unwrap();
+        let mut child = spawn_detached(Path::new("/bin/sh"), &args, log, Leaves::No).unwrap();
         child.stdin.write_all(b"go\n").unwrap();
         drop(child.stdin);
         let pid = Pid::from_raw(child.pid as i32).unwrap();
@@ -246,9 +354,31 @@ mod tests {
     }
 
     #[test]
+    fn the_carrier_is_the_pid_a_leaving_child_reports() {
+        let args: Vec<OsString> = vec!["-c".into(), "echo 4242".into()];
+        let log = tempfile::tempfile().unwrap();
+        let child = spawn_detached(Path::new("/bin/sh"), &args, log, Leaves::Yes).unwrap();
+        assert_eq!(child.carrier().unwrap(), 4242);
+        // One that ends without a report is an error, never a guess.
+        let args: Vec<OsString> = vec!["-c".into(), "exit 0".into()];
+        let log = tempfile::tempfile().unwrap();
+        let silent = spawn_detached(Path::new("/bin/sh"), &args, log, Leaves::Yes).unwrap();
+        assert!(silent.carrier().is_err());
+        // Without leaving, the spawned process is the carrier.
+        let log = tempfile::tempfile().unwrap();
+        let stays = spawn_detached(Path::new("/bin/sh"), &args, log, Leaves::No).unwrap();
+        assert_eq!(stays.carrier().unwrap(), stays.pid);
+        for pid in [child.pid, silent.pid, stays.pid] {
+            let pid = Pid::from_raw(pid as i32).unwrap();
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()).unwrap();
+        }
+    }
+
+    #[test]
     fn a_detached_child_that_cannot_exec_is_an_error() {
         let log = tempfile::tempfile().unwrap();
-        let err = spawn_detached(Path::new("/nonexistent/bgtask"), &[], log).unwrap_err();
+        let err =
+            spawn_detached(Path::new("/nonexistent/bgtask"), &[], log, Leaves::No).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
