@@ -492,7 +492,9 @@ fn monitors_of(id: &str) -> Vec<u32> {
 /// a moment two processes run its command line); a second long-lived
 /// monitor fails the wait.
 fn the_monitor_of(id: &str) -> Vec<u32> {
-    wait_until("exactly one monitor of the task", || monitors_of(id).len() == 1);
+    wait_until("exactly one monitor of the task", || {
+        monitors_of(id).len() == 1
+    });
     monitors_of(id)
 }
 
