@@ -9,7 +9,7 @@
 //! before it settles leaves a void claim, and the next reader shows the
 //! notification again: twice at worst, never lost.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::now_ms;
@@ -67,7 +67,20 @@ impl Service {
         budget: usize,
         cost: impl Fn(&Pending) -> usize,
     ) -> Result<PendingClaim> {
-        self.claim_scope(ClaimScope::Every, budget, cost)
+        self.claim_scope(ClaimScope::Every, budget, cost, None)
+    }
+
+    /// [`Service::claim_pending`] for an inject hook that read `quiet`
+    /// before opening the store: when the session has nothing pending and
+    /// no live task, `quiet` is recorded, so that the session's next hook
+    /// can answer without opening the store while no commit intervenes.
+    pub fn claim_pending_noting(
+        &self,
+        budget: usize,
+        cost: impl Fn(&Pending) -> usize,
+        quiet: &Quiet,
+    ) -> Result<PendingClaim> {
+        self.claim_scope(ClaimScope::Every, budget, cost, Some(quiet))
     }
 
     /// [`Service::claim_pending`] of the kinds beside completions only
@@ -77,7 +90,7 @@ impl Service {
         budget: usize,
         cost: impl Fn(&Pending) -> usize,
     ) -> Result<PendingClaim> {
-        self.claim_scope(ClaimScope::Others, budget, cost)
+        self.claim_scope(ClaimScope::Others, budget, cost, None)
     }
 
     fn claim_scope(
@@ -85,20 +98,31 @@ impl Service {
         scope: ClaimScope,
         budget: usize,
         cost: impl Fn(&Pending) -> usize,
+        quiet: Option<&Quiet>,
     ) -> Result<PendingClaim> {
         let mut room = budget;
         let mut first = true;
         let mut store = self.store();
+        let mut live_tasks = true;
         if scope == ClaimScope::Every {
             // As in `completions`: a task whose monitor died is recorded
             // ended (with its completion) by whoever notices.
-            for live in store.live_in_session(self.session())? {
+            let live = store.live_in_session(self.session())?;
+            live_tasks = !live.is_empty();
+            for live in live {
                 reconcile_task(&mut store, &live)?;
             }
         }
         // Nothing pending (the common case: every prompt and tool call runs
         // an inject hook): no need to know who this process is.
         if !store.any_pending(self.session(), scope)? {
+            // Nothing pending, claimed or not (so no claim a dying hook
+            // could leave void), and no live task whose monitor could die
+            // without a commit: until the next commit, a hook of this
+            // session would find the same.
+            if let (Some(quiet), false) = (quiet, live_tasks) {
+                quiet.record();
+            }
             return Ok(PendingClaim::default());
         }
         let me = me()?;
@@ -259,6 +283,61 @@ impl Service {
             .home()
             .join("waiters")
             .join(format!("{:016x}", fnv1a(self.session().as_bytes())))
+    }
+}
+
+/// What an inject hook read of the store before opening it (see
+/// `store/quiet.rs`): the store's commit mark, and whether a hook of the
+/// same session found nothing pending and no live task at that same mark.
+/// If it did, nothing was committed since, so nothing is pending now and
+/// no task can have ended unrecorded: the hook answers without opening
+/// the store.
+///
+/// The mark is read before the store is opened and recorded only after
+/// the read that found nothing: a commit between the two leaves the
+/// recorded mark older than the database, and the next hook reads it.
+#[derive(Debug)]
+pub struct Quiet {
+    slot: PathBuf,
+    /// `session` and the mark, as the slot holds them; `None` when the
+    /// mark could not be read.
+    seen: Option<String>,
+    unchanged: bool,
+}
+
+impl Quiet {
+    /// Reads the commit mark of the store at `home` and the session's
+    /// slot. Call it before this process opens the store: it reads the
+    /// WAL index with a descriptor of its own (it declines, reading as
+    /// "changed", once a connection was opened).
+    pub fn read(home: &Path, session: &str) -> Quiet {
+        let slot = home
+            .join("waiters")
+            .join(format!("quiet-{:016x}", fnv1a(session.as_bytes())));
+        let seen = crate::store::commit_mark(home).map(|mark| format!("{session}\n{mark}\n"));
+        let unchanged = seen
+            .as_ref()
+            .is_some_and(|seen| std::fs::read(&slot).is_ok_and(|text| text == seen.as_bytes()));
+        Quiet {
+            slot,
+            seen,
+            unchanged,
+        }
+    }
+
+    /// Whether nothing was committed since a hook of this session found
+    /// nothing pending and no live task.
+    pub fn unchanged(&self) -> bool {
+        self.unchanged
+    }
+
+    /// Records the mark read: the session had nothing pending and no live
+    /// task as of a read after it. Best effort: a slot not written only
+    /// costs the next hook a full read.
+    fn record(&self) {
+        if let (Some(seen), false) = (&self.seen, self.unchanged) {
+            let _ = write_atomically(&self.slot, seen);
+        }
     }
 }
 
