@@ -227,27 +227,34 @@ impl Service {
     /// What is pending (claimed), or [`Next::Nothing`] when nothing is and
     /// no live task may notify; `None` while one may.
     ///
-    /// The turn holders are read BEFORE the claim: what ends a task's
-    /// hold (its end, its readiness outcome) is recorded in the same
-    /// transaction as its notification, so a claim after a read that
-    /// found no holder sees that notification. (Read the other way round,
-    /// a task that became ready between the two reads was taken for
-    /// "nothing will come" and its notification missed the wake-up.)
+    /// A claim comes first: a waiter woken by a notification delivers it
+    /// without reading the holders (issue 17: the wake hook's latency).
+    /// Only when nothing was claimed are the holders read, and then a
+    /// claim follows that read: what ends a task's hold (its end, its
+    /// readiness outcome) is recorded in the same transaction as its
+    /// notification, so a claim after a read that found no holder sees
+    /// that notification. (Without the second claim, a task that ended or
+    /// became ready between the first claim and the read would be taken
+    /// for "nothing will come" and its notification miss the wake-up.)
     fn claim_or_nothing(
         &self,
         wait: Wait,
         budget: usize,
         cost: &impl Fn(&Pending) -> usize,
     ) -> Result<std::result::Result<Next, Vec<Task>>> {
-        let holders = self.wakers(wait)?;
         let claimed = self.claim_pending(budget, cost)?;
         if !claimed.is_empty() {
             return Ok(Ok(Next::Delivered(claimed)));
         }
-        if holders.is_empty() {
-            return Ok(Ok(Next::Nothing));
+        let holders = self.wakers(wait)?;
+        if !holders.is_empty() {
+            return Ok(Err(holders));
         }
-        Ok(Err(holders))
+        let claimed = self.claim_pending(budget, cost)?;
+        if !claimed.is_empty() {
+            return Ok(Ok(Next::Delivered(claimed)));
+        }
+        Ok(Ok(Next::Nothing))
     }
 
     /// The live tasks a waiter of this kind waits for: the turn holders;
@@ -255,11 +262,15 @@ impl Service {
     /// with an active watch, whose matches the agent asked to hear of
     /// (they never hold a turn: a watched server runs for hours).
     pub fn wakers(&self, wait: Wait) -> Result<Vec<Task>> {
-        let live: Vec<Task> = self
-            .list(&ListRequest::default())?
-            .into_iter()
-            .filter(|t| !t.is_terminal())
-            .collect();
+        // The live tasks only: the session's history may be long, and a
+        // task whose monitor died was recorded ended by the claim before.
+        let live: Vec<Task> = {
+            let mut store = self.store();
+            // A queue hand-off whose teller died is repaired here too, as
+            // a full list would (a queued task holds the turn).
+            crate::control::schedule_and_repair(&mut store)?;
+            store.live_tasks(self.session())?
+        };
         let watched: Vec<crate::task::TaskId> = match wait {
             Wait::Turn => Vec::new(),
             Wait::Idle if live.is_empty() => Vec::new(),
