@@ -480,7 +480,10 @@ fn an_inject_hook_that_found_nothing_still_sees_the_next_completion() {
     let second = task_in(&bg, &session, "echo second-done");
     bg.wait(&second);
     let text = injected(&bg, &dir);
-    assert!(text.contains(&second) && text.contains("second-done"), "{text}");
+    assert!(
+        text.contains(&second) && text.contains("second-done"),
+        "{text}"
+    );
     assert!(pending(&bg, &session).is_empty(), "not acknowledged");
     // Another session's quiet record says nothing of this one.
     let other = bg.path("other");
@@ -510,7 +513,10 @@ fn a_claim_made_void_after_a_quiet_record_is_delivered() {
     let run = finish(start_hook(cmd, &event("UserPromptSubmit", &dir)));
     assert_eq!((run.code, run.stdout.as_str()), (-1, ""), "{run:?}");
     let text = injected(&bg, &dir);
-    assert!(text.contains(&id) && text.contains("claimed-then-lost"), "{text}");
+    assert!(
+        text.contains(&id) && text.contains("claimed-then-lost"),
+        "{text}"
+    );
     assert!(pending(&bg, &session).is_empty(), "not acknowledged");
 }
 
@@ -527,7 +533,9 @@ fn a_live_task_keeps_the_inject_hook_reading_the_store() {
     let monitor = bg.status(&id)["monitor_pid"].as_u64().unwrap();
     let shell = bg.status(&id)["pid"].as_u64().unwrap();
     for pid in [monitor, shell] {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
     wait_until("the monitor to die", || {
         !crate::fixture::is_running(u32::try_from(monitor).unwrap())
