@@ -544,3 +544,27 @@ fn a_live_task_keeps_the_inject_hook_reading_the_store() {
     let text = injected(&bg, &dir);
     assert!(text.contains(&id), "{text}");
 }
+
+#[test]
+fn a_wake_hook_woken_by_another_sessions_change_still_delivers_its_own() {
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let gate = bg.gate("build");
+    let id = task_in(&bg, &session, &format!("{}; echo build-done", gate.hold()));
+    let child = start_hook(hook_cmd(&bg, "claude-code"), &event("Stop", &dir));
+    wait_for_waiter(&bg);
+    // Other sessions' changes wake the hook (it closes its watch then),
+    // find nothing of its session, and it sleeps again on a new watch.
+    for _ in 0..3 {
+        let other = task_in(&bg, "someone-else", "echo not-yours");
+        bg.wait(&other);
+    }
+    gate.open();
+    let run = finish(child);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(&id) && !run.stderr.contains("not-yours"),
+        "{run:?}"
+    );
+    assert!(pending(&bg, &session).is_empty(), "not acknowledged");
+}
