@@ -18,7 +18,7 @@ use crate::reconcile::reconcile_task;
 use crate::service::{this_process, ListRequest, Service};
 use crate::store::{ClaimScope, Pending, PendingClaim};
 use crate::task::Task;
-use crate::waiter::{Waiter, Woke};
+use crate::waiter::Waiter;
 
 /// What a waiter stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,12 +220,7 @@ impl Service {
             // The monitors' pidfds too: a monitor that dies without
             // recording the end wakes us to reconcile it.
             let owners = self.end_handles(&holders)?;
-            // Most wakes deliver: the watch's costly close overlaps the
-            // claim and the print (a wake that finds nothing re-arms, and
-            // the sleep after a re-arm returns at once: not retired then).
-            if waiter.sleep(&owners, true)? == Woke::Change {
-                waiter.retire_watch();
-            }
+            waiter.sleep(&owners, true)?;
         }
     }
 

@@ -230,26 +230,6 @@ impl<'a> Waiter<'a> {
         })
     }
 
-    /// Closes this waiter's own watch on a thread of its own, now that a
-    /// sleep has ended: closing an inotify instance waits for an SRCU
-    /// grace period (5–20 ms), which then runs while the caller reads the
-    /// store and answers instead of after (a hook's process is reaped
-    /// only once every descriptor is closed). A later sleep arms a new
-    /// watch and returns at once, so the cycle stays sound (the caller
-    /// re-reads after it). A lent watch goes back to its pool instead.
-    pub(crate) fn retire_watch(&mut self) {
-        if self.lender.is_some() {
-            return;
-        }
-        if let Some(watch) = self.watch.take() {
-            let closing = std::thread::Builder::new()
-                .name("close-watch".into())
-                .spawn(move || drop(watch));
-            // No thread: the watch was dropped with the closure, here.
-            drop(closing);
-        }
-    }
-
     /// Takes a watch on the events file: lent, or made.
     fn arm(&mut self) {
         self.watch = match &self.lender {
