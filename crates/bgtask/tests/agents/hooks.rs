@@ -553,8 +553,8 @@ fn a_wake_hook_woken_by_another_sessions_change_still_delivers_its_own() {
     let id = task_in(&bg, &session, &format!("{}; echo build-done", gate.hold()));
     let child = start_hook(hook_cmd(&bg, "claude-code"), &event("Stop", &dir));
     wait_for_waiter(&bg);
-    // Other sessions' changes wake the hook (it closes its watch then),
-    // find nothing of its session, and it sleeps again on a new watch.
+    // Other sessions' changes wake the hook; it finds nothing of its
+    // session and sleeps again.
     for _ in 0..3 {
         let other = task_in(&bg, "someone-else", "echo not-yours");
         bg.wait(&other);
