@@ -262,8 +262,9 @@ impl Service {
     /// with an active watch, whose matches the agent asked to hear of
     /// (they never hold a turn: a watched server runs for hours).
     pub fn wakers(&self, wait: Wait) -> Result<Vec<Task>> {
-        // The live tasks only: the session's history may be long, and a
-        // task whose monitor died was recorded ended by the claim before.
+        // The live tasks only: the session's history may be long. (One
+        // whose monitor died is recorded ended by the next claim, which
+        // reconciles the session's live tasks.)
         let live: Vec<Task> = {
             let mut store = self.store();
             // A queue hand-off whose teller died is repaired here too, as
