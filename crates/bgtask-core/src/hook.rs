@@ -9,7 +9,7 @@
 //! before it settles leaves a void claim, and the next reader shows the
 //! notification again: twice at worst, never lost.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::clock::now_ms;
@@ -67,7 +67,20 @@ impl Service {
         budget: usize,
         cost: impl Fn(&Pending) -> usize,
     ) -> Result<PendingClaim> {
-        self.claim_scope(ClaimScope::Every, budget, cost)
+        self.claim_scope(ClaimScope::Every, budget, cost, None)
+    }
+
+    /// [`Service::claim_pending`] for an inject hook that read `quiet`
+    /// before opening the store: when the session has nothing pending and
+    /// no live task, `quiet` is recorded, so that the session's next hook
+    /// can answer without opening the store while no commit intervenes.
+    pub fn claim_pending_noting(
+        &self,
+        budget: usize,
+        cost: impl Fn(&Pending) -> usize,
+        quiet: &Quiet,
+    ) -> Result<PendingClaim> {
+        self.claim_scope(ClaimScope::Every, budget, cost, Some(quiet))
     }
 
     /// [`Service::claim_pending`] of the kinds beside completions only
@@ -77,7 +90,7 @@ impl Service {
         budget: usize,
         cost: impl Fn(&Pending) -> usize,
     ) -> Result<PendingClaim> {
-        self.claim_scope(ClaimScope::Others, budget, cost)
+        self.claim_scope(ClaimScope::Others, budget, cost, None)
     }
 
     fn claim_scope(
@@ -85,20 +98,31 @@ impl Service {
         scope: ClaimScope,
         budget: usize,
         cost: impl Fn(&Pending) -> usize,
+        quiet: Option<&Quiet>,
     ) -> Result<PendingClaim> {
         let mut room = budget;
         let mut first = true;
         let mut store = self.store();
+        let mut live_tasks = true;
         if scope == ClaimScope::Every {
             // As in `completions`: a task whose monitor died is recorded
             // ended (with its completion) by whoever notices.
-            for live in store.live_in_session(self.session())? {
+            let live = store.live_in_session(self.session())?;
+            live_tasks = !live.is_empty();
+            for live in live {
                 reconcile_task(&mut store, &live)?;
             }
         }
         // Nothing pending (the common case: every prompt and tool call runs
         // an inject hook): no need to know who this process is.
         if !store.any_pending(self.session(), scope)? {
+            // Nothing pending, claimed or not (so no claim a dying hook
+            // could leave void), and no live task whose monitor could die
+            // without a commit: until the next commit, a hook of this
+            // session would find the same.
+            if let (Some(quiet), false) = (quiet, live_tasks) {
+                quiet.record();
+            }
             return Ok(PendingClaim::default());
         }
         let me = me()?;
@@ -203,27 +227,34 @@ impl Service {
     /// What is pending (claimed), or [`Next::Nothing`] when nothing is and
     /// no live task may notify; `None` while one may.
     ///
-    /// The turn holders are read BEFORE the claim: what ends a task's
-    /// hold (its end, its readiness outcome) is recorded in the same
-    /// transaction as its notification, so a claim after a read that
-    /// found no holder sees that notification. (Read the other way round,
-    /// a task that became ready between the two reads was taken for
-    /// "nothing will come" and its notification missed the wake-up.)
+    /// A claim comes first: a waiter woken by a notification delivers it
+    /// without reading the holders (issue 17: the wake hook's latency).
+    /// Only when nothing was claimed are the holders read, and then a
+    /// claim follows that read: what ends a task's hold (its end, its
+    /// readiness outcome) is recorded in the same transaction as its
+    /// notification, so a claim after a read that found no holder sees
+    /// that notification. (Without the second claim, a task that ended or
+    /// became ready between the first claim and the read would be taken
+    /// for "nothing will come" and its notification miss the wake-up.)
     fn claim_or_nothing(
         &self,
         wait: Wait,
         budget: usize,
         cost: &impl Fn(&Pending) -> usize,
     ) -> Result<std::result::Result<Next, Vec<Task>>> {
-        let holders = self.wakers(wait)?;
         let claimed = self.claim_pending(budget, cost)?;
         if !claimed.is_empty() {
             return Ok(Ok(Next::Delivered(claimed)));
         }
-        if holders.is_empty() {
-            return Ok(Ok(Next::Nothing));
+        let holders = self.wakers(wait)?;
+        if !holders.is_empty() {
+            return Ok(Err(holders));
         }
-        Ok(Err(holders))
+        let claimed = self.claim_pending(budget, cost)?;
+        if !claimed.is_empty() {
+            return Ok(Ok(Next::Delivered(claimed)));
+        }
+        Ok(Ok(Next::Nothing))
     }
 
     /// The live tasks a waiter of this kind waits for: the turn holders;
@@ -231,11 +262,16 @@ impl Service {
     /// with an active watch, whose matches the agent asked to hear of
     /// (they never hold a turn: a watched server runs for hours).
     pub fn wakers(&self, wait: Wait) -> Result<Vec<Task>> {
-        let live: Vec<Task> = self
-            .list(&ListRequest::default())?
-            .into_iter()
-            .filter(|t| !t.is_terminal())
-            .collect();
+        // The live tasks only: the session's history may be long. (One
+        // whose monitor died is recorded ended by the next claim, which
+        // reconciles the session's live tasks.)
+        let live: Vec<Task> = {
+            let mut store = self.store();
+            // A queue hand-off whose teller died is repaired here too, as
+            // a full list would (a queued task holds the turn).
+            crate::control::schedule_and_repair(&mut store)?;
+            store.live_tasks(self.session())?
+        };
         let watched: Vec<crate::task::TaskId> = match wait {
             Wait::Turn => Vec::new(),
             Wait::Idle if live.is_empty() => Vec::new(),
@@ -259,6 +295,61 @@ impl Service {
             .home()
             .join("waiters")
             .join(format!("{:016x}", fnv1a(self.session().as_bytes())))
+    }
+}
+
+/// What an inject hook read of the store before opening it (see
+/// `store/quiet.rs`): the store's commit mark, and whether a hook of the
+/// same session found nothing pending and no live task at that same mark.
+/// If it did, nothing was committed since, so nothing is pending now and
+/// no task can have ended unrecorded: the hook answers without opening
+/// the store.
+///
+/// The mark is read before the store is opened and recorded only after
+/// the read that found nothing: a commit between the two leaves the
+/// recorded mark older than the database, and the next hook reads it.
+#[derive(Debug)]
+pub struct Quiet {
+    slot: PathBuf,
+    /// `session` and the mark, as the slot holds them; `None` when the
+    /// mark could not be read.
+    seen: Option<String>,
+    unchanged: bool,
+}
+
+impl Quiet {
+    /// Reads the commit mark of the store at `home` and the session's
+    /// slot. Call it before this process opens the store: it reads the
+    /// WAL index with a descriptor of its own (it declines, reading as
+    /// "changed", once a connection was opened).
+    pub fn read(home: &Path, session: &str) -> Quiet {
+        let slot = home
+            .join("waiters")
+            .join(format!("quiet-{:016x}", fnv1a(session.as_bytes())));
+        let seen = crate::store::commit_mark(home).map(|mark| format!("{session}\n{mark}\n"));
+        let unchanged = seen
+            .as_ref()
+            .is_some_and(|seen| std::fs::read(&slot).is_ok_and(|text| text == seen.as_bytes()));
+        Quiet {
+            slot,
+            seen,
+            unchanged,
+        }
+    }
+
+    /// Whether nothing was committed since a hook of this session found
+    /// nothing pending and no live task.
+    pub fn unchanged(&self) -> bool {
+        self.unchanged
+    }
+
+    /// Records the mark read: the session had nothing pending and no live
+    /// task as of a read after it. Best effort: a slot not written only
+    /// costs the next hook a full read.
+    fn record(&self) {
+        if let (Some(seen), false) = (&self.seen, self.unchanged) {
+            let _ = write_atomically(&self.slot, seen);
+        }
     }
 }
 

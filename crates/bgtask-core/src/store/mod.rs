@@ -20,6 +20,7 @@ mod jobs;
 mod notify;
 mod outbox;
 mod pause;
+mod quiet;
 mod schema;
 mod tasks;
 
@@ -34,6 +35,7 @@ pub use groups::{validate_group_name, validate_label, Adoption, Group, QueueSpec
 pub use home::disk_share;
 pub use notify::{ClaimScope, Pending, PendingClaim, WatchHit};
 pub use outbox::{Claimed, PREVIEW_BYTES};
+pub use quiet::commit_mark;
 pub use schema::set_busy_timeout;
 pub(crate) use schema::SCHEMA_VERSION;
 pub use tasks::{FinishRecord, LiveTask, NewTask};

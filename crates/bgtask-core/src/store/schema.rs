@@ -236,6 +236,7 @@ fn connect(path: &Path, cache: CacheSize) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
+    super::quiet::note_connected();
     let conn = Connection::open_with_flags(path, flags).map_err(&err)?;
     // SAFETY: a valid connection handle; the handler's argument is that
     // same handle, which outlives every call SQLite makes to the handler.

@@ -456,6 +456,25 @@ impl Store {
         Ok(tasks)
     }
 
+    /// The session's live tasks (not the finished ones a full list reads).
+    pub fn live_tasks(&self, session: &str) -> Result<Vec<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE session = ?1 AND status IN {LIVE} \
+             ORDER BY created_at DESC, rowid DESC"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
+        let rows = stmt
+            .query_map(params![session], |r| self.task_from_row(r))
+            .map_err(|e| self.db_err(e))?;
+        let mut tasks = Vec::new();
+        for row in rows {
+            if let Some(task) = row.map_err(|e| self.db_err(e))? {
+                tasks.push(task);
+            }
+        }
+        Ok(tasks)
+    }
+
     /// The tasks that may have changed since `since_ms`, newest first:
     /// every live one, and those created or finished at or after it (a
     /// finished task never changes again), with how many tasks there are in

@@ -33,7 +33,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use bgtask_core::hook::{Next, Wait};
+use bgtask_core::hook::{Next, Quiet, Wait};
 use bgtask_core::{Config, Pending, PendingClaim, Service};
 
 use crate::mcp::format::{completions_block, BlockEntry};
@@ -150,9 +150,19 @@ fn hook(args: HookArgs, mut config: Config, session_given: bool) -> Result<u8> {
     if !config.home.join("bgtask.db").exists() {
         return Ok(0);
     }
+    if let Action::Inject { summary } = action {
+        // Read before the store is opened (see `Quiet`): most prompts and
+        // tool calls find the session as the previous hook left it.
+        let quiet = Quiet::read(&config.home, &config.session);
+        if quiet.unchanged() {
+            return Ok(0);
+        }
+        let service = Service::open_existing(config.clone())?;
+        return inject(agent, &event, &service, summary, &quiet);
+    }
     let service = Service::open_existing(config.clone())?;
     match action {
-        Action::Inject { summary } => inject(agent, &event, &service, summary),
+        Action::Inject { .. } => unreachable!("handled above"),
         Action::Wake => {
             // Under `claude -p` the Stop hook holds the run: bounded.
             let sync = std::env::var("CLAUDE_CODE_ENTRYPOINT").is_ok_and(|e| e.starts_with("sdk"));
@@ -237,8 +247,14 @@ fn emit(text: &str) -> Result<()> {
     Ok(())
 }
 
-fn inject(agent: Agent, event: &Event, service: &Service, summary: bool) -> Result<u8> {
-    let claimed = service.claim_pending(CONTEXT_BUDGET, cost)?;
+fn inject(
+    agent: Agent,
+    event: &Event,
+    service: &Service,
+    summary: bool,
+    quiet: &Quiet,
+) -> Result<u8> {
+    let claimed = service.claim_pending_noting(CONTEXT_BUDGET, cost, quiet)?;
     let mut text = String::new();
     if !claimed.is_empty() || claimed.left > 0 {
         text = notification_text(&claimed);

@@ -67,8 +67,10 @@ pub(crate) fn wait_for_waiter(bg: &Bg) {
     let slots = bg.home.join("waiters");
     wait_until("a hook to register as the session's waiter", || {
         std::fs::read_dir(&slots).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| !e.file_name().to_string_lossy().starts_with("blocks-"))
+            d.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                !name.starts_with("blocks-") && !name.starts_with("quiet-")
+            })
         })
     });
 }
@@ -438,4 +440,131 @@ fn a_misconfigured_hook_never_exits_2() {
     let run = finish(child);
     assert_eq!((run.code, run.stdout.as_str()), (1, ""), "{run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+}
+
+/// Whether an inject hook recorded the session as quiet (nothing pending,
+/// no live task) at the store's current commit mark.
+fn quiet_recorded(bg: &Bg) -> bool {
+    std::fs::read_dir(bg.home.join("waiters")).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("quiet-"))
+    })
+}
+
+/// The context an inject hook added (empty: it printed nothing).
+fn injected(bg: &Bg, dir: &Path) -> String {
+    let run = hook(bg, "claude-code", &event("UserPromptSubmit", dir)).ok();
+    if run.stdout.is_empty() {
+        return String::new();
+    }
+    let answer: Value = serde_json::from_str(&run.stdout).unwrap();
+    answer["hookSpecificOutput"]["additionalContext"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn an_inject_hook_that_found_nothing_still_sees_the_next_completion() {
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let first = task_in(&bg, &session, "echo first-done");
+    bg.wait(&first);
+    assert!(injected(&bg, &dir).contains(&first));
+    // Nothing pending, no live task: recorded, and the next hooks answer
+    // from the record (the store unchanged since).
+    assert_eq!(injected(&bg, &dir), "");
+    assert!(quiet_recorded(&bg), "the quiet session was not recorded");
+    assert_eq!(injected(&bg, &dir), "");
+    // Any commit changes the mark: a completion recorded since is seen.
+    let second = task_in(&bg, &session, "echo second-done");
+    bg.wait(&second);
+    let text = injected(&bg, &dir);
+    assert!(
+        text.contains(&second) && text.contains("second-done"),
+        "{text}"
+    );
+    assert!(pending(&bg, &session).is_empty(), "not acknowledged");
+    // Another session's quiet record says nothing of this one.
+    let other = bg.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    assert_eq!(injected(&bg, &other), "");
+    let third = task_in(&bg, &session, "echo third-done");
+    bg.wait(&third);
+    assert_eq!(injected(&bg, &other), "");
+    assert!(injected(&bg, &dir).contains(&third));
+}
+
+#[test]
+fn a_claim_made_void_after_a_quiet_record_is_delivered() {
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let first = task_in(&bg, &session, "echo first-done");
+    bg.wait(&first);
+    assert!(injected(&bg, &dir).contains(&first));
+    assert_eq!(injected(&bg, &dir), "");
+    assert!(quiet_recorded(&bg));
+    let id = task_in(&bg, &session, "echo claimed-then-lost");
+    bg.wait(&id);
+    // Killed between its claim and its print: the claim is void, and no
+    // commit follows it.
+    let mut cmd = hook_cmd(&bg, "claude-code");
+    cmd.env("BGTASK_FAULT", "hook_after_claim");
+    let run = finish(start_hook(cmd, &event("UserPromptSubmit", &dir)));
+    assert_eq!((run.code, run.stdout.as_str()), (-1, ""), "{run:?}");
+    let text = injected(&bg, &dir);
+    assert!(
+        text.contains(&id) && text.contains("claimed-then-lost"),
+        "{text}"
+    );
+    assert!(pending(&bg, &session).is_empty(), "not acknowledged");
+}
+
+#[test]
+fn a_live_task_keeps_the_inject_hook_reading_the_store() {
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let gate = bg.gate("hold");
+    let id = task_in(&bg, &session, &gate.hold());
+    assert_eq!(injected(&bg, &dir), "");
+    assert_eq!(injected(&bg, &dir), "");
+    // Its monitor may die without a commit: never recorded as quiet.
+    assert!(!quiet_recorded(&bg), "recorded quiet with a live task");
+    let monitor = bg.status(&id)["monitor_pid"].as_u64().unwrap();
+    let shell = bg.status(&id)["pid"].as_u64().unwrap();
+    for pid in [monitor, shell] {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    wait_until("the monitor to die", || {
+        !crate::fixture::is_running(u32::try_from(monitor).unwrap())
+    });
+    // The next hook finds the monitor gone and delivers the lost task.
+    let text = injected(&bg, &dir);
+    assert!(text.contains(&id), "{text}");
+}
+
+#[test]
+fn a_wake_hook_woken_by_another_sessions_change_still_delivers_its_own() {
+    let bg = Bg::new();
+    let (dir, session) = project(&bg);
+    let gate = bg.gate("build");
+    let id = task_in(&bg, &session, &format!("{}; echo build-done", gate.hold()));
+    let child = start_hook(hook_cmd(&bg, "claude-code"), &event("Stop", &dir));
+    wait_for_waiter(&bg);
+    // Other sessions' changes wake the hook; it finds nothing of its
+    // session and sleeps again.
+    for _ in 0..3 {
+        let other = task_in(&bg, "someone-else", "echo not-yours");
+        bg.wait(&other);
+    }
+    gate.open();
+    let run = finish(child);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(&id) && !run.stderr.contains("not-yours"),
+        "{run:?}"
+    );
+    assert!(pending(&bg, &session).is_empty(), "not acknowledged");
 }
