@@ -54,7 +54,12 @@ pub fn commit_mark(home: &Path) -> Option<String> {
     let (first, second) = bytes.split_at(HEADER);
     // iVersion (native byte order, as SQLite writes it) and isInit.
     let version = u32::from_ne_bytes([first[0], first[1], first[2], first[3]]);
-    if first != second || version != WAL_INDEX_VERSION || first[12] != 1 {
+    // mxFrame: an index of an empty or absent WAL (a store just opened
+    // again after every connection closed and the WAL was deleted) carries
+    // no random salt and looks the same each time, whatever was committed
+    // in between; only a header of a written WAL is a mark.
+    let frames = u32::from_ne_bytes([first[16], first[17], first[18], first[19]]);
+    if first != second || version != WAL_INDEX_VERSION || first[12] != 1 || frames == 0 {
         return None;
     }
     let mut mark = format!("{}:{}:", meta.dev(), meta.ino());
