@@ -39,14 +39,36 @@ impl Service {
     /// Blocks until every task in `ids` is terminal or `timeout_ms` passes.
     pub fn wait(&self, ids: &[TaskId], timeout_ms: Option<u64>) -> Result<WaitOutcome> {
         self.wait_until(ids, timeout_ms, Wake::OwnerExit, |tasks| {
-            tasks.iter().all(Task::is_terminal)
+            Ok(tasks.iter().all(Task::is_terminal))
         })
     }
 
     /// Blocks until any task in `ids` is terminal or `timeout_ms` passes.
     pub fn wait_any(&self, ids: &[TaskId], timeout_ms: Option<u64>) -> Result<WaitOutcome> {
         self.wait_until(ids, timeout_ms, Wake::OwnerExit, |tasks| {
-            tasks.iter().any(Task::is_terminal)
+            Ok(tasks.iter().any(Task::is_terminal))
+        })
+    }
+
+    /// Blocks until every task in `ids` is terminal or `timeout_ms`
+    /// passes, handing each task to `each` once, as it is found ended
+    /// (`wait` of several tasks shows them as they end). One wait for all
+    /// of them: the tasks still running are not read again at each end.
+    pub fn wait_each(
+        &self,
+        ids: &[TaskId],
+        timeout_ms: Option<u64>,
+        mut each: impl FnMut(&Task) -> Result<()>,
+    ) -> Result<WaitOutcome> {
+        let mut told = vec![false; ids.len()];
+        self.wait_until(ids, timeout_ms, Wake::OwnerExit, |tasks| {
+            for (task, told) in tasks.iter().zip(&mut told) {
+                if task.is_terminal() && !*told {
+                    *told = true;
+                    each(task)?;
+                }
+            }
+            Ok(told.iter().all(|t| *t))
         })
     }
 
@@ -58,7 +80,7 @@ impl Service {
         }
         let ids = std::slice::from_ref(&task.task_id);
         let waited = self.wait_until(ids, Some(START_PATIENCE_MS), Wake::AnyChange, |tasks| {
-            tasks.iter().all(|t| t.status != Status::Starting)
+            Ok(tasks.iter().all(|t| t.status != Status::Starting))
         })?;
         Ok(waited.tasks.into_iter().next().unwrap_or(task))
     }
@@ -72,7 +94,7 @@ impl Service {
         timeout_ms: Option<u64>,
         done: impl Fn(&[Task]) -> bool,
     ) -> Result<WaitOutcome> {
-        self.wait_until(ids, timeout_ms, Wake::AnyChange, done)
+        self.wait_until(ids, timeout_ms, Wake::AnyChange, |tasks| Ok(done(tasks)))
     }
 
     fn wait_until(
@@ -80,7 +102,7 @@ impl Service {
         ids: &[TaskId],
         timeout_ms: Option<u64>,
         wake: Wake,
-        done: impl Fn(&[Task]) -> bool,
+        mut done: impl FnMut(&[Task]) -> Result<bool>,
     ) -> Result<WaitOutcome> {
         let touch = || self.touch_events();
         let lender = Lender {
@@ -113,17 +135,22 @@ impl Service {
                     }
                 }
             }
-            let finished = done(&tasks);
-            if finished || waiter.remaining() == Some(Duration::ZERO) {
-                // What is returned is read now, not at the last wake.
+            if done(&tasks)? {
+                return Ok(WaitOutcome {
+                    tasks,
+                    timed_out: false,
+                });
+            }
+            if waiter.remaining() == Some(Duration::ZERO) {
+                // What a timeout reports is read now, not at the last wake.
                 for (task, id) in tasks.iter_mut().zip(ids) {
-                    if !task.is_terminal() && wake == Wake::OwnerExit {
+                    if !task.is_terminal() {
                         *task = self.get(id)?;
                     }
                 }
                 return Ok(WaitOutcome {
                     tasks,
-                    timed_out: !finished,
+                    timed_out: true,
                 });
             }
             owners.open_missing(self, &tasks)?;

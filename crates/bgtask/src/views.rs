@@ -3,7 +3,6 @@
 //! store's change events), and the summary `logs --follow` ends with.
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -141,39 +140,38 @@ pub fn wait(
         }
         return Ok(wait_exit_code(&outcome.tasks));
     }
-    let deadline = timeout_ms.and_then(|t| Instant::now().checked_add(Duration::from_millis(t)));
-    let mut pending: Vec<TaskId> = Vec::new();
+    let mut unique: Vec<TaskId> = Vec::new();
     for id in ids {
-        if !pending.contains(id) {
-            pending.push(id.clone());
+        if !unique.contains(id) {
+            unique.push(id.clone());
         }
     }
-    let several = pending.len() > 1;
+    let several = unique.len() > 1;
     let mut ended: Vec<Task> = Vec::new();
     let mut out = std::io::stdout().lock();
-    while !pending.is_empty() {
-        let left = deadline.map(|d| {
-            u64::try_from(d.saturating_duration_since(Instant::now()).as_millis())
-                .unwrap_or(u64::MAX)
-        });
-        let outcome = service.wait_any(&pending, left)?;
-        for task in outcome.tasks.iter().filter(|t| t.is_terminal()) {
-            render::waited(&mut out, task, &preview(service, task), raw)?;
-            pending.retain(|id| *id != task.task_id);
-            ended.push(task.clone());
+    // A write that fails (stdout closed) is reported once the wait ends.
+    let mut unwritten = None;
+    let outcome = service.wait_each(&unique, timeout_ms, |task| {
+        if unwritten.is_none() {
+            unwritten = render::waited(&mut out, task, &preview(service, task), raw).err();
         }
-        if outcome.timed_out && !pending.is_empty() {
-            let live: Vec<Task> = outcome
-                .tasks
-                .into_iter()
-                .filter(|t| !t.is_terminal())
-                .collect();
-            for task in &live {
-                render::waited(&mut out, task, "", raw)?;
-            }
-            report_timeout(&live);
-            return Ok(124);
+        ended.push(task.clone());
+        Ok(())
+    })?;
+    if let Some(e) = unwritten {
+        return Err(e);
+    }
+    if outcome.timed_out {
+        let live: Vec<Task> = outcome
+            .tasks
+            .into_iter()
+            .filter(|t| !t.is_terminal())
+            .collect();
+        for task in &live {
+            render::waited(&mut out, task, "", raw)?;
         }
+        report_timeout(&live);
+        return Ok(124);
     }
     if several {
         writeln!(out, "{}", ended_summary(&ended))?;
