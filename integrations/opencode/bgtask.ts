@@ -266,7 +266,7 @@ const FAULT = process.env.BGTASK_OPENCODE_FAULT ?? ""
 /** serve's frames that announce a notification. */
 const NOTICE_FRAMES = new Set(["bash_completed", "bash_ready", "bash_ready_failed", "bash_watch_match"])
 
-const LIVE = new Set(["starting", "running", "killing"])
+const LIVE = new Set(["queued", "starting", "running", "killing"])
 
 /** Whether a task may hold a turn (bgtask-core's `holds_turn`). */
 function holdsTurn(t: Json): boolean {

@@ -150,7 +150,8 @@ fn send_to(path: &Path, request: &Control) -> io::Result<Reply> {
 /// never all woken. A claim whose teller died before telling is told again
 /// by the next pass that finds it stale (`Store::stale_claims`); a claimed
 /// monitor that is gone leaves a `starting` task with a dead owner, which
-/// reconcile records failed.
+/// reconcile gives a new monitor if it never began the start, else
+/// records failed (`executor/local.rs`, `adopt_queued`).
 pub fn schedule(store: &mut Store) -> crate::error::Result<Scheduled> {
     let scheduled = store.schedule()?;
     if !scheduled.started.is_empty() {

@@ -11,7 +11,8 @@
 //!
 //! A queued task whose monitor died is not ended: its engine gives it a
 //! new monitor (`Executor::reattach`; issue 21), unless its `--env` values
-//! died with the old one.
+//! or its sandbox policy died with the old one, or it may have begun to
+//! run (its output files exist).
 //!
 //! A live owner of a task recorded `killing` is told again: the requester
 //! may have died between recording the kill and telling the monitor, and

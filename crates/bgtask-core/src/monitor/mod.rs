@@ -4,8 +4,11 @@
 //! whole tree as child subreaper, records the end and exits.
 //!
 //! It waits on file descriptors only (output pipes, the shell's pidfd, a
-//! signal pipe, its control socket), so an idle task costs no CPU. It runs
-//! in its own session, so it outlives whatever started it.
+//! signal pipe, its control socket), so an idle task costs no CPU. It
+//! leaves its starter's process tree first thing (`leave_starter`: forked
+//! and reparented to init, in a session of its own), so it outlives
+//! whatever started it, even a harness that kills its tool server's whole
+//! tree on exit (OpenCode).
 //!
 //! Its life in steps, one file each:
 //! - `start.rs`: wait for the go, start the shell, record it running;

@@ -4,10 +4,11 @@
 //! `queue` message and is never stored) and sleeps on its control socket,
 //! with a timer only for a delayed task, so 1000 queued tasks cost no CPU.
 //! It keeps no store connection while it sleeps (every open connection
-//! makes each other process's locking slower). It wakes when told
-//! (`Control::Start`, sent by whoever claimed its turn or ended it) and
-//! reads the store: `starting` means go, an end means exit; told
-//! `Control::Claimed` by the claimer, it starts without that read. When its delay
+//! makes each other process's locking slower). It wakes when told:
+//! `Control::Claimed` by whoever claimed its turn (the claim is committed:
+//! it starts without reading the store), or `Control::Start` by one that
+//! ended it or repairs a stale claim (it reads the store: `starting` means
+//! go, an end means exit). When its delay
 //! passes it runs the scheduling pass itself, which may claim it.
 
 use std::path::Path;

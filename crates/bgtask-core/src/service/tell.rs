@@ -50,6 +50,13 @@ impl Service {
         let task = self.interactive(id, "cannot be signalled")?;
         // A paused task's record, timeouts and slot say "paused": a CONT
         // from here would let it run while recorded paused.
+        // A queued task has no processes yet: nothing would be signalled,
+        // and its record must not say otherwise.
+        if task.status == Status::Queued {
+            return Err(Error::InvalidState(format!(
+                "task {id} is queued and has no processes to signal yet (`bgtask kill {id}` removes it from the queue)"
+            )));
+        }
         if task.status == Status::Paused && sig.is_continue() {
             return Err(Error::InvalidState(format!(
                 "task {id} is paused: resume it with `bgtask resume {id}` (serve: bash_resume), not with SIGCONT"

@@ -193,13 +193,19 @@ fn a_delay_is_honoured_with_no_bgtask_command_running() {
 }
 
 #[test]
-fn a_queued_task_can_be_killed_and_its_monitor_exits() {
+fn a_queued_task_refuses_a_signal_and_can_be_killed_and_its_monitor_exits() {
     let bg = Bg::new();
     bg.run(&["group", "add", "one", "--parallel", "1"]).ok();
     let gate = bg.gate("hold");
     let holder = run_ok(&bg, &["--group", "one", "--", &gate.hold()]);
     let queued = run_ok(&bg, &["--group", "one", "--", "touch ran"]);
     let monitor = monitor_pid(&bg.status(&queued));
+    // A signal has nothing to reach yet and is not recorded as sent.
+    let signalled = bg.run(&["signal", &queued, "USR1"]);
+    assert_eq!(signalled.code, 4, "{signalled:?}");
+    assert!(signalled.stderr.contains("is queued"), "{signalled:?}");
+    assert_eq!(signalled.stderr.lines().count(), 1, "{signalled:?}");
+    assert_eq!(bg.status(&queued)["signals_sent"], serde_json::json!([]));
     let killed = bg.run(&["kill", "--json", &queued]).ok().json();
     assert_eq!(killed["status"], "killed", "{killed}");
     wait_until("the queued task's monitor to exit", || !is_running(monitor));
