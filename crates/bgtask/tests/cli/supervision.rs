@@ -239,3 +239,35 @@ fn tasks_and_monitors_run_under_the_normal_scheduling_policy() {
     );
     bg.run(&["kill", &id]).ok();
 }
+
+#[test]
+fn a_monitor_whose_starter_reads_no_report_stays_the_process_started() {
+    // A server of an older version (still running after the binary was
+    // replaced) gives its monitors /dev/null as stdout and records the
+    // process it spawned as the task's owner: that process must go on, not
+    // fork away from it (which would leave the task looking dead).
+    let bg = Bg::new();
+    let mut monitor = std::process::Command::new(BIN)
+        .args(["__monitor"])
+        .arg(&bg.home)
+        .args(["bg-0123456789abcdef"])
+        .arg(bg.path(""))
+        .arg("true")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn a monitor");
+    // It opens the store before its go; a monitor that forked away would
+    // have had the process spawned exit before that.
+    wait_until("the monitor to open the store", || {
+        bg.home.join("bgtask.db").exists()
+    });
+    assert!(
+        monitor.try_wait().expect("try_wait").is_none(),
+        "the process spawned is the monitor"
+    );
+    // No go: it gives up and exits.
+    drop(monitor.stdin.take());
+    assert!(monitor.wait().expect("wait").success());
+}

@@ -21,6 +21,10 @@ pub struct Detached {
     report: Option<File>,
 }
 
+/// How long a starter waits for a monitor's report of the pid that goes
+/// on (it comes about as fast as the monitor's exec).
+const REPORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Whether a detached child leaves its starter's process tree at once
 /// ([`leave_starter`]) and reports the pid that goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,20 +41,30 @@ impl Detached {
     /// report, is still this process's child to reap.
     /// Read once: a second call finds the pipe at its end.
     pub fn carrier(&self) -> io::Result<u32> {
+        self.carrier_within(REPORT_PATIENCE)
+    }
+
+    fn carrier_within(&self, patience: std::time::Duration) -> io::Result<u32> {
+        use std::os::fd::AsFd;
         let Some(report) = &self.report else {
             return Ok(self.pid);
         };
+        let deadline = std::time::Instant::now() + patience;
         let mut text = Vec::with_capacity(16);
         let mut buf = [0u8; 16];
-        while !text.ends_with(b"\n") {
+        while !text.ends_with(b"\n") && text.len() <= 32 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !super::wait_readable(&[report.as_fd()], Some(left))?[0] {
+                // Still silent: a monitor binary older than the report (a
+                // store's binary swapped under a running server) stays in
+                // our tree and goes on as the process spawned.
+                return Ok(self.pid);
+            }
             match rustix::io::read(report, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => text.extend_from_slice(&buf[..n]),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
-            }
-            if text.len() > 32 {
-                break;
             }
         }
         std::str::from_utf8(&text)
@@ -122,6 +136,16 @@ pub fn spawn_detached(
 /// Call it first thing, while the process has a single thread. When the
 /// fork fails the process reports its own pid and goes on undetached.
 pub fn leave_starter() -> io::Result<()> {
+    // Only a starter that reads a report gives a pipe as stdout; one that
+    // does not (a server of an older version still running after the
+    // binary was replaced) records this process as the task's owner, so
+    // it must stay this process.
+    let asked = rustix::fs::fstat(rustix::stdio::stdout()).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+    });
+    if !asked {
+        return Ok(());
+    }
     let null = match File::options().write(true).open("/dev/null") {
         Ok(null) => null,
         Err(e) => {
