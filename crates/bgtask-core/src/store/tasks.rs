@@ -441,11 +441,15 @@ impl Store {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR session = ?1) \
              AND (?2 IS NULL OR status = ?2) ORDER BY created_at DESC, rowid DESC"
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
+        self.tasks_of(&sql, params![session, status.map(Status::as_str)])
+    }
+
+    /// The tasks a query of `TASK_COLUMNS` finds, in its order; rows
+    /// written by a newer bgtask are left out.
+    fn tasks_of(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Task>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.db_err(e))?;
         let rows = stmt
-            .query_map(params![session, status.map(Status::as_str)], |r| {
-                self.task_from_row(r)
-            })
+            .query_map(params, |r| self.task_from_row(r))
             .map_err(|e| self.db_err(e))?;
         let mut tasks = Vec::new();
         for row in rows {
@@ -462,17 +466,7 @@ impl Store {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE session = ?1 AND status IN {LIVE} \
              ORDER BY created_at DESC, rowid DESC"
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.db_err(e))?;
-        let rows = stmt
-            .query_map(params![session], |r| self.task_from_row(r))
-            .map_err(|e| self.db_err(e))?;
-        let mut tasks = Vec::new();
-        for row in rows {
-            if let Some(task) = row.map_err(|e| self.db_err(e))? {
-                tasks.push(task);
-            }
-        }
-        Ok(tasks)
+        self.tasks_of(&sql, params![session])
     }
 
     /// The tasks that may have changed since `since_ms`, newest first:
