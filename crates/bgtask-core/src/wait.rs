@@ -130,7 +130,11 @@ impl Service {
                     tasks[index] = self.get(&ids[index])?;
                 }
                 for (index, id) in ids.iter().enumerate() {
-                    if !tasks[index].is_terminal() && !owners.watches(index) {
+                    let task = &tasks[index];
+                    // A Slurm task's owner (the store's watcher) outlives
+                    // the ends it records: read at each wake.
+                    let unwatched = !owners.watches(index) || task.executor != "local";
+                    if !task.is_terminal() && unwatched {
                         tasks[index] = self.get(id)?;
                     }
                 }
@@ -330,7 +334,7 @@ fn copy_stream(
     }
 }
 
-/// The open pidfds of the live local tasks' owners a wait sleeps on, kept
+/// The open pidfds of the live tasks' owners a wait sleeps on, kept
 /// across wakes, each with the index of its task.
 #[derive(Default)]
 struct Owners {
@@ -359,10 +363,12 @@ impl Owners {
         exited
     }
 
-    /// Opens the owner of each live local task not watched yet.
+    /// Opens the owner of each live task not watched yet (a Slurm task's
+    /// is its watcher: its death wakes the wait, which then reads the
+    /// task and so has a new watcher take over).
     fn open_missing(&mut self, service: &Service, tasks: &[Task]) -> Result<()> {
         for (index, task) in tasks.iter().enumerate() {
-            if task.is_terminal() || task.executor != "local" || self.watches(index) {
+            if task.is_terminal() || self.watches(index) {
                 continue;
             }
             if let Some(handle) = service.end_handles(std::slice::from_ref(task))?.pop() {
