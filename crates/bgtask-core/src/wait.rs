@@ -113,9 +113,10 @@ impl Service {
         let mut waiter = Waiter::lending(lender, events, timeout_ms.map(Duration::from_millis));
         let mut tasks: Vec<Task> = Vec::with_capacity(ids.len());
         let mut owners = Owners::default();
+        let mut first = true;
         loop {
             waiter.before_read();
-            if tasks.is_empty() || wake == Wake::AnyChange {
+            if std::mem::take(&mut first) || wake == Wake::AnyChange {
                 tasks = ids.iter().map(|id| self.get(id)).collect::<Result<_>>()?;
                 owners = Owners::default();
             } else {
@@ -126,9 +127,7 @@ impl Service {
                 // are read again: a `wait` on many tasks does not re-read
                 // every one of them at each end (issue 21: that cost
                 // milliseconds per hand-off while the next task started).
-                for index in owners.take_exited() {
-                    tasks[index] = self.get(&ids[index])?;
-                }
+                owners.forget_exited();
                 for (index, id) in ids.iter().enumerate() {
                     let task = &tasks[index];
                     // A Slurm task's owner (the store's watcher) outlives
@@ -348,19 +347,17 @@ impl Owners {
         self.tasks.contains(&index)
     }
 
-    /// Forgets the owners that exited; the indexes of their tasks.
-    fn take_exited(&mut self) -> Vec<usize> {
-        let mut exited = Vec::new();
+    /// Forgets the owners that exited (their tasks are then read again).
+    fn forget_exited(&mut self) {
         let mut i = 0;
         while i < self.handles.len() {
             if self.handles[i].has_exited() {
                 self.handles.swap_remove(i);
-                exited.push(self.tasks.swap_remove(i));
+                self.tasks.swap_remove(i);
             } else {
                 i += 1;
             }
         }
-        exited
     }
 
     /// Opens the owner of each live task not watched yet (a Slurm task's
